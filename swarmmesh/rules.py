@@ -1,0 +1,337 @@
+"""The controller's decisions, as pure functions: cluster model in, flows out.
+
+Nothing here knows os-ken or a switch.  ``controllers/mesh.py`` turns these
+flows into OpenFlow 1.3 messages (with Nicira extensions); the unit tests run
+them on ``swarmmesh.fakeswitch.FakeSwitch``.
+
+Every swarm node has its own Open vSwitch bridge (``br-ingress``) in its own
+namespace, with these ports::
+
+    1   gwbr-sbox   the node's leg to its ingress sandbox (Swarm's docker_gwbridge)
+    2   vx-ingress  kernel VXLAN device, VNI 4096, UDP 4789, static FDB per MAC
+    10+ <task>-veth one per local task on the ingress network
+
+The node's kernel DNATs ``<any local address>:<published>`` to the sandbox
+address 172.18.0.2 (Swarm's DOCKER-INGRESS chain); the bridge then plays the
+ingress sandbox: an exact round-robin pick per node (IPVS rr), DNAT to the
+task's ingress address and target port (conntrack zone 1), SNAT to the
+node's own ingress address (zone 2), and forwarding over the overlay.
+
+Tables::
+
+    0   classify: ARP answered locally, sandbox traffic, replies, overlay delivery
+    10  conntrack zone 1 (DNAT) for published ports
+    11  new connection -> round-robin pick; established -> SNAT
+    12  round-robin pointer per published port (rewritten by ``learn``)
+    13  pick: pointer k -> DNAT to task k, learn pointer k+1
+    14  per-connection learn scratch table (forces every new connection to
+        the slow path so that the pointer advances; never matched)
+    20/21/22  conntrack zone 2 (SNAT to the node's ingress address)
+    30/31/32  reply path: un-SNAT, un-DNAT, back to the node's kernel
+    40  L3 delivery on the ingress network: local task port or VXLAN
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Union
+
+from swarmmesh.model import Cluster, Node, PublishedPort, Task
+
+# --- constants shared with the topology -----------------------------------
+
+BRIDGE = "br-ingress"
+PORT_GW = 1
+PORT_VXLAN = 2
+FIRST_TASK_PORT = 10
+GW_INTF = "gwbr"               # kernel side, in the node's namespace
+GW_OVS_INTF = "gwbr-sbox"      # bridge side
+VXLAN_INTF = "vx-ingress"
+GW_IP = "172.18.0.1"           # the node's address on docker_gwbridge
+GW_PREFIX = 16
+GW_MAC = "02:42:ac:12:00:01"
+SBOX_GW_IP = "172.18.0.2"      # the ingress sandbox's address on docker_gwbridge
+SBOX_GW_MAC = "02:42:ac:12:00:02"
+ZONE_DNAT = 1
+ZONE_SNAT = 2
+REG_RR = "reg1"
+COOKIE = 0x5357_0000_0000_0000          # "SW": every flow of ours carries it
+COOKIE_MASK = 0xFFFF_0000_0000_0000
+COOKIE_LEARNED = 0x534C_0000_0000_0000  # "SL": flows that ``learn`` wrote
+LEARN_CONN_HARD_TIMEOUT = 10            # seconds a per-connection scratch flow lives
+
+T_CLASSIFY, T_DNAT_CT, T_DNAT_STATE, T_RR_PTR, T_RR_PICK, T_RR_CONN = 0, 10, 11, 12, 13, 14
+T_SNAT_CT, T_SNAT_STATE, T_FWD_OUT = 20, 21, 22
+T_RPL_SNAT, T_RPL_DNAT, T_RPL_OUT = 30, 31, 32
+T_DELIVER = 40
+
+IP_PROTO = {"tcp": 6, "udp": 17}
+ETH_IP, ETH_ARP = 0x0800, 0x0806
+
+# ct_state bits (Nicira): new=0x01 est=0x02 rel=0x04 rpl=0x08 inv=0x10 trk=0x20
+CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+CT_TRK_NEW = (CT_TRK | CT_NEW, CT_TRK | CT_NEW | CT_INV)
+CT_TRK_EST = (CT_TRK | CT_EST, CT_TRK | CT_EST | CT_INV)
+
+
+# --- the small flow language ------------------------------------------------
+
+@dataclass(frozen=True)
+class Output:
+    port: Union[int, str]          # a port number, or "in_port"
+
+
+@dataclass(frozen=True)
+class SetField:
+    field: str                     # os-ken OXM name: eth_src, eth_dst, arp_op, ...
+    value: Union[int, str]
+
+
+@dataclass(frozen=True)
+class Move:
+    src: str                       # copy a whole field into another
+    dst: str
+
+
+@dataclass(frozen=True)
+class Resubmit:
+    table: int
+
+
+@dataclass(frozen=True)
+class Nat:
+    kind: str                      # "src" | "dst"
+    ip: str
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class Ct:
+    zone: int
+    table: int
+    commit: bool = False
+    nat: Nat | None = None
+    nat_existing: bool = False     # bare "nat": apply the connection's existing binding
+
+
+@dataclass(frozen=True)
+class Learn:
+    """Add or replace a flow in ``table``.
+
+    ``match`` holds immediate values, ``copy`` names fields whose values are
+    taken from the packet, ``load`` sets registers in the learned flow.
+    """
+    table: int
+    priority: int
+    match: tuple[tuple[str, int], ...] = ()
+    copy: tuple[str, ...] = ()
+    load: tuple[tuple[str, int], ...] = ()
+    hard_timeout: int = 0
+
+
+@dataclass(frozen=True)
+class Goto:
+    table: int
+
+
+Action = Union[Output, SetField, Move, Resubmit, Ct, Learn, Goto]
+
+
+@dataclass(frozen=True)
+class Flow:
+    table: int
+    priority: int
+    match: tuple[tuple[str, object], ...]
+    actions: tuple[Action, ...] = ()   # empty: drop
+    cookie: int = COOKIE
+
+    @property
+    def match_dict(self) -> dict:
+        return dict(self.match)
+
+
+def flow(table: int, priority: int, match: dict | None = None,
+         actions: Iterable[Action] = ()) -> Flow:
+    """Build a Flow with its match in a canonical (sorted) order."""
+    return Flow(table, priority, tuple(sorted((match or {}).items())), tuple(actions))
+
+
+# --- helpers over the model -------------------------------------------------
+
+def task_ports(cluster: Cluster, node: str) -> dict[str, int]:
+    """Port number of each local task's port on the node's bridge, by task host."""
+    local = [t for t in cluster.tasks_on(node) if "ingress" in t.addresses]
+    return {t.host: FIRST_TASK_PORT + i for i, t in enumerate(local)}
+
+
+def task_intf(task: Task) -> str:
+    """Name of the task's veth end on the node's side."""
+    return f"{task.host}-veth"
+
+
+def dpid_of(node: Node) -> int:
+    """Datapath id of a node's bridge: 0x5357 ("SW") then the node index."""
+    return (0x5357 << 48) | node.index
+
+
+def node_of_dpid(cluster: Cluster, dpid: int) -> Node | None:
+    for n in cluster.nodes:
+        if dpid_of(n) == dpid:
+            return n
+    return None
+
+
+def ingress_ports(cluster: Cluster) -> list[tuple[PublishedPort, list[Task]]]:
+    """Every ingress-mode published port with the running tasks behind it."""
+    out = []
+    for svc in cluster.ingress_services():
+        tasks = [t for t in cluster.tasks_of(svc.name) if "ingress" in t.addresses]
+        for p in svc.ports:
+            if p.mode == "ingress" and p.protocol in IP_PROTO:
+                out.append((p, tasks))
+    return out
+
+
+def arp_responder(ip: str, mac: str, in_port: int | None = None) -> Flow:
+    """Answer ARP for ``ip`` with ``mac`` on the port the request came in."""
+    match = {"eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": ip}
+    if in_port is not None:
+        match["in_port"] = in_port
+    return flow(T_CLASSIFY, 300, match, [
+        Move("eth_src", "eth_dst"),
+        SetField("eth_src", mac),
+        SetField("arp_op", 2),
+        Move("arp_sha", "arp_tha"),
+        Move("arp_spa", "arp_tpa"),
+        SetField("arp_sha", mac),
+        SetField("arp_spa", ip),
+        Output("in_port"),
+    ])
+
+
+def _l4(port: PublishedPort, dst: bool = True) -> str:
+    return f"{port.protocol}_{'dst' if dst else 'src'}"
+
+
+# --- the flows of one node ---------------------------------------------------
+
+def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
+    """All flows of one node's bridge, derived from the model alone."""
+    node = cluster.node(node_name)
+    ports = task_ports(cluster, node_name)
+    ingress_tasks = [t for t in cluster.tasks if "ingress" in t.addresses]
+    flows: list[Flow] = []
+
+    # 0: ARP is answered locally for every known address; nothing is flooded.
+    flows.append(arp_responder(SBOX_GW_IP, SBOX_GW_MAC, in_port=PORT_GW))
+    for n in cluster.nodes:
+        flows.append(arp_responder(str(n.ingress_ip), n.ingress_mac))
+    for t in ingress_tasks:
+        flows.append(arp_responder(str(t.addresses["ingress"]), t.macs["ingress"]))
+
+    # 0 -> 10: a connection the kernel DNATed to the sandbox, per published port.
+    for p, _tasks in ingress_ports(cluster):
+        flows.append(flow(T_CLASSIFY, 200, {
+            "in_port": PORT_GW, "eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol],
+            "ipv4_dst": SBOX_GW_IP, _l4(p): p.published}, [Goto(T_DNAT_CT)]))
+    # 0 -> 30: a reply to this node's sandbox, from a local task or the overlay.
+    for port in [PORT_VXLAN, *ports.values()]:
+        flows.append(flow(T_CLASSIFY, 190, {
+            "in_port": port, "eth_type": ETH_IP, "ipv4_dst": str(node.ingress_ip)},
+            [Goto(T_RPL_SNAT)]))
+    # 0 -> 40: a local task answers another node's sandbox.
+    for n in cluster.nodes:
+        if n.name == node.name:
+            continue
+        for port in ports.values():
+            flows.append(flow(T_CLASSIFY, 180, {
+                "in_port": port, "eth_type": ETH_IP, "ipv4_dst": str(n.ingress_ip)},
+                [Goto(T_DELIVER)]))
+    # 0 -> 40: the overlay delivers a balanced connection to a local task.
+    for t in cluster.tasks_on(node.name):
+        if "ingress" in t.addresses:
+            flows.append(flow(T_CLASSIFY, 170, {
+                "in_port": PORT_VXLAN, "eth_type": ETH_IP,
+                "ipv4_dst": str(t.addresses["ingress"])}, [Goto(T_DELIVER)]))
+    flows.append(flow(T_CLASSIFY, 0, {}, []))
+
+    # 10/11: conntrack, then new connections to the round-robin pick.
+    flows.append(flow(T_DNAT_CT, 100, {"eth_type": ETH_IP},
+                      [Ct(ZONE_DNAT, T_DNAT_STATE, nat_existing=True)]))
+    for p, tasks in ingress_ports(cluster):
+        svc_match = {"eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol],
+                     "ipv4_dst": SBOX_GW_IP, _l4(p): p.published}
+        new_actions: list[Action] = ([Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)]
+                                     if tasks else [])   # no task: dropped, as IPVS does
+        flows.append(flow(T_DNAT_STATE, 100, {**svc_match, "ct_state": CT_TRK_NEW},
+                          new_actions))
+        # 12: the pointer, starting at task 0; ``learn`` replaces it.
+        flows.append(flow(T_RR_PTR, 100, svc_match, [SetField(REG_RR, 0)]))
+        # 13: pointer k -> task k; learn k+1; per-connection learn; DNAT.
+        learn_match = tuple(sorted(svc_match.items()))
+        for k, t in enumerate(tasks):
+            flows.append(flow(T_RR_PICK, 100, {**svc_match, REG_RR: k}, [
+                Learn(T_RR_PTR, 100, match=learn_match,
+                      load=((REG_RR, (k + 1) % len(tasks)),)),
+                Learn(T_RR_CONN, 100,
+                      match=(("eth_type", ETH_IP), ("ip_proto", IP_PROTO[p.protocol])),
+                      copy=("ipv4_src", _l4(p, dst=False)),
+                      hard_timeout=LEARN_CONN_HARD_TIMEOUT),
+                Ct(ZONE_DNAT, T_SNAT_CT, commit=True,
+                   nat=Nat("dst", str(t.addresses["ingress"]), p.target)),
+            ]))
+    flows.append(flow(T_DNAT_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
+                      [Goto(T_SNAT_CT)]))
+
+    # 20/21/22: SNAT to this node's ingress address, then deliver.
+    flows.append(flow(T_SNAT_CT, 100, {"eth_type": ETH_IP},
+                      [Ct(ZONE_SNAT, T_SNAT_STATE, nat_existing=True)]))
+    flows.append(flow(T_SNAT_STATE, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW},
+                      [Ct(ZONE_SNAT, T_FWD_OUT, commit=True,
+                          nat=Nat("src", str(node.ingress_ip)))]))
+    flows.append(flow(T_SNAT_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
+                      [Goto(T_FWD_OUT)]))
+    flows.append(flow(T_FWD_OUT, 100, {"eth_type": ETH_IP},
+                      [SetField("eth_src", node.ingress_mac), Goto(T_DELIVER)]))
+
+    # 30/31/32: the reply: un-SNAT, un-DNAT, hand back to the node's kernel.
+    flows.append(flow(T_RPL_SNAT, 100, {"eth_type": ETH_IP},
+                      [Ct(ZONE_SNAT, T_RPL_DNAT, nat_existing=True)]))
+    flows.append(flow(T_RPL_DNAT, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
+                      [Ct(ZONE_DNAT, T_RPL_OUT, nat_existing=True)]))
+    flows.append(flow(T_RPL_OUT, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST}, [
+        SetField("eth_src", SBOX_GW_MAC), SetField("eth_dst", GW_MAC), Output(PORT_GW)]))
+
+    # 40: delivery by destination address: a local port or the overlay
+    # (the kernel VXLAN device's static FDB picks the remote node by MAC).
+    for t in ingress_tasks:
+        out = ports.get(t.host, PORT_VXLAN) if t.node == node.name else PORT_VXLAN
+        flows.append(flow(T_DELIVER, 100, {"eth_type": ETH_IP,
+                                           "ipv4_dst": str(t.addresses["ingress"])},
+                          [SetField("eth_dst", t.macs["ingress"]), Output(out)]))
+    for n in cluster.nodes:
+        if n.name != node.name:
+            flows.append(flow(T_DELIVER, 100, {"eth_type": ETH_IP,
+                                               "ipv4_dst": str(n.ingress_ip)},
+                              [SetField("eth_dst", n.ingress_mac), Output(PORT_VXLAN)]))
+    return flows
+
+
+def overlay_fdb(cluster: Cluster, node_name: str) -> list[tuple[str, str]]:
+    """Static VXLAN FDB of one node: (MAC, remote underlay IP) for every
+    address on the ingress network that lives on another node, as Swarm fills
+    it from its gossip database."""
+    entries = []
+    for n in cluster.nodes:
+        if n.name != node_name:
+            entries.append((n.ingress_mac, str(n.underlay_ip)))
+    for t in cluster.tasks:
+        if "ingress" in t.addresses and t.node != node_name:
+            entries.append((t.macs["ingress"], str(cluster.node(t.node).underlay_ip)))
+    return entries
+
+
+def published_ports(cluster: Cluster) -> list[PublishedPort]:
+    """The ports every node's kernel steers into its ingress sandbox."""
+    return [p for p, _ in ingress_ports(cluster)]
+

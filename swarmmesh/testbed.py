@@ -1,0 +1,237 @@
+"""One running cluster: controller process + Mininet network, and its teardown.
+
+``Testbed`` is a context manager.  On the way in it checks the machine,
+starts the controller, builds the network from the model and waits until
+every node's bridge is programmed; on the way out (normal exit, exception,
+Ctrl-C or SIGTERM) it stops everything it started and removes its records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from swarmmesh.model import Cluster, Task
+from swarmmesh.runtime import RunState, clean_all
+
+REPO = Path(__file__).resolve().parent.parent
+REQUIRED = {
+    "ovs-vswitchd": "apt-get install openvswitch-switch",
+    "ovsdb-server": "apt-get install openvswitch-switch",
+    "ovs-vsctl": "apt-get install openvswitch-switch",
+    "nft": "apt-get install nftables",
+    "ethtool": "apt-get install ethtool",
+    "bridge": "apt-get install iproute2",
+    "mnexec": "apt-get install mininet",
+}
+
+
+class TestbedError(RuntimeError):
+    """The machine cannot run the testbed; the message says how to fix it."""
+
+
+def check_machine() -> None:
+    if os.geteuid() != 0:
+        raise TestbedError("the testbed builds namespaces and switches: run it as root (sudo)")
+    missing = [f"{prog} ({how})" for prog, how in REQUIRED.items() if not shutil.which(prog)]
+    if missing:
+        raise TestbedError("missing programs: " + ", ".join(missing) +
+                           "; `sudo make setup` installs them all")
+    try:
+        import mininet.net  # noqa: F401
+    except ImportError as e:
+        raise TestbedError("Mininet is not importable from this Python "
+                           f"({sys.executable}); use the venv made by `make setup`") from e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def versions() -> dict[str, str]:
+    """Versions of what ran, for summary.json."""
+    out = {"python": sys.version.split()[0]}
+    for name, cmd in (("ovs", ["ovs-vswitchd", "--version"]), ("kernel", ["uname", "-r"])):
+        try:
+            out[name] = subprocess.run(cmd, capture_output=True, text=True).stdout.split("\n")[0]
+        except OSError:
+            out[name] = "unknown"
+    for mod in ("mininet.net", "os_ken", "scapy", "matplotlib"):
+        try:
+            m = __import__(mod, fromlist=["x"])
+            out[mod.split(".")[0]] = getattr(m, "VERSION", None) or getattr(m, "__version__", "?")
+        except Exception:                                  # noqa: BLE001
+            out[mod.split(".")[0]] = "unavailable"
+    try:
+        from importlib.metadata import version
+        out["os_ken"] = version("os-ken")
+    except Exception:                                      # noqa: BLE001
+        pass
+    return out
+
+
+class Testbed:
+    """A cluster running on Mininet + per-node Open vSwitch + the controller."""
+
+    def __init__(self, cluster: Cluster, run_dir: Path, datapath: str = "auto",
+                 progress: Callable[[str], None] = lambda msg: None,
+                 ready_timeout: float = 60.0) -> None:
+        self.cluster, self.run_dir = cluster, Path(run_dir)
+        self.requested_datapath = datapath
+        self.progress = progress
+        self.ready_timeout = ready_timeout
+        self.state: RunState | None = None
+        self.net = None
+        self.controller: subprocess.Popen | None = None
+        self.datapath = "unknown"
+        self._old_term = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def __enter__(self) -> "Testbed":
+        check_machine()
+        clean_all()                        # what a killed earlier run left behind
+        self._old_term = signal.signal(signal.SIGTERM, _raise_exit)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _start(self) -> None:
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+        from topologies.swarm import SwarmTopo
+
+        setLogLevel(os.environ.get("SWARMMESH_MN_LOG", "warning"))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.state = RunState(f"run-{os.getpid()}")
+        model = self.run_dir / "model.json"
+        model.write_text(json.dumps(self.cluster.to_dict(), indent=1))
+        sock = str(self.state.dir / "openflow.sock")
+        self.progress("starting controller")
+        self.controller = self.start_controller(sock)
+        self.progress("building network")
+        topo = SwarmTopo(cluster=self.cluster, state=self.state,
+                         datapath=self.requested_datapath, controller=sock)
+        self.datapath = topo.datapath
+        self.state.register_links(topo.planned_links())
+        self.net = Mininet(topo=topo, controller=None, build=False, cleanup=False,
+                           autoSetMacs=False, waitConnected=False)
+        self.net.build()
+        self.net.start()
+        self.progress("waiting for the controller to program every node")
+        self.wait_programmed()
+
+    def start_controller(self, sock: str) -> subprocess.Popen:
+        ctl_dir = self.state.dir / "ctl"
+        port = _free_port()
+        log = self.run_dir / "controller.log"
+        cmd = [sys.executable, "-m", "controllers.mesh", "--model", str(self.run_dir / "model.json"),
+               "--port", str(port), "--unix-socket", sock, "--state-dir", str(ctl_dir),
+               "--log-file", str(log)]
+        proc = subprocess.Popen(cmd, cwd=str(REPO), env=dict(os.environ, PYTHONPATH=str(REPO)),
+                                stdout=subprocess.DEVNULL, stderr=open(self.run_dir / "controller.err", "w"),
+                                start_new_session=True)
+        self.state.register(proc.pid, "controllers.mesh")
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = (self.run_dir / "controller.err").read_text()[-2000:]
+                raise TestbedError(f"controller did not start: {err}")
+            time.sleep(0.05)
+        return proc
+
+    def wait_programmed(self) -> None:
+        ready = self.state.dir / "ctl" / "ready"
+        deadline = time.monotonic() + self.ready_timeout
+        want = {n.name for n in self.cluster.nodes}
+        while True:
+            have = {p.name for p in ready.iterdir()} if ready.exists() else set()
+            if want <= have:
+                return
+            if self.controller.poll() is not None:
+                raise TestbedError("controller exited; see controller.log / controller.err")
+            if time.monotonic() > deadline:
+                raise TestbedError(f"nodes not programmed after {self.ready_timeout:.0f}s: "
+                                   f"{sorted(want - have)}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.net is not None:
+            try:
+                # Switches first, so that no vswitchd sees its ports vanish.
+                for host in self.net.hosts:
+                    if hasattr(host, "stop_ovs"):
+                        host.stop_ovs()
+                self.net.stop()
+            except Exception as e:                          # noqa: BLE001
+                print(f"warning: network stop: {e}", file=sys.stderr)
+            self.net = None
+        if self.controller is not None and self.controller.poll() is None:
+            self.controller.terminate()
+            try:
+                self.controller.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.controller.kill()
+                self.controller.wait()
+        self.controller = None
+        if self.state is not None:
+            self._keep_logs()
+            self.state.clean()          # anything the steps above missed
+            self.state = None
+        if self._old_term is not None:
+            signal.signal(signal.SIGTERM, self._old_term)
+            self._old_term = None
+
+    def _keep_logs(self) -> None:
+        """Copy the nodes' OVS logs and configs into the run folder."""
+        for log in self.state.dir.glob("*/ovs/*.log"):
+            dst = self.run_dir / "logs" / f"{log.parent.parent.name}-{log.name}"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, dst)
+
+    # -- access --------------------------------------------------------------
+    def host(self, name: str):
+        return self.net.get(name)
+
+    def task_host(self, task: Task):
+        return self.net.get(task.host)
+
+    def controller_log(self) -> str:
+        p = self.run_dir / "controller.log"
+        return p.read_text() if p.exists() else ""
+
+    def run_in(self, host: str, args: list[str], timeout: float = 120) -> str:
+        """Run a Python module of ours in a host; return its stdout."""
+        h = self.net.get(host)
+        proc = h.popen([sys.executable, *args], cwd=str(REPO),
+                       env=dict(os.environ, PYTHONPATH=str(REPO)),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.state.register(proc.pid, args[1] if len(args) > 1 else args[0])
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise TestbedError(f"{host}: {' '.join(args)} timed out after {timeout}s")
+        if proc.returncode != 0:
+            raise TestbedError(f"{host}: {' '.join(args)} exited {proc.returncode}: {err[-1000:]}")
+        return out
+
+
+def _raise_exit(signum, frame):
+    raise SystemExit(128 + signum)
