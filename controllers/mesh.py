@@ -37,7 +37,7 @@ from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev
 from os_ken.ofproto import ofproto_v1_3
 
 from swarmmesh import rules
-from swarmmesh.model import Cluster
+from swarmmesh.model import Cluster, InvalidConfigError
 
 LOG = logging.getLogger("swarmmesh.controller")
 
@@ -247,7 +247,12 @@ def load_cluster(path: str) -> Cluster:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="controllers.mesh", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="cluster model JSON (Cluster.to_dict)")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--model", help="cluster model JSON (Cluster.to_dict), as the experiments write")
+    src.add_argument("--stack", help="docker stack / compose v3 file")
+    ap.add_argument("--nodes", type=int, default=3, help="nodes, without --model (default 3)")
+    ap.add_argument("--replicas", type=int, default=2,
+                    help="replicas of the quick service `app`, without --model/--stack (default 2)")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help="OpenFlow port on 127.0.0.1")
     ap.add_argument("--unix-socket", default=DEFAULT_UNIX_SOCKET,
                     help="relay socket the namespaced switches connect to")
@@ -257,7 +262,16 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(filename=args.log_file, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    MeshController.cluster = load_cluster(args.model)
+    try:
+        if args.model:
+            MeshController.cluster = load_cluster(args.model)
+        elif args.stack:
+            MeshController.cluster = Cluster.from_stack(args.stack, nodes=args.nodes)
+        else:
+            MeshController.cluster = Cluster.quick(nodes=args.nodes, replicas=args.replicas)
+    except InvalidConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     MeshController.state_dir = Path(args.state_dir) if args.state_dir else None
 
     from os_ken import cfg

@@ -1,0 +1,355 @@
+"""A fake OpenFlow switch that runs ``swarmmesh.rules`` flows on plain dicts.
+
+Modelled on FAUCET's ``fakeoftable``: no switch, no kernel, just the lookup
+and action semantics of Open vSwitch that the rules rely on, so unit tests
+can follow a packet through one node's bridge and across the cluster.
+
+A packet is a dict of header fields named as in the rules' matches
+(``eth_src, eth_dst, eth_type, ip_proto, ipv4_src, ipv4_dst, tcp_src, ...,
+arp_op, arp_spa, arp_tpa, arp_sha, arp_tha``) plus the metadata ``in_port``,
+``reg1`` (default 0) and ``ct_state`` (default 0, bits ``rules.CT_*``).
+Addresses are strings, as in the rules.
+
+Semantics, as in OVS:
+
+* per table, the highest-priority matching flow wins; a match value may be
+  ``(value, mask)``; no match drops; two matching flows of equal priority
+  are an error (OVS's choice would be undefined);
+* actions run in order; ``Goto`` (to a later table only) continues after
+  them; ``Resubmit`` runs a table and comes back, keeping its changes;
+* ``Ct`` forks: the copy goes through the switch's conntrack and is
+  recirculated into ``ct.table`` (a fresh lookup, registers kept); the
+  original goes on with the remaining actions, untouched;
+* conntrack, per zone, keyed by the 5-tuple in both directions, as Linux
+  does it: ``+trk+new`` until the connection is committed *and* a reply has
+  been seen, then ``+trk+est`` (``+rpl`` for the reply direction); NAT is
+  applied only by a ``Ct`` that asks for it (``nat`` or ``nat_existing``);
+  SNAT without a port keeps the source port unless the reply tuple is taken;
+* ``Output(n)`` with ``n`` the packet's ``in_port`` is dropped (use
+  ``Output("in_port")``); ``Learn`` adds or replaces (same table, priority
+  and match) a flow; timeouts are recorded but there is no clock.
+
+Anything else raises ``NotImplementedError``: nothing is silently ignored.
+Output packets carry header fields only (no ``in_port``, registers or
+``ct_state``), as on a wire.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from swarmmesh import rules
+from swarmmesh.model import Cluster, Task
+from swarmmesh.rules import (CT_EST, CT_NEW, CT_RPL, CT_TRK, Ct, Flow, Goto, Learn, Move,
+                             Output, Resubmit, SetField)
+
+HEADER_FIELDS = frozenset((
+    "eth_src", "eth_dst", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst",
+    "tcp_src", "tcp_dst", "udp_src", "udp_dst",
+    "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"))
+METADATA = frozenset(("in_port", "reg1", "ct_state"))
+FIELDS = HEADER_FIELDS | METADATA
+L4 = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
+MAX_DEPTH = 64          # resubmits plus recirculations, as OVS bounds them
+
+
+class AmbiguousMatch(RuntimeError):
+    """Two flows of the same priority match a packet in one table."""
+
+
+def _check_field(name: str) -> None:
+    if name not in FIELDS:
+        raise NotImplementedError(f"field {name!r} is not modelled by the fake switch")
+
+
+def _check_flow(f: Flow) -> None:
+    for name, value in f.match:
+        _check_field(name)
+        if isinstance(value, tuple) and not all(isinstance(v, int) for v in value):
+            raise NotImplementedError(f"masked match on {name!r} needs integers: {value!r}")
+    for a in f.actions:
+        if isinstance(a, (SetField,)):
+            _check_field(a.field)
+        elif isinstance(a, Move):
+            _check_field(a.src)
+            _check_field(a.dst)
+        elif isinstance(a, Learn):
+            for name in [n for n, _ in a.match] + list(a.copy) + [n for n, _ in a.load]:
+                _check_field(name)
+        elif isinstance(a, Ct):
+            if a.nat is not None and not a.commit:
+                raise NotImplementedError("ct with a nat spec but without commit")
+            if a.nat is not None and a.nat.kind not in ("src", "dst"):
+                raise NotImplementedError(f"nat kind {a.nat.kind!r}")
+        elif isinstance(a, Output):
+            if not isinstance(a.port, int) and a.port != "in_port":
+                raise NotImplementedError(f"output to {a.port!r}")
+        elif not isinstance(a, (Resubmit, Goto)):
+            raise NotImplementedError(f"action {a!r}")
+
+
+def matches(f: Flow, packet: dict) -> bool:
+    """Does ``packet`` match every field of ``f``?"""
+    for name, want in f.match:
+        if isinstance(want, tuple):
+            value, mask = want
+            if (packet.get(name, 0) & mask) != (value & mask):
+                return False
+        elif name not in packet or packet[name] != want:
+            return False
+    return True
+
+
+def five_tuple(packet: dict) -> tuple:
+    """(ip_proto, src, sport, dst, dport); ports are None for other protocols."""
+    proto = packet.get("ip_proto")
+    sport_f, dport_f = L4.get(proto, (None, None))
+    return (proto, packet["ipv4_src"], packet.get(sport_f), packet["ipv4_dst"],
+            packet.get(dport_f))
+
+
+def _set_tuple(packet: dict, t: tuple) -> None:
+    proto, src, sport, dst, dport = t
+    packet["ipv4_src"], packet["ipv4_dst"] = src, dst
+    if proto in L4:
+        packet[L4[proto][0]], packet[L4[proto][1]] = sport, dport
+
+
+def _reverse(t: tuple) -> tuple:
+    proto, src, sport, dst, dport = t
+    return (proto, dst, dport, src, sport)
+
+
+@dataclass
+class Conn:
+    """A committed connection: its tuples in both directions after NAT."""
+    orig: tuple                 # as the first packet arrived
+    reply: tuple                # what the answer looks like (NAT applied)
+    nat: rules.Nat | None = None
+    seen_reply: bool = False
+
+
+class FakeSwitch:
+    """Applies a list of ``rules.Flow`` to packets (one bridge)."""
+
+    def __init__(self, flows, name: str = "") -> None:
+        self.name = name
+        self.flows: list[Flow] = []
+        self.learned: dict[tuple, int] = {}   # (table, priority, match) -> hard_timeout
+        self.conntrack: dict[int, dict[tuple, tuple[Conn, bool]]] = {}
+        for f in flows:
+            self.add_flow(f)
+
+    # ---- flow table ------------------------------------------------------
+
+    def add_flow(self, f: Flow) -> None:
+        """Add ``f``, replacing a flow of the same table, priority and match."""
+        _check_flow(f)
+        key = (f.table, f.priority, frozenset(f.match))
+        self.flows = [g for g in self.flows
+                      if (g.table, g.priority, frozenset(g.match)) != key]
+        self.flows.append(f)
+
+    def table(self, table: int) -> list[Flow]:
+        return [f for f in self.flows if f.table == table]
+
+    def lookup(self, table: int, packet: dict) -> Flow | None:
+        hits = [f for f in self.flows if f.table == table and matches(f, packet)]
+        if not hits:
+            return None
+        best = max(f.priority for f in hits)
+        top = [f for f in hits if f.priority == best]
+        if len(top) > 1:
+            raise AmbiguousMatch(f"{self.name}: table {table} priority {best}: "
+                                 f"{len(top)} flows match {packet}")
+        return top[0]
+
+    # ---- packets ---------------------------------------------------------
+
+    def process(self, packet: dict) -> list[tuple[int, dict]]:
+        """Run ``packet`` from table 0; return the (port, packet) outputs."""
+        for name in packet:
+            _check_field(name)
+        pkt = {"reg1": 0, "ct_state": 0, **copy.deepcopy(packet)}
+        out: list[tuple[int, dict]] = []
+        self._table(0, pkt, out, 0)
+        return out
+
+    def _table(self, table: int, pkt: dict, out: list, depth: int) -> None:
+        while table is not None:
+            if depth > MAX_DEPTH:
+                raise RuntimeError(f"{self.name}: more than {MAX_DEPTH} resubmits")
+            f = self.lookup(table, pkt)
+            if f is None:
+                return                       # table miss: drop
+            goto = self._actions(f, pkt, out, depth)
+            if goto is not None and goto <= table:
+                raise ValueError(f"goto from table {table} to {goto}: must go forward")
+            table = goto
+
+    def _actions(self, f: Flow, pkt: dict, out: list, depth: int) -> int | None:
+        goto = None
+        for a in f.actions:
+            if isinstance(a, Output):
+                port = pkt["in_port"] if a.port == "in_port" else a.port
+                if a.port == "in_port" or a.port != pkt.get("in_port"):
+                    out.append((port, {k: v for k, v in pkt.items() if k not in METADATA}))
+            elif isinstance(a, SetField):
+                pkt[a.field] = a.value
+            elif isinstance(a, Move):
+                if a.src not in pkt:
+                    raise ValueError(f"move from {a.src!r}, absent from {pkt}")
+                pkt[a.dst] = pkt[a.src]
+            elif isinstance(a, Resubmit):
+                self._table(a.table, pkt, out, depth + 1)
+            elif isinstance(a, Goto):
+                goto = a.table
+            elif isinstance(a, Learn):
+                self._learn(a, pkt)
+            elif isinstance(a, Ct):
+                forked = dict(pkt)
+                self._conntrack(a, forked)
+                self._table(a.table, forked, out, depth + 1)
+            else:
+                raise NotImplementedError(f"action {a!r}")
+        return goto
+
+    def _learn(self, a: Learn, pkt: dict) -> None:
+        missing = [name for name in a.copy if name not in pkt]
+        if missing:
+            raise ValueError(f"learn copies {missing}, absent from {pkt}")
+        match = dict(a.match)
+        match.update({name: pkt[name] for name in a.copy})
+        new = Flow(a.table, a.priority, tuple(sorted(match.items())),
+                   tuple(SetField(n, v) for n, v in a.load), cookie=rules.COOKIE_LEARNED)
+        self.add_flow(new)
+        self.learned[(new.table, new.priority, new.match)] = a.hard_timeout
+
+    def _conntrack(self, a: Ct, pkt: dict) -> None:
+        """Track ``pkt`` in ``a.zone``: set ct_state, commit, NAT (in place)."""
+        if pkt.get("eth_type") != rules.ETH_IP:
+            raise NotImplementedError("ct on a non-IPv4 packet")
+        zone = self.conntrack.setdefault(a.zone, {})
+        key = five_tuple(pkt)
+        entry = zone.get(key)
+        if entry is None:
+            state = CT_TRK | CT_NEW
+            if a.commit:
+                conn = self._commit(zone, key, a.nat)
+                entry = (conn, False)
+        else:
+            conn, is_reply = entry
+            if is_reply:
+                conn.seen_reply = True
+                state = CT_TRK | CT_EST | CT_RPL
+            else:
+                state = CT_TRK | (CT_EST if conn.seen_reply else CT_NEW)
+        pkt["ct_state"] = state
+        if entry is not None and (a.nat is not None or a.nat_existing):
+            conn, is_reply = entry
+            if conn.nat is not None:
+                _set_tuple(pkt, _reverse(conn.orig) if is_reply else _reverse(conn.reply))
+
+    @staticmethod
+    def _commit(zone: dict, key: tuple, nat: rules.Nat | None) -> Conn:
+        proto, src, sport, dst, dport = key
+        if nat is None:
+            after = key
+        elif nat.kind == "dst":
+            after = (proto, src, sport, nat.ip, dport if nat.port is None else nat.port)
+        else:
+            after = (proto, nat.ip, sport if nat.port is None else nat.port, dst, dport)
+        while _reverse(after) in zone:           # reply tuple in use: pick another port
+            if nat is None or nat.kind != "src" or nat.port is not None or proto not in L4:
+                raise RuntimeError(f"conntrack clash: {_reverse(after)} already in use")
+            p = after[2] + 1 if after[2] < 65535 else 1024
+            after = (proto, nat.ip, p, dst, dport)
+        conn = Conn(orig=key, reply=_reverse(after), nat=nat)
+        zone[key] = (conn, False)
+        zone[conn.reply] = (conn, True)
+        return conn
+
+
+# --- a cluster of fake bridges ---------------------------------------------
+
+@dataclass
+class Arrival:
+    """Where a packet left the bridges: at a task, or at a node's kernel."""
+    node: str
+    port: int
+    packet: dict
+    task: Task | None = None           # None: the node's kernel (PORT_GW)
+    hops: list[str] = field(default_factory=list)   # nodes crossed, in order
+
+    @property
+    def at_kernel(self) -> bool:
+        return self.task is None
+
+
+class FakeCluster:
+    """One FakeSwitch per node, with the overlay, the tasks and the kernels around."""
+
+    MAX_HOPS = 8
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.switches = {n.name: FakeSwitch(rules.node_flows(cluster, n.name), n.name)
+                         for n in cluster.nodes}
+        by_host = {t.host: t for t in cluster.tasks}
+        self.port_task = {n.name: {port: by_host[host] for host, port
+                                   in rules.task_ports(cluster, n.name).items()}
+                          for n in cluster.nodes}
+        by_underlay = {str(n.underlay_ip): n.name for n in cluster.nodes}
+        self.fdb = {n.name: {mac.lower(): by_underlay[ip]
+                             for mac, ip in rules.overlay_fdb(cluster, n.name)}
+                    for n in cluster.nodes}
+        self.vxlan_drops: list[tuple[str, dict]] = []   # no FDB entry: not flooded
+
+    def from_client(self, node: str, client_ip: str, client_port: int, published: int,
+                    proto: str = "tcp") -> dict:
+        """The packet the node's kernel hands to port 1 after its DNAT."""
+        self.cluster.node(node)
+        sport, dport = L4[rules.IP_PROTO[proto]]
+        return {"in_port": rules.PORT_GW, "eth_src": rules.GW_MAC,
+                "eth_dst": rules.SBOX_GW_MAC, "eth_type": rules.ETH_IP,
+                "ip_proto": rules.IP_PROTO[proto], "ipv4_src": str(client_ip),
+                "ipv4_dst": rules.SBOX_GW_IP, sport: client_port, dport: published}
+
+    def deliver(self, node: str, packet: dict) -> list[Arrival]:
+        """Run ``packet`` into ``node``'s bridge and follow it to where it ends."""
+        return self._deliver(node, packet, [node])
+
+    def _deliver(self, node: str, packet: dict, hops: list[str]) -> list[Arrival]:
+        if len(hops) > self.MAX_HOPS:
+            raise RuntimeError(f"forwarding loop: {hops}")
+        arrivals = []
+        for port, pkt in self.switches[node].process(packet):
+            if port == rules.PORT_VXLAN:
+                remote = self.fdb[node].get(str(pkt.get("eth_dst", "")).lower())
+                if remote is None:
+                    self.vxlan_drops.append((node, pkt))
+                    continue
+                arrivals += self._deliver(remote, {**pkt, "in_port": rules.PORT_VXLAN},
+                                          hops + [remote])
+            elif port == rules.PORT_GW:
+                arrivals.append(Arrival(node, port, pkt, None, hops))
+            elif port in self.port_task[node]:
+                arrivals.append(Arrival(node, port, pkt, self.port_task[node][port], hops))
+            else:
+                raise RuntimeError(f"{node}: output to port {port}, which is not connected")
+        return arrivals
+
+    def reply(self, task: Task | str, packet: dict) -> list[Arrival]:
+        """The task's answer to ``packet`` (as it received it), sent on its port."""
+        if isinstance(task, str):
+            task = next(t for t in self.cluster.tasks if t.host == task or t.name == task)
+        port = rules.task_ports(self.cluster, task.node)[task.host]
+        answer = dict(packet)
+        pairs = [("eth_src", "eth_dst"), ("ipv4_src", "ipv4_dst")]
+        if packet.get("ip_proto") in L4:
+            pairs.append(L4[packet["ip_proto"]])
+        for a, b in pairs:
+            answer[a], answer[b] = packet[b], packet[a]
+        answer["in_port"] = port
+        return self.deliver(task.node, answer)
