@@ -7,7 +7,8 @@ can follow a packet through one node's bridge and across the cluster.
 A packet is a dict of header fields named as in the rules' matches
 (``eth_src, eth_dst, eth_type, ip_proto, ipv4_src, ipv4_dst, tcp_src, ...,
 arp_op, arp_spa, arp_tpa, arp_sha, arp_tha``) plus the metadata ``in_port``,
-``reg1`` (default 0) and ``ct_state`` (default 0, bits ``rules.CT_*``).
+``reg1`` (default 0), ``ct_state`` (default 0, bits ``rules.CT_*``) and
+``ct_mark`` (default 0).
 Addresses are strings, as in the rules.
 
 Semantics, as in OVS:
@@ -21,17 +22,21 @@ Semantics, as in OVS:
   recirculated into ``ct.table`` (a fresh lookup, registers kept); the
   original goes on with the remaining actions, untouched;
 * conntrack, per zone, keyed by the 5-tuple in both directions, as Linux
-  does it: ``+trk+new`` until the connection is committed *and* a reply has
-  been seen, then ``+trk+est`` (``+rpl`` for the reply direction); NAT is
-  applied only by a ``Ct`` that asks for it (``nat`` or ``nat_existing``);
-  SNAT without a port keeps the source port unless the reply tuple is taken;
+  and the OVS kernel datapath do it: ``+trk+new`` until the connection is
+  committed *and* a reply has been seen, then ``+trk+est`` (``+rpl`` for the
+  reply direction); a second ``ct`` in the same zone on the same packet
+  reuses the first one's connection and NATs at most once; a bare ``nat``
+  rewrites only non-``+new`` packets, a committing ``nat(src|dst=...)`` sets
+  up a binding or applies the existing one; SNAT without a port keeps the
+  source port unless the reply tuple is taken; ``ct_mark`` is loaded on
+  every lookup (and set on commit if the ``Ct`` has a ``mark``);
 * ``Output(n)`` with ``n`` the packet's ``in_port`` is dropped (use
   ``Output("in_port")``); ``Learn`` adds or replaces (same table, priority
   and match) a flow; timeouts are recorded but there is no clock.
 
 Anything else raises ``NotImplementedError``: nothing is silently ignored.
-Output packets carry header fields only (no ``in_port``, registers or
-``ct_state``), as on a wire.
+Output packets carry header fields only (no ``in_port``, registers,
+``ct_state`` or ``ct_mark``), as on a wire.
 """
 
 from __future__ import annotations
@@ -48,8 +53,9 @@ HEADER_FIELDS = frozenset((
     "eth_src", "eth_dst", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst",
     "tcp_src", "tcp_dst", "udp_src", "udp_dst",
     "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"))
-METADATA = frozenset(("in_port", "reg1", "ct_state"))
+METADATA = frozenset(("in_port", "reg1", "ct_state", "ct_mark"))
 FIELDS = HEADER_FIELDS | METADATA
+CT_CACHE = "_ct"        # the connection a packet's last ct found: (zone, tuple, nat done)
 L4 = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
 MAX_DEPTH = 64          # resubmits plus recirculations, as OVS bounds them
 
@@ -128,6 +134,7 @@ class Conn:
     reply: tuple                # what the answer looks like (NAT applied)
     nat: rules.Nat | None = None
     seen_reply: bool = False
+    mark: int = 0
 
 
 class FakeSwitch:
@@ -171,7 +178,7 @@ class FakeSwitch:
         """Run ``packet`` from table 0; return the (port, packet) outputs."""
         for name in packet:
             _check_field(name)
-        pkt = {"reg1": 0, "ct_state": 0, **copy.deepcopy(packet)}
+        pkt = {"reg1": 0, "ct_state": 0, "ct_mark": 0, **copy.deepcopy(packet)}
         out: list[tuple[int, dict]] = []
         self._table(0, pkt, out, 0)
         return out
@@ -194,7 +201,8 @@ class FakeSwitch:
             if isinstance(a, Output):
                 port = pkt["in_port"] if a.port == "in_port" else a.port
                 if a.port == "in_port" or a.port != pkt.get("in_port"):
-                    out.append((port, {k: v for k, v in pkt.items() if k not in METADATA}))
+                    out.append((port, {k: v for k, v in pkt.items()
+                                       if k not in METADATA and k != CT_CACHE}))
             elif isinstance(a, SetField):
                 pkt[a.field] = a.value
             elif isinstance(a, Move):
@@ -227,29 +235,47 @@ class FakeSwitch:
         self.learned[(new.table, new.priority, new.match)] = a.hard_timeout
 
     def _conntrack(self, a: Ct, pkt: dict) -> None:
-        """Track ``pkt`` in ``a.zone``: set ct_state, commit, NAT (in place)."""
-        if pkt.get("eth_type") != rules.ETH_IP:
-            raise NotImplementedError("ct on a non-IPv4 packet")
+        """Track ``pkt`` in ``a.zone`` as the kernel datapath does (in place).
+
+        A packet keeps the connection its last ``ct`` found: a second ``ct``
+        in the same zone reuses it (no new lookup, ct_state kept) and NATs at
+        most once.  NAT: an established connection (either direction) like
+        before; a ``+new`` packet only by a committing ``ct`` with a nat spec
+        (a new binding, or the existing one if the connection has one); a
+        bare ``nat`` leaves a ``+new`` packet alone (``nf_ct_nat``).
+        """
+        if pkt.get("eth_type") != rules.ETH_IP or pkt.get("ip_proto") not in L4:
+            raise NotImplementedError("ct on a packet other than TCP or UDP over IPv4")
         zone = self.conntrack.setdefault(a.zone, {})
-        key = five_tuple(pkt)
-        entry = zone.get(key)
-        if entry is None:
-            state = CT_TRK | CT_NEW
-            if a.commit:
-                conn = self._commit(zone, key, a.nat)
-                entry = (conn, False)
+        cached = pkt.get(CT_CACHE)
+        if cached is not None and cached[0] == a.zone:
+            _, key, nat_done = cached
+            entry = zone.get(key)
         else:
-            conn, is_reply = entry
-            if is_reply:
-                conn.seen_reply = True
+            key, nat_done = five_tuple(pkt), False
+            entry = zone.get(key)
+            if entry is None:
+                state = CT_TRK | CT_NEW
+            elif entry[1]:
+                entry[0].seen_reply = True
                 state = CT_TRK | CT_EST | CT_RPL
             else:
-                state = CT_TRK | (CT_EST if conn.seen_reply else CT_NEW)
-        pkt["ct_state"] = state
-        if entry is not None and (a.nat is not None or a.nat_existing):
+                state = CT_TRK | (CT_EST if entry[0].seen_reply else CT_NEW)
+            pkt["ct_state"] = state
+        if entry is None and a.commit:
+            entry = (self._commit(zone, key, a.nat), False)
+        if entry is not None and a.commit and getattr(a, "mark", None) is not None:
+            entry[0].mark = a.mark
+        pkt["ct_mark"] = entry[0].mark if entry is not None else 0
+        if entry is not None and not nat_done and (a.nat is not None or a.nat_existing):
             conn, is_reply = entry
-            if conn.nat is not None:
+            new = bool(pkt["ct_state"] & CT_NEW)
+            if a.nat is not None and conn.nat is not None and a.nat.kind != conn.nat.kind:
+                raise NotImplementedError("a second NAT binding of another kind")
+            if conn.nat is not None and (not new or (a.commit and a.nat is not None)):
                 _set_tuple(pkt, _reverse(conn.orig) if is_reply else _reverse(conn.reply))
+                nat_done = True
+        pkt[CT_CACHE] = (a.zone, key, nat_done)
 
     @staticmethod
     def _commit(zone: dict, key: tuple, nat: rules.Nat | None) -> Conn:

@@ -253,6 +253,13 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
             flows.append(flow(T_CLASSIFY, 170, {
                 "in_port": PORT_VXLAN, "eth_type": ETH_IP,
                 "ipv4_dst": str(t.addresses["ingress"])}, [Goto(T_DELIVER)]))
+    # 0 -> 40: ICMP between ingress addresses passes, as in Swarm, where the
+    # task's firewall drops only TCP/UDP that is not a published port.
+    # (The node's kernel has no route into 10.255/16, so nothing comes from PORT_GW.)
+    for t in ingress_tasks:
+        flows.append(flow(T_CLASSIFY, 160, {
+            "eth_type": ETH_IP, "ip_proto": 1,
+            "ipv4_dst": str(t.addresses["ingress"])}, [Goto(T_DELIVER)]))
     flows.append(flow(T_CLASSIFY, 0, {}, []))
 
     # 10/11: conntrack, then new connections to the round-robin pick.

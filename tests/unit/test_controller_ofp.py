@@ -1,0 +1,225 @@
+"""controllers.mesh turns rule flows into OpenFlow 1.3 messages that serialize
+and parse back (os-ken only, no switch, no root)."""
+
+from __future__ import annotations
+
+import socket
+import types
+
+import pytest
+
+from os_ken.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from controllers import mesh
+from swarmmesh import rules
+from swarmmesh.model import Cluster
+
+ofp = ofproto_v1_3
+
+
+class FakeDatapath(ofproto_protocol.ProtocolDesc):
+    """What os-ken's own parser tests use (ProtocolDesc gives ``ofproto`` and
+    ``ofproto_parser``), plus a ``send_msg`` that records."""
+
+    def __init__(self, dpid: int = 1) -> None:
+        super().__init__(version=ofp.OFP_VERSION)
+        self.id = dpid
+        self.sent: list = []
+
+    def send_msg(self, msg) -> None:
+        self.sent.append(msg)
+
+
+CLUSTER = Cluster.quick(4, 3)
+FLOWS = rules.node_flows(CLUSTER, "node1")
+COOKIE = rules.COOKIE | 0x1234
+
+
+def flow_mod(dp, f: rules.Flow):
+    """The FlowMod for ``f``, built by the controller's own ``add_flow``."""
+    before = len(dp.sent)
+    mesh.MeshController.add_flow(types.SimpleNamespace(cookie=COOKIE), dp, f)
+    assert len(dp.sent) == before + 1
+    return dp.sent[-1]
+
+
+def round_trip(dp, msg):
+    msg.serialize()
+    version, msg_type, msg_len, xid = ofproto_parser.header(msg.buf)
+    assert (version, msg_type, msg_len) == (ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, len(msg.buf))
+    return parser.msg_parser(dp, version, msg_type, msg_len, xid, bytes(msg.buf))
+
+
+def apply_actions(msg) -> list:
+    insts = [i for i in msg.instructions if isinstance(i, parser.OFPInstructionActions)]
+    assert len(insts) <= 1
+    return insts[0].actions if insts else []
+
+
+def ip_int(ip: str) -> int:
+    return int.from_bytes(socket.inet_aton(ip), "big")
+
+
+def flows_with(action_type, table: int | None = None) -> list[rules.Flow]:
+    return [f for f in FLOWS if (table is None or f.table == table)
+            and any(isinstance(a, action_type) for a in f.actions)]
+
+
+@pytest.mark.parametrize("index", range(len(FLOWS)),
+                         ids=[f"t{f.table}p{f.priority}n{i}" for i, f in enumerate(FLOWS)])
+def test_every_flow_serializes_and_parses_back(index):
+    f = FLOWS[index]
+    dp = FakeDatapath()
+    msg = flow_mod(dp, f)
+    parsed = round_trip(dp, msg)
+    assert isinstance(parsed, parser.OFPFlowMod)
+    assert (parsed.table_id, parsed.priority, parsed.cookie, parsed.command) == (
+        f.table, f.priority, COOKIE, ofp.OFPFC_ADD)
+    assert len(parsed.instructions) == len(msg.instructions)
+    assert dict(parsed.match.items()) == f.match_dict
+    goto = [a for a in f.actions if isinstance(a, rules.Goto)]
+    others = [a for a in f.actions if not isinstance(a, rules.Goto)]
+    assert len(parsed.instructions) == bool(goto) + bool(others)
+    assert len(apply_actions(parsed)) == len(others)
+    gotos = [i for i in parsed.instructions if isinstance(i, parser.OFPInstructionGotoTable)]
+    assert [i.table_id for i in gotos] == [a.table for a in goto]
+    # and what came back serializes to the very same bytes
+    again = parser.OFPFlowMod(dp, cookie=parsed.cookie, table_id=parsed.table_id,
+                              command=parsed.command, priority=parsed.priority,
+                              match=parsed.match, instructions=parsed.instructions)
+    again.serialize()
+    assert bytes(again.buf[8:]) == bytes(msg.buf[8:])        # all but the header's xid
+
+
+def test_all_flows_of_every_node_serialize():
+    dp = FakeDatapath()
+    for node in CLUSTER.nodes:
+        for f in rules.node_flows(CLUSTER, node.name):
+            round_trip(dp, flow_mod(dp, f))
+    assert len(dp.sent) == sum(len(rules.node_flows(CLUSTER, n.name)) for n in CLUSTER.nodes)
+
+
+def test_ct_with_dnat_carries_ip_and_port():
+    dp = FakeDatapath()
+    tasks = [t for t in CLUSTER.tasks_of("app")]
+    picks = sorted(flows_with(rules.Ct, rules.T_RR_PICK), key=lambda f: f.match_dict["reg1"])
+    assert len(picks) == len(tasks) == 3
+    for f, task in zip(picks, tasks):
+        for msg in (flow_mod(dp, f), round_trip(dp, flow_mod(dp, f))):
+            ct = apply_actions(msg)[-1]
+            assert isinstance(ct, parser.NXActionCT)
+            assert (ct.flags, ct.zone_ofs_nbits, ct.recirc_table) == (
+                1, rules.ZONE_DNAT, rules.T_SNAT_CT)               # commit, zone 1
+            assert not ct.zone_src
+            nat, = ct.actions
+            assert isinstance(nat, parser.NXActionNAT)
+            assert nat.flags == mesh.NX_NAT_F_DST
+            ip = str(task.addresses["ingress"])
+            assert (nat.range_ipv4_min, nat.range_ipv4_max) == (ip, ip)
+            assert (nat.range_proto_min, nat.range_proto_max) == (80, 80)
+
+
+def test_ct_snat_and_bare_nat():
+    dp = FakeDatapath()
+    snat, = [f for f in flows_with(rules.Ct, rules.T_SNAT_STATE)]
+    ct, = apply_actions(round_trip(dp, flow_mod(dp, snat)))
+    nat, = ct.actions
+    assert (ct.flags, ct.zone_ofs_nbits, ct.recirc_table) == (1, rules.ZONE_SNAT, rules.T_FWD_OUT)
+    assert nat.flags == mesh.NX_NAT_F_SRC
+    ip = str(CLUSTER.node("node1").ingress_ip)
+    assert (nat.range_ipv4_min, nat.range_ipv4_max) == (ip, ip)
+    assert not nat.range_proto_min and not nat.range_proto_max
+    # bare "nat": no flags, no range, no commit
+    for table, zone, recirc in ((rules.T_DNAT_CT, rules.ZONE_DNAT, rules.T_DNAT_STATE),
+                                (rules.T_SNAT_CT, rules.ZONE_SNAT, rules.T_SNAT_STATE),
+                                (rules.T_RPL_SNAT, rules.ZONE_SNAT, rules.T_RPL_DNAT),
+                                (rules.T_RPL_DNAT, rules.ZONE_DNAT, rules.T_RPL_OUT)):
+        f, = flows_with(rules.Ct, table)
+        ct, = apply_actions(round_trip(dp, flow_mod(dp, f)))
+        assert (ct.flags, ct.zone_ofs_nbits, ct.recirc_table) == (0, zone, recirc)
+        nat, = ct.actions
+        assert nat.flags == 0 and not nat.range_ipv4_min
+
+
+def test_learn_has_the_right_specs():
+    dp = FakeDatapath()
+    f = flows_with(rules.Learn, rules.T_RR_PICK)[0]
+    k = f.match_dict["reg1"]
+    for msg in (flow_mod(dp, f), round_trip(dp, flow_mod(dp, f))):
+        ptr, conn = [a for a in apply_actions(msg) if isinstance(a, parser.NXActionLearn)]
+        # the pointer: 4 immediate matches (the service) + 1 load (next task)
+        assert (ptr.table_id, ptr.priority, ptr.cookie) == (rules.T_RR_PTR, 100,
+                                                             rules.COOKIE_LEARNED)
+        assert len(ptr.specs) == 5
+        assert [type(s) for s in ptr.specs] == [parser.NXFlowSpecMatch] * 4 + [
+            parser.NXFlowSpecLoad]
+        assert {s.dst[0]: s.src for s in ptr.specs[:4]} == {
+            "eth_type_nxm": rules.ETH_IP, "ip_proto_nxm": 6,
+            "ipv4_dst_nxm": ip_int(rules.SBOX_GW_IP), "tcp_dst_nxm": 8000}
+        load = ptr.specs[4]
+        assert (load.dst, load.n_bits, load.src) == (("reg1", 0), 32, (k + 1) % 3)
+        # the per-connection scratch flow: 2 immediate + 2 copied fields
+        assert (conn.table_id, conn.hard_timeout) == (rules.T_RR_CONN,
+                                                      rules.LEARN_CONN_HARD_TIMEOUT)
+        assert len(conn.specs) == 4
+        copied = [s for s in conn.specs if isinstance(s.src, tuple)]
+        assert [(s.src, s.dst, s.n_bits) for s in copied] == [
+            (("ipv4_src_nxm", 0), ("ipv4_src_nxm", 0), 32),
+            (("tcp_src_nxm", 0), ("tcp_src_nxm", 0), 16)]
+
+
+def test_output_in_port_and_arp_moves():
+    dp = FakeDatapath()
+    arp = [f for f in FLOWS if f.match_dict.get("arp_op") == 1]
+    assert arp
+    for f in arp:
+        acts = apply_actions(round_trip(dp, flow_mod(dp, f)))
+        assert isinstance(acts[-1], parser.OFPActionOutput)
+        assert acts[-1].port == ofp.OFPP_IN_PORT
+        moves = [a for a in acts if isinstance(a, parser.NXActionRegMove)]
+        assert [(m.src_field, m.dst_field, m.n_bits) for m in moves] == [
+            ("eth_src_nxm", "eth_dst_nxm", 48), ("arp_sha_nxm", "arp_tha_nxm", 48),
+            ("arp_spa_nxm", "arp_tpa_nxm", 32)]
+        sets = {a.key: a.value for a in acts if isinstance(a, parser.OFPActionSetField)}
+        assert sets["arp_op"] == 2 and sets["eth_src"] == sets["arp_sha"]
+
+
+def test_numbered_output_resubmit_goto_and_drop():
+    dp = FakeDatapath()
+    # Output(PORT_GW) on the reply path
+    out, = flows_with(rules.Output, rules.T_RPL_OUT)
+    acts = apply_actions(round_trip(dp, flow_mod(dp, out)))
+    assert acts[-1].port == rules.PORT_GW
+    # Resubmit to the pointer and the pick
+    new = [f for f in flows_with(rules.Resubmit, rules.T_DNAT_STATE)]
+    acts = apply_actions(round_trip(dp, flow_mod(dp, new[0])))
+    assert [(type(a), a.table_id) for a in acts] == [
+        (parser.NXActionResubmitTable, rules.T_RR_PTR),
+        (parser.NXActionResubmitTable, rules.T_RR_PICK)]
+    # A Goto alone: one goto instruction, no apply-actions
+    cls = [f for f in FLOWS if f.table == 0 and f.actions == (rules.Goto(rules.T_DNAT_CT),)]
+    msg = round_trip(dp, flow_mod(dp, cls[0]))
+    assert [type(i) for i in msg.instructions] == [parser.OFPInstructionGotoTable]
+    # SetField + Goto: both instructions
+    fwd, = [f for f in FLOWS if f.table == rules.T_FWD_OUT]
+    msg = round_trip(dp, flow_mod(dp, fwd))
+    assert [type(i) for i in msg.instructions] == [parser.OFPInstructionActions,
+                                                   parser.OFPInstructionGotoTable]
+    # The table-miss drop: no instruction at all
+    miss, = [f for f in FLOWS if f.table == 0 and f.priority == 0]
+    assert round_trip(dp, flow_mod(dp, miss)).instructions == []
+
+
+def test_register_set_field():
+    dp = FakeDatapath()
+    ptr, = [f for f in FLOWS if f.table == rules.T_RR_PTR]
+    act, = apply_actions(round_trip(dp, flow_mod(dp, ptr)))
+    assert isinstance(act, parser.OFPActionSetField) and (act.key, act.value) == ("reg1", 0)
+
+
+def test_to_actions_returns_goto_separately():
+    acts, goto = mesh.to_actions(parser, ofp, (rules.SetField("eth_src", "02:42:0a:ff:00:02"),
+                                               rules.Goto(40)))
+    assert goto == 40 and len(acts) == 1
+    assert mesh.to_actions(parser, ofp, ()) == ([], None)
