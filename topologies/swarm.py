@@ -21,12 +21,16 @@ Use it from Mininet directly (start the controller first, see the README)::
 
 from __future__ import annotations
 
+import atexit
+import inspect
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-_REPO = Path(__file__).resolve().parent.parent
+# `mn --custom` execs this file without __file__; the code object knows its path.
+_REPO = Path(inspect.currentframe().f_code.co_filename).resolve().parent.parent
 if str(_REPO) not in sys.path:                 # `mn --custom` imports us by path
     sys.path.insert(0, str(_REPO))
 
@@ -270,9 +274,10 @@ class SwarmTopo(Topo):
         if cluster is None:
             cluster = (Cluster.from_stack(stack, nodes=nodes, clients=clients) if stack
                        else Cluster.quick(nodes=nodes, replicas=replicas, clients=clients))
-        if state is None:
+        if state is None:                      # run by `mn --custom`: we own the records
             state = RunState(f"mn-{os.getpid()}")
-            (state.dir / "model.json").write_text(__import__("json").dumps(cluster.to_dict()))
+            (state.dir / "model.json").write_text(json.dumps(cluster.to_dict()))
+            atexit.register(state.clean)
         self.cluster, self.state = cluster, state
         dp = choose_datapath(datapath)
         self.datapath = dp

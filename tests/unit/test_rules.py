@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import dataclass
 
 import pytest
 
@@ -343,6 +344,20 @@ def test_udp_published_port():
     assert fc.deliver("node3", fc.from_client("node3", CLIENT, 50100, 5353)) == []
 
 
+def test_same_port_number_on_tcp_and_udp_is_two_services():
+    c = Cluster.from_stack({"services": {
+        "web": {"deploy": {"replicas": 2}, "ports": ["5300:80/tcp"]},
+        "dns": {"deploy": {"replicas": 2}, "ports": ["5300:53/udp"]},
+    }}, nodes=3)
+    fc = FakeCluster(c)
+    web, dns = tasks_of(c, "web"), tasks_of(c, "dns")
+    for i in range(8):
+        proto = ("tcp", "udp")[i % 2]
+        got = connect(fc, "node3", 31000 + i, 5300, proto)
+        assert got.task == (web, dns)[i % 2][(i // 2) % 2]
+        assert got.packet[f"{proto}_dst"] == {"tcp": 80, "udp": 53}[proto]
+
+
 # --------------------------------------------------------------------------
 # The flows themselves
 # --------------------------------------------------------------------------
@@ -486,3 +501,20 @@ def test_fake_switch_conntrack_states_and_nat():
     # an unrelated answer is +new, not reply: not un-NATed
     (port, stray), = sw.process(dict(answer, tcp_dst=1001, in_port=1))
     assert port == 2 and stray["ipv4_src"] == "10.0.0.9"
+
+
+@dataclass(frozen=True)
+class _MarkCt(Ct):
+    """A Ct that also sets ct_mark on commit (rules.Ct may grow one)."""
+    mark: int | None = None
+
+
+def test_fake_switch_ct_mark_is_set_on_commit_and_loaded_on_lookup():
+    sw = FakeSwitch([
+        flow(0, 10, {"ct_state": (0, CT_TRK)}, [Ct(1, 0)]),
+        flow(0, 10, {"ct_state": CT_TRK_NEW, "ct_mark": 0}, [_MarkCt(1, 1, commit=True, mark=7)]),
+        flow(0, 10, {"ct_state": CT_TRK_NEW, "ct_mark": 7}, [Output(3)]),
+        flow(1, 10, {"ct_mark": 7}, [Output(2)]),
+    ])
+    assert [p for p, _ in sw.process(_pkt())] == [2]      # committed, mark set at once
+    assert [p for p, _ in sw.process(_pkt())] == [3]      # still +new, mark loaded
