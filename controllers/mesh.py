@@ -85,6 +85,8 @@ def to_actions(parser, ofp, actions) -> tuple[list, int | None]:
                 nat = [parser.NXActionNAT(flags=flags, **kw)]
             elif a.nat_existing:
                 nat = [parser.NXActionNAT(flags=0)]
+            if a.mark is not None:   # first: os-ken does not pad a nested NAT action
+                nat.insert(0, parser.OFPActionSetField(ct_mark=a.mark))
             out.append(parser.NXActionCT(flags=1 if a.commit else 0, zone_src="",
                                          zone_ofs_nbits=a.zone, recirc_table=a.table,
                                          alg=0, actions=nat))

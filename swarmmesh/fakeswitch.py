@@ -75,7 +75,7 @@ def _check_flow(f: Flow) -> None:
         if isinstance(value, tuple) and not all(isinstance(v, int) for v in value):
             raise NotImplementedError(f"masked match on {name!r} needs integers: {value!r}")
     for a in f.actions:
-        if isinstance(a, (SetField,)):
+        if isinstance(a, SetField):
             _check_field(a.field)
         elif isinstance(a, Move):
             _check_field(a.src)
@@ -108,7 +108,7 @@ def matches(f: Flow, packet: dict) -> bool:
 
 
 def five_tuple(packet: dict) -> tuple:
-    """(ip_proto, src, sport, dst, dport); ports are None for other protocols."""
+    """(ip_proto, src, sport, dst, dport) of a TCP or UDP packet."""
     proto = packet.get("ip_proto")
     sport_f, dport_f = L4.get(proto, (None, None))
     return (proto, packet["ipv4_src"], packet.get(sport_f), packet["ipv4_dst"],
@@ -270,8 +270,9 @@ class FakeSwitch:
         if entry is not None and not nat_done and (a.nat is not None or a.nat_existing):
             conn, is_reply = entry
             new = bool(pkt["ct_state"] & CT_NEW)
-            if a.nat is not None and conn.nat is not None and a.nat.kind != conn.nat.kind:
-                raise NotImplementedError("a second NAT binding of another kind")
+            if a.nat is not None and (conn.nat is None or a.nat.kind != conn.nat.kind):
+                raise NotImplementedError(f"a {a.nat.kind} NAT binding on a connection "
+                                          f"committed with {conn.nat}")
             if conn.nat is not None and (not new or (a.commit and a.nat is not None)):
                 _set_tuple(pkt, _reverse(conn.orig) if is_reply else _reverse(conn.reply))
                 nat_done = True
@@ -287,7 +288,7 @@ class FakeSwitch:
         else:
             after = (proto, nat.ip, sport if nat.port is None else nat.port, dst, dport)
         while _reverse(after) in zone:           # reply tuple in use: pick another port
-            if nat is None or nat.kind != "src" or nat.port is not None or proto not in L4:
+            if nat is None or nat.kind != "src" or nat.port is not None:
                 raise RuntimeError(f"conntrack clash: {_reverse(after)} already in use")
             p = after[2] + 1 if after[2] < 65535 else 1024
             after = (proto, nat.ip, p, dst, dport)

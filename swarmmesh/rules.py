@@ -21,7 +21,8 @@ Tables::
 
     0   classify: ARP answered locally, sandbox traffic, replies, overlay delivery
     10  conntrack zone 1 (DNAT) for published ports
-    11  new connection -> round-robin pick; established -> SNAT
+    11  new connection -> round-robin pick (unless ct_mark says it was
+        picked already); established -> SNAT
     12  round-robin pointer per published port (rewritten by ``learn``)
     13  pick: pointer k -> DNAT to task k, learn pointer k+1
     14  per-connection learn scratch table (forces every new connection to
@@ -112,6 +113,7 @@ class Ct:
     commit: bool = False
     nat: Nat | None = None
     nat_existing: bool = False     # bare "nat": apply the connection's existing binding
+    mark: int | None = None        # with commit: set the connection's ct_mark
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,11 @@ def ingress_ports(cluster: Cluster) -> list[tuple[PublishedPort, list[Task]]]:
     return out
 
 
+def pick_mark(port_index: int, task_index: int) -> int:
+    """ct_mark of a connection: which published port, which task it was given."""
+    return ((port_index + 1) << 16) | (task_index + 1)
+
+
 def arp_responder(ip: str, mac: str, in_port: int | None = None) -> Flow:
     """Answer ARP for ``ip`` with ``mac`` on the port the request came in."""
     match = {"eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": ip}
@@ -265,13 +272,23 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
     # 10/11: conntrack, then new connections to the round-robin pick.
     flows.append(flow(T_DNAT_CT, 100, {"eth_type": ETH_IP},
                       [Ct(ZONE_DNAT, T_DNAT_STATE, nat_existing=True)]))
-    for p, tasks in ingress_ports(cluster):
+    for pi, (p, tasks) in enumerate(ingress_ports(cluster)):
         svc_match = {"eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol],
                      "ipv4_dst": SBOX_GW_IP, _l4(p): p.published}
         new_actions: list[Action] = ([Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)]
                                      if tasks else [])   # no task: dropped, as IPVS does
         flows.append(flow(T_DNAT_STATE, 100, {**svc_match, "ct_state": CT_TRK_NEW},
                           new_actions))
+        # A committed connection stays +new until its first reply (a resent
+        # SYN, several UDP datagrams): its ct_mark names the task picked for
+        # it, so such packets keep their task and never move the pointer.
+        # (Userspace conntrack has already rewritten them to the task, the
+        # kernel's has not: the match leaves out the destination.)
+        for k, t in enumerate(tasks):
+            flows.append(flow(T_DNAT_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
+                                                  "ct_mark": pick_mark(pi, k)}, [
+                Ct(ZONE_DNAT, T_SNAT_CT, commit=True,
+                   nat=Nat("dst", str(t.addresses["ingress"]), p.target))]))
         # 12: the pointer, starting at task 0; ``learn`` replaces it.
         flows.append(flow(T_RR_PTR, 100, svc_match, [SetField(REG_RR, 0)]))
         # 13: pointer k -> task k; learn k+1; per-connection learn; DNAT.
@@ -285,7 +302,8 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
                       copy=("ipv4_src", _l4(p, dst=False)),
                       hard_timeout=LEARN_CONN_HARD_TIMEOUT),
                 Ct(ZONE_DNAT, T_SNAT_CT, commit=True,
-                   nat=Nat("dst", str(t.addresses["ingress"]), p.target)),
+                   nat=Nat("dst", str(t.addresses["ingress"]), p.target),
+                   mark=pick_mark(pi, k)),
             ]))
     flows.append(flow(T_DNAT_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
                       [Goto(T_SNAT_CT)]))

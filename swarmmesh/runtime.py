@@ -105,7 +105,7 @@ def _owner_alive(run_dir: Path) -> bool:
         pid = int((run_dir / "owner").read_text())
     except (OSError, ValueError):
         return False
-    return pid != os.getpid() and Path(f"/proc/{pid}").exists() and "python" in _cmdline(pid)
+    return pid == os.getpid() or (Path(f"/proc/{pid}").exists() and "python" in _cmdline(pid))
 
 
 def clean_all(root: Path = STATE_ROOT, force: bool = False) -> list[str]:

@@ -8,6 +8,7 @@ Ctrl-C or SIGTERM) it stops everything it started and removes its records.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -32,6 +33,9 @@ REQUIRED = {
     "bridge": "apt-get install iproute2",
     "mnexec": "apt-get install mininet",
 }
+
+
+_RUN_SEQ = itertools.count(1)          # several testbeds may live in one process
 
 
 class TestbedError(RuntimeError):
@@ -118,7 +122,7 @@ class Testbed:
 
         setLogLevel(os.environ.get("SWARMMESH_MN_LOG", "warning"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.state = RunState(f"run-{os.getpid()}")
+        self.state = RunState(f"run-{os.getpid()}-{next(_RUN_SEQ)}")
         model = self.run_dir / "model.json"
         model.write_text(json.dumps(self.cluster.to_dict(), indent=1))
         sock = str(self.state.dir / "openflow.sock")
@@ -221,7 +225,7 @@ class Testbed:
         proc = h.popen([sys.executable, *args], cwd=str(REPO),
                        env=dict(os.environ, PYTHONPATH=str(REPO)),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.state.register(proc.pid, args[1] if len(args) > 1 else args[0])
+        self.state.register(proc.pid, args[1] if args[0] == "-m" else sys.executable)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -119,3 +119,30 @@ def test_experiment_4_nodes_3_replicas_splits_exactly_per_node(tmp_path):
     for name in ("requests_per_task", "latency_cdf"):
         assert (run_dir / f"{name}.png").stat().st_size > 10_000
         assert (run_dir / f"{name}.pdf").exists()
+
+
+UDP_CLIENT = r"""
+import json, socket, sys
+node, conns, burst = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for c in range(conns):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.connect((node, 8000))
+    for i in range(burst):            # several datagrams before any answer
+        s.send(b"ping %d" % i)
+    tasks = []
+    for i in range(burst):
+        tasks.append(json.loads(s.recv(2048))["task"])
+    print(json.dumps(tasks))
+    s.close()
+"""
+
+
+def test_udp_published_port_keeps_each_flow_on_one_task_and_rr_exact(testbed_factory):
+    tb = testbed_factory(Cluster.quick(nodes=3, replicas=2, protocol="udp"))
+    out = tb.run_in("c1", ["-c", UDP_CLIENT, "192.168.99.3", "8", "3"])
+    flows = [json.loads(line) for line in out.splitlines()]
+    assert len(flows) == 8
+    assert all(len(set(f)) == 1 for f in flows), flows        # a flow stays on its task
+    picks = [f[0] for f in flows]
+    assert picks == [picks[0], picks[1]] * 4 and picks[0] != picks[1], picks

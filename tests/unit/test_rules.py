@@ -136,13 +136,6 @@ def test_second_packet_before_any_reply_follows_the_first(proto):
     assert [(b.node, b.packet["ipv4_dst"]) for b in back] == [("node3", CLIENT)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rules.py bug: a packet of a committed connection that has had no reply yet "
-    "is still ct_state +new and, bare nat not rewriting +new packets, still "
-    "addressed to the sandbox, so table 11 runs the round-robin pick again and "
-    "the pointer advances (the packet itself reaches its task through the "
-    "existing binding). IPVS does not reschedule it. Remove this marker once "
-    "fixed (see the fix with ct_mark in the report)."))
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
 def test_second_packet_before_any_reply_does_not_move_the_pointer(proto):
     c = Cluster.quick(3, 2, protocol=proto)
