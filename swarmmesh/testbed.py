@@ -181,7 +181,13 @@ class Testbed:
                 for host in self.net.hosts:
                     if hasattr(host, "stop_ovs"):
                         host.stop_ovs()
-                self.net.stop()
+                if all(h.shell is not None and h.shell.poll() is None for h in self.net.hosts):
+                    self.net.stop()
+                else:
+                    # A host's shell died (killed from outside): Mininet would
+                    # wait on it for ever.  The namespaces go with the shells;
+                    # the recorded PIDs are cleaned below.
+                    print("warning: a host shell died; cleaning by record", file=sys.stderr)
             except Exception as e:                          # noqa: BLE001
                 print(f"warning: network stop: {e}", file=sys.stderr)
             self.net = None
