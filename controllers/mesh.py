@@ -179,10 +179,6 @@ class MeshController(app_manager.OSKenApp):
         dp.send_msg(parser.OFPBarrierRequest(dp))
         self._ready(node.name)
 
-    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
-    def barrier(self, ev):
-        pass
-
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def error(self, ev):
         self.errors += 1
