@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -106,15 +107,14 @@ def start_capture(tb, cluster: Cluster, run_dir: Path):
     pcap = run_dir / "underlay-vxlan.pcap"
     proc = tb.host("underlay").popen(["tcpdump", "--immediate-mode", "-U", "-q", "-n", "-i", f"ul-{node}",
                                       "-w", str(pcap), "udp", "port", "4789"],
-                                     stdout=__import__("subprocess").DEVNULL,
-                                     stderr=__import__("subprocess").DEVNULL)
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
     tb.state.register(proc.pid, "tcpdump")
     time.sleep(0.5)
     return proc, pcap, f"ul-{node}"
 
 
 def count_vxlan(pcap: Path) -> dict:
-    import subprocess
     out = subprocess.run(["tcpdump", "-n", "-r", str(pcap)], capture_output=True, text=True).stdout
     vnis = Counter()
     for line in out.splitlines():

@@ -34,7 +34,7 @@ Tables::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Union
 
 from swarmmesh.model import Cluster, Node, PublishedPort, Task
