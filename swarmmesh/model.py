@@ -141,6 +141,7 @@ class Service:
     constraints: tuple[tuple[str, str, str], ...] = ()
     mode: str = "replicated"
     max_replicas_per_node: int = 0  # 0 = unlimited
+    vips: dict[str, IPv4Address] = field(default_factory=dict)  # user network -> VIP
 
     def ingress_ports(self) -> tuple[PublishedPort, ...]:
         """Ports published through the routing mesh."""
@@ -710,6 +711,7 @@ class Cluster:
                 "endpoint_mode": s.endpoint_mode, "networks": list(s.networks),
                 "constraints": [list(c) for c in s.constraints], "mode": s.mode,
                 "max_replicas_per_node": s.max_replicas_per_node,
+                "vips": {n: str(v) for n, v in s.vips.items()},
             } for k, s in self.services.items()},
             "tasks": [{
                 "name": t.name, "service": t.service, "slot": t.slot, "node": t.node,
@@ -740,6 +742,7 @@ class Cluster:
                     constraints=tuple(tuple(c) for c in s.get("constraints", ())),
                     mode=s.get("mode", "replicated"),
                     max_replicas_per_node=int(s.get("max_replicas_per_node", 0)),
+                    vips={n: IPv4Address(v) for n, v in s.get("vips", {}).items()},
                 ) for k, s in d["services"].items()},
                 tasks=[Task(t["name"], t["service"], int(t["slot"]), t["node"], t["host"],
                             {k: IPv4Address(v) for k, v in t["addresses"].items()},
@@ -907,4 +910,7 @@ def _make_tasks(placement: list[tuple[str, int, Node]], services: dict[str, Serv
         for node in nodes:
             if any(t.node == node.name and name in t.addresses for t in tasks):
                 node.lb_ips[name] = take(name)
+    for svc in services.values():          # endpoint_mode vip: one VIP per user network
+        if svc.endpoint_mode == "vip":
+            svc.vips = {net: take(net) for net in svc.networks}
     return tasks
