@@ -7,7 +7,7 @@ can follow a packet through one node's bridge and across the cluster.
 A packet is a dict of header fields named as in the rules' matches
 (``eth_src, eth_dst, eth_type, ip_proto, ipv4_src, ipv4_dst, tcp_src, ...,
 arp_op, arp_spa, arp_tpa, arp_sha, arp_tha``) plus the metadata ``in_port``,
-``reg1`` (default 0), ``ct_state`` (default 0, bits ``rules.CT_*``) and
+``reg1`` and ``reg2`` (default 0), ``ct_state`` (default 0, bits ``rules.CT_*``) and
 ``ct_mark`` (default 0).
 Addresses are strings, as in the rules.
 
@@ -53,7 +53,7 @@ HEADER_FIELDS = frozenset((
     "eth_src", "eth_dst", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst",
     "tcp_src", "tcp_dst", "udp_src", "udp_dst",
     "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"))
-METADATA = frozenset(("in_port", "reg1", "ct_state", "ct_mark"))
+METADATA = frozenset(("in_port", "reg1", "reg2", "ct_state", "ct_mark"))
 FIELDS = HEADER_FIELDS | METADATA
 CT_CACHE = "_ct"        # the connection a packet's last ct found: (zone, tuple, nat done)
 L4 = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
@@ -178,7 +178,7 @@ class FakeSwitch:
         """Run ``packet`` from table 0; return the (port, packet) outputs."""
         for name in packet:
             _check_field(name)
-        pkt = {"reg1": 0, "ct_state": 0, "ct_mark": 0, **copy.deepcopy(packet)}
+        pkt = {"reg1": 0, "reg2": 0, "ct_state": 0, "ct_mark": 0, **copy.deepcopy(packet)}
         out: list[tuple[int, dict]] = []
         self._table(0, pkt, out, 0)
         return out
@@ -327,10 +327,17 @@ class FakeCluster:
         self.port_task = {n.name: {port: by_host[host] for host, port
                                    in rules.task_ports(cluster, n.name).items()}
                           for n in cluster.nodes}
+        for n in cluster.nodes:
+            for (host, _net), port in rules.net_ports(cluster, n.name).items():
+                self.port_task[n.name][port] = by_host[host]
+        # VXLAN port -> network name (the ingress one is PORT_VXLAN)
+        self.vxlan_net = {rules.PORT_VXLAN: "ingress"}
+        self.vxlan_net.update({rules.vxlan_port(net): net.name
+                               for net in rules.user_networks(cluster)})
         by_underlay = {str(n.underlay_ip): n.name for n in cluster.nodes}
-        self.fdb = {n.name: {mac.lower(): by_underlay[ip]
-                             for mac, ip in rules.overlay_fdb(cluster, n.name)}
-                    for n in cluster.nodes}
+        self.fdb = {(n.name, net): {mac.lower(): by_underlay[ip]
+                                    for mac, ip in rules.overlay_fdb(cluster, n.name, net)}
+                    for n in cluster.nodes for net in cluster.networks}
         self.vxlan_drops: list[tuple[str, dict]] = []   # no FDB entry: not flooded
 
     def from_client(self, node: str, client_ip: str, client_port: int, published: int,
@@ -352,12 +359,13 @@ class FakeCluster:
             raise RuntimeError(f"forwarding loop: {hops}")
         arrivals = []
         for port, pkt in self.switches[node].process(packet):
-            if port == rules.PORT_VXLAN:
-                remote = self.fdb[node].get(str(pkt.get("eth_dst", "")).lower())
+            if port in self.vxlan_net:
+                fdb = self.fdb[(node, self.vxlan_net[port])]
+                remote = fdb.get(str(pkt.get("eth_dst", "")).lower())
                 if remote is None:
                     self.vxlan_drops.append((node, pkt))
                     continue
-                arrivals += self._deliver(remote, {**pkt, "in_port": rules.PORT_VXLAN},
+                arrivals += self._deliver(remote, {**pkt, "in_port": port},
                                           hops + [remote])
             elif port == rules.PORT_GW:
                 arrivals.append(Arrival(node, port, pkt, None, hops))
@@ -367,11 +375,41 @@ class FakeCluster:
                 raise RuntimeError(f"{node}: output to port {port}, which is not connected")
         return arrivals
 
-    def reply(self, task: Task | str, packet: dict) -> list[Arrival]:
-        """The task's answer to ``packet`` (as it received it), sent on its port."""
+    def task(self, task: Task | str) -> Task:
         if isinstance(task, str):
-            task = next(t for t in self.cluster.tasks if t.host == task or t.name == task)
-        port = rules.task_ports(self.cluster, task.node)[task.host]
+            return next(t for t in self.cluster.tasks if t.host == task or t.name == task)
+        return task
+
+    def task_port(self, task: Task | str, address: str) -> int:
+        """The bridge port of the task's leg that holds ``address``."""
+        task = self.task(task)
+        for name, addr in task.addresses.items():
+            if str(addr) == str(address):
+                if name == "ingress":
+                    return rules.task_ports(self.cluster, task.node)[task.host]
+                return rules.net_port(task, self.cluster.networks[name])
+        raise ValueError(f"{task.host} has no address {address}")
+
+    def from_task(self, task: Task | str, network: str, dst_ip: str, dport: int,
+                  sport: int = 40000, proto: str = "tcp", dst_mac: str | None = None) -> dict:
+        """A packet a task sends on its leg on ``network`` (after its own ARP)."""
+        task = self.task(task)
+        sname, dname = L4[rules.IP_PROTO[proto]]
+        return {"in_port": rules.net_port(task, self.cluster.networks[network]),
+                "eth_src": task.macs[network],
+                "eth_dst": dst_mac or rules.docker_mac(dst_ip), "eth_type": rules.ETH_IP,
+                "ip_proto": rules.IP_PROTO[proto], "ipv4_src": str(task.addresses[network]),
+                "ipv4_dst": str(dst_ip), sname: sport, dname: dport}
+
+    def send(self, task: Task | str, packet: dict) -> list[Arrival]:
+        """Run a packet built by :meth:`from_task` into the task's node."""
+        return self.deliver(self.task(task).node, packet)
+
+    def reply(self, task: Task | str, packet: dict) -> list[Arrival]:
+        """The task's answer to ``packet`` (as it received it), sent on the
+        leg that holds the packet's destination address."""
+        task = self.task(task)
+        port = self.task_port(task, packet["ipv4_dst"])
         answer = dict(packet)
         pairs = [("eth_src", "eth_dst"), ("ipv4_src", "ipv4_dst")]
         if packet.get("ip_proto") in L4:

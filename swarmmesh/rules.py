@@ -30,6 +30,22 @@ Tables::
     20/21/22  conntrack zone 2 (SNAT to the node's ingress address)
     30/31/32  reply path: un-SNAT, un-DNAT, back to the node's kernel
     40  L3 delivery on the ingress network: local task port or VXLAN
+
+User overlay networks (east-west, Swarm's ``lb-<net>`` endpoint) share the
+bridge; table 0 tags a packet with its network's index in ``reg2`` by the
+port it came in on, and every later match includes that tag, so networks
+are isolated by construction.  Network j (its VNI minus 4096) has the
+VXLAN device ``vx-n<j>`` on port ``1000*j`` and task ``t<n>``'s leg on
+port ``1000*j + n``::
+
+    50  per network: ARP answered locally, VIP, replies to this node's LB
+        address, task-to-task delivery
+    60/61  conntrack zone 3: a new connection to a VIP -> round-robin pick
+        (tables 12/13 again, keyed by network and VIP); DNAT to the task
+        address, the port is kept (IPVS fwmark service, NAT mode)
+    62/63/64  conntrack zone 4: SNAT to this node's LB address on the network
+    70/71/72  the reply: un-SNAT, un-DNAT (source back to the VIP)
+    80  L3 delivery on the network: local task port or the network's VXLAN
 """
 
 from __future__ import annotations
@@ -37,7 +53,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Union
 
-from swarmmesh.model import Cluster, Node, PublishedPort, Task
+from swarmmesh.model import INGRESS_VNI, Cluster, Network, Node, PublishedPort, Task, docker_mac
 
 # --- constants shared with the topology -----------------------------------
 
@@ -65,6 +81,16 @@ T_CLASSIFY, T_DNAT_CT, T_DNAT_STATE, T_RR_PTR, T_RR_PICK, T_RR_CONN = 0, 10, 11,
 T_SNAT_CT, T_SNAT_STATE, T_FWD_OUT = 20, 21, 22
 T_RPL_SNAT, T_RPL_DNAT, T_RPL_OUT = 30, 31, 32
 T_DELIVER = 40
+T_NET = 50
+T_VIP_CT, T_VIP_STATE = 60, 61
+T_LB_SNAT_CT, T_LB_SNAT_STATE, T_LB_OUT = 62, 63, 64
+T_LB_RPL_SNAT, T_LB_RPL_DNAT, T_LB_RPL_OUT = 70, 71, 72
+T_NET_DELIVER = 80
+ZONE_VIP_DNAT = 3
+ZONE_LB_SNAT = 4
+REG_NET = "reg2"
+NET_PORT_STRIDE = 1000         # network j: VXLAN on port 1000*j, task t<n> on 1000*j + n
+VIP_MARK_BASE = 0x1000         # pick_mark() port indices of VIPs start here
 
 IP_PROTO = {"tcp": 6, "udp": 17}
 ETH_IP, ETH_ARP = 0x0800, 0x0806
@@ -339,20 +365,27 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
             flows.append(flow(T_DELIVER, 100, {"eth_type": ETH_IP,
                                                "ipv4_dst": str(n.ingress_ip)},
                               [SetField("eth_dst", n.ingress_mac), Output(PORT_VXLAN)]))
+    flows += network_flows(cluster, node_name)
     return flows
 
 
-def overlay_fdb(cluster: Cluster, node_name: str) -> list[tuple[str, str]]:
-    """Static VXLAN FDB of one node: (MAC, remote underlay IP) for every
-    address on the ingress network that lives on another node, as Swarm fills
-    it from its gossip database."""
+def overlay_fdb(cluster: Cluster, node_name: str,
+                network: str = "ingress") -> list[tuple[str, str]]:
+    """Static VXLAN FDB of one node on one overlay network: (MAC, remote
+    underlay IP) for every address on it that lives on another node (its
+    ingress or load-balancer address, its tasks), as Swarm fills it from its
+    gossip database."""
     entries = []
     for n in cluster.nodes:
-        if n.name != node_name:
+        if n.name == node_name:
+            continue
+        if network == "ingress":
             entries.append((n.ingress_mac, str(n.underlay_ip)))
+        elif network in n.lb_ips:
+            entries.append((docker_mac(n.lb_ips[network]), str(n.underlay_ip)))
     for t in cluster.tasks:
-        if "ingress" in t.addresses and t.node != node_name:
-            entries.append((t.macs["ingress"], str(cluster.node(t.node).underlay_ip)))
+        if network in t.addresses and t.node != node_name:
+            entries.append((t.macs[network], str(cluster.node(t.node).underlay_ip)))
     return entries
 
 
@@ -360,3 +393,165 @@ def published_ports(cluster: Cluster) -> list[PublishedPort]:
     """The ports every node's kernel steers into its ingress sandbox."""
     return [p for p, _ in ingress_ports(cluster)]
 
+
+
+# --- user overlay networks: east-west load balancing -------------------------
+
+def net_index(network: Network) -> int:
+    """The network's small index j (0 for ingress): its VNI minus 4096."""
+    return network.vni - INGRESS_VNI
+
+
+def user_networks(cluster: Cluster) -> list[Network]:
+    return [n for n in cluster.networks.values() if not n.ingress]
+
+
+def task_number(task: Task) -> int:
+    """n of the task's host name ``t<n>``."""
+    return int(task.host[1:])
+
+
+def vxlan_port(network: Network) -> int:
+    return NET_PORT_STRIDE * net_index(network)
+
+
+def vxlan_intf(network: Network) -> str:
+    return VXLAN_INTF if network.ingress else f"vx-n{net_index(network)}"
+
+
+def net_port(task: Task, network: Network) -> int:
+    """Bridge port of a task's leg on a user network."""
+    return NET_PORT_STRIDE * net_index(network) + task_number(task)
+
+
+def net_intf(task: Task, network: Network) -> str:
+    """Name of the task's veth end on the node's side, on a user network."""
+    return f"{task.host}-n{net_index(network)}"
+
+
+def task_net_intf(task: Task, network: Network) -> str:
+    """Name of the task's interface on a network, inside the task."""
+    return f"{task.host}-eth{net_index(network)}"
+
+
+def net_ports(cluster: Cluster, node: str) -> dict[tuple[str, str], int]:
+    """Bridge port of each local task's leg on each user network, by (host, network)."""
+    out = {}
+    for t in cluster.tasks_on(node):
+        for name, net in cluster.networks.items():
+            if not net.ingress and name in t.addresses:
+                out[(t.host, name)] = net_port(t, net)
+    return out
+
+
+def vips(cluster: Cluster) -> list[tuple[str, str, object, list[Task]]]:
+    """(network, service, VIP, the service's tasks on that network) for every VIP."""
+    out = []
+    for svc in cluster.services.values():
+        for net, vip in svc.vips.items():
+            tasks = [t for t in cluster.tasks_of(svc.name) if net in t.addresses]
+            out.append((net, svc.name, vip, tasks))
+    return out
+
+
+def network_flows(cluster: Cluster, node_name: str) -> list[Flow]:
+    """The flows of one node for its user overlay networks (see the module doc)."""
+    node = cluster.node(node_name)
+    flows: list[Flow] = []
+    nets = user_networks(cluster)
+    if not nets:
+        return flows
+    local = cluster.tasks_on(node_name)
+    for net in nets:
+        j = net_index(net)
+        on_net = [t for t in cluster.tasks if net.name in t.addresses]
+        tag = {REG_NET: j}
+        # 0 -> 50: the port a packet came in on names its network.
+        in_ports = [vxlan_port(net)] + [net_port(t, net) for t in local if net.name in t.addresses]
+        for port in in_ports:
+            flows.append(flow(T_CLASSIFY, 250, {"in_port": port},
+                              [SetField(REG_NET, j), Goto(T_NET)]))
+        # 50: ARP for every address on this network, answered locally.
+        known = [(str(t.addresses[net.name]), t.macs[net.name]) for t in on_net]
+        known += [(str(n.lb_ips[net.name]), docker_mac(n.lb_ips[net.name]))
+                  for n in cluster.nodes if net.name in n.lb_ips]
+        net_vips = [(svc, vip, tasks) for nname, svc, vip, tasks in vips(cluster)
+                    if nname == net.name]
+        known += [(str(vip), docker_mac(vip)) for _svc, vip, _t in net_vips]
+        for ip, mac in known:
+            f = arp_responder(ip, mac)
+            flows.append(flow(T_NET, 300, {**f.match_dict, **tag}, f.actions))
+        # 50: a VIP (TCP and UDP; a VIP answers nothing else, as in Swarm).
+        for _svc, vip, _tasks in net_vips:
+            for proto in IP_PROTO.values():
+                flows.append(flow(T_NET, 200, {**tag, "eth_type": ETH_IP, "ip_proto": proto,
+                                               "ipv4_dst": str(vip)}, [Goto(T_VIP_CT)]))
+        # 50: a reply to this node's load-balancer address.
+        lb_ip = node.lb_ips.get(net.name)
+        if lb_ip is not None:
+            flows.append(flow(T_NET, 190, {**tag, "eth_type": ETH_IP, "ipv4_dst": str(lb_ip)},
+                              [Goto(T_LB_RPL_SNAT)]))
+        # 50 -> 80: plain delivery to a task or another node's LB address.
+        dests = [(t.addresses[net.name], t.macs[net.name],
+                  net_port(t, net) if t.node == node_name else vxlan_port(net)) for t in on_net]
+        dests += [(n.lb_ips[net.name], docker_mac(n.lb_ips[net.name]), vxlan_port(net))
+                  for n in cluster.nodes if n.name != node_name and net.name in n.lb_ips]
+        for ip, _mac, _port in dests:
+            flows.append(flow(T_NET, 100, {**tag, "eth_type": ETH_IP, "ipv4_dst": str(ip)},
+                              [Goto(T_NET_DELIVER)]))
+        for ip, mac, port in dests:
+            flows.append(flow(T_NET_DELIVER, 100, {**tag, "eth_type": ETH_IP,
+                                                   "ipv4_dst": str(ip)},
+                              [SetField("eth_dst", mac), Output(port)]))
+        # 63/64: SNAT to this node's LB address on the network.
+        if lb_ip is not None:
+            flows.append(flow(T_LB_SNAT_STATE, 100, {**tag, "eth_type": ETH_IP,
+                                                     "ct_state": CT_TRK_NEW},
+                              [Ct(ZONE_LB_SNAT, T_LB_OUT, commit=True, nat=Nat("src", str(lb_ip)))]))
+            flows.append(flow(T_LB_OUT, 100, {**tag, "eth_type": ETH_IP},
+                              [SetField("eth_src", docker_mac(lb_ip)), Goto(T_NET_DELIVER)]))
+        # 72: the reply leaves with the VIP's MAC (its source is the VIP again).
+        for _svc, vip, _tasks in net_vips:
+            flows.append(flow(T_LB_RPL_OUT, 100, {**tag, "eth_type": ETH_IP,
+                                                  "ct_state": CT_TRK_EST, "ipv4_src": str(vip)},
+                              [SetField("eth_src", docker_mac(vip)), Goto(T_NET_DELIVER)]))
+    flows.append(flow(T_NET, 0, {}, []))
+
+    # 60/61 + 12/13: the VIP's round-robin pick, per node (IPVS rr in lb-<net>).
+    flows.append(flow(T_VIP_CT, 100, {"eth_type": ETH_IP},
+                      [Ct(ZONE_VIP_DNAT, T_VIP_STATE, nat_existing=True)]))
+    for vi, (nname, _svc, vip, tasks) in enumerate(vips(cluster)):
+        j = net_index(cluster.networks[nname])
+        ptr_match = {REG_NET: j, "eth_type": ETH_IP, "ipv4_dst": str(vip)}
+        if tasks:                                   # no task: dropped
+            flows.append(flow(T_VIP_STATE, 100, {**ptr_match, "ct_state": CT_TRK_NEW},
+                              [Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)]))
+        flows.append(flow(T_RR_PTR, 100, ptr_match, [SetField(REG_RR, 0)]))
+        for k, t in enumerate(tasks):
+            mark = pick_mark(VIP_MARK_BASE + vi, k)
+            addr = str(t.addresses[nname])
+            flows.append(flow(T_VIP_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
+                                                 "ct_mark": mark},
+                              [Ct(ZONE_VIP_DNAT, T_LB_SNAT_CT, commit=True, nat=Nat("dst", addr))]))
+            for pname, proto in IP_PROTO.items():
+                flows.append(flow(T_RR_PICK, 100, {**ptr_match, "ip_proto": proto, REG_RR: k}, [
+                    Learn(T_RR_PTR, 100, match=tuple(sorted(ptr_match.items())),
+                          load=((REG_RR, (k + 1) % len(tasks)),)),
+                    Learn(T_RR_CONN, 100, match=(("eth_type", ETH_IP), ("ip_proto", proto)),
+                          copy=("ipv4_src", f"{pname}_src"),
+                          hard_timeout=LEARN_CONN_HARD_TIMEOUT),
+                    Ct(ZONE_VIP_DNAT, T_LB_SNAT_CT, commit=True, nat=Nat("dst", addr), mark=mark),
+                ]))
+    flows.append(flow(T_VIP_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
+                      [Goto(T_LB_SNAT_CT)]))
+    # 62/63: zone 4 (the SNAT flows per network are above).
+    flows.append(flow(T_LB_SNAT_CT, 100, {"eth_type": ETH_IP},
+                      [Ct(ZONE_LB_SNAT, T_LB_SNAT_STATE, nat_existing=True)]))
+    flows.append(flow(T_LB_SNAT_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
+                      [Goto(T_LB_OUT)]))
+    # 70/71: the reply, un-SNAT then un-DNAT.
+    flows.append(flow(T_LB_RPL_SNAT, 100, {"eth_type": ETH_IP},
+                      [Ct(ZONE_LB_SNAT, T_LB_RPL_DNAT, nat_existing=True)]))
+    flows.append(flow(T_LB_RPL_DNAT, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
+                      [Ct(ZONE_VIP_DNAT, T_LB_RPL_OUT, nat_existing=True)]))
+    return flows

@@ -222,3 +222,34 @@ def test_to_actions_returns_goto_separately():
                                                rules.Goto(40)))
     assert goto == 40 and len(acts) == 1
     assert mesh.to_actions(parser, ofp, ()) == ([], None)
+
+
+def test_east_west_flows_serialize_and_parse_back():
+    """User networks add reg2 matches/loads and port-less DNAT: all must encode."""
+    from tests.unit.test_rules_eastwest import STACK
+    cluster = Cluster.from_stack(STACK, nodes=3)
+    dp = FakeDatapath()
+    count = 0
+    for node in cluster.nodes:
+        for f in rules.network_flows(cluster, node.name):
+            parsed = round_trip(dp, flow_mod(dp, f))
+            assert dict(parsed.match.items()) == f.match_dict
+            count += 1
+    assert count > 100
+
+
+def test_vip_dnat_keeps_the_port_and_learn_matches_the_network():
+    from tests.unit.test_rules_eastwest import STACK
+    cluster = Cluster.from_stack(STACK, nodes=3)
+    flows = [f for f in rules.network_flows(cluster, "node1")
+             if f.table == rules.T_RR_PICK]
+    dp = FakeDatapath()
+    msg = round_trip(dp, flow_mod(dp, flows[0]))
+    acts = apply_actions(msg)
+    learn = [a for a in acts if isinstance(a, parser.NXActionLearn)]
+    assert learn[0].table_id == rules.T_RR_PTR
+    ptr_dsts = {s.dst[0] for s in learn[0].specs}
+    assert {"reg2", "ipv4_dst_nxm", "reg1"} <= ptr_dsts
+    ct = [a for a in acts if isinstance(a, parser.NXActionCT)][0]
+    nat = [a for a in ct.actions if isinstance(a, parser.NXActionNAT)][0]
+    assert nat.range_proto_min is None or nat.range_proto_min == 0
