@@ -7,11 +7,13 @@ which task answered, on which node, the source address the task saw, and the
 latency.  A capture on the underlay records the VXLAN (UDP 4789) that carried
 the ingress overlay.
 
+    sudo .venv/bin/swarmmesh run routing_mesh --nodes 4 --replicas 3 --requests 60
     sudo .venv/bin/python experiments/routing_mesh.py --nodes 4 --replicas 3 --requests 60
 
-Writes ``requests.csv``, ``summary.json`` and two figures into a new run
-folder under ``--out`` and prints that folder on its last line.  Exits 1 if
-any request failed, 2 on bad input.
+Writes ``requests.csv``, ``underlay-vxlan.pcap``, ``summary.json``, two
+figures (PNG and PDF) and ``report.md`` into a new run folder under ``--out``
+and prints that folder on its last line.  Exits 1 if any request failed, 2
+on bad input.
 """
 
 from __future__ import annotations
@@ -27,32 +29,28 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from swarmmesh import plots, results                            # noqa: E402
+from swarmmesh import experiment, plots, report, results         # noqa: E402
 from swarmmesh.model import Cluster, InvalidConfigError         # noqa: E402
+
+NAME = "routing_mesh"
+DESCRIPTION = ("every node answers on the published port: who answered, the source the task "
+               "saw, latency, VXLAN on the underlay")
 
 COLUMNS = ["ingress_node", "seq", "task", "task_node", "path", "seen_source", "seen_port",
            "client_port", "latency_ms", "connect_ms", "ttfb_ms", "ok", "error"]
 
-
-def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--nodes", type=int, default=3, help="swarm nodes (default 3)")
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--nodes", type=int, default=3, help="swarm nodes")
     ap.add_argument("--replicas", type=int, default=2,
-                    help="replicas of the quick service `app` (default 2; ignored with --stack)")
-    ap.add_argument("--requests", type=int, default=30,
-                    help="new connections per node (default 30)")
+                    help="replicas of the quick service `app` (ignored with --stack)")
+    ap.add_argument("--requests", type=int, default=30, help="new connections per node")
     ap.add_argument("--stack", help="docker stack / compose v3 file instead of the quick service")
     ap.add_argument("--service", help="service to measure (default: the first with a published port)")
-    ap.add_argument("--out", default="results/routing_mesh", help="parent of the run folder")
-    ap.add_argument("--datapath", choices=["auto", "system", "netdev"], default="auto",
-                    help="OVS datapath: kernel module (system), userspace (netdev), or auto")
     ap.add_argument("--timeout", type=float, default=2.0, help="per-request timeout, seconds")
-    ap.add_argument("--quiet", action="store_true", help="no progress lines")
-    return ap.parse_args(argv)
 
 
-def build_cluster(args) -> tuple[Cluster, str, object]:
-    """Validate everything before anything is built."""
+def validate(args) -> tuple[Cluster, str, object]:
+    """Check every flag and build the model, before anything is built."""
     if args.requests < 1:
         raise InvalidConfigError("requests", f"must be >= 1, got {args.requests}")
     if args.timeout <= 0:
@@ -75,11 +73,11 @@ def build_cluster(args) -> tuple[Cluster, str, object]:
 
 def measure(tb, cluster: Cluster, service: str, port, requests: int, timeout: float,
             progress) -> list[dict]:
+    """``requests`` new connections to every node, one node after the other."""
     rows = []
     client = cluster.clients[0].name
     tasks = {t.name: t for t in cluster.tasks}
     for n in cluster.nodes:
-        progress(f"sending {requests} requests to {n.name}:{port.published}")
         out = tb.run_in(client, ["-m", "swarmmesh.httpclient", str(n.underlay_ip),
                                  str(port.published), "--count", str(requests),
                                  "--timeout", str(timeout)],
@@ -98,6 +96,7 @@ def measure(tb, cluster: Cluster, service: str, port, requests: int, timeout: fl
                 "ok": bool(r.get("ok")) and task in tasks and tasks[task].service == service,
                 "error": r.get("error") or ("" if task in tasks else "unknown answer"),
             })
+        progress.advance(requests)
     return rows
 
 
@@ -123,27 +122,21 @@ def count_vxlan(pcap: Path) -> dict:
     return {"packets": sum(1 for l in out.splitlines() if ".4789" in l), "vni": dict(vnis)}
 
 
-def summarise(args, cluster, service, port, rows, tb_info, vxlan, started, ended) -> dict:
-    counts: dict[str, dict[str, int]] = {}
+def facts(cluster: Cluster, service: str, port, rows: list[dict]) -> dict:
+    """What the run showed, for summary.json."""
+    counts: dict[str, Counter] = {}
     for r in rows:
         if r["ok"]:
             counts.setdefault(r["ingress_node"], Counter())[r["task"]] += 1
     seen_ok = all(r["seen_source"] == str(cluster.node(r["ingress_node"]).ingress_ip)
                   for r in rows if r["ok"])
     tasks = [t.name for t in cluster.tasks_of(service)]
-    lat = sorted(float(r["latency_ms"]) for r in rows if r["ok"])
+    lat = report.spread(r["latency_ms"] for r in rows if r["ok"])
     return {
-        "experiment": "routing_mesh",
-        "parameters": {"nodes": len(cluster.nodes), "replicas": len(tasks),
-                       "requests_per_node": args.requests, "stack": args.stack,
-                       "service": service, "published": port.published, "target": port.target,
-                       "timeout_s": args.timeout},
-        "traffic": "swarmmesh.httpclient: one HTTP GET per new TCP connection, sequential",
-        "datapath": tb_info["datapath"],
-        "versions": tb_info["versions"],
-        "git_commit": results.git_commit(),
-        "host": results.host_info(),
-        "start": started, "end": ended,
+        "cluster": {"nodes": len(cluster.nodes), "replicas": len(tasks), "service": service,
+                    "published": port.published, "target": port.target},
+        "traffic": "swarmmesh.httpclient: one HTTP GET per new TCP connection, sequential "
+                   "(measures which task answers each new connection and its latency)",
         "placement": {t.name: t.node for t in cluster.tasks_of(service)},
         "counts": {n: dict(sorted(c.items())) for n, c in counts.items()},
         "requests": len(rows),
@@ -151,64 +144,71 @@ def summarise(args, cluster, service, port, rows, tb_info, vxlan, started, ended
         "every_node_reached_every_task": all(
             set(counts.get(n.name, {})) == set(tasks) for n in cluster.nodes),
         "seen_source_is_entry_node_ingress_ip": seen_ok,
-        "latency_ms": {"median": lat[len(lat) // 2] if lat else None,
-                       "p99": lat[int(len(lat) * 0.99) - 1] if lat else None},
-        "vxlan_on_underlay": vxlan,
+        "latency_ms": lat,
     }
 
 
-def draw(run_dir: Path, summary: dict) -> list[Path]:
-    rows = results.read_csv(run_dir / "requests.csv")
-    p = summary["parameters"]
-    what = (f"{p['nodes']} nodes, {p['replicas']} replicas of {p['service']}, "
-            f"{p['requests_per_node']} new connections per node, {summary['datapath']} OVS")
-    return (plots.requests_per_task(rows, f"Routing mesh: who answered\n{what}",
-                                    run_dir / "requests_per_task")
-            + plots.latency_cdf(rows, f"Routing mesh: request latency\n{what}",
-                                run_dir / "latency_cdf"))
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    say = (lambda m: None) if args.quiet else (lambda m: print(f"[routing_mesh] {m}",
-                                                              file=sys.stderr, flush=True))
-    try:
-        cluster, service, port = build_cluster(args)
-    except InvalidConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def run(args, plan, ctx) -> None:
+    cluster, service, port = plan
     for key in cluster.ignored_keys:
-        say(f"not emulated, ignored: {key}")
-
-    from swarmmesh.testbed import Testbed, TestbedError, versions
-    run_dir = results.new_run_dir(args.out, f"n{len(cluster.nodes)}-r{len(cluster.tasks_of(service))}")
-    started = results.now_iso()
-    try:
-        with Testbed(cluster, run_dir, datapath=args.datapath, progress=say) as tb:
-            say(f"datapath: {tb.datapath}")
-            cap, pcap, intf = start_capture(tb, cluster, run_dir)
-            rows = measure(tb, cluster, service, port, args.requests, args.timeout, say)
+        ctx.progress.note(f"not emulated, ignored: {key}")
+    with ctx.testbed(cluster) as tb:
+        cap, pcap, intf = start_capture(tb, cluster, ctx.run_dir)
+        ctx.progress.phase("sending", total=args.requests * len(cluster.nodes))
+        try:
+            rows = measure(tb, cluster, service, port, args.requests, args.timeout, ctx.progress)
+        finally:
             time.sleep(0.3)
             cap.terminate()
             cap.wait(timeout=5)
-            tb_info = {"datapath": tb.datapath, "versions": versions()}
-    except TestbedError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    ended = results.now_iso()
-    vxlan = {"interface": intf, **count_vxlan(pcap)}
-    results.write_csv(run_dir / "requests.csv", rows, COLUMNS)
-    summary = summarise(args, cluster, service, port, rows, tb_info, vxlan, started, ended)
-    results.write_json(run_dir / "summary.json", summary)
-    say("plotting")
-    draw(run_dir, summary)
-    for n, c in summary["counts"].items():
-        say(f"{n}: " + ", ".join(f"{t}={k}" for t, k in c.items()))
-    say(f"failed: {summary['failed']} of {summary['requests']}; "
-        f"VXLAN packets on {intf}: {vxlan['packets']}")
-    print(run_dir)
-    return 1 if summary["failed"] else 0
+    ctx.write_csv("requests.csv", rows, COLUMNS)
+    ctx.summary.update(facts(cluster, service, port, rows))
+    ctx.summary["vxlan_on_underlay"] = {"interface": intf, **count_vxlan(pcap)}
+    for n, c in ctx.summary["counts"].items():
+        ctx.progress.note(f"{n}: " + ", ".join(f"{t}={k}" for t, k in c.items()))
+    if ctx.summary["failed"]:
+        ctx.failed = f"{ctx.summary['failed']} of {len(rows)} requests failed"
+
+
+def plot(run_dir: Path) -> None:
+    summary = experiment.read_summary(run_dir)
+    rows = results.read_csv(run_dir / "requests.csv")
+    c = summary["cluster"]
+    what = (f"{c['nodes']} nodes, {c['replicas']} replicas of {c['service']}, "
+            f"{summary['parameters']['requests']} new connections per node")
+    who = plots.requests_per_task(rows, plots.run_title(summary, f"Routing mesh: who answered, {what}"),
+                                  run_dir / "requests_per_task")
+    cdf = plots.latency_cdf(rows, plots.run_title(summary, f"Routing mesh: request latency, {what}"),
+                            run_dir / "latency_cdf")
+    ok = [r for r in rows if r["ok"] == "True"]
+    rep = report.Report(run_dir, f"Routing mesh: {what}", summary)
+    vx = summary.get("vxlan_on_underlay", {})
+    rep.text(f"{len(ok)} of {len(rows)} requests answered. Every node reached every task: "
+             f"**{summary['every_node_reached_every_task']}**. Every task saw the entry node's "
+             f"ingress address as the source: **{summary['seen_source_is_entry_node_ingress_ip']}**. "
+             f"VXLAN packets captured on {vx.get('interface')}: {vx.get('packets')} "
+             f"(VNI: {vx.get('vni')}).")
+    rep.heading("Who answered")
+    tasks = sorted({r["task"] for r in ok}, key=plots._natural)
+    counts = summary["counts"]
+    rep.table(["ingress node", *[f"{t} (on {summary['placement'].get(t, '?')})" for t in tasks]],
+              [[n, *[counts[n].get(t, 0) for t in tasks]] for n in sorted(counts, key=plots._natural)])
+    rep.figure(who, "Requests answered per task, for each ingress node")
+    rep.heading("Latency")
+    by = {}
+    for r in ok:
+        where = "local" if r["task_node"] == r["ingress_node"] else "remote"
+        by.setdefault(f"{r['ingress_node']}, {where} task", []).append(r["latency_ms"])
+    rep.numbers({"all": [r["latency_ms"] for r in ok],
+                 **{k: by[k] for k in sorted(by, key=plots._natural)}},
+                unit="ms", what="Request latency, connect to last byte", label="ingress node, path")
+    rep.numbers({"connect": [r["connect_ms"] for r in ok],
+                 "first byte": [r["ttfb_ms"] for r in ok]},
+                unit="ms", what="Connect and first-byte time, all requests", label="phase")
+    rep.figure(cdf, "CDF of request latency per ingress node; solid: the task ran on the "
+                    "ingress node, dashed: on another node (over the overlay)")
+    rep.write()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(experiment.main(sys.modules[__name__]))

@@ -1,0 +1,271 @@
+"""The framework every experiment runs in (see /work/notes/experiment-convention.md).
+
+An experiment is a module ``experiments/<NAME>.py`` with ``NAME``,
+``DESCRIPTION``, ``add_arguments(parser)``, ``validate(args) -> plan``,
+``run(args, plan, ctx)`` and ``plot(run_dir)``; it ends with::
+
+    if __name__ == "__main__":
+        sys.exit(experiment.main(sys.modules[__name__]))
+
+:func:`main` parses the common flags (``--out --datapath --seed --quiet``)
+and the experiment's own, validates them before anything is built, makes the
+run folder ``<out>/<UTC stamp>-<NAME>``, writes ``summary.json``, runs,
+plots, and prints the run folder as the last line of stdout.
+
+Exit codes: 0 success; 1 the run set ``ctx.failed`` or broke while running;
+2 bad input or a machine that cannot run it (nothing built, no run folder);
+130 Ctrl-C, 143 SIGTERM (the Testbed has cleaned up by then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import random
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Iterable, Iterator, Mapping, Sequence
+
+from swarmmesh import results
+from swarmmesh.model import InvalidConfigError
+from swarmmesh.progress import Progress
+
+REPO = Path(__file__).resolve().parent.parent
+EXPERIMENTS = REPO / "experiments"
+NOT_EXPERIMENTS = {"__init__", "replot"}
+DATAPATHS = ("auto", "system", "netdev")
+
+
+class Context:
+    """What ``run(args, plan, ctx)`` gets.
+
+    ``run_dir``: the run folder (write raw CSV here, e.g. with :meth:`write_csv`).
+    ``progress``: a :class:`swarmmesh.progress.Progress` (``phase``, ``total``,
+    ``advance``, ``note``; callable with a message).
+    ``summary``: a dict merged into summary.json (its keys win over the
+    framework's, e.g. ``datapath``).
+    ``failed``: set it to a true value (a reason string is best) to exit 1.
+    """
+
+    def __init__(self, args: argparse.Namespace, run_dir: Path, progress: Progress) -> None:
+        self.args = args
+        self.run_dir = run_dir
+        self.progress = progress
+        self.summary: dict = {}
+        self.failed: bool | str = False
+
+    @contextlib.contextmanager
+    def testbed(self, cluster, run_dir: Path | None = None, **kwargs) -> Iterator:
+        """``with ctx.testbed(cluster) as tb:`` a Testbed with this run's
+        datapath flag and progress; records the datapath that actually ran
+        in the summary (``datapath``)."""
+        from swarmmesh.testbed import Testbed
+        self.progress.phase("building")
+        with Testbed(cluster, run_dir or self.run_dir, datapath=self.args.datapath,
+                     progress=self.progress, **kwargs) as tb:
+            self.summary["datapath"] = tb.datapath
+            self.progress.note(f"datapath: {tb.datapath} OVS")
+            yield tb
+
+    def write_csv(self, name: str, rows: Iterable[Mapping], columns: list[str]) -> Path:
+        path = self.run_dir / name
+        results.write_csv(path, rows, columns)
+        return path
+
+
+# -- parsing ------------------------------------------------------------------
+class _Help(argparse.HelpFormatter):
+    """Show a flag's default unless it is None/False or the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" not in text and action.default not in (None, False, argparse.SUPPRESS)
+                and action.option_strings):
+            text += " (default: %(default)s)"
+        return text
+
+
+def build_parser(module: ModuleType, prog: str | None = None) -> argparse.ArgumentParser:
+    name = module.NAME
+    ap = argparse.ArgumentParser(
+        prog=prog, description=getattr(module, "DESCRIPTION", None),
+        epilog="exit status: 0 ok, 1 the run failed, 2 bad input, 130 interrupted",
+        formatter_class=_Help)
+    module.add_arguments(ap)
+    common = ap.add_argument_group("common to every experiment")
+    common.add_argument("--out", default=f"results/{name}",
+                        help="parent folder of the run folder <out>/<UTC stamp>-" + name)
+    common.add_argument("--datapath", choices=DATAPATHS, default="auto",
+                        help="OVS datapath: kernel module (system), userspace (netdev), "
+                             "or system where the module exists")
+    common.add_argument("--seed", type=int, default=None,
+                        help="random seed (default: drawn at random and recorded)")
+    common.add_argument("--quiet", action="store_true",
+                        help="plain, sparse log lines instead of a progress bar (for CI)")
+    return ap
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    if args.seed is not None and not 0 <= args.seed < 2 ** 32:
+        raise InvalidConfigError("seed", f"must be in 0 .. 2**32-1, got {args.seed}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InvalidConfigError("out", f"{out} exists and is not a folder")
+
+
+def parameters(args: argparse.Namespace) -> dict:
+    """Every flag, JSON-ready."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(args).items())}
+
+
+def base_summary(module: ModuleType, args: argparse.Namespace) -> dict:
+    from swarmmesh.testbed import versions
+    return {
+        "experiment": module.NAME,
+        "description": getattr(module, "DESCRIPTION", ""),
+        "script": str(Path(module.__file__).resolve()),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "parameters": parameters(args),
+        "seed": args.seed,
+        "datapath_requested": args.datapath,
+        "datapath": args.datapath if args.datapath != "auto" else "unknown (no testbed ran)",
+        "versions": versions(),
+        "git_commit": results.git_commit(),
+        "host": results.host_info(),
+        "started": results.now_iso(),
+        "finished": None,
+        "status": "running",
+    }
+
+
+def write_summary(run_dir: Path, summary: dict, ctx: Context | None) -> dict:
+    full = {**summary, **(ctx.summary if ctx else {})}
+    results.write_json(run_dir / "summary.json", full)
+    return full
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+# -- running ------------------------------------------------------------------
+def main(module: ModuleType, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Parse, validate, run and plot one experiment; return the exit code."""
+    ap = build_parser(module, prog)
+    args = ap.parse_args(argv)                     # argparse itself exits 2, naming the flag
+    try:
+        _check_common(args)
+        plan = module.validate(args)
+    except InvalidConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if getattr(module, "NEEDS_ROOT", True):
+        from swarmmesh.testbed import TestbedError, check_machine
+        try:
+            check_machine()
+        except TestbedError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(2 ** 32)
+    random.seed(args.seed)
+
+    progress = Progress(module.NAME, quiet=args.quiet)
+    run_dir = results.new_run_dir(args.out, module.NAME)
+    summary = base_summary(module, args)
+    ctx = Context(args, run_dir, progress)
+    write_summary(run_dir, summary, None)
+    code = 0
+    try:
+        module.run(args, plan, ctx)
+        summary["status"] = "ok" if not ctx.failed else f"failed: {ctx.failed}"
+        code = 1 if ctx.failed else 0
+    except KeyboardInterrupt:
+        summary["status"] = "interrupted (Ctrl-C)"
+        code = 130
+    except SystemExit as e:                        # SIGTERM, raised by the Testbed's handler
+        summary["status"] = f"stopped (exit {e.code})"
+        code = e.code if isinstance(e.code, int) else 1
+    except Exception as e:                         # noqa: BLE001 - recorded, then exit 1
+        summary["status"] = f"error: {type(e).__name__}: {e}"
+        progress.close()
+        traceback.print_exc()
+        code = 1
+    summary["finished"] = results.now_iso()
+    full = write_summary(run_dir, summary, ctx)
+    if code in (0, 1) and not full["status"].startswith("error"):
+        try:
+            progress.phase("plotting")
+            module.plot(run_dir)
+        except Exception:                          # noqa: BLE001 - data is kept; replot later
+            progress.close()
+            traceback.print_exc()
+            print(f"error: plotting failed; the raw data is in {run_dir}; fix and run "
+                  f"`swarmmesh replot {run_dir}`", file=sys.stderr)
+            code = 1
+    progress.close()
+    if ctx.failed:
+        print(f"[{module.NAME}] FAILED: {ctx.failed}", file=sys.stderr)
+    elif code == 130:
+        print(f"[{module.NAME}] interrupted; partial data kept", file=sys.stderr)
+    print(run_dir, flush=True)
+    return code
+
+
+# -- finding experiments --------------------------------------------------------
+def experiment_names() -> list[str]:
+    return sorted(p.stem for p in EXPERIMENTS.glob("*.py") if p.stem not in NOT_EXPERIMENTS)
+
+
+def load(name_or_path: str | os.PathLike) -> ModuleType:
+    """Import an experiment by name (``experiments/<name>.py``) or file path."""
+    path = Path(name_or_path)
+    if path.suffix != ".py":
+        if not str(name_or_path).isidentifier():
+            raise InvalidConfigError("experiment", f"not a name: {name_or_path!r}")
+        path = EXPERIMENTS / f"{name_or_path}.py"
+    if not path.is_file():
+        raise InvalidConfigError("experiment", f"no such experiment: {name_or_path} "
+                                 f"(known: {', '.join(experiment_names())})")
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    modname = (f"experiments.{path.stem}" if path.resolve().parent == EXPERIMENTS
+               else f"swarmmesh_experiment_{path.stem}")
+    if modname in sys.modules:
+        return sys.modules[modname]
+    spec = importlib.util.spec_from_file_location(modname, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[modname]
+        raise
+    for attr in ("NAME", "add_arguments", "validate", "run", "plot"):
+        if not hasattr(module, attr):
+            raise InvalidConfigError("experiment", f"{path} defines no {attr} "
+                                     "(see the convention in README: Write your own experiment)")
+    return module
+
+
+def replot(run_dir: str | os.PathLike) -> ModuleType:
+    """Redraw every figure and report.md of a run folder from its files alone."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "summary.json").is_file():
+        raise InvalidConfigError("run_dir", f"{run_dir} has no summary.json")
+    summary = read_summary(run_dir)
+    name = summary.get("experiment")
+    if not name:
+        raise InvalidConfigError("run_dir", f"{run_dir}/summary.json names no experiment")
+    script = summary.get("script")
+    if (EXPERIMENTS / f"{name}.py").is_file() or not script or not Path(script).is_file():
+        module = load(name)
+    else:
+        module = load(script)                      # an experiment kept outside experiments/
+    module.plot(run_dir)
+    return module
