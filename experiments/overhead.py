@@ -15,7 +15,11 @@ builds the testbed and pings, in the same run:
 Figures are ratios against the baseline measured in the same run.  Target
 (issue 2): overlay RTT <= 1 ms, and the large cluster <= 2x the small one.
 
+    sudo .venv/bin/swarmmesh run overhead [--sizes 3x2,10x100] [--count 200]
     sudo .venv/bin/python experiments/overhead.py [--sizes 3x2,10x100] [--count 200]
+
+Writes ``rtt.csv`` (size, nodes, tasks, path, seq, rtt_ms), ``summary.json``,
+``rtt.png``/``rtt.pdf`` and ``report.md``.
 """
 
 from __future__ import annotations
@@ -30,8 +34,12 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from swarmmesh import results                                  # noqa: E402
+from swarmmesh import experiment, plots, report, results        # noqa: E402
 from swarmmesh.model import Cluster, InvalidConfigError        # noqa: E402
+
+NAME = "overhead"
+DESCRIPTION = ("emulator overhead: task-to-task RTT over the overlay vs the underlay "
+               "baseline, small and large cluster")
 
 COLUMNS = ["size", "nodes", "tasks", "path", "seq", "rtt_ms"]
 
@@ -57,35 +65,36 @@ def ping(host, ip: str, count: int, interval: float) -> list[float]:
     return [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
 
 
-def measure(size: tuple[int, int], count: int, interval: float, say) -> tuple[list[dict], str]:
-    from swarmmesh.testbed import Testbed
+def measure(ctx, size: tuple[int, int], count: int, interval: float) -> list[dict]:
     import tempfile
     nodes, tasks = size
     cluster = Cluster.quick(nodes=nodes, replicas=tasks)
     tag = f"{nodes}x{tasks}"
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="swarmmesh-overhead-") as tmp:
-        say(f"{tag}: building {nodes} nodes, {tasks} tasks")
-        with Testbed(cluster, Path(tmp), progress=lambda m: say(f"{tag}: {m}")) as tb:
+        ctx.progress.note(f"{tag}: {nodes} nodes, {tasks} tasks")
+        with ctx.testbed(cluster, run_dir=Path(tmp)) as tb:
             a = cluster.tasks_on("node1")[0]
             b = cluster.tasks_on("node2")[0]
-            say(f"{tag}: pinging {a.name}@node1 -> {b.name}@node2 and node1 -> node2")
-            paths = {
-                "overlay": ping(tb.task_host(a), str(b.addresses["ingress"]), count, interval),
-                "underlay": ping(tb.host("node1"), str(cluster.node("node2").underlay_ip),
-                                 count, interval),
-            }
+            ctx.progress.phase(f"pinging {tag}", total=3)
+            ctx.progress.note(f"{tag}: {a.name}@node1 -> {b.name}@node2, node1 -> node2, "
+                              "HTTP via node2:8000")
+            paths = {"overlay": ping(tb.task_host(a), str(b.addresses["ingress"]), count, interval)}
+            ctx.progress.advance()
+            paths["underlay"] = ping(tb.host("node1"), str(cluster.node("node2").underlay_ip),
+                                     count, interval)
+            ctx.progress.advance()
             out = tb.run_in("c1", ["-m", "swarmmesh.httpclient",
                                    str(cluster.node("node2").underlay_ip), "8000",
                                    "--count", str(min(count, 200))])
             paths["mesh"] = [json.loads(l)["total_ms"] for l in out.splitlines()
                              if json.loads(l)["ok"]]
-            datapath = tb.datapath
+            ctx.progress.advance()
     for path, samples in paths.items():
         for i, v in enumerate(samples):
             rows.append({"size": tag, "nodes": nodes, "tasks": tasks, "path": path,
                          "seq": i, "rtt_ms": v})
-    return rows, datapath
+    return rows
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -111,88 +120,98 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
-def draw(run_dir: Path, summary: dict) -> None:
-    from swarmmesh import plots
+PATHS = {"underlay": "underlay ping node1->node2 (baseline)",
+         "overlay": "overlay ping task->task across nodes",
+         "mesh": "mesh: HTTP on a new connection via node2:8000"}
+
+
+def draw(run_dir: Path, summary: dict) -> list[Path]:
     import matplotlib.pyplot as plt
     rows = results.read_csv(run_dir / "rtt.csv")
     sizes = list(dict.fromkeys(r["size"] for r in rows))
-    paths = ["underlay", "overlay", "mesh"]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     data, pos, cols = [], [], []
     for i, size in enumerate(sizes):
-        for j, path in enumerate(paths):
+        for j, path in enumerate(PATHS):
             xs = [float(r["rtt_ms"]) for r in rows if r["size"] == size and r["path"] == path]
             data.append(xs)
-            pos.append(i * (len(paths) + 1) + j)
-            cols.append(plots.colour(j))
+            pos.append(i * (len(PATHS) + 1) + j)
+            cols.append(plots.colour_for(path))
     bp = ax.boxplot(data, positions=pos, widths=0.7, patch_artist=True, showfliers=False,
-                    medianprops={"color": "black"})
+                    whis=(5, 95), medianprops={"color": "black"})
     for patch, c in zip(bp["boxes"], cols):
         patch.set_facecolor(c)
         patch.set_alpha(0.75)
-    ax.set_xticks([i * (len(paths) + 1) + 1 for i in range(len(sizes))],
+    ax.set_xticks([i * (len(PATHS) + 1) + 1 for i in range(len(sizes))],
                   [f"{s.replace('x', ' nodes x ')} tasks" for s in sizes])
     ax.axhline(1.0, color="grey", linestyle=":", label="1 ms target (overlay)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=plots.colour(j), alpha=0.75) for j in range(3)]
-    labels = ["underlay ping node1->node2 (baseline)", "overlay ping task->task across nodes",
-              "mesh: HTTP on a new connection via node2:8000"]
-    ax.legend(handles + [ax.lines[-1]], labels + ["1 ms target"], fontsize=8, loc="upper left")
-    ax.set_ylabel("round-trip time (ms), box = p25-p75, whiskers 1.5 IQR")
-    ax.set_title(f"Emulator overhead ({summary['datapath']} OVS, one vswitchd per node)",
-                 fontsize=10)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=plots.colour_for(p), alpha=0.75) for p in PATHS]
+    ax.legend(handles + [ax.lines[-1]], list(PATHS.values()) + ["1 ms target"], fontsize=8,
+              loc="upper left")
+    ax.set_ylabel("round-trip time (ms)")
+    ax.set_title(plots.run_title(summary, "Emulator overhead, one vswitchd per node "
+                                          "(box p25-p75, whiskers p5-p95)"), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(run_dir / "rtt.png", dpi=150)
-    fig.savefig(run_dir / "rtt.pdf")
-    plt.close(fig)
+    return plots.save(fig, run_dir / "rtt")
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--sizes", default="3x2,10x100",
                     help="comma list of NODESxTASKS, tasks in all, spread evenly "
                          "(default 3x2,10x100: 10 nodes x 10 tasks each)")
-    ap.add_argument("--count", type=int, default=200, help="pings per path (default 200)")
-    ap.add_argument("--interval", type=float, default=0.02, help="ping interval, s (default 0.02)")
-    ap.add_argument("--out", default="results/overhead", help="parent of the run folder")
-    ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
-    say = (lambda m: None) if args.quiet else (lambda m: print(f"[overhead] {m}",
-                                                              file=sys.stderr, flush=True))
-    try:
-        sizes = parse_sizes(args.sizes)
-        if args.count < 10:
-            raise InvalidConfigError("count", f"must be >= 10, got {args.count}")
-        if args.interval < 0.002:
-            raise InvalidConfigError("interval", f"must be >= 0.002 s, got {args.interval}")
-    except InvalidConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from swarmmesh.testbed import versions
-    run_dir = results.new_run_dir(args.out, "overhead")
-    started = results.now_iso()
-    rows, datapath = [], "unknown"
+    ap.add_argument("--count", type=int, default=200, help="pings per path")
+    ap.add_argument("--interval", type=float, default=0.02, help="ping interval, s")
+
+
+def validate(args) -> list[tuple[int, int]]:
+    sizes = parse_sizes(args.sizes)
+    if args.count < 10:
+        raise InvalidConfigError("count", f"must be >= 10, got {args.count}")
+    if args.interval < 0.002:
+        raise InvalidConfigError("interval", f"must be >= 0.002 s, got {args.interval}")
+    return sizes
+
+
+def run(args, sizes, ctx) -> None:
+    rows = []
     for size in sizes:
-        r, datapath = measure(size, args.count, args.interval, say)
-        rows += r
-    results.write_csv(run_dir / "rtt.csv", rows, COLUMNS)
-    summary = {"experiment": "overhead", "parameters": vars(args), "datapath": datapath,
-               "design": "one ovs-vswitchd per node in the node's namespace; kernel VXLAN",
-               "versions": versions(), "git_commit": results.git_commit(),
-               "host": results.host_info(), "start": started, "end": results.now_iso(),
-               "rtt": summarise(rows)}
-    results.write_json(run_dir / "summary.json", summary)
-    draw(run_dir, summary)
-    for size, s in summary["rtt"].items():
+        rows += measure(ctx, size, args.count, args.interval)
+    ctx.write_csv("rtt.csv", rows, COLUMNS)
+    ctx.summary["design"] = "one ovs-vswitchd per node in the node's namespace; kernel VXLAN"
+    ctx.summary["traffic"] = ("ping (ICMP echo) for the overlay and underlay RTT; "
+                              "swarmmesh.httpclient, one GET per new connection, for the mesh")
+    ctx.summary["rtt"] = summarise(rows)
+    for size, s in ctx.summary["rtt"].items():
         if isinstance(s, dict) and "overlay" in s:
-            say(f"{size}: overlay {s['overlay']['median_ms']:.3f} ms, underlay "
-                f"{s['underlay']['median_ms']:.3f} ms (x{s['overlay_over_underlay']:.1f}), "
-                f"mesh HTTP {s.get('mesh', {}).get('median_ms', float('nan')):.3f} ms")
-    if "large_over_small_overlay" in summary["rtt"]:
-        say(f"large/small overlay RTT: x{summary['rtt']['large_over_small_overlay']:.2f}")
-    print(run_dir)
-    return 0
+            ctx.progress.note(f"{size}: overlay {s['overlay']['median_ms']:.3f} ms, underlay "
+                              f"{s['underlay']['median_ms']:.3f} ms "
+                              f"(x{s['overlay_over_underlay']:.1f}), mesh HTTP "
+                              f"{s.get('mesh', {}).get('median_ms', float('nan')):.3f} ms")
+
+
+def plot(run_dir: Path) -> None:
+    summary = experiment.read_summary(run_dir)
+    rows = results.read_csv(run_dir / "rtt.csv")
+    fig = draw(run_dir, summary)
+    rtt = summary["rtt"]
+    rep = report.Report(run_dir, "Emulator overhead: task-to-task RTT over the overlay vs the "
+                                 f"underlay, {summary['parameters']['sizes']}", summary)
+    rep.text("Every size is one testbed; the three paths are measured in the same testbed, "
+             "so the ratio overlay / underlay is free of the machine's load at other times.")
+    rep.numbers({f"{r_size}, {path}": [r["rtt_ms"] for r in rows
+                                       if r["size"] == r_size and r["path"] == path]
+                 for r_size in dict.fromkeys(r["size"] for r in rows) for path in PATHS},
+                unit="ms", what="Round-trip time", label="cluster (nodes x tasks), path")
+    rep.table(["cluster", "overlay / underlay (medians)"],
+              [[k, v.get("overlay_over_underlay")] for k, v in rtt.items() if isinstance(v, dict)
+               and "overlay_over_underlay" in v])
+    if "large_over_small_overlay" in rtt:
+        rep.text(f"Large / small cluster, overlay RTT medians: x{rtt['large_over_small_overlay']:.2f}. "
+                 f"Target (issue 2): overlay RTT <= 1 ms: {rtt['target_met']['overlay_rtt_le_1ms']}; "
+                 f"large <= 2x small: {rtt['target_met']['large_le_2x_small']}.")
+    rep.figure(fig, "Round-trip time per path and cluster size")
+    rep.write()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(experiment.main(sys.modules[__name__]))
