@@ -36,7 +36,7 @@ $(STAMP): requirements.txt setup.py
 venv: $(STAMP)
 
 demo: setup
-	$(PY) experiments/routing_mesh.py --nodes 3 --replicas 2 --requests 30 --out results/routing_mesh
+	$(VENV)/bin/swarmmesh run routing_mesh --nodes 3 --replicas 2 --requests 30
 
 test: setup
 	$(PY) -m pytest tests -q -ra
@@ -48,7 +48,7 @@ integration: setup
 	$(PY) -m pytest tests/integration -q -ra
 
 benchmark: setup
-	$(PY) experiments/overhead.py --out results/overhead
+	$(VENV)/bin/swarmmesh run overhead
 
 # Remove what a killed run left behind: by recorded PID and name only.
 clean:

@@ -17,5 +17,6 @@ setup(
     entry_points={"console_scripts": [
         "swarmmesh-controller=controllers.mesh:main",
         "swarmmesh-clean=swarmmesh.runtime:main",
+        "swarmmesh=swarmmesh.cli:main",
     ]},
 )

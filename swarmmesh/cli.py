@@ -1,0 +1,91 @@
+"""The command-line tool: ``swarmmesh list | run NAME [flags] | replot RUN_DIR | clean``.
+
+    swarmmesh list                              the experiments, one line each
+    sudo swarmmesh run routing_mesh --nodes 4   run one (its flags: swarmmesh run NAME --help)
+    swarmmesh replot RUN_DIR                    redraw figures + report.md from the raw data
+    sudo swarmmesh clean                        remove what a killed run left (as `make clean`)
+
+``run`` exits as the experiment does (0 ok, 1 failed, 2 bad input, 130
+Ctrl-C); ``replot`` exits 2 if RUN_DIR is not a run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from swarmmesh import experiment
+from swarmmesh.model import InvalidConfigError
+
+
+def cmd_list(args) -> int:
+    for name in experiment.experiment_names():
+        try:
+            desc = getattr(experiment.load(name), "DESCRIPTION", "")
+        except Exception as e:                                 # noqa: BLE001 - keep listing
+            desc = f"(cannot be loaded: {type(e).__name__}: {e})"
+        print(f"{name:<16} {desc}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    try:
+        module = experiment.load(args.name)
+    except InvalidConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return experiment.main(module, args.flags, prog=f"swarmmesh run {module.NAME}")
+
+
+def cmd_replot(args) -> int:
+    started = time.time() - 1
+    try:
+        module = experiment.replot(args.run_dir)
+    except InvalidConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    redrawn = sorted(p.name for p in Path(args.run_dir).iterdir()
+                     if p.suffix in (".png", ".pdf", ".md") and p.stat().st_mtime >= started)
+    print(f"{module.NAME}: redrew {', '.join(redrawn)}", file=sys.stderr)
+    print(Path(args.run_dir))
+    return 0
+
+
+def cmd_clean(args) -> int:
+    from swarmmesh.runtime import clean_all
+    removed = clean_all(force=args.force)
+    for r in removed:
+        print(f"removed {r}")
+    print(f"clean: {len(removed)} item(s) removed")
+    return 0
+
+
+def parser(prog: str | None = None) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog or "swarmmesh", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n")[1])
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("list", help="list the experiments").set_defaults(func=cmd_list)
+    p = sub.add_parser("run", help="run an experiment (as root)", add_help=False)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("flags", nargs=argparse.REMAINDER, metavar="FLAGS")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("replot", help="redraw a run folder's figures and report.md (no root)")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=cmd_replot)
+    p = sub.add_parser("clean", help="remove what killed runs left behind (by recorded PID/name)")
+    p.add_argument("--force", action="store_true",
+                   help="also clean runs whose owner process still lives")
+    p.set_defaults(func=cmd_clean)
+    return ap
+
+
+def main(argv=None, prog: str | None = None) -> int:
+    args = parser(prog).parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
