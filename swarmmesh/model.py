@@ -17,6 +17,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from swarmmesh import health as _health
+
 __all__ = [
     "InvalidConfigError",
     "PublishedPort",
@@ -25,6 +27,7 @@ __all__ = [
     "Service",
     "Task",
     "Client",
+    "HealthCheck",
     "Cluster",
     "docker_mac",
     "INGRESS_NETWORK",
@@ -142,6 +145,7 @@ class Service:
     mode: str = "replicated"
     max_replicas_per_node: int = 0  # 0 = unlimited
     vips: dict[str, IPv4Address] = field(default_factory=dict)  # user network -> VIP
+    healthcheck: HealthCheck | None = None  # None: no healthcheck key (no check runs)
 
     def ingress_ports(self) -> tuple[PublishedPort, ...]:
         """Ports published through the routing mesh."""
@@ -171,6 +175,126 @@ class Client:
 
     name: str
     underlay_ip: IPv4Address
+
+
+# --------------------------------------------------------------------------
+# Health checks (services.X.healthcheck; timings live in swarmmesh.health)
+# --------------------------------------------------------------------------
+
+HEALTHCHECK_KEYS = ("test", "interval", "timeout", "retries", "start_period",
+                    "start_interval", "disable")
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A service's health check, with Docker's defaults filled in (seconds).
+
+    ``test`` is Docker's form: ``("CMD", argv...)``, ``("CMD-SHELL", "cmd")``,
+    ``("NONE",)`` (disabled), or ``()`` when the stack sets only timings (the
+    check would come from the image, and the task server's image has none).
+    """
+
+    test: tuple[str, ...] = _health.DEFAULT_TEST
+    interval: float = _health.DEFAULT_INTERVAL
+    timeout: float = _health.DEFAULT_TIMEOUT
+    retries: int = _health.DEFAULT_RETRIES
+    start_period: float = _health.DEFAULT_START_PERIOD
+    start_interval: float = _health.DEFAULT_START_INTERVAL
+
+    @property
+    def active(self) -> bool:
+        """True if a check actually runs (a test other than NONE)."""
+        return bool(self.test) and self.test[0] != "NONE"
+
+    @classmethod
+    def for_profile(cls, name: str, base: "HealthCheck | None" = None) -> "HealthCheck":
+        """The check to run under profile ``name``: ``swarm`` keeps ``base``'s
+        timings (the stack's, or Swarm's defaults when ``base`` is None);
+        ``fast`` takes the fast profile's. The test is ``base``'s, or
+        :data:`swarmmesh.health.DEFAULT_TEST`."""
+        prof = _health.profile(name)
+        hc = base if base is not None else cls()
+        return hc if prof.name == "swarm" else _health.replace_timings(hc, prof)
+
+    def to_dict(self) -> dict:
+        return {"test": list(self.test), "interval": self.interval, "timeout": self.timeout,
+                "retries": self.retries, "start_period": self.start_period,
+                "start_interval": self.start_interval}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "HealthCheck":
+        return cls(test=tuple(d["test"]), interval=float(d["interval"]),
+                   timeout=float(d["timeout"]), retries=int(d["retries"]),
+                   start_period=float(d["start_period"]),
+                   start_interval=float(d["start_interval"]))
+
+
+def _hc_duration(value: Any, path: str, default: float) -> float:
+    try:
+        seconds = _health.parse_duration(value)
+    except ValueError as exc:
+        raise InvalidConfigError(path, str(exc)) from None
+    _check(seconds >= 0, path, f"must not be negative, got {value!r}")
+    _check(seconds == 0 or seconds >= _health.MINIMUM_DURATION, path,
+           f"must be 0 (the default) or at least 1ms, got {value!r}")
+    return seconds or default
+
+
+def _hc_test(value: Any, path: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        _check(value.strip() != "", path, "must not be empty")
+        return ("CMD-SHELL", value)
+    items = _list(value, path)
+    _check(len(items) > 0, path, "must not be empty")
+    for item in items:
+        _check(isinstance(item, str), path, f"items must be strings, got {item!r}")
+    kind = items[0]
+    _check(kind in ("CMD", "CMD-SHELL", "NONE"), path,
+           f"must start with CMD, CMD-SHELL or NONE, got {kind!r}")
+    if kind == "NONE":
+        _check(len(items) == 1, path, "NONE takes no arguments")
+    elif kind == "CMD":
+        _check(len(items) >= 2, path, "CMD needs a command")
+    else:
+        _check(len(items) == 2 and items[1].strip() != "", path,
+               "CMD-SHELL takes exactly one command string")
+    return tuple(items)
+
+
+def _parse_healthcheck(raw: Any, path: str, ignored: _Ignored) -> HealthCheck:
+    """``services.X.healthcheck`` (compose v3): 0 or a missing key means Docker's default."""
+    body = _mapping(raw, path)
+    for key in body:
+        _check(key in HEALTHCHECK_KEYS, f"{path}.{key}",
+               f"unknown key (expected one of {', '.join(HEALTHCHECK_KEYS)})")
+    test: tuple[str, ...] = ()
+    if body.get("test") is not None:
+        test = _hc_test(body["test"], f"{path}.test")
+    disable = body.get("disable", False)
+    _check(isinstance(disable, bool), f"{path}.disable", f"must be true or false, got {disable!r}")
+    if disable:
+        _check(test in ((), ("NONE",)), f"{path}.disable",
+               "cannot be used together with a test other than NONE")
+        test = ("NONE",)
+    if not test:
+        ignored.add(f"{path}.test")  # no test: the image's, and ours has no HEALTHCHECK
+    retries = body.get("retries")
+    if retries is None:
+        retries = 0
+    _check(_is_int(retries) and retries >= 0, f"{path}.retries",
+           f"must be an integer >= 0, got {retries!r}")
+    return HealthCheck(
+        test=test,
+        interval=_hc_duration(body.get("interval", 0), f"{path}.interval",
+                              _health.DEFAULT_INTERVAL),
+        timeout=_hc_duration(body.get("timeout", 0), f"{path}.timeout",
+                             _health.DEFAULT_TIMEOUT),
+        retries=retries or _health.DEFAULT_RETRIES,
+        start_period=_hc_duration(body.get("start_period", 0), f"{path}.start_period",
+                                  _health.DEFAULT_START_PERIOD),
+        start_interval=_hc_duration(body.get("start_interval", 0), f"{path}.start_interval",
+                                    _health.DEFAULT_START_INTERVAL),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -423,6 +547,7 @@ class _ServiceSpec:
     max_replicas_per_node: int
     ports: list[_PortSpec]
     depends_on: list[str]
+    healthcheck: HealthCheck | None = None
 
 
 def _parse_service(name: str, raw: Any, networks: Mapping[str, Any],
@@ -449,6 +574,8 @@ def _parse_service(name: str, raw: Any, networks: Mapping[str, Any],
                 _check(isinstance(dep, str), kpath, f"must name services, got {dep!r}")
                 spec.depends_on.append(dep)
             ignored.add(kpath)  # docker stack deploy ignores depends_on
+        elif key == "healthcheck":
+            spec.healthcheck = _parse_healthcheck(value, kpath, ignored)
         else:
             ignored.add(kpath)
     return spec
@@ -640,6 +767,7 @@ class Cluster:
                 constraints=tuple(s.constraints),
                 mode=s.mode,
                 max_replicas_per_node=s.max_replicas_per_node,
+                healthcheck=s.healthcheck,
             )
         placement = _place(specs, services, node_list)
         networks = _allocate_networks(net_specs)
@@ -712,6 +840,7 @@ class Cluster:
                 "constraints": [list(c) for c in s.constraints], "mode": s.mode,
                 "max_replicas_per_node": s.max_replicas_per_node,
                 "vips": {n: str(v) for n, v in s.vips.items()},
+                "healthcheck": s.healthcheck.to_dict() if s.healthcheck else None,
             } for k, s in self.services.items()},
             "tasks": [{
                 "name": t.name, "service": t.service, "slot": t.slot, "node": t.node,
@@ -743,6 +872,8 @@ class Cluster:
                     mode=s.get("mode", "replicated"),
                     max_replicas_per_node=int(s.get("max_replicas_per_node", 0)),
                     vips={n: IPv4Address(v) for n, v in s.get("vips", {}).items()},
+                    healthcheck=(HealthCheck.from_dict(s["healthcheck"])
+                                 if s.get("healthcheck") else None),
                 ) for k, s in d["services"].items()},
                 tasks=[Task(t["name"], t["service"], int(t["slot"]), t["node"], t["host"],
                             {k: IPv4Address(v) for k, v in t["addresses"].items()},
