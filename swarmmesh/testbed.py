@@ -139,6 +139,7 @@ class Testbed:
         self.net.start()
         self.progress("waiting for the controller to program every node")
         self.wait_programmed()
+        self.wait_dns()
 
     def start_controller(self, sock: str) -> subprocess.Popen:
         ctl_dir = self.state.dir / "ctl"
@@ -172,6 +173,26 @@ class Testbed:
             if time.monotonic() > deadline:
                 raise TestbedError(f"nodes not programmed after {self.ready_timeout:.0f}s: "
                                    f"{sorted(want - have)}")
+            time.sleep(0.05)
+
+    def wait_dns(self) -> None:
+        """Until every node's embedded DNS serves all of its tasks."""
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            missing = []
+            for node in self.cluster.nodes:
+                want = {t.host for t in self.cluster.tasks_on(node.name) if t.addresses}
+                try:
+                    have = set(json.loads((self.state.dir / "dns" / f"{node.name}.json")
+                                          .read_text())["tasks"])
+                except (OSError, ValueError, KeyError):
+                    have = set()
+                missing += sorted(want - have)
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise TestbedError(f"embedded DNS not serving after {self.ready_timeout:.0f}s: "
+                                   f"{missing}; see the nodes' dns.log")
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -209,8 +230,9 @@ class Testbed:
 
     def _keep_logs(self) -> None:
         """Copy the nodes' OVS logs and configs into the run folder."""
-        for log in self.state.dir.glob("*/ovs/*.log"):
-            dst = self.run_dir / "logs" / f"{log.parent.parent.name}-{log.name}"
+        for log in [*self.state.dir.glob("*/ovs/*.log"), *self.state.dir.glob("*/dns.log")]:
+            node = log.parent.name if log.name == "dns.log" else log.parent.parent.name
+            dst = self.run_dir / "logs" / f"{node}-{log.name}"
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(log, dst)
 

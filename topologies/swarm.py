@@ -37,11 +37,12 @@ if str(_REPO) not in sys.path:                 # `mn --custom` imports us by pat
 from mininet.node import Host                  # noqa: E402
 from mininet.topo import Topo                  # noqa: E402
 
-from swarmmesh import rules                    # noqa: E402
+from swarmmesh import dns, rules               # noqa: E402
 from swarmmesh.model import Cluster, UNDERLAY_SUBNET   # noqa: E402
 from swarmmesh.runtime import RunState, kill_pid   # noqa: E402
 
 PRIVATE_PORT = 9999          # every task also listens here; it is never published
+APP_PORT = 80                # every task's application port (the usual target port)
 VXLAN_PORT = 4789
 DEFAULT_UNIX_SOCKET = "/run/swarmmesh/openflow.sock"
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
@@ -112,7 +113,8 @@ class SwarmClient(_Recorded):
 
 
 class SwarmTask(_Recorded, _Quiet):
-    """A task container: its ingress address and the task server."""
+    """A task container: one leg per network it is on, its resolver
+    configuration (the embedded DNS at 127.0.0.11) and the task server."""
 
     def __init__(self, name, task_name="", node_name="", ports=(), **params):
         self.task_name, self.node_name = task_name, node_name
@@ -122,12 +124,24 @@ class SwarmTask(_Recorded, _Quiet):
 
     def config(self, **params):
         r = super().config(**params)
-        _tx_off(self, self.defaultIntf().name)
+        for intf in self.intfList():
+            if intf.name != "lo":
+                _tx_off(self, intf.name)
+                self.run(f"ip link set {intf.name} mtu 1450")
+        self._resolver()
         self.start_server()
         return r
 
+    def _resolver(self):
+        """/etc/resolv.conf -> 127.0.0.11, in this host's own mount namespace."""
+        if not self.state:
+            return
+        conf = self.state.node_dir(self.node_name) / f"{self.name}.resolv.conf"
+        conf.write_text(dns.RESOLV_CONF)
+        self.run(f"mount --bind {conf} /etc/resolv.conf")
+
     def start_server(self):
-        ports = sorted({*self.target_ports, PRIVATE_PORT})
+        ports = sorted({*self.target_ports, APP_PORT, PRIVATE_PORT})
         cmd = [sys.executable, "-m", "swarmmesh.taskserver", "--task", self.task_name,
                "--node", self.node_name, "--udp"]
         for p in ports:
@@ -180,13 +194,35 @@ class SwarmNode(_Recorded, _Quiet):
         self.run(f"ip link set {rules.VXLAN_INTF} mtu 1450 up")
         for mac, remote in rules.overlay_fdb(self.cluster, self.name):
             self.run(f"bridge fdb append {mac} dev {rules.VXLAN_INTF} dst {remote}")
+        # One more VXLAN device (its own VNI) per user overlay network.
+        for net in rules.user_networks(self.cluster):
+            vx = rules.vxlan_intf(net)
+            self.run(f"ip link add {vx} type vxlan id {net.vni} dstport {VXLAN_PORT} "
+                     f"local {node.underlay_ip} dev {eth0} nolearning")
+            self.run(f"ip link set {vx} mtu 1450 up")
+            for mac, remote in rules.overlay_fdb(self.cluster, self.name, net.name):
+                self.run(f"bridge fdb append {mac} dev {vx} dst {remote}")
         for intf in self.intfList():
-            if intf.name.endswith("-veth"):
+            if intf.name != "lo" and intf != self.defaultIntf():
                 _tx_off(self, intf.name)
                 self.run(f"ip link set {intf.name} mtu 1450")
         self._dnat_published_ports()
         self._start_ovs()
+        self._start_dns()
         return r
+
+    def _start_dns(self):
+        """The node's embedded DNS server (Swarm's daemon answers on 127.0.0.11
+        in every task); it follows the model file in the run's state folder."""
+        if not self.state or not (self.state.dir / "model.json").exists():
+            raise RuntimeError(f"{self.name}: no model.json in the run state")
+        log = open(self.state.node_dir(self.name) / "dns.log", "w")
+        self.dns = self.popen([sys.executable, "-m", "swarmmesh.dns", "--node", self.name,
+                               "--state-dir", str(self.state.dir)], cwd=str(_REPO),
+                              env=dict(os.environ, PYTHONPATH=str(_REPO)),
+                              stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.state.register(self.dns.pid, "swarmmesh.dns")
 
     def _dnat_published_ports(self):
         """Swarm's DOCKER-INGRESS chain: local address + published port -> sandbox."""
@@ -226,12 +262,22 @@ class SwarmNode(_Recorded, _Quiet):
                f"-- set interface {rules.GW_OVS_INTF} ofport_request={rules.PORT_GW}",
                f"add-port {rules.BRIDGE} {rules.VXLAN_INTF} "
                f"-- set interface {rules.VXLAN_INTF} ofport_request={rules.PORT_VXLAN}"]
+        for net in rules.user_networks(self.cluster):
+            vx = rules.vxlan_intf(net)
+            cmd.append(f"add-port {rules.BRIDGE} {vx} -- set interface {vx} "
+                       f"ofport_request={rules.vxlan_port(net)}")
         for task in self.cluster.tasks_on(self.name):
             port = rules.task_ports(self.cluster, self.name).get(task.host)
             if port is not None:
                 intf = rules.task_intf(task)
                 cmd.append(f"add-port {rules.BRIDGE} {intf} -- set interface {intf} "
                            f"ofport_request={port}")
+            for name in task.addresses:
+                net = self.cluster.networks[name]
+                if not net.ingress:
+                    intf = rules.net_intf(task, net)
+                    cmd.append(f"add-port {rules.BRIDGE} {intf} -- set interface {intf} "
+                               f"ofport_request={rules.net_port(task, net)}")
         # vswitchd only dials unix sockets inside its own run dir: link to the relay.
         (d / "controller.sock").symlink_to(self.controller_target)
         cmd.append(f"set-controller {rules.BRIDGE} unix:{d}/controller.sock")
@@ -261,6 +307,13 @@ class SwarmNode(_Recorded, _Quiet):
 
     def terminate(self):
         self.stop_ovs()
+        dns_proc = getattr(self, "dns", None)
+        if dns_proc is not None and dns_proc.poll() is None:
+            dns_proc.terminate()
+            try:
+                dns_proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                dns_proc.kill()
         super().terminate()
 
 
@@ -276,8 +329,8 @@ class SwarmTopo(Topo):
                        else Cluster.quick(nodes=nodes, replicas=replicas, clients=clients))
         if state is None:                      # run by `mn --custom`: we own the records
             state = RunState(f"mn-{os.getpid()}")
-            (state.dir / "model.json").write_text(json.dumps(cluster.to_dict()))
             atexit.register(state.clean)
+        (state.dir / "model.json").write_text(json.dumps(cluster.to_dict(), indent=1))
         self.cluster, self.state = cluster, state
         dp = choose_datapath(datapath)
         self.datapath = dp
@@ -294,16 +347,21 @@ class SwarmTopo(Topo):
             self.addLink(client.name, ul, intfName1=f"{client.name}-eth0",
                          intfName2=f"ul-{client.name}")
         for task in cluster.tasks:
-            if "ingress" not in task.addresses:
+            if not task.addresses:             # on no network at all: nothing to build
                 continue
             svc = cluster.service(task.service)
-            ingress = cluster.networks["ingress"]
             self.addHost(task.host, cls=SwarmTask, task_name=task.name, node_name=task.node,
-                         ports=[p.target for p in svc.ports],
-                         ip=f"{task.addresses['ingress']}/{ingress.subnet.prefixlen}",
-                         mac=task.macs["ingress"], state=state)
-            self.addLink(task.host, task.node, intfName1=f"{task.host}-eth0",
-                         intfName2=rules.task_intf(task))
+                         ports=[p.target for p in svc.ports], ip=None, state=state)
+            for name, addr in task.addresses.items():   # ingress first, then user networks
+                net = cluster.networks[name]
+                leg = {"params1": {"ip": f"{addr}/{net.subnet.prefixlen}"},
+                       "addr1": task.macs[name]}
+                if net.ingress:
+                    self.addLink(task.host, task.node, intfName1=f"{task.host}-eth0",
+                                 intfName2=rules.task_intf(task), **leg)
+                else:
+                    self.addLink(task.host, task.node, intfName1=rules.task_net_intf(task, net),
+                                 intfName2=rules.net_intf(task, net), **leg)
 
     def planned_links(self) -> list[str]:
         """Every interface name Mininet will create in the root namespace
