@@ -8,7 +8,7 @@ second on loopback.
 Usage::
 
     python -m swarmmesh.taskserver --task app.1 --node node1 --port 80 \
-        [--port 9999 ...] [--bind 0.0.0.0] [--udp]
+        [--port 8080 ...] [--control-port 9999] [--bind 0.0.0.0] [--udp]
 
 Once every socket is listening, exactly one line ``ready <port> [<port> ...]``
 (the actually bound TCP ports, so ``--port 0`` is usable) is printed to stdout.
@@ -26,11 +26,34 @@ bodies are skipped according to Content-Length (chunked bodies get 501).
 Special paths:
 
 * ``/health`` -> 200 ``{"healthy": true}``, or 503 ``{"healthy": false}``
-  while the state is ``unhealthy``.
-* ``/admin/state?value=healthy|unhealthy|slow|dead`` sets the state
-  (without ``value`` it only reports it).  ``slow`` delays every answer except
-  ``/admin`` ones by 200 ms using a loop timer; ``dead`` answers, closes every
-  listening socket and exits the process with code 0.
+  while the mode is ``unhealthy`` (on every port; delayed in ``slow`` mode).
+* ``/control`` (GET or POST; only on the ``--control-port``, the task's
+  private port that is never published) sets the mode for experiments::
+
+      /control?mode=healthy|unhealthy|slow|dead[&delay_ms=N]
+
+  and answers ``{"mode": ..., "delay_ms": N}`` (without ``mode`` it only
+  reports; ``delay_ms`` alone changes the slow delay). Modes:
+
+  - ``healthy``: normal.
+  - ``unhealthy``: ``/health`` fails (503) while every other request is still
+    answered, as an application that is up but failing its check.
+  - ``slow``: every answer except ``/control`` ones comes ``delay_ms``
+    (default 200) late, ``/health`` included; a loop timer, nothing blocks.
+  - ``dead``: as a killed container. After answering, every listening TCP
+    socket and UDP responder is closed (new connections are refused) and every
+    established connection is closed; the process stays, idle. The control
+    port is closed too, so only a signal brings the task back.
+
+  Signals: ``SIGUSR1`` -> ``healthy`` (re-opens every listener on the same
+  ports, from any mode); ``SIGUSR2`` -> ``dead``. With ``mnexec``/``kill`` from
+  outside the task these need no network access.
+* ``/admin/state?value=healthy|unhealthy|slow|dead`` (older interface) sets the
+  same modes; here ``dead`` answers, closes every listener and exits the
+  process with code 0. Served on every port, or only on the control port
+  when ``--control-port`` is given.
+
+On any port other than the control port, ``/control`` is an ordinary path.
 
 With ``--udp`` a UDP responder listens on the same ports and answers every
 datagram with the same JSON document (``port`` is the UDP port).
@@ -113,12 +136,15 @@ class TaskServer:
 
     def __init__(self, task: str, node: str, ports: list[int],
                  bind: str = "0.0.0.0", udp: bool = False,
-                 slow_delay: float = SLOW_DELAY) -> None:
+                 slow_delay: float = SLOW_DELAY, control_port: int | None = None) -> None:
         self.task = task
         self.node = node
         # Drop duplicate fixed ports; every "0" asks for its own free port.
         seen: set[int] = set()
         self.ports = [p for p in ports if p == 0 or not (p in seen or seen.add(p))]
+        self.control_port = control_port
+        if control_port is not None and control_port not in self.ports:
+            self.ports.append(control_port)
         self.bind = bind
         self.udp = udp
         self.slow_delay = slow_delay
@@ -126,6 +152,7 @@ class TaskServer:
         self.seq = 0
         self.bound_ports: list[int] = []
         self.exit_code = 0
+        self._signalled_mode: str | None = None  # set by SIGUSR1/2, applied by the loop
         self.running = True  # cleared by stop(), which may run before serve_forever
         # Pre-encoded '{"task": ..., "node": ..., ' prefix of every body.
         self._prefix = json.dumps({"task": task, "node": node})[:-1].encode() + b", "
@@ -141,8 +168,14 @@ class TaskServer:
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> list[int]:
         """Open every listener (raises OSError) and return the bound TCP ports."""
+        self.bound_ports = self._open(self.ports)
+        return self.bound_ports
+
+    def _open(self, ports: list[int]) -> list[int]:
+        """Listen on ``ports`` (TCP, and UDP with ``--udp``); the bound TCP ports."""
+        bound: list[int] = []
         try:
-            for port in self.ports:
+            for port in ports:
                 family, _, _, _, addr = socket.getaddrinfo(
                     self.bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
                 ls = socket.socket(family, socket.SOCK_STREAM)
@@ -154,7 +187,7 @@ class TaskServer:
                 lst = _Listener(self, ls, actual)
                 self._listeners.append(lst)
                 self.sel.register(ls, _READ, lst)
-                self.bound_ports.append(actual)
+                bound.append(actual)
                 if self.udp:
                     us = socket.socket(family, socket.SOCK_DGRAM)
                     us.bind((addr[0], actual) + tuple(addr[2:]))
@@ -165,7 +198,7 @@ class TaskServer:
         except OSError:
             self.close_listeners()
             raise
-        return self.bound_ports
+        return bound
 
     def install_signal_handlers(self) -> None:
         """Make SIGTERM/SIGINT stop the loop (main thread only)."""
@@ -176,6 +209,8 @@ class TaskServer:
         self.sel.register(self._wake_r, _READ, _Wakeup(self._wake_r))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop(0))
+        signal.signal(signal.SIGUSR1, lambda *_: setattr(self, "_signalled_mode", "healthy"))
+        signal.signal(signal.SIGUSR2, lambda *_: setattr(self, "_signalled_mode", "dead"))
 
     def stop(self, code: int = 0) -> None:
         """Make :meth:`serve_forever` return ``code``."""
@@ -203,6 +238,9 @@ class TaskServer:
                         handler.on_event(mask)
                     except Exception:  # a single bad socket must never kill the loop
                         handler.on_error()
+                if self._signalled_mode is not None:
+                    mode, self._signalled_mode = self._signalled_mode, None
+                    self.set_mode(mode)
                 if timers:
                     now = time.monotonic()
                     while timers and timers[0][0] <= now:
@@ -241,6 +279,23 @@ class TaskServer:
             self._wake_w.close()  # type: ignore[union-attr]
             self._wake_r = self._wake_w = None
         self.sel.close()
+
+    def set_mode(self, mode: str, keep: "_Conn | None" = None) -> None:
+        """Enter ``mode`` (one of :data:`STATES`); ``dead`` spares ``keep``
+        until it has flushed its answer. Leaving ``dead`` re-opens the ports."""
+        if mode == "dead":
+            if self.state != "dead":
+                self.close_listeners()
+                for conn in list(self.conns):
+                    if conn is not keep:
+                        conn.close()
+        elif self.state == "dead":
+            try:
+                self._open(self.bound_ports)
+            except OSError as exc:
+                print(f"taskserver: cannot listen again: {exc}", file=sys.stderr)
+                return
+        self.state = mode
 
     def die(self, conn: "_Conn") -> None:
         """Enter ``dead``: stop listening, exit once ``conn`` flushed its answer."""
@@ -550,14 +605,22 @@ class _Conn:
         """Route a parsed request and queue the answer."""
         srv = self.srv
         head_only = method == b"HEAD"
-        if not head_only and method != b"GET":
-            self.reply(405, _json_line({"error": "method not allowed"}), False,
-                       keep, b"Allow: GET, HEAD\r\n")
-            return
         if target[:1] != b"/":  # absolute-form: http://host/path
             i = target.find(b"/", target.find(b"//") + 2) if b"//" in target else -1
             target = target[i:] if i >= 0 else b"/"
         path, _, query = target.partition(b"?")
+        private = srv.control_port is None or self.lport == srv.control_port
+        if path == b"/control" and private and srv.control_port is not None:
+            if method in (b"GET", b"HEAD", b"POST"):
+                self.control(query, head_only, keep)
+                return
+        if not head_only and method != b"GET":
+            allow = b"GET, HEAD, POST" if path == b"/control" and private else b"GET, HEAD"
+            self.reply(405, _json_line({"error": "method not allowed"}), False,
+                       keep, b"Allow: " + allow + b"\r\n")
+            return
+        if path == b"/admin/state" and not private:
+            path = b"/"  # an ordinary path on a public port
         delay = srv.slow_delay if srv.state == "slow" else 0.0
         if path == b"/health":
             healthy = srv.state != "unhealthy"
@@ -580,6 +643,29 @@ class _Conn:
         else:
             body = srv.task_body(self.peer_ip, self.peer_port, self.lport)
             self.reply(200, body, head_only, keep, delay=delay)
+
+    def control(self, query: bytes, head_only: bool, keep: bool) -> None:
+        """``/control?mode=...&delay_ms=...`` on the control port."""
+        srv = self.srv
+        args = parse_qs(query.decode("latin-1"))
+        mode = args.get("mode", [None])[-1]
+        delay = args.get("delay_ms", [None])[-1]
+        if mode is not None and mode not in STATES:
+            self.reply(400, _json_line({"error": "invalid mode", "valid": list(STATES)}),
+                       head_only, keep)
+            return
+        if delay is not None:
+            if not delay.isdigit():
+                self.reply(400, _json_line({"error": "delay_ms must be an integer >= 0"}),
+                           head_only, keep)
+                return
+            srv.slow_delay = int(delay) / 1000.0
+        if mode is not None:
+            keep = keep and mode != "dead"
+            srv.set_mode(mode, keep=self)
+        self.reply(200, _json_line({"mode": srv.state,
+                                    "delay_ms": round(srv.slow_delay * 1000)}),
+                   head_only, keep)
 
     def reply(self, status: int, body: bytes, head_only: bool, keep: bool,
               extra: bytes = b"", delay: float = 0.0) -> None:
@@ -629,6 +715,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--node", required=True, help="node name, e.g. node1")
     p.add_argument("--port", type=int, action="append",
                    help="TCP port to listen on (repeatable; 0 = any free port)")
+    p.add_argument("--control-port", type=int, default=None,
+                   help="private port that serves /control (also listened on)")
     p.add_argument("--bind", default="0.0.0.0", help="address to bind")
     p.add_argument("--udp", action="store_true",
                    help="also answer UDP datagrams on the same ports")
@@ -640,9 +728,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the process exit code."""
     args = parse_args(argv)
+    if args.control_port is not None and not 1 <= args.control_port <= 65535:
+        print(f"taskserver: --control-port: must be in 1..65535, got {args.control_port}",
+              file=sys.stderr)
+        return 2
     _raise_nofile_limit()
     server = TaskServer(args.task, args.node, args.port or [80], bind=args.bind,
-                        udp=args.udp, slow_delay=args.slow_delay)
+                        udp=args.udp, slow_delay=args.slow_delay,
+                        control_port=args.control_port)
     server.install_signal_handlers()
     try:
         ports = server.start()

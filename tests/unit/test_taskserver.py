@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import signal
 import socket
 import struct
 import subprocess
@@ -492,3 +493,112 @@ def test_throughput_500_new_connections_under_5s(server: Server) -> None:
     seqs = [r.body["seq"] for r in results]
     assert seqs == sorted(seqs)
     assert elapsed < 5.0, f"500 requests took {elapsed:.2f}s"
+
+
+# --------------------------------------------------------------------------- control port
+
+
+@pytest.fixture
+def ctl_server(start_server: Callable[..., Server]) -> tuple[Server, int, int]:
+    """A task server on a public port with a separate control port: (server, public, control)."""
+    public, private = free_port(), free_port()
+    srv = start_server("--control-port", str(private), ports=[public])
+    assert srv.ports == [public, private]
+    return srv, public, private
+
+
+def control(port: int, query: str = "", method: str = "GET") -> tuple[int, dict]:
+    with socket.create_connection((HOST, port), timeout=2) as s:
+        rd = Reader(s)
+        s.sendall(f"{method} /control?{query} HTTP/1.1\r\nHost: x\r\n"
+                  "Content-Length: 0\r\n\r\n".encode())
+        status, _, body = rd.response()
+    return status, json.loads(body)
+
+
+def test_control_only_on_private_port(ctl_server) -> None:
+    srv, public, private = ctl_server
+    assert control(private) == (200, {"mode": "healthy", "delay_ms": 200})
+    r = get(HOST, public, "/control?mode=unhealthy")
+    assert r.ok and r.body["task"] == "app.1"  # an ordinary path on the public port
+    r = get(HOST, public, "/admin/state?value=dead")
+    assert r.ok and r.body["task"] == "app.1"  # the old interface too
+    assert get(HOST, public, "/health").status == 200
+    assert srv.proc.poll() is None
+    assert control(private, "mode=unhealthy", "POST") == (
+        200, {"mode": "unhealthy", "delay_ms": 200})
+    data = raw(public, b"POST /control HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 405 ") and b"Allow: GET, HEAD\r\n" in data
+
+
+def test_control_unhealthy_fails_health_but_serves(ctl_server) -> None:
+    _, public, private = ctl_server
+    control(private, "mode=unhealthy")
+    for port in (public, private):
+        r = get(HOST, port, "/health")
+        assert r.status == 503 and r.body == {"healthy": False}
+    assert get(HOST, public, "/").ok
+    control(private, "mode=healthy")
+    assert get(HOST, public, "/health").status == 200
+
+
+def test_control_slow_with_delay(ctl_server) -> None:
+    _, public, private = ctl_server
+    assert control(private, "mode=slow&delay_ms=350") == (200, {"mode": "slow", "delay_ms": 350})
+    r = get(HOST, public)
+    assert r.ok and r.total_ms >= 350
+    h = get(HOST, public, "/health")
+    assert h.status == 200 and h.total_ms >= 350
+    t0 = time.perf_counter()
+    assert control(private, "delay_ms=50")[1] == {"mode": "slow", "delay_ms": 50}
+    assert time.perf_counter() - t0 < 0.15  # control answers are never delayed
+    r = get(HOST, public)
+    assert 50 <= r.total_ms < 300
+
+
+def test_control_bad_input_400(ctl_server) -> None:
+    _, _, private = ctl_server
+    status, body = control(private, "mode=sleepy")
+    assert status == 400 and body["valid"] == ["healthy", "unhealthy", "slow", "dead"]
+    assert control(private, "delay_ms=-5")[0] == 400
+    assert control(private, "delay_ms=abc")[0] == 400
+    assert control(private) == (200, {"mode": "healthy", "delay_ms": 200})
+
+
+def test_control_dead_closes_everything_and_signals_revive(start_server) -> None:
+    public, private = free_port(), free_port()
+    srv = start_server("--udp", "--control-port", str(private), ports=[public])
+    with KeepAliveClient(HOST, public, timeout=2.0) as client:
+        assert client.get("/").ok
+        with socket.create_connection((HOST, public), timeout=2) as idle:
+            assert control(private, "mode=dead") == (200, {"mode": "dead", "delay_ms": 200})
+            assert idle.recv(100) == b""  # established connections are closed
+        for port in (public, private):
+            r = get(HOST, port, timeout=1.0)
+            assert not r.ok and "refused" in r.error.lower()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.settimeout(0.3)
+            u.sendto(b"ping", (HOST, public))
+            with pytest.raises(OSError):  # refused (ICMP) or timed out
+                u.recvfrom(100)
+        assert srv.proc.poll() is None  # the process stays, as a stopped container's netns
+        srv.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 3
+        while not get(HOST, public, timeout=0.5).ok:
+            assert time.monotonic() < deadline, "not back after SIGUSR1"
+            time.sleep(0.02)
+        assert control(private)[1]["mode"] == "healthy"
+        assert get(HOST, public, "/health").status == 200
+        srv.proc.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + 3
+        while get(HOST, private, timeout=0.5).ok:
+            assert time.monotonic() < deadline, "not dead after SIGUSR2"
+            time.sleep(0.02)
+        assert srv.proc.poll() is None
+
+
+def test_control_port_must_be_valid(start_server) -> None:
+    out = subprocess.run([sys.executable, "-m", "swarmmesh.taskserver", "--task", "a.1",
+                          "--node", "n1", "--control-port", "0"],
+                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "--control-port: must be in 1..65535" in out.stderr
