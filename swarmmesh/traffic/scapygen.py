@@ -360,6 +360,7 @@ class Matcher:
         self.task: dict[int, tuple[str, str, str]] = {}
         self.dups: dict[int, int] = {}
         self.unmatched = 0
+        self.unmatched_samples: list[str] = []
         self._state: dict[int, str] = {}           # TCP: get_sent | done
         self._tmpl: dict[tuple[Target, int], bytes] = {}
 
@@ -374,12 +375,16 @@ class Matcher:
         req = self.by_key.get(reply.key)
         if req is None or reply.peer != (req.target.ip, req.target.port):
             self.unmatched += 1
+            if len(self.unmatched_samples) < 5:
+                self.unmatched_samples.append(
+                    f"{reply.kind} from {reply.peer[0]}:{reply.peer[1]} "
+                    f"to {reply.key[0]}:{reply.key[1]}")
             return []
         i = req.seq
         if i not in self.reply_ns:
             self.reply_ns[i] = t_ns
             self.kind[i] = reply.kind
-        elif reply.kind in ("udp", "synack") or self._state.get(i) == "done":
+        elif reply.kind in ("udp", "synack"):         # a second answer / a retransmission
             self.dups[i] = self.dups.get(i, 0) + 1
         if reply.task and i not in self.task:
             self.task[i] = (reply.task, reply.task_node, reply.seen_source)
@@ -577,6 +582,7 @@ def generate(iface: str, targets: Sequence[Target], protocol: str, sources: int,
         "achieved_rate_pps": achieved,
         "replied": len(matcher.reply_ns), "ok": len(ok),
         "duplicates": sum(matcher.dups.values()), "unmatched_replies": matcher.unmatched,
+        "unmatched_samples": matcher.unmatched_samples,
         "captured_frames": cap.frames if cap else 0,
         "distinct_sources": len({(r.src_ip, r.src_port) for r in requests}),
         "distinct_source_ips": len({r.src_ip for r in requests}),

@@ -231,8 +231,11 @@ def test_matcher_tcp_http_handshake_then_rst():
                                         req.isn + 1 + len(g.HTTP_GET), body)), 20)
     rst = Ether(out[0])
     assert rst[TCP].flags == "R" and rst[TCP].seq == req.isn + 1 + len(g.HTTP_GET)
+    # The server's FIN after the answer is neither answered nor a duplicate.
+    assert m.on_reply(g.parse_frame(_tcp(req, "FA", server_isn + 200, 1)), 21) == []
     row = m.records([5], t0_ns=0)[0]
     assert row["ok"] and row["task"] == "app.3" and row["reply"] == "synack"
+    assert row["duplicates"] == 1                         # the retransmitted SYN-ACK
 
 
 def test_matcher_tcp_syn_mode_resets_at_the_ack_number():
@@ -279,3 +282,27 @@ def test_bpf_program_accepts_only_the_prefix():
     assert run(frame("198.20.0.1")) == 0 and run(frame("192.168.99.201")) == 0
     assert run(bytes(Ether(type=0x86dd) / (b"\0" * 40))) == 0
     assert socket.inet_aton("198.18.0.0") == struct.pack("!I", prog[4][3])
+
+
+# -- fairness (experiments/many_clients.py) -------------------------------------------
+
+def test_jain_and_max_over_mean():
+    from experiments.many_clients import jain, max_over_mean
+    assert jain([5, 5, 5]) == 1.0 and max_over_mean([5, 5, 5]) == 1.0
+    assert jain([9, 0, 0]) == pytest.approx(1 / 3) and max_over_mean([9, 0, 0]) == 3.0
+    assert jain([1002, 999, 999]) == pytest.approx(0.999998, abs=1e-6)
+    assert jain([1, 2, 3, 4]) == pytest.approx(100 / (4 * 30))
+    assert jain([]) is None and jain([0, 0]) is None and max_over_mean([0, 0]) is None
+
+
+def test_spread_counts_zeros_losses_and_strangers():
+    from experiments.many_clients import spread_of
+    rows = ([{"ingress_node": "node1", "ok": "True", "task": "app.1"}] * 4 +
+            [{"ingress_node": "node1", "ok": "False", "task": ""}] * 2 +
+            [{"ingress_node": "node2", "ok": "True", "task": t} for t in ("app.1", "app.2", "x.1")])
+    s = spread_of(rows, ["app.1", "app.2"])
+    assert s["node1"]["per_task"] == {"app.1": 4, "app.2": 0}      # a starved task counts
+    assert s["node1"]["jain"] == pytest.approx(0.5) and s["node1"]["lost"] == 2
+    assert s["node1"]["loss"] == pytest.approx(2 / 6)
+    assert s["node2"]["other_tasks"] == 1
+    assert s["all"]["per_task"] == {"app.1": 5, "app.2": 1} and s["all"]["requests"] == 9

@@ -1,0 +1,302 @@
+#!/usr/bin/env python3
+"""Many clients: thousands of spoofed sources through every node, and how
+evenly the routing mesh spreads them over the tasks.
+
+One client host sends one new flow per spoofed source (a distinct address
+and port from 198.18.0.0/15, drawn from the run's seed), round-robin over
+every node's underlay address, to the published port, paced open-loop at
+``--rate`` packets per second (:mod:`swarmmesh.traffic.scapygen`).  UDP: one
+datagram per source, answered by the task with its name.  TCP: a SYN per
+source; on the SYN-ACK the generator sends the ACK with an HTTP GET, reads
+the task from the answer and resets the connection.
+
+Before that, the same generator sends ``--bench-packets`` frames as fast as
+it can to a sink (the underlay bridge's own address, which drops them): the
+generator's capacity on this host, so that losses in the run can be told
+apart from a slow generator.
+
+Per ingress node and overall it reports the per-task counts and their
+fairness: Jain's index (1 = perfectly even, 1/n = all on one task) and
+max/mean.  Losses are counted per ingress node and never hidden.
+
+    sudo .venv/bin/swarmmesh run many_clients --nodes 3 --replicas 3 --sources 6000 \\
+        --rate 2000 --protocol udp
+    sudo .venv/bin/python experiments/many_clients.py --protocol tcp --rate 600
+
+Writes ``requests.csv`` (one row per request, ``scapygen.RECORD_COLUMNS``),
+``summary.json``, figures (``per_task``, ``fairness``, ``latency_cdf``, PNG
+and PDF) and ``report.md``.  Exits 1 when more than ``--max-loss`` of the
+requests got no answer, when a node reached no task at all, or when the
+client's own kernel answered the replies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from swarmmesh import experiment, plots, report, results        # noqa: E402
+from swarmmesh.model import Cluster, InvalidConfigError        # noqa: E402
+from swarmmesh.traffic import scapygen                          # noqa: E402
+
+NAME = "many_clients"
+DESCRIPTION = ("thousands of spoofed sources through every node: per-task spread, "
+               "Jain's fairness index and max/mean, per ingress node and overall")
+DEFAULT_RATE = {"udp": 2000.0, "tcp": 600.0}
+MAX_SOURCES = 200_000
+SINK_IP = "192.0.2.1"          # TEST-NET-1; the sink frames never leave the underlay bridge
+
+
+# -- fairness -------------------------------------------------------------------
+
+def _natural(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def jain(xs) -> float | None:
+    """Jain's fairness index (sum x)^2 / (n sum x^2): 1 when even, 1/n when one takes all."""
+    xs = [float(x) for x in xs]
+    sq = sum(x * x for x in xs)
+    return (sum(xs) ** 2) / (len(xs) * sq) if xs and sq else None
+
+
+def max_over_mean(xs) -> float | None:
+    xs = [float(x) for x in xs]
+    mean = sum(xs) / len(xs) if xs else 0
+    return max(xs) / mean if mean else None
+
+
+def spread_of(rows: list[dict], tasks: list[str]) -> dict:
+    """Per ingress node and overall (``all``): requests, answered, lost, the
+    count per task (zeros included: a task that got nothing counts) and its
+    fairness."""
+    out = {}
+    nodes = sorted({r["ingress_node"] for r in rows}, key=_natural)
+    for node in nodes + ["all"]:
+        mine = [r for r in rows if node == "all" or r["ingress_node"] == node]
+        ok = [r for r in mine if str(r["ok"]) == "True"]
+        c = Counter(r["task"] for r in ok)
+        counts = {t: c.get(t, 0) for t in tasks}
+        xs = list(counts.values())
+        out[node] = {"requests": len(mine), "answered": len(ok), "lost": len(mine) - len(ok),
+                     "loss": (len(mine) - len(ok)) / len(mine) if mine else None,
+                     "per_task": counts, "jain": jain(xs), "max_over_mean": max_over_mean(xs),
+                     "min": min(xs) if xs else None, "max": max(xs) if xs else None,
+                     "other_tasks": sum(v for k, v in c.items() if k not in counts)}
+    return out
+
+
+# -- the experiment ---------------------------------------------------------------
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--nodes", type=int, default=3, help="swarm nodes")
+    ap.add_argument("--replicas", type=int, default=3, help="replicas of the service `app`")
+    ap.add_argument("--sources", type=int, default=6000,
+                    help="spoofed sources = new flows, one each, spread evenly over the nodes")
+    ap.add_argument("--protocol", choices=["udp", "tcp"], default="udp",
+                    help="UDP datagrams or TCP connections (SYN, ACK+GET, RST)")
+    ap.add_argument("--rate", type=float, default=None,
+                    help="offered packets (UDP) or SYNs (TCP) per second, paced open-loop; "
+                         "0 = as fast as possible (default: 2000 for udp, 600 for tcp, "
+                         "what 3 userspace-OVS nodes take here with no loss)")
+    ap.add_argument("--published", type=int, default=8000, help="published port")
+    ap.add_argument("--wait", type=float, default=3.0,
+                    help="seconds to wait for answers after the last packet")
+    ap.add_argument("--batch", type=int, default=16, help="largest burst of the pacing loop")
+    ap.add_argument("--bench-packets", type=int, default=200_000,
+                    help="frames sent as fast as possible to a sink first, to measure the "
+                         "generator alone (0 = skip)")
+    ap.add_argument("--max-loss", type=float, default=0.02,
+                    help="fraction of unanswered requests above which the run fails")
+
+
+def validate(args) -> Cluster:
+    if args.replicas < 1:
+        raise InvalidConfigError("replicas", f"must be >= 1, got {args.replicas}")
+    if not args.nodes <= args.sources <= MAX_SOURCES:
+        raise InvalidConfigError("sources", f"must be in {args.nodes} (one per node) .. "
+                                            f"{MAX_SOURCES}, got {args.sources}")
+    if args.rate is None:
+        args.rate = DEFAULT_RATE[args.protocol]
+    if args.rate < 0:
+        raise InvalidConfigError("rate", f"must be >= 0 (0 = as fast as possible), got {args.rate}")
+    if args.wait < 0:
+        raise InvalidConfigError("wait", f"must be >= 0, got {args.wait}")
+    if not 1 <= args.batch <= 1024:
+        raise InvalidConfigError("batch", f"must be in 1 .. 1024, got {args.batch}")
+    if not 0 <= args.bench_packets <= 2_000_000:
+        raise InvalidConfigError("bench_packets", f"must be in 0 .. 2000000, got {args.bench_packets}")
+    if not 0 <= args.max_loss <= 1:
+        raise InvalidConfigError("max_loss", f"must be in 0 .. 1, got {args.max_loss}")
+    return Cluster.quick(nodes=args.nodes, replicas=args.replicas, published=args.published,
+                         protocol=args.protocol)
+
+
+def run(args, cluster: Cluster, ctx) -> None:
+    client = cluster.clients[0].name
+    tasks = [t.name for t in cluster.tasks_of("app")]
+    with ctx.testbed(cluster) as tb:
+        c = tb.host(client)
+        ctx.progress.phase("routing the spoofed prefix")
+        routing = scapygen.route_spoofed_prefix(tb, client)
+        ctx.summary["routing"] = routing
+        if routing["client"]["ip_forward"] != "0" or routing["client"]["owns_prefix"]:
+            raise RuntimeError(f"{client} would answer or forward the replies itself: {routing['client']}")
+        if args.bench_packets:
+            ctx.progress.phase("generator capacity (to a sink)")
+            ul0 = tb.host("underlay").cmd("cat /sys/class/net/ul0/address").strip()
+            sink = [scapygen.Target("sink", SINK_IP, ul0, 9)]
+            bench = scapygen.run_in_client(tb, client, sink, "/dev/null", protocol=args.protocol,
+                                           sources=args.bench_packets, rate=0, seed=args.seed,
+                                           batch=args.batch, capture=False)
+            ctx.summary["generator_capacity"] = {
+                "what": f"{args.bench_packets} pre-built {args.protocol} frames, as fast as "
+                        "possible, one send() each on an AF_PACKET socket, to the underlay "
+                        "bridge's own MAC (dropped there)",
+                **bench}
+            ctx.progress.note(f"generator alone: {bench['offered_rate_pps']:.0f} packets/s")
+        ctx.progress.phase("warming up")
+        for n in cluster.nodes:                    # ARP both ways before the first reply
+            c.cmd(f"ping -c 1 -W 1 {n.underlay_ip}")
+        before = scapygen.kernel_reply_counters(c)
+        ctx.progress.phase("sending")
+        ctx.progress.note(f"{args.sources} spoofed {args.protocol} sources at "
+                          f"{args.rate or 'max'} /s over {len(cluster.nodes)} nodes")
+        targets = scapygen.targets_of(tb, [n.name for n in cluster.nodes], args.published)
+        gen = scapygen.run_in_client(tb, client, targets, (ctx.run_dir / "requests.csv").resolve(),
+                                     protocol=args.protocol, sources=args.sources,
+                                     rate=args.rate, seed=args.seed, batch=args.batch,
+                                     wait=args.wait)
+        after = scapygen.kernel_reply_counters(c)
+    rows = results.read_csv(ctx.run_dir / "requests.csv")
+    spread = spread_of(rows, tasks)
+    kernel = {k: after[k] - before[k] for k in after}
+    ctx.summary.update({
+        "traffic": ("swarmmesh.traffic.scapygen: spoofed sources, frames pre-built from scapy "
+                    "templates and sent on an AF_PACKET socket, paced open-loop; replies captured "
+                    "with a BPF filter and matched by the spoofed address and port. Chosen "
+                    "because thousands of distinct sources from one host need raw packets."),
+        "generator": gen,
+        "offered_rate_pps": gen["offered_rate_pps"],
+        "achieved_rate_pps": gen["achieved_rate_pps"],
+        "placement": {t.name: t.node for t in cluster.tasks_of("app")},
+        "spread": spread,
+        "client_kernel_sent_during_run": kernel,
+    })
+    overall = spread["all"]
+    ctx.progress.note(f"answered {overall['answered']}/{overall['requests']}, "
+                      f"Jain {overall['jain']:.4f}, max/mean {overall['max_over_mean']:.3f}"
+                      if overall["jain"] else "no answers")
+    reasons = []
+    if overall["loss"] > args.max_loss:
+        reasons.append(f"{overall['lost']} of {overall['requests']} requests unanswered "
+                       f"({overall['loss']:.1%} > --max-loss {args.max_loss:.1%})")
+    dead = [n for n, s in spread.items() if n != "all" and s["answered"] == 0]
+    if dead:
+        reasons.append(f"no task answered through {', '.join(dead)}")
+    if any(kernel.values()):
+        reasons.append(f"the client's kernel sent {kernel} during the run")
+    if reasons:
+        ctx.failed = "; ".join(reasons)
+
+
+# -- figures and report -------------------------------------------------------------
+
+def fairness_figure(spread: dict, title: str, path: Path) -> list[Path]:
+    """Jain's index and max/mean per ingress node and overall, side by side."""
+    import matplotlib.pyplot as plt
+    names = list(spread)
+    cols = [plots.colour_for(n) if n != "all" else "0.35" for n in names]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(max(8, 1.2 * len(names) + 4), 4.2))
+    for ax, key, label, ideal in ((a, "jain", "Jain's fairness index", 1.0),
+                                  (b, "max_over_mean", "max / mean of the per-task counts", 1.0)):
+        ys = [spread[n][key] or 0 for n in names]
+        bars = ax.bar(range(len(names)), ys, color=cols, alpha=0.85)
+        ax.bar_label(bars, labels=[f"{y:.4f}" if key == "jain" else f"{y:.3f}" for y in ys],
+                     fontsize=7)
+        ax.axhline(ideal, color="black", linestyle=":", linewidth=1, label="perfectly even")
+        ax.set_xticks(range(len(names)),
+                      [f"{n}\n(n={spread[n]['answered']})" for n in names], fontsize=8)
+        ax.set_xlabel("ingress node (all = every request)")
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    a.set_ylim(min(0.9, min((spread[n]["jain"] or 0) for n in names) - 0.02), 1.005)
+    b.set_ylim(0.95, max(1.1, max((spread[n]["max_over_mean"] or 0) for n in names) + 0.05))
+    fig.suptitle(title, fontsize=10)
+    return plots.save(fig, path)
+
+
+def _rate(x) -> str:
+    return f"{x:,.0f}" if isinstance(x, (int, float)) else "–"
+
+
+def _fixed(x, digits: int) -> str:
+    return f"{x:.{digits}f}" if isinstance(x, (int, float)) else "–"
+
+
+def plot(run_dir: Path) -> None:
+    s = experiment.read_summary(run_dir)
+    p = s["parameters"]
+    rows = results.read_csv(run_dir / "requests.csv")
+    spread = s["spread"]
+    gen = s["generator"]
+    what = (f"{p['sources']} spoofed {p['protocol'].upper()} sources, {p['nodes']} nodes, "
+            f"{p['replicas']} replicas, {gen['offered_rate_pps'] or 0:.0f} /s offered")
+    fig_tasks = plots.requests_per_task(rows, plots.run_title(s, f"Many clients: answers per task "
+                                                                 f"and ingress node\n{what}"),
+                                        run_dir / "per_task")
+    fig_fair = fairness_figure(spread, plots.run_title(s, f"Many clients: fairness\n{what}"),
+                               run_dir / "fairness")
+    fig_lat = plots.latency_cdf(rows, plots.run_title(s, f"Many clients: request to answer\n{what}"),
+                                run_dir / "latency_cdf")
+    rep = report.Report(run_dir, f"Many clients: {what}", s)
+    cap = s.get("generator_capacity")
+    lines = [f"**Generator.** Offered {_rate(gen['offered_rate_pps'])} packets/s in the run "
+             f"(asked: {gen['requested_rate_pps']}), {gen['sent']} sent, {gen['send_failed']} "
+             f"send errors; achieved (answers over the first send to the last answer) "
+             f"{_rate(gen['achieved_rate_pps'])} /s."]
+    if cap:
+        lines.append(f"Alone, to a sink, the same generator offers "
+                     f"**{_rate(cap['offered_rate_pps'])} packets/s** "
+                     f"({cap['sent']} frames, {cap['send_failed']} send errors): it is not the "
+                     "bottleneck of this run.")
+    k = s.get("client_kernel_sent_during_run", {})
+    lines.append(f"The client's own kernel sent {k.get('tcp_out_rsts', '?')} TCP RSTs and "
+                 f"{k.get('icmp_out_msgs', '?')} ICMP messages during the run (it must send none).")
+    rep.text(" ".join(lines))
+    rep.heading("Per-task spread and fairness")
+    tasks = list(spread["all"]["per_task"])
+    rep.table(["ingress node", "requests", "answered", "lost", *tasks, "min–max",
+               "Jain's index", "max/mean"],
+              [[n, v["requests"], v["answered"], f"{v['lost']} ({v['loss']:.1%})",
+                *[v["per_task"][t] for t in tasks], f"{v['min']}–{v['max']}",
+                _fixed(v["jain"], 6), _fixed(v["max_over_mean"], 3)]
+               for n, v in spread.items()])
+    rep.text("Jain's index is (Σx)²/(n·Σx²) over the answered requests per task (1 = even, "
+             f"1/{len(tasks)} = one task takes all); unanswered requests are not attributed "
+             "to any task, so losses concentrated on one path show as unfairness too.")
+    rep.figure(fig_tasks, "Answers per task for each ingress node (colour = task)")
+    rep.figure(fig_fair, "Jain's index and max/mean, per ingress node and overall")
+    lat = {}
+    for r in rows:
+        if str(r["ok"]) == "True" and r["latency_ms"]:
+            where = "local" if r["task_node"] == r["ingress_node"] else "remote"
+            lat.setdefault(f"{r['ingress_node']}, {where} task", []).append(r["latency_ms"])
+    rep.heading("Request to answer")
+    rep.numbers(dict(sorted(lat.items())), unit="ms",
+                what="request sent to its first answer captured (kernel timestamp; "
+                     "TCP: the SYN-ACK)",
+                label="ingress node, task")
+    rep.figure(fig_lat, "Latency CDF per ingress node; solid = task on the ingress node")
+    rep.write()
+
+
+if __name__ == "__main__":
+    sys.exit(experiment.main(sys.modules[__name__]))
