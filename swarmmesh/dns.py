@@ -19,8 +19,9 @@ What a task gets (``answer``):
 * a known name asked for another type (AAAA, ...): an empty NOERROR, so
   that resolvers fall back to A.
 
-Only UDP is served (every answer fits in 512 bytes).  TTL 600 s, as
-Swarm's resolver sets it.
+Only UDP is served; an answer is capped at the addresses that fit in a
+512-byte datagram (29 for a short name), so a service with more tasks
+answers with a (shuffled) subset.  TTL 600 s, as Swarm's resolver sets it.
 
     python -m swarmmesh.dns --node node1 --state-dir /run/swarmmesh/run-...
 """
@@ -52,6 +53,8 @@ QCLASS_IN = 1
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP = 0, 1, 2, 3, 4
 RESOLV_CONF = f"nameserver {ADDRESS}\noptions ndots:0 attempts:2 timeout:1\n"
 CLONE_NEWNET = 0x40000000
+UDP_LIMIT = 512            # bytes of a DNS message over UDP without EDNS
+ANSWER_SIZE = 16           # one A record with a compressed name
 
 
 # --- the answers, from the model alone ----------------------------------------
@@ -142,7 +145,58 @@ def respond(cluster: Cluster, asker: Task, data: bytes,
     if (flags >> 11) & 0xF != 0 or qclass != QCLASS_IN:
         return build_response(qid, flags, question, NOTIMP, [])
     rcode, ips = answer(cluster, asker, qname, qtype, rng)
-    return build_response(qid, flags, question, rcode, ips)
+    room = (UDP_LIMIT - 12 - len(question)) // ANSWER_SIZE
+    return build_response(qid, flags, question, rcode, ips[:room])
+
+
+def build_query(qid: int, name: str, qtype: int = QTYPE_A) -> bytes:
+    """A standard query with recursion desired, as a stub resolver sends it."""
+    labels = b"".join(bytes([len(p)]) + p.encode("ascii") for p in name.rstrip(".").split(".") if p)
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + labels + b"\0" \
+        + struct.pack("!HH", qtype, QCLASS_IN)
+
+
+def _skip_name(data: bytes, i: int) -> int:
+    while True:
+        n = data[i]
+        if n & 0xC0 == 0xC0:
+            return i + 2
+        if n == 0:
+            return i + 1
+        i += 1 + n
+
+
+def parse_response(data: bytes) -> tuple[int, int, list[str]]:
+    """(id, rcode, A addresses in answer order) of a response."""
+    if len(data) < 12:
+        raise FormatError("shorter than a header")
+    qid, flags, qd, an = struct.unpack("!HHHH", data[:8])
+    i = 12
+    for _ in range(qd):
+        i = _skip_name(data, i) + 4
+    ips = []
+    for _ in range(an):
+        i = _skip_name(data, i)
+        rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", data[i:i + 10])
+        i += 10
+        if rtype == QTYPE_A and rdlen == 4:
+            ips.append(socket.inet_ntoa(data[i:i + 4]))
+        i += rdlen
+    return qid, flags & 0xF, ips
+
+
+def query(name: str, server: str = ADDRESS, port: int = PORT, timeout: float = 1.0,
+          qtype: int = QTYPE_A) -> tuple[int, list[str]]:
+    """Ask ``server`` directly (no glibc, no sorting): (rcode, addresses in its order)."""
+    qid = random.getrandbits(16)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(build_query(qid, name, qtype), (server, port))
+        while True:
+            data = s.recv(4096)
+            rid, rcode, ips = parse_response(data)
+            if rid == qid:
+                return rcode, ips
 
 
 # --- the per-node server -----------------------------------------------------

@@ -1,11 +1,18 @@
 """A client that calls a service by name, as an application in a task does.
 
-Each request is a new TCP connection.  The name is resolved through the
-task's resolver (glibc ``getaddrinfo``, so ``/etc/resolv.conf`` and the
-embedded DNS at 127.0.0.11), either before every request (``--dns fresh``)
-or once for the whole run (``--dns cached``: what a client that caches one
-DNS answer does, a classic dnsrr pitfall).  The first address returned is
-the one used, as ``socket.create_connection`` does.
+Each request is a new TCP connection.  The name is resolved (``--dns``):
+
+* ``fresh``: through glibc ``getaddrinfo`` (``/etc/resolv.conf``, the
+  embedded DNS at 127.0.0.11) before every request.  Note that glibc sorts
+  the answer (RFC 6724, rule 9: longest matching prefix with the source
+  address), which undoes a DNS server's shuffling within one subnet;
+* ``raw``: a DNS query straight to 127.0.0.11 before every request, the
+  answer's order kept (a stub resolver that does not sort);
+* ``cached``: a raw query once, and that answer reused for the whole run,
+  as a client that caches DNS does (a classic dnsrr pitfall).
+
+The first address of the answer is the one used, as
+``socket.create_connection`` does.
 
 One JSON object per request on stdout: ``seq``, ``resolved`` (every
 address in the answer, in order), ``used``, ``resolve_ms`` and the fields of
@@ -23,7 +30,10 @@ import sys
 import time
 from dataclasses import asdict
 
+from swarmmesh import dns as embedded_dns
 from swarmmesh.httpclient import get
+
+POLICIES = ("fresh", "raw", "cached")
 
 
 def resolve(name: str, port: int) -> list[str]:
@@ -40,14 +50,22 @@ def resolve(name: str, port: int) -> list[str]:
     return out
 
 
+def resolve_raw(name: str) -> list[str]:
+    try:
+        rcode, ips = embedded_dns.query(name)
+    except OSError:
+        return []
+    return ips if rcode == embedded_dns.NOERROR else []
+
+
 def calls(name: str, port: int, count: int, dns: str = "fresh", timeout: float = 2.0,
           path: str = "/"):
     """Yield one record per request."""
     cached: list[str] | None = None
     for seq in range(count):
-        if dns == "fresh" or cached is None:
+        if dns != "cached" or cached is None:
             t0 = time.perf_counter()
-            answer = resolve(name, port)
+            answer = resolve(name, port) if dns == "fresh" else resolve_raw(name)
             resolve_ms = (time.perf_counter() - t0) * 1000.0
             if dns == "cached":
                 cached = answer
@@ -67,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("name")
     ap.add_argument("port", type=int)
     ap.add_argument("--count", type=int, default=1)
-    ap.add_argument("--dns", choices=["fresh", "cached"], default="fresh",
-                    help="resolve before every request, or once (default fresh)")
+    ap.add_argument("--dns", choices=POLICIES, default="fresh",
+                    help="glibc before every request, a raw query before every request, "
+                         "or a raw query once (default fresh)")
     ap.add_argument("--timeout", type=float, default=2.0)
     ap.add_argument("--path", default="/")
     args = ap.parse_args(argv)
