@@ -115,13 +115,17 @@ class Profile:
     node_failure_detection: tuple[float, float]
     node_down_after: float
 
-    def detection_window(self) -> tuple[float, float]:
-        """Bounds (s) from a task's failure to ``unhealthy`` when each failing
-        check fails at once (refused, HTTP 5xx): the failure falls just before
-        or just after a check, then ``retries`` checks ``interval`` apart.
-        Swarm's defaults: 60 to 90 s; the issue's 90 to 180 s also counts up
-        to two timed-out checks. Checks that time out add ``timeout`` each."""
-        return ((self.retries - 1) * self.interval, self.retries * self.interval)
+    def detection_window(self, hung: bool = False) -> tuple[float, float]:
+        """Bounds (s) from a task's failure to ``unhealthy``, the failure falling
+        just before or just after a check, then ``retries`` failed checks.
+
+        Checks that fail at once (refused, HTTP 5xx; their duration ignored):
+        ``(retries - 1) x interval`` to ``retries x interval`` (Swarm: 60 to
+        90 s). ``hung``, every check runs into its timeout: each cycle is
+        ``interval + timeout`` (Swarm: 150 to 180 s)."""
+        cycle = self.interval + (self.timeout if hung else 0.0)
+        last = self.timeout if hung else 0.0
+        return ((self.retries - 1) * cycle + last, self.retries * cycle)
 
 
 SWARM_PROFILE = Profile(
@@ -719,6 +723,7 @@ class Checker:
         self._running = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._lateness: deque[float] = deque(maxlen=10000)
+        self._stats_lock = threading.Lock()
         self._checks = 0
 
     # -- public API ----------------------------------------------------------
@@ -744,7 +749,8 @@ class Checker:
 
     def stats(self) -> dict[str, float]:
         """``checks`` run, and the lateness of check starts in ms (mean, p99, max)."""
-        late = sorted(self._lateness)
+        with self._stats_lock:
+            late = sorted(self._lateness)
         if not late:
             return {"checks": self._checks, "late_mean_ms": 0.0, "late_p99_ms": 0.0,
                     "late_max_ms": 0.0}
@@ -839,7 +845,8 @@ class Checker:
         if entry.removed:
             return
         now = time.monotonic()
-        self._lateness.append(max(0.0, now - entry.due))
+        with self._stats_lock:
+            self._lateness.append(max(0.0, now - entry.due))
         entry.timer = None
         check = self._loop.start_check(
             entry.probe, entry.monitor.hc.timeout, lambda r: self._done(entry, r))
