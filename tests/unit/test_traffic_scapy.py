@@ -306,3 +306,25 @@ def test_spread_counts_zeros_losses_and_strangers():
     assert s["node1"]["loss"] == pytest.approx(2 / 6)
     assert s["node2"]["other_tasks"] == 1
     assert s["all"]["per_task"] == {"app.1": 5, "app.2": 1} and s["all"]["requests"] == 9
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--sources", "2"], "sources"),                     # fewer than the 3 nodes
+    (["--sources", "999999"], "sources"),
+    (["--rate", "-5"], "rate"),
+    (["--replicas", "0"], "replicas"),
+    (["--nodes", "0"], "nodes"),
+    (["--batch", "0"], "batch"),
+    (["--max-loss", "1.5"], "max_loss"),
+    (["--published", "70000"], "services.app.ports"),
+])
+def test_many_clients_rejects_bad_input_before_building(tmp_path, args, field):
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "experiments/many_clients.py", *args, "--out", str(tmp_path)],
+                       cwd=repo, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"error: {field}"), r.stderr
+    assert list(tmp_path.iterdir()) == []
