@@ -133,7 +133,8 @@ def base_summary(module: ModuleType, args: argparse.Namespace) -> dict:
         "parameters": parameters(args),
         "seed": args.seed,
         "datapath_requested": args.datapath,
-        "datapath": args.datapath if args.datapath != "auto" else "unknown (no testbed ran)",
+        "datapath": args.datapath if args.datapath != "auto" else
+            "unknown (run() neither used ctx.testbed nor set ctx.summary[\"datapath\"])",
         "versions": versions(),
         "git_commit": results.git_commit(),
         "host": results.host_info(),
