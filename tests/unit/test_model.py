@@ -303,7 +303,7 @@ def test_realistic_stack_fixture():
     assert "ingress" not in c.tasks_of("db")[0].addresses
 
     for key in ["x-logging", "volumes", "configs", "secrets",
-                "services.web.image", "services.web.healthcheck", "services.web.logging",
+                "services.web.image", "services.web.logging",
                 "services.web.deploy.update_config", "services.web.deploy.restart_policy",
                 "services.api.environment", "services.api.command",
                 "services.api.depends_on", "services.api.deploy.resources",
