@@ -94,3 +94,20 @@ def test_ctrl_c_exits_130_records_it_and_leaves_nothing(tmp_path):
     assert not (run_dir / "report.md").exists()
     assert [p for p, m in recorded if _alive(int(p), m)] == []
     assert not state.exists()
+
+
+def test_run_overhead_small(tmp_path):
+    r = subprocess.run(swarmmesh() + ["run", "overhead", "--sizes", "2x2", "--count", "10",
+                                      "--quiet", "--out", str(tmp_path)],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run_dir = Path(r.stdout.strip().splitlines()[-1])
+    rows = list(csv.DictReader(open(run_dir / "rtt.csv")))
+    assert {row["path"] for row in rows} == {"overlay", "underlay", "mesh"}
+    assert sum(row["path"] == "overlay" for row in rows) >= 9      # ping may lose one
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["status"] == "ok" and s["datapath"] in ("system", "netdev")
+    assert s["rtt"]["2x2"]["overlay"]["median_ms"] > s["rtt"]["2x2"]["underlay"]["median_ms"]
+    report = (run_dir / "report.md").read_text()
+    assert "![Round-trip time per path and cluster size](rtt.png)" in report
+    assert (run_dir / "rtt.png").stat().st_size > 10_000 and (run_dir / "rtt.pdf").exists()
