@@ -130,13 +130,14 @@ def draw(run_dir: Path, summary: dict) -> list[Path]:
     rows = results.read_csv(run_dir / "rtt.csv")
     sizes = list(dict.fromkeys(r["size"] for r in rows))
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    colours = plots.colours_for(PATHS)
     data, pos, cols = [], [], []
     for i, size in enumerate(sizes):
         for j, path in enumerate(PATHS):
             xs = [float(r["rtt_ms"]) for r in rows if r["size"] == size and r["path"] == path]
             data.append(xs)
             pos.append(i * (len(PATHS) + 1) + j)
-            cols.append(plots.colour_for(path))
+            cols.append(colours[path])
     bp = ax.boxplot(data, positions=pos, widths=0.7, patch_artist=True, showfliers=False,
                     whis=(5, 95), medianprops={"color": "black"})
     for patch, c in zip(bp["boxes"], cols):
@@ -145,7 +146,7 @@ def draw(run_dir: Path, summary: dict) -> list[Path]:
     ax.set_xticks([i * (len(PATHS) + 1) + 1 for i in range(len(sizes))],
                   [f"{s.replace('x', ' nodes x ')} tasks" for s in sizes])
     ax.axhline(1.0, color="grey", linestyle=":", label="1 ms target (overlay)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=plots.colour_for(p), alpha=0.75) for p in PATHS]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[p], alpha=0.75) for p in PATHS]
     ax.legend(handles + [ax.lines[-1]], list(PATHS.values()) + ["1 ms target"], fontsize=8,
               loc="upper left")
     ax.set_ylabel("round-trip time (ms)")

@@ -28,11 +28,32 @@ def colour(i: int):
 def colour_for(name: str):
     """A stable colour for a name: ``app.3``/``node3``/``t3`` by their number
     (so task k and node k keep their colour across figures and runs), any
-    other name by a fixed hash of it (not Python's salted ``hash``)."""
+    other name by a fixed hash of it (not Python's salted ``hash``) into the
+    ten strong colours.  Use :func:`colours_for` for a figure's set of names."""
     m = re.search(r"(\d+)$", name)
     if m:
         return colour(int(m.group(1)) - 1)
-    return colour(zlib.crc32(name.encode()) % len(_PALETTE))
+    return colour(zlib.crc32(name.encode()) % 10)
+
+
+def colours_for(names) -> dict[str, tuple]:
+    """Colours for the names in one figure: numbered names as :func:`colour_for`;
+    other names from their hash, moved on to the next free colour when two of
+    them would share one (deterministic: names are taken in sorted order)."""
+    out: dict[str, tuple] = {}
+    used: set[int] = set()
+    for name in sorted(set(names), key=_natural):
+        if re.search(r"\d+$", name):
+            out[name] = colour_for(name)
+            continue
+        i = zlib.crc32(name.encode()) % 10
+        for _ in range(len(_PALETTE)):
+            if i not in used:
+                break
+            i = (i + 1) % len(_PALETTE)
+        used.add(i)
+        out[name] = colour(i)
+    return out
 
 
 def _natural(s: str):
@@ -68,12 +89,13 @@ def cdf(series: dict[str, list[float]], xlabel: str, title: str, path: Path, log
         unit: str = "") -> list[Path]:
     """Empirical CDF per series; the legend gives n and the median."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    colours = {**colours_for(series), **(colours or {})}
     for label, xs in series.items():
         xs = sorted(_values(xs))
         if not xs:
             continue
         ys = [(k + 1) / len(xs) for k in range(len(xs))]
-        kw = {"color": (colours or {}).get(label, colour_for(label)), **(styles or {}).get(label, {})}
+        kw = {"color": colours[label], **(styles or {}).get(label, {})}
         ax.step(xs, ys, where="post",
                 label=f"{label} (n={len(xs)}, median {statistics.median(xs):.3g}{' ' + unit if unit else ''})",
                 **kw)
@@ -98,8 +120,9 @@ def boxplot(groups: dict[str, list[float]], ylabel: str, title: str, path: Path,
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(labels) + 2), 4.5))
     bp = ax.boxplot(data, whis=(5, 95), widths=0.6, patch_artist=True, showfliers=False,
                     medianprops={"color": "black"})
+    colours = {**colours_for(labels), **(colours or {})}
     for patch, label in zip(bp["boxes"], labels):
-        patch.set_facecolor((colours or {}).get(label, colour_for(label)))
+        patch.set_facecolor(colours[label])
         patch.set_alpha(0.75)
     ax.set_xticks(range(1, len(labels) + 1), [f"{k}\n(n={len(d)})" for k, d in zip(labels, data)],
                   fontsize=8)
@@ -123,8 +146,9 @@ def bars(groups: dict[str, list[float]], ylabel: str, title: str, path: Path,
         lo.append(med - percentile(xs, 5))
         hi.append(percentile(xs, 95) - med)
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(labels) + 2), 4.5))
+    colours = {**colours_for(labels), **(colours or {})}
     b = ax.bar(range(len(labels)), meds, yerr=[lo, hi], capsize=4,
-               color=[(colours or {}).get(k, colour_for(k)) for k in labels], alpha=0.85)
+               color=[colours[k] for k in labels], alpha=0.85)
     ax.bar_label(b, labels=[f"{m:.3g}" for m in meds], fontsize=7, label_type="center")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylabel(ylabel)
@@ -140,10 +164,11 @@ def counts(table: dict[str, dict[str, int]], xlabel: str, ylabel: str, title: st
     labels = sorted({k for c in table.values() for k in c}, key=_natural)
     fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(groups) + 3), 4.5))
     width = 0.8 / max(1, len(labels))
+    colours = colours_for(labels)
     for j, label in enumerate(labels):
         xs = [i + (j - (len(labels) - 1) / 2) * width for i in range(len(groups))]
         b = ax.bar(xs, [table[g].get(label, 0) for g in groups], width, label=label,
-                   color=colour_for(label))
+                   color=colours[label])
         if len(labels) * len(groups) <= 60:
             ax.bar_label(b, fontsize=7)
     ax.set_xticks(range(len(groups)), groups)

@@ -69,6 +69,15 @@ def test_colour_for_is_stable_across_processes_and_by_number():
     assert len(runs) == 1 and runs != {""}                # not Python's salted hash
 
 
+def test_colours_for_a_figure_are_distinct_and_repeatable():
+    names = ["underlay", "overlay", "mesh", "direct", "via node with task", "nftables DNAT"]
+    colours = plots.colours_for(names)
+    assert len(set(colours.values())) == len(names)
+    assert plots.colours_for(reversed(names)) == colours
+    assert plots.colours_for(["app.2", "app.7"]) == {"app.2": plots.colour_for("node2"),
+                                                      "app.7": plots.colour(6)}
+
+
 @pytest.mark.parametrize("draw", ["boxplot", "bars"])
 def test_spread_figures_are_png_and_pdf(tmp_path, draw):
     import matplotlib.image
