@@ -46,6 +46,11 @@ def cmd_replot(args) -> int:
     except InvalidConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except FileNotFoundError as e:                 # e.g. a run stopped before it wrote its data
+        status = experiment.read_summary(args.run_dir).get("status", "?")
+        print(f"error: run_dir: {e.filename or e} is missing (the run's status: {status})",
+              file=sys.stderr)
+        return 2
     redrawn = sorted(p.name for p in Path(args.run_dir).iterdir()
                      if p.suffix in (".png", ".pdf", ".md") and p.stat().st_mtime >= started)
     print(f"{module.NAME}: redrew {', '.join(redrawn)}", file=sys.stderr)

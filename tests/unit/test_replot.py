@@ -70,3 +70,11 @@ def test_replot_of_a_folder_that_is_not_a_run_exits_2(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.startswith("error: run_dir: ") and "summary.json" in r.stderr
+
+
+def test_replot_of_a_run_without_its_data_says_what_is_missing(tmp_path):
+    shutil.copy(FIXTURES / "routing_mesh" / "summary.json", tmp_path)
+    r = subprocess.run([sys.executable, "-m", "swarmmesh.cli", "replot", str(tmp_path)], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: run_dir: ") and "requests.csv is missing" in r.stderr
