@@ -24,7 +24,7 @@ max/mean.  Losses are counted per ingress node and never hidden.
     sudo .venv/bin/python experiments/many_clients.py --protocol tcp --rate 600
 
 Writes ``requests.csv`` (one row per request, ``scapygen.RECORD_COLUMNS``),
-``summary.json``, figures (``per_task``, ``fairness``, ``latency_cdf``, PNG
+``summary.json``, figures (``per_task``, ``fairness``, ``timeline``, ``latency_cdf``, PNG
 and PDF) and ``report.md``.  Exits 1 when more than ``--max-loss`` of the
 requests got no answer, when a node reached no task at all, or when the
 client's own kernel answered the replies.
@@ -89,6 +89,38 @@ def spread_of(rows: list[dict], tasks: list[str]) -> dict:
                      "per_task": counts, "jain": jain(xs), "max_over_mean": max_over_mean(xs),
                      "min": min(xs) if xs else None, "max": max(xs) if xs else None,
                      "other_tasks": sum(v for k, v in c.items() if k not in counts)}
+    return out
+
+
+_STALL = re.compile(r"^(\S+)\|\d+\|(?:timeval|ovs_rcu)(?:\((\S+)\))?\|WARN\|"
+                    r"(?:Unreasonably long (\d+)ms poll|blocked (\d+) ms waiting for (\S+) to quiesce)")
+
+
+def vswitchd_stalls(log_dir: Path, nodes: list[str], t0_unix_ns: int | None) -> dict:
+    """The stalls every node's vswitchd logged: "Unreasonably long poll
+    interval" (a thread not scheduled, or busy, for that long; here the CPU
+    is shared) and "blocked N ms waiting for T to quiesce" (a thread held
+    up by another, ``waiting_for``).  The netdev datapath forwards in
+    vswitchd's main thread, so a stall of ``main`` is a stall of that node's
+    forwarding.  Times are given from the first request (``t0_unix_ns``)."""
+    import datetime as dt
+    out = {}
+    for node in nodes:
+        log = log_dir / f"{node}-ovs-vswitchd.log"
+        stalls = []
+        for line in (log.read_text(errors="replace").splitlines() if log.is_file() else []):
+            m = _STALL.match(line)
+            if not m:
+                continue
+            end = dt.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                tzinfo=dt.timezone.utc).timestamp()
+            ms = int(m.group(3) or m.group(4))
+            rel_end = end - t0_unix_ns / 1e9 if t0_unix_ns else None
+            stalls.append({"thread": m.group(2) or "main", "ms": ms,
+                           "waiting_for": m.group(5) or "",
+                           "from_s": round(rel_end - ms / 1000, 3) if rel_end is not None else None,
+                           "to_s": round(rel_end, 3) if rel_end is not None else None})
+        out[node] = stalls
     return out
 
 
@@ -176,6 +208,8 @@ def run(args, cluster: Cluster, ctx) -> None:
         after = scapygen.kernel_reply_counters(c)
     rows = results.read_csv(ctx.run_dir / "requests.csv")
     spread = spread_of(rows, tasks)
+    stalls = vswitchd_stalls(ctx.run_dir / "logs", [n.name for n in cluster.nodes],
+                             gen.get("t0_unix_ns"))
     kernel = {k: after[k] - before[k] for k in after}
     ctx.summary.update({
         "traffic": ("swarmmesh.traffic.scapygen: spoofed sources, frames pre-built from scapy "
@@ -188,6 +222,7 @@ def run(args, cluster: Cluster, ctx) -> None:
         "placement": {t.name: t.node for t in cluster.tasks_of("app")},
         "spread": spread,
         "client_kernel_sent_during_run": kernel,
+        "vswitchd_stalls": stalls,
     })
     overall = spread["all"]
     ctx.progress.note(f"answered {overall['answered']}/{overall['requests']}, "
@@ -233,6 +268,44 @@ def fairness_figure(spread: dict, title: str, path: Path) -> list[Path]:
     return plots.save(fig, path)
 
 
+def timeline_figure(rows: list[dict], title: str, path: Path, stalls: dict | None = None,
+                    bin_s: float = 0.1) -> list[Path]:
+    """Requests sent, answered and lost per time bin (by send time), as rates:
+    shows whether the losses are spread or come in bursts; the stalls of the
+    nodes' vswitchd main threads are shaded in the node's colour."""
+    import matplotlib.pyplot as plt
+    sent, ok = Counter(), Counter()
+    for r in rows:
+        if r["send_s"] not in ("", None):
+            b = int(float(r["send_s"]) / bin_s)
+            sent[b] += 1
+            ok[b] += str(r["ok"]) == "True"
+    bins = range(max(sent, default=-1) + 1)
+    xs = [b * bin_s for b in bins]
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    ax.step(xs, [sent[b] / bin_s for b in bins], where="post", color="0.3",
+            label="sent (offered)")
+    ax.step(xs, [ok[b] / bin_s for b in bins], where="post", color=plots.colour(0),
+            label="answered (by send time)")
+    ax.bar(xs, [(sent[b] - ok[b]) / bin_s for b in bins], width=bin_s, align="edge",
+           color=plots.colour(3), alpha=0.6, label="unanswered")
+    end = len(bins) * bin_s
+    for node, spans in (stalls or {}).items():
+        first = True
+        for st in spans:
+            if st["thread"] == "main" and st["to_s"] is not None and st["to_s"] > 0 \
+                    and st["from_s"] < end:
+                ax.axvspan(max(0, st["from_s"]), min(end, st["to_s"]), color=plots.colour_for(node),
+                           alpha=0.15, label=f"{node}'s vswitchd not scheduled" if first else None)
+                first = False
+    ax.set_xlabel("time since the first request (s)")
+    ax.set_ylabel(f"requests per second (bins of {bin_s * 1000:.0f} ms)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return plots.save(fig, path)
+
+
 def _rate(x) -> str:
     return f"{x:,.0f}" if isinstance(x, (int, float)) else "–"
 
@@ -256,6 +329,9 @@ def plot(run_dir: Path) -> None:
                                run_dir / "fairness")
     fig_lat = plots.latency_cdf(rows, plots.run_title(s, f"Many clients: request to answer\n{what}"),
                                 run_dir / "latency_cdf")
+    fig_time = timeline_figure(rows, plots.run_title(s, f"Many clients: sent and answered over "
+                                                         f"time\n{what}"), run_dir / "timeline",
+                               s.get("vswitchd_stalls"))
     rep = report.Report(run_dir, f"Many clients: {what}", s)
     cap = s.get("generator_capacity")
     lines = [f"**Generator.** Offered {_rate(gen['offered_rate_pps'])} packets/s in the run "
@@ -267,6 +343,9 @@ def plot(run_dir: Path) -> None:
                      f"**{_rate(cap['offered_rate_pps'])} packets/s** "
                      f"({cap['sent']} frames, {cap['send_failed']} send errors): it is not the "
                      "bottleneck of this run.")
+    lines.append(f"The client's capture socket dropped {gen.get('capture_kernel_drops', '?')} "
+                 f"frames (receive buffer full); {gen.get('unmatched_replies', '?')} captured "
+                 f"replies matched no request, {gen.get('duplicates', '?')} were repeats.")
     k = s.get("client_kernel_sent_during_run", {})
     lines.append(f"The client's own kernel sent {k.get('tcp_out_rsts', '?')} TCP RSTs and "
                  f"{k.get('icmp_out_msgs', '?')} ICMP messages during the run (it must send none).")
@@ -284,6 +363,24 @@ def plot(run_dir: Path) -> None:
              "to any task, so losses concentrated on one path show as unfairness too.")
     rep.figure(fig_tasks, "Answers per task for each ingress node (colour = task)")
     rep.figure(fig_fair, "Jain's index and max/mean, per ingress node and overall")
+    rep.heading("Losses over time")
+    rep.text("Every request is one packet with no retransmission (open loop), so a packet "
+             "lost anywhere (the client's capture, the nodes' kernels, a vswitchd busy with "
+             "upcalls for new flows) is a lost request. By the time it was sent:")
+    stalled = [(n, st) for n, sts in (s.get("vswitchd_stalls") or {}).items() for st in sts
+               if st["thread"] == "main" and (st["to_s"] is None or st["to_s"] > 0)]
+    if stalled:
+        rep.text("The nodes' vswitchd main threads (which forward the netdev datapath) logged "
+                 "stalls: not scheduled, or held up by a revalidator thread (this machine's "
+                 "2 cores are shared): " +
+                 "; ".join(f"{n} {st['ms']} ms at {st['from_s']}–{st['to_s']} s"
+                           + (f" (waiting for {st['waiting_for']})" if st["waiting_for"] else "")
+                           for n, st in stalled)
+                 + ". Losses inside those windows are the host's, not the mesh's.")
+    else:
+        rep.text("No vswitchd main thread logged a stall (1 s or more) during the run.")
+    rep.figure(fig_time, "Requests sent, answered and unanswered per 100 ms, by send time "
+                         "(shaded: a node's vswitchd not scheduled)")
     lat = {}
     for r in rows:
         if str(r["ok"]) == "True" and r["latency_ms"]:

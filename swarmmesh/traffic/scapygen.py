@@ -78,6 +78,7 @@ SO_TIMESTAMPNS = 35
 SO_RCVBUFFORCE = 33
 SO_SNDBUFFORCE = 32
 PACKET_QDISC_BYPASS = 20
+PACKET_STATISTICS = 6
 SOL_PACKET = 263
 HTTP_GET = b"GET / HTTP/1.0\r\nHost: swarmmesh\r\n\r\n"
 
@@ -490,6 +491,8 @@ class Capture(threading.Thread):
         self.sock.bind((iface, ETH_P_ALL))
         self.sock.settimeout(0.05)
         self.error: BaseException | None = None
+        self.kernel_packets: int | None = None
+        self.kernel_drops: int | None = None
 
     def run(self) -> None:
         recvmsg, m, answer = self.sock.recvmsg, self.matcher, self.answer
@@ -519,6 +522,11 @@ class Capture(threading.Thread):
     def stop(self) -> None:
         self.stop_event.set()
         self.join(timeout=5)
+        try:        # struct tpacket_stats: frames queued, frames dropped (receive buffer full)
+            self.kernel_packets, self.kernel_drops = struct.unpack(
+                "II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+        except OSError:
+            pass
         self.sock.close()
 
 
@@ -584,9 +592,11 @@ def generate(iface: str, targets: Sequence[Target], protocol: str, sources: int,
         "duplicates": sum(matcher.dups.values()), "unmatched_replies": matcher.unmatched,
         "unmatched_samples": matcher.unmatched_samples,
         "captured_frames": cap.frames if cap else 0,
+        "capture_kernel_drops": cap.kernel_drops if cap else None,
         "distinct_sources": len({(r.src_ip, r.src_port) for r in requests}),
         "distinct_source_ips": len({r.src_ip for r in requests}),
         "build_s": round(build_s, 3), "batch": batch, "seed": seed, "prefix": str(prefix),
+        "t0_unix_ns": t0_ns,
     }
     return {"records": records, "summary": summary}
 

@@ -328,3 +328,25 @@ def test_many_clients_rejects_bad_input_before_building(tmp_path, args, field):
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith(f"error: {field}"), r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_vswitchd_stalls_are_read_from_the_logs(tmp_path):
+    from experiments.many_clients import vswitchd_stalls
+    (tmp_path / "node1-ovs-vswitchd.log").write_text(
+        "2026-11-27T15:48:23.409Z|00033|ofproto_dpif_upcall|INFO|Starting 2 threads\n"
+        "2026-11-27T15:48:29.259Z|00052|timeval|WARN|Unreasonably long 1185ms poll interval "
+        "(1ms user, 0ms system)\n"
+        "2026-11-27T15:48:29.260Z|00001|timeval(revalidator5)|WARN|Unreasonably long 1187ms "
+        "poll interval (1ms user, 0ms system)\n"
+        "2026-11-27T15:48:30.000Z|00052|ovs_rcu|WARN|blocked 1001 ms waiting for revalidator4 "
+        "to quiesce\n")
+    import datetime as dt
+    t0 = dt.datetime(2026, 11, 27, 15, 48, 25, tzinfo=dt.timezone.utc).timestamp()
+    out = vswitchd_stalls(tmp_path, ["node1", "node2"], int(t0 * 1e9))
+    assert out["node2"] == []                             # no log: no stall claimed
+    main, rev, rcu = out["node1"]
+    assert main == {"thread": "main", "ms": 1185, "waiting_for": "", "from_s": 3.074,
+                    "to_s": 4.259}
+    assert rev["thread"] == "revalidator5" and rev["ms"] == 1187
+    assert rcu == {"thread": "main", "ms": 1001, "waiting_for": "revalidator4", "from_s": 3.999,
+                   "to_s": 5.0}
