@@ -33,10 +33,11 @@ if __package__ in (None, ""):          # run as a file: make the repo importable
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
-from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER,
+                                        set_ev_cls)
 from os_ken.ofproto import ofproto_v1_3
 
-from swarmmesh import rules
+from swarmmesh import rules, sync
 from swarmmesh.model import Cluster, InvalidConfigError
 
 LOG = logging.getLogger("swarmmesh.controller")
@@ -112,23 +113,28 @@ def to_actions(parser, ofp, actions) -> tuple[list, int | None]:
 
 
 class MeshController(app_manager.OSKenApp):
-    """Programs every node's ``br-ingress`` from the cluster model."""
+    """Programs every node's ``br-ingress`` from the cluster model, and keeps
+    it in step as the model file changes (the orchestrator rewrites it)."""
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
     cluster: Cluster | None = None        # set by main() before the app starts
     state_dir: Path | None = None
+    model_path: Path | None = None        # watched for changes when set
+    poll_interval = 0.05
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # A cookie generation per controller start: flows of an earlier
-        # generation are found and removed once the new ones are in.
-        self.generation = int(time.time()) & 0xFFFF
         self.errors = 0
+        self.lock = threading.Lock()
+        self.datapaths: dict[int, object] = {}
+        self.installed: dict[int, list[rules.Flow]] = {}   # what each switch holds (ours)
+        self.stats: dict[int, list] = {}
+        self.barriers: dict[int, tuple[str, int]] = {}     # xid -> (node, revision)
+        self.revision = self._revision_of_file()
+        if self.model_path is not None:
+            threading.Thread(target=self._watch, name="model-watch", daemon=True).start()
 
-    @property
-    def cookie(self) -> int:
-        return rules.COOKIE | self.generation
-
+    # -- connecting switches: read the table back, then change only the difference
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def switch_features(self, ev):
         dp = ev.msg.datapath
@@ -136,17 +142,53 @@ class MeshController(app_manager.OSKenApp):
         if node is None:
             self.logger.warning("datapath %016x is not a node of this cluster; ignored", dp.id)
             return
-        flows = rules.node_flows(self.cluster, node.name)
-        for f in flows:
-            self.add_flow(dp, f)
-        # Once the new generation is in, find and delete the older ones.
         parser, ofp = dp.ofproto_parser, dp.ofproto
-        dp.send_msg(parser.OFPBarrierRequest(dp))
-        dp.send_msg(parser.OFPFlowStatsRequest(
-            dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
-            rules.COOKIE, rules.COOKIE_MASK, parser.OFPMatch()))
-        self.logger.info("%s: installed %d flows (generation %04x)", node.name, len(flows),
-                         self.generation)
+        self.stats[dp.id] = []
+        dp.send_msg(parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
+                                               ofp.OFPG_ANY, 0, 0, parser.OFPMatch()))
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def flow_stats(self, ev):
+        dp = ev.msg.datapath
+        if dp.id not in self.stats:
+            return
+        self.stats[dp.id] += ev.msg.body
+        if ev.msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
+            return
+        body = self.stats.pop(dp.id)
+        installed = [sync.Installed(s.table_id, s.priority, tuple(s.match.items()), s.cookie)
+                     for s in body]
+        with self.lock:
+            node = rules.node_of_dpid(self.cluster, dp.id)
+            desired = rules.node_flows(self.cluster, node.name)
+            plan = sync.plan_sync(desired, installed)
+            self._apply(dp, node.name, plan, self.revision)
+            self.datapaths[dp.id] = dp
+            self.installed[dp.id] = desired
+        self.logger.info("%s: in sync with the model (revision %d): %d flows, %d added or "
+                         "changed, %d stale removed, %d left as they were", node.name,
+                         self.revision, len(desired), len(plan.add), len(plan.delete),
+                         len(desired) - len(plan.add))
+
+    def _apply(self, dp, node: str, plan: "sync.Plan", revision: int) -> None:
+        parser, ofp = dp.ofproto_parser, dp.ofproto
+        for f in plan.add:
+            self.add_flow(dp, f)
+        for i in plan.delete:
+            dp.send_msg(parser.OFPFlowMod(dp, cookie=i.cookie, cookie_mask=0xFFFFFFFFFFFFFFFF,
+                                          table_id=i.table, command=ofp.OFPFC_DELETE_STRICT,
+                                          priority=i.priority, match=parser.OFPMatch(**dict(i.match)),
+                                          out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY))
+        barrier = parser.OFPBarrierRequest(dp)
+        dp.set_xid(barrier)
+        self.barriers[barrier.xid] = (node, revision)
+        dp.send_msg(barrier)
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def barrier_reply(self, ev):
+        done = self.barriers.pop(ev.msg.xid, None)
+        if done is not None:
+            self._ready(*done)
 
     def add_flow(self, dp, f: rules.Flow) -> None:
         parser, ofp = dp.ofproto_parser, dp.ofproto
@@ -156,28 +198,55 @@ class MeshController(app_manager.OSKenApp):
             inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
         if goto is not None:
             inst.append(parser.OFPInstructionGotoTable(goto))
-        dp.send_msg(parser.OFPFlowMod(dp, cookie=self.cookie, table_id=f.table,
+        dp.send_msg(parser.OFPFlowMod(dp, cookie=sync.flow_cookie(f), table_id=f.table,
                                       command=ofp.OFPFC_ADD, priority=f.priority,
                                       match=parser.OFPMatch(**f.match_dict),
                                       instructions=inst))
 
-    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
-    def flow_stats(self, ev):
-        dp = ev.msg.datapath
-        parser, ofp = dp.ofproto_parser, dp.ofproto
-        stale = [s for s in ev.msg.body if s.cookie != self.cookie]
-        for s in stale:
-            dp.send_msg(parser.OFPFlowMod(dp, cookie=s.cookie, cookie_mask=0xFFFFFFFFFFFFFFFF,
-                                          table_id=s.table_id, command=ofp.OFPFC_DELETE_STRICT,
-                                          priority=s.priority, match=s.match,
-                                          out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY))
-        if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
-            return
-        node = rules.node_of_dpid(self.cluster, dp.id)
-        if stale:
-            self.logger.info("%s: removed %d stale flows", node.name, len(stale))
-        dp.send_msg(parser.OFPBarrierRequest(dp))
-        self._ready(node.name)
+    # -- the model changes: every connected switch gets the difference
+    def _revision_of_file(self) -> int:
+        if self.model_path is None:
+            return 0
+        try:
+            return int(json.loads(self.model_path.read_text()).get("revision", 0))
+        except (OSError, ValueError):
+            return 0
+
+    def _watch(self) -> None:
+        last = self.model_path.stat().st_mtime_ns if self.model_path.exists() else 0
+        while True:
+            time.sleep(self.poll_interval)
+            try:
+                mtime = self.model_path.stat().st_mtime_ns
+                if mtime == last:
+                    continue
+                data = json.loads(self.model_path.read_text())
+                cluster = Cluster.from_dict(data)
+            except (OSError, ValueError, InvalidConfigError) as e:
+                self.logger.warning("model not read (will retry): %s", e)
+                continue
+            last = mtime
+            self.update(cluster, int(data.get("revision", 0)))
+
+    def update(self, cluster: Cluster, revision: int) -> None:
+        with self.lock:
+            self.cluster, self.revision = cluster, revision
+            for dpid, dp in list(self.datapaths.items()):
+                node = rules.node_of_dpid(cluster, dpid)
+                if node is None:
+                    continue
+                desired = rules.node_flows(cluster, node.name)
+                plan = sync.plan_update(self.installed[dpid], desired)
+                self._apply(dp, node.name, plan, revision)
+                self.installed[dpid] = desired
+                if not plan.empty:
+                    self.logger.info("%s: revision %d: %d flows added or changed, %d removed",
+                                     node.name, revision, len(plan.add), len(plan.delete))
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, [DEAD_DISPATCHER])
+    def switch_gone(self, ev):
+        with self.lock:
+            self.datapaths.pop(ev.datapath.id, None)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def error(self, ev):
@@ -186,10 +255,14 @@ class MeshController(app_manager.OSKenApp):
         self.logger.error("OpenFlow error from %016x: type=%d code=%d data=%s",
                           msg.datapath.id, msg.type, msg.code, msg.data[:64].hex())
 
-    def _ready(self, node: str) -> None:
+    def _ready(self, node: str, revision: int) -> None:
+        """ready/<node> holds the last model revision the switch has applied."""
         if self.state_dir is not None:
-            (self.state_dir / "ready").mkdir(parents=True, exist_ok=True)
-            (self.state_dir / "ready" / node).write_text(f"{self.generation}\n")
+            d = self.state_dir / "ready"
+            d.mkdir(parents=True, exist_ok=True)
+            tmp = d / f".{node}"
+            tmp.write_text(f"{revision}\n")
+            tmp.replace(d / node)
 
 
 # --- the unix-socket relay --------------------------------------------------
@@ -246,7 +319,8 @@ def load_cluster(path: str) -> Cluster:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="controllers.mesh", description=__doc__.splitlines()[0])
     src = ap.add_mutually_exclusive_group()
-    src.add_argument("--model", help="cluster model JSON (Cluster.to_dict), as the experiments write")
+    src.add_argument("--model", help="cluster model JSON (Cluster.to_dict), as the experiments "
+                                     "write; watched: the switches follow its changes")
     src.add_argument("--stack", help="docker stack / compose v3 file")
     ap.add_argument("--nodes", type=int, default=3, help="nodes, without --model (default 3)")
     ap.add_argument("--replicas", type=int, default=2,
@@ -271,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     MeshController.state_dir = Path(args.state_dir) if args.state_dir else None
+    MeshController.model_path = Path(args.model) if args.model else None
 
     from os_ken import cfg
     cfg.CONF(args=[], project="os_ken")

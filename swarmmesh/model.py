@@ -130,6 +130,8 @@ class Node:
     ingress_ip: IPv4Address
     ingress_mac: str
     lb_ips: dict[str, IPv4Address] = field(default_factory=dict)
+    availability: str = "active"   # "active" | "drain" (no task is scheduled here)
+    status: str = "ready"          # "ready" | "down"
 
 
 @dataclass
@@ -167,6 +169,14 @@ class Task:
     host: str
     addresses: dict[str, IPv4Address] = field(default_factory=dict)
     macs: dict[str, str] = field(default_factory=dict)
+    # Lifecycle: "starting" (not yet healthy: not in the load balancer),
+    # "running" (in it), "draining" (weight 0: no new connection, the
+    # established ones go on; Swarm's 2 s before removal).
+    state: str = "running"
+    version: int = 1           # the service spec version the task runs (rolling updates)
+
+
+TASK_STATES = ("starting", "running", "draining")
 
 
 @dataclass
@@ -820,6 +830,99 @@ class Cluster:
         """Services with at least one ingress-mode published port."""
         return [s for s in self.services.values() if s.ingress_ports()]
 
+    # ---- changes at run time (the orchestrator's decisions) ---------------
+
+    def task(self, name: str) -> Task:
+        """The task called *name* (its task name or its host name)."""
+        for t in self.tasks:
+            if t.name == name or t.host == name:
+                return t
+        raise InvalidConfigError(f"tasks.{name}", "unknown task")
+
+    def _used_addresses(self) -> set[IPv4Address]:
+        used = {a for t in self.tasks for a in t.addresses.values()}
+        used |= {a for n in self.nodes for a in n.lb_ips.values()}
+        used |= {n.ingress_ip for n in self.nodes}
+        used |= {v for s in self.services.values() for v in s.vips.values()}
+        return used
+
+    def _free_address(self, net_name: str) -> IPv4Address:
+        net = self.networks[net_name]
+        used = self._used_addresses()
+        for addr in net.subnet.hosts():
+            if addr != net.gateway and addr not in used:
+                return addr
+        raise InvalidConfigError(f"networks.{net_name}",
+                                 f"subnet {net.subnet} has no free address left")
+
+    def schedulable_nodes(self, service: str) -> list[Node]:
+        """Nodes a new task of *service* may go to: active, ready, constraints met,
+        under max_replicas_per_node."""
+        svc = self.service(service)
+        out = []
+        for n in self.nodes:
+            if n.availability != "active" or n.status != "ready":
+                continue
+            if not _satisfies(svc.constraints, n):
+                continue
+            mine = sum(1 for t in self.tasks_of(service) if t.node == n.name)
+            if svc.max_replicas_per_node and mine >= svc.max_replicas_per_node:
+                continue
+            out.append(n)
+        return out
+
+    def place_task(self, service: str, node: str | None = None, state: str = "starting",
+                   version: int | None = None, slot: int | None = None) -> Task:
+        """A new task of *service* (scale up, replacement, rolling update), placed
+        by Swarm's spread (fewest tasks of the service, then fewest tasks) unless
+        *node* is given; new addresses on every network of the service."""
+        svc = self.service(service)
+        _check(state in TASK_STATES, "state", f"must be one of {', '.join(TASK_STATES)}, "
+                                              f"got {state!r}")
+        if node is None:
+            candidates = self.schedulable_nodes(service)
+            _check(bool(candidates), f"services.{service}",
+                   "no node can take a new task (all drained, down or constrained)")
+            target = min(candidates, key=lambda n: (
+                sum(1 for t in self.tasks_of(service) if t.node == n.name),
+                sum(1 for t in self.tasks if t.node == n.name), n.index))
+        else:
+            target = self.node(node)
+        slots = [t.slot for t in self.tasks_of(service)]
+        if slot is None:
+            slot = max(slots, default=0) + 1
+        number = max((int(t.host[1:]) for t in self.tasks), default=0) + 1
+        name = f"{service}.{slot}"
+        if any(t.name == name for t in self.tasks):       # a replacement: Swarm's new task id
+            name = f"{service}.{slot}.t{number}"
+        addresses: dict[str, IPv4Address] = {}
+        if svc.ingress_ports():
+            addresses[INGRESS_NETWORK] = self._free_address(INGRESS_NETWORK)
+        for net in svc.networks:
+            addresses[net] = self._free_address(net)
+        task = Task(name=name, service=service, slot=slot, node=target.name, host=f"t{number}",
+                    addresses={}, macs={}, state=state,
+                    version=version if version is not None else self.service_version(service))
+        task.addresses = addresses
+        task.macs = {k: docker_mac(v) for k, v in addresses.items()}
+        self.tasks.append(task)
+        for net in svc.networks:                          # the node's LB endpoint, if new
+            if net not in target.lb_ips:
+                target.lb_ips[net] = self._free_address(net)
+        return task
+
+    def service_version(self, service: str) -> int:
+        return max((t.version for t in self.tasks_of(service)), default=1)
+
+    def remove_task(self, name: str) -> Task:
+        task = self.task(name)
+        self.tasks.remove(task)
+        return task
+
+    def in_balancer(self, task: Task) -> bool:
+        """Does the task take new connections (state running, node not down)?"""
+        return task.state == "running" and self.node(task.node).status == "ready"
+
     # ---- serialisation --------------------------------------------------
 
     def to_dict(self) -> dict:
@@ -829,6 +932,7 @@ class Cluster:
                 "name": n.name, "index": n.index, "underlay_ip": str(n.underlay_ip),
                 "ingress_ip": str(n.ingress_ip), "ingress_mac": n.ingress_mac,
                 "lb_ips": {k: str(v) for k, v in n.lb_ips.items()},
+                "availability": n.availability, "status": n.status,
             } for n in self.nodes],
             "networks": {k: {"name": n.name, "subnet": str(n.subnet), "vni": n.vni,
                              "ingress": n.ingress} for k, n in self.networks.items()},
@@ -845,7 +949,7 @@ class Cluster:
             "tasks": [{
                 "name": t.name, "service": t.service, "slot": t.slot, "node": t.node,
                 "host": t.host, "addresses": {k: str(v) for k, v in t.addresses.items()},
-                "macs": dict(t.macs),
+                "macs": dict(t.macs), "state": t.state, "version": t.version,
             } for t in self.tasks],
             "clients": [{"name": c.name, "underlay_ip": str(c.underlay_ip)}
                         for c in self.clients],
@@ -859,7 +963,8 @@ class Cluster:
             return cls(
                 nodes=[Node(n["name"], int(n["index"]), IPv4Address(n["underlay_ip"]),
                             IPv4Address(n["ingress_ip"]), n["ingress_mac"],
-                            {k: IPv4Address(v) for k, v in n.get("lb_ips", {}).items()})
+                            {k: IPv4Address(v) for k, v in n.get("lb_ips", {}).items()},
+                            n.get("availability", "active"), n.get("status", "ready"))
                        for n in d["nodes"]],
                 networks={k: Network(n["name"], IPv4Network(n["subnet"]), int(n["vni"]),
                                      bool(n["ingress"])) for k, n in d["networks"].items()},
@@ -877,7 +982,8 @@ class Cluster:
                 ) for k, s in d["services"].items()},
                 tasks=[Task(t["name"], t["service"], int(t["slot"]), t["node"], t["host"],
                             {k: IPv4Address(v) for k, v in t["addresses"].items()},
-                            dict(t["macs"])) for t in d["tasks"]],
+                            dict(t["macs"]), t.get("state", "running"),
+                            int(t.get("version", 1))) for t in d["tasks"]],
                 clients=[Client(c["name"], IPv4Address(c["underlay_ip"]))
                          for c in d["clients"]],
                 ignored_keys=list(d.get("ignored_keys", [])),

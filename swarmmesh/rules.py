@@ -210,19 +210,22 @@ def node_of_dpid(cluster: Cluster, dpid: int) -> Node | None:
 
 
 def ingress_ports(cluster: Cluster) -> list[tuple[PublishedPort, list[Task]]]:
-    """Every ingress-mode published port with the running tasks behind it."""
+    """Every ingress-mode published port with the tasks that take new
+    connections behind it (running, on a node that is up)."""
     out = []
     for svc in cluster.ingress_services():
-        tasks = [t for t in cluster.tasks_of(svc.name) if "ingress" in t.addresses]
+        tasks = [t for t in cluster.tasks_of(svc.name)
+                 if "ingress" in t.addresses and cluster.in_balancer(t)]
         for p in svc.ports:
             if p.mode == "ingress" and p.protocol in IP_PROTO:
                 out.append((p, tasks))
     return out
 
 
-def pick_mark(port_index: int, task_index: int) -> int:
-    """ct_mark of a connection: which published port, which task it was given."""
-    return ((port_index + 1) << 16) | (task_index + 1)
+def pick_mark(port_index: int, task: Task) -> int:
+    """ct_mark of a connection: which published port (or VIP), which task it
+    was given (by the task's number, stable while tasks come and go)."""
+    return ((port_index + 1) << 16) | task_number(task)
 
 
 def arp_responder(ip: str, mac: str, in_port: int | None = None) -> Flow:
@@ -298,6 +301,7 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
     # 10/11: conntrack, then new connections to the round-robin pick.
     flows.append(flow(T_DNAT_CT, 100, {"eth_type": ETH_IP},
                       [Ct(ZONE_DNAT, T_DNAT_STATE, nat_existing=True)]))
+    p_service = {id(p): svc.name for svc in cluster.ingress_services() for p in svc.ports}
     for pi, (p, tasks) in enumerate(ingress_ports(cluster)):
         svc_match = {"eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol],
                      "ipv4_dst": SBOX_GW_IP, _l4(p): p.published}
@@ -309,28 +313,20 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
         # SYN, several UDP datagrams): its ct_mark names the task picked for
         # it, so such packets keep their task and never move the pointer.
         # (Userspace conntrack has already rewritten them to the task, the
-        # kernel's has not: the match leaves out the destination.)
-        for k, t in enumerate(tasks):
-            flows.append(flow(T_DNAT_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
-                                                  "ct_mark": pick_mark(pi, k)}, [
-                Ct(ZONE_DNAT, T_SNAT_CT, commit=True,
-                   nat=Nat("dst", str(t.addresses["ingress"]), p.target))]))
+        # kernel's has not: the match leaves out the destination.)  Every
+        # task that still exists keeps its flow, the draining ones included.
+        for t in cluster.tasks_of(p_service[id(p)]):
+            if "ingress" in t.addresses:
+                flows.append(flow(T_DNAT_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
+                                                      "ct_mark": pick_mark(pi, t)}, [
+                    Ct(ZONE_DNAT, T_SNAT_CT, commit=True,
+                       nat=Nat("dst", str(t.addresses["ingress"]), p.target))]))
         # 12: the pointer, starting at task 0; ``learn`` replaces it.
         flows.append(flow(T_RR_PTR, 100, svc_match, [SetField(REG_RR, 0)]))
         # 13: pointer k -> task k; learn k+1; per-connection learn; DNAT.
-        learn_match = tuple(sorted(svc_match.items()))
-        for k, t in enumerate(tasks):
-            flows.append(flow(T_RR_PICK, 100, {**svc_match, REG_RR: k}, [
-                Learn(T_RR_PTR, 100, match=learn_match,
-                      load=((REG_RR, (k + 1) % len(tasks)),)),
-                Learn(T_RR_CONN, 100,
-                      match=(("eth_type", ETH_IP), ("ip_proto", IP_PROTO[p.protocol])),
-                      copy=("ipv4_src", _l4(p, dst=False)),
-                      hard_timeout=LEARN_CONN_HARD_TIMEOUT),
-                Ct(ZONE_DNAT, T_SNAT_CT, commit=True,
-                   nat=Nat("dst", str(t.addresses["ingress"]), p.target),
-                   mark=pick_mark(pi, k)),
-            ]))
+        flows += _picks(svc_match, svc_match, tasks, [(IP_PROTO[p.protocol], _l4(p, dst=False))],
+                        lambda t: Nat("dst", str(t.addresses["ingress"]), p.target),
+                        ZONE_DNAT, T_SNAT_CT, lambda t: pick_mark(pi, t))
     flows.append(flow(T_DNAT_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
                       [Goto(T_SNAT_CT)]))
 
@@ -449,9 +445,32 @@ def vips(cluster: Cluster) -> list[tuple[str, str, object, list[Task]]]:
     out = []
     for svc in cluster.services.values():
         for net, vip in svc.vips.items():
-            tasks = [t for t in cluster.tasks_of(svc.name) if net in t.addresses]
+            tasks = [t for t in cluster.tasks_of(svc.name)
+                     if net in t.addresses and cluster.in_balancer(t)]
             out.append((net, svc.name, vip, tasks))
     return out
+
+
+def _picks(match: dict, ptr_match: dict, tasks: list[Task], protos: list[tuple[int, str]],
+           nat_of, zone: int, next_table: int, mark_of) -> list[Flow]:
+    """Table 13 for one balanced service: pointer k -> task k (DNAT, ct_mark),
+    learn pointer k+1, learn a per-connection scratch flow.  A pointer left
+    out of range by a shrinking task list falls back to task 0 (priority 50)."""
+    flows = []
+    learn_ptr = tuple(sorted(ptr_match.items()))
+    for k, t in enumerate(tasks):
+        for proto, src_field in protos:
+            actions = (
+                Learn(T_RR_PTR, 100, match=learn_ptr, load=((REG_RR, (k + 1) % len(tasks)),)),
+                Learn(T_RR_CONN, 100, match=(("eth_type", ETH_IP), ("ip_proto", proto)),
+                      copy=("ipv4_src", src_field), hard_timeout=LEARN_CONN_HARD_TIMEOUT),
+                Ct(zone, next_table, commit=True, nat=nat_of(t), mark=mark_of(t)),
+            )
+            m = {**match, "ip_proto": proto} if len(protos) > 1 else dict(match)
+            flows.append(flow(T_RR_PICK, 100, {**m, REG_RR: k}, actions))
+            if k == 0:
+                flows.append(flow(T_RR_PICK, 50, m, actions))
+    return flows
 
 
 def network_flows(cluster: Cluster, node_name: str) -> list[Flow]:
@@ -520,28 +539,24 @@ def network_flows(cluster: Cluster, node_name: str) -> list[Flow]:
     # 60/61 + 12/13: the VIP's round-robin pick, per node (IPVS rr in lb-<net>).
     flows.append(flow(T_VIP_CT, 100, {"eth_type": ETH_IP},
                       [Ct(ZONE_VIP_DNAT, T_VIP_STATE, nat_existing=True)]))
-    for vi, (nname, _svc, vip, tasks) in enumerate(vips(cluster)):
+    for vi, (nname, svc_name, vip, tasks) in enumerate(vips(cluster)):
         j = net_index(cluster.networks[nname])
         ptr_match = {REG_NET: j, "eth_type": ETH_IP, "ipv4_dst": str(vip)}
         if tasks:                                   # no task: dropped
             flows.append(flow(T_VIP_STATE, 100, {**ptr_match, "ct_state": CT_TRK_NEW},
                               [Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)]))
         flows.append(flow(T_RR_PTR, 100, ptr_match, [SetField(REG_RR, 0)]))
-        for k, t in enumerate(tasks):
-            mark = pick_mark(VIP_MARK_BASE + vi, k)
-            addr = str(t.addresses[nname])
-            flows.append(flow(T_VIP_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
-                                                 "ct_mark": mark},
-                              [Ct(ZONE_VIP_DNAT, T_LB_SNAT_CT, commit=True, nat=Nat("dst", addr))]))
-            for pname, proto in IP_PROTO.items():
-                flows.append(flow(T_RR_PICK, 100, {**ptr_match, "ip_proto": proto, REG_RR: k}, [
-                    Learn(T_RR_PTR, 100, match=tuple(sorted(ptr_match.items())),
-                          load=((REG_RR, (k + 1) % len(tasks)),)),
-                    Learn(T_RR_CONN, 100, match=(("eth_type", ETH_IP), ("ip_proto", proto)),
-                          copy=("ipv4_src", f"{pname}_src"),
-                          hard_timeout=LEARN_CONN_HARD_TIMEOUT),
-                    Ct(ZONE_VIP_DNAT, T_LB_SNAT_CT, commit=True, nat=Nat("dst", addr), mark=mark),
-                ]))
+        mark_of = (lambda vi_: lambda t: pick_mark(VIP_MARK_BASE + vi_, t))(vi)
+        for t in cluster.tasks_of(svc_name):
+            if nname in t.addresses:
+                flows.append(flow(T_VIP_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
+                                                     "ct_mark": mark_of(t)},
+                                  [Ct(ZONE_VIP_DNAT, T_LB_SNAT_CT, commit=True,
+                                      nat=Nat("dst", str(t.addresses[nname])))]))
+        flows += _picks(ptr_match, ptr_match, tasks,
+                        [(proto, f"{pname}_src") for pname, proto in IP_PROTO.items()],
+                        (lambda n_: lambda t: Nat("dst", str(t.addresses[n_])))(nname),
+                        ZONE_VIP_DNAT, T_LB_SNAT_CT, mark_of)
     flows.append(flow(T_VIP_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
                       [Goto(T_LB_SNAT_CT)]))
     # 62/63: zone 4 (the SNAT flows per network are above).

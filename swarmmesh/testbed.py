@@ -125,6 +125,9 @@ class Testbed:
         self.state = RunState(f"run-{os.getpid()}-{next(_RUN_SEQ)}")
         model = self.run_dir / "model.json"
         model.write_text(json.dumps(self.cluster.to_dict(), indent=1))
+        # The live model: the controller and the nodes' DNS follow this file.
+        self.model_path = self.state.dir / "model.json"
+        self.model_path.write_text(json.dumps({**self.cluster.to_dict(), "revision": 0}))
         sock = str(self.state.dir / "openflow.sock")
         self.progress("starting controller")
         self.controller = self.start_controller(sock)
@@ -145,7 +148,7 @@ class Testbed:
         ctl_dir = self.state.dir / "ctl"
         port = _free_port()
         log = self.run_dir / "controller.log"
-        cmd = [sys.executable, "-m", "controllers.mesh", "--model", str(self.run_dir / "model.json"),
+        cmd = [sys.executable, "-m", "controllers.mesh", "--model", str(self.model_path),
                "--port", str(port), "--unix-socket", sock, "--state-dir", str(ctl_dir),
                "--log-file", str(log)]
         proc = subprocess.Popen(cmd, cwd=str(REPO), env=dict(os.environ, PYTHONPATH=str(REPO)),

@@ -330,7 +330,9 @@ class SwarmTopo(Topo):
         if state is None:                      # run by `mn --custom`: we own the records
             state = RunState(f"mn-{os.getpid()}")
             atexit.register(state.clean)
-        (state.dir / "model.json").write_text(json.dumps(cluster.to_dict(), indent=1))
+        model = state.dir / "model.json"
+        if not model.exists():                 # the Testbed writes it before the controller
+            model.write_text(json.dumps({**cluster.to_dict(), "revision": 0}))
         self.cluster, self.state = cluster, state
         dp = choose_datapath(datapath)
         self.datapath = dp

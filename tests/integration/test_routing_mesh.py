@@ -84,7 +84,7 @@ def test_vxlan_udp_4789_crosses_the_underlay(mesh):
 
 def test_no_packet_in_and_no_openflow_error(mesh):
     log = mesh.controller_log()
-    assert "installed" in log
+    assert "in sync with the model" in log
     assert "OpenFlow error" not in log
     for node in mesh.cluster.nodes:
         flows = mesh.host(node.name).ofctl("dump-flows")

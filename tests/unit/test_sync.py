@@ -1,0 +1,75 @@
+"""Flow-table sync: only the difference is sent (no switch, no root)."""
+
+from __future__ import annotations
+
+from swarmmesh import rules, sync
+from swarmmesh.model import Cluster
+
+
+def installed(flows, cookie=None):
+    return [sync.Installed(f.table, f.priority, f.match,
+                           cookie if cookie is not None else sync.flow_cookie(f)) for f in flows]
+
+
+def test_cookies_are_distinct_stable_and_tagged():
+    c = Cluster.quick(4, 3)
+    flows = rules.node_flows(c, "node1")
+    cookies = [sync.flow_cookie(f) for f in flows]
+    assert len(set(cookies)) == len(flows)
+    assert all(k & rules.COOKIE_MASK == rules.COOKIE for k in cookies)
+    assert cookies == [sync.flow_cookie(f) for f in rules.node_flows(Cluster.quick(4, 3), "node1")]
+
+
+def test_empty_switch_gets_everything():
+    flows = rules.node_flows(Cluster.quick(3, 2), "node2")
+    plan = sync.plan_sync(flows, [])
+    assert plan.add == flows and plan.delete == []
+
+
+def test_a_switch_in_sync_is_left_alone():
+    flows = rules.node_flows(Cluster.quick(3, 2), "node2")
+    assert sync.plan_sync(flows, installed(flows)).empty
+
+
+def test_learned_pointer_stands_for_the_pointer_flow_and_scratch_flows_are_ignored():
+    flows = rules.node_flows(Cluster.quick(3, 2), "node1")
+    ptr = [f for f in flows if f.table == rules.T_RR_PTR]
+    rest = [f for f in flows if f.table != rules.T_RR_PTR]
+    scratch = sync.Installed(rules.T_RR_CONN, 100, (("ipv4_src", "1.2.3.4"),),
+                             rules.COOKIE_LEARNED)
+    foreign = sync.Installed(0, 1, (("in_port", 7),), 0xABC)
+    have = installed(rest) + installed(ptr, rules.COOKIE_LEARNED) + [scratch, foreign]
+    assert sync.plan_sync(flows, have).empty
+
+
+def test_stale_and_changed_flows():
+    old = rules.node_flows(Cluster.quick(3, 3), "node1")
+    new = rules.node_flows(Cluster.quick(3, 2), "node1")
+    plan = sync.plan_sync(new, installed(old))
+    new_keys = {sync.flow_key(f) for f in new}
+    old_keys = {sync.flow_key(f) for f in old}
+    assert {i.key for i in plan.delete} == old_keys - new_keys
+    assert all(sync.flow_key(f) in new_keys for f in plan.add)
+    # what is added is exactly the flows whose content differs or is new
+    old_cookies = {sync.flow_cookie(f) for f in old}
+    assert {sync.flow_cookie(f) for f in plan.add} == {sync.flow_cookie(f) for f in new} - old_cookies
+    assert len(plan.add) < len(new)
+
+
+def test_learned_pointer_of_a_gone_balancer_is_deleted():
+    old = rules.node_flows(Cluster.quick(3, 2, published=8000), "node1")
+    new = rules.node_flows(Cluster.quick(3, 2, published=9000), "node1")
+    ptr = [f for f in old if f.table == rules.T_RR_PTR]
+    plan = sync.plan_sync(new, installed(ptr, rules.COOKIE_LEARNED))
+    assert {i.key for i in plan.delete} == {sync.flow_key(f) for f in ptr}
+
+
+def test_scaling_keeps_the_round_robin_pointer():
+    c = Cluster.quick(3, 2)
+    old = rules.node_flows(c, "node1")
+    c.place_task("app", state="running")
+    new = rules.node_flows(c, "node1")
+    plan = sync.plan_update(old, new)
+    assert not [f for f in plan.add if f.table == rules.T_RR_PTR]
+    assert [f for f in plan.add if f.table == rules.T_RR_PICK]
+    assert not [i for i in plan.delete if i.table == rules.T_RR_PTR]
