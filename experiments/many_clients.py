@@ -124,6 +124,20 @@ def vswitchd_stalls(log_dir: Path, nodes: list[str], t0_unix_ns: int | None) -> 
     return out
 
 
+def datapath_counters(node) -> dict:
+    """A node's userspace datapath after the run (``ovs-appctl dpctl/show``):
+    lookups that hit a datapath flow, missed (an upcall: the OpenFlow
+    pipeline ran, with its ``learn``) and were lost (the upcall was dropped),
+    and the datapath flows installed."""
+    out = node.cmd(f"OVS_RUNDIR={node.ovs_dir} ovs-appctl -t ovs-vswitchd dpctl/show")
+    m = re.search(r"lookups: hit:(\d+) missed:(\d+) lost:(\d+)", out)
+    f = re.search(r"flows: (\d+)", out)
+    if not m:
+        return {"error": out.strip()[-200:]}
+    return {"hit": int(m.group(1)), "missed": int(m.group(2)), "lost": int(m.group(3)),
+            "flows": int(f.group(1)) if f else None}
+
+
 # -- the experiment ---------------------------------------------------------------
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -206,6 +220,7 @@ def run(args, cluster: Cluster, ctx) -> None:
                                      rate=args.rate, seed=args.seed, batch=args.batch,
                                      wait=args.wait)
         after = scapygen.kernel_reply_counters(c)
+        datapaths = {n.name: datapath_counters(tb.host(n.name)) for n in cluster.nodes}
     rows = results.read_csv(ctx.run_dir / "requests.csv")
     spread = spread_of(rows, tasks)
     stalls = vswitchd_stalls(ctx.run_dir / "logs", [n.name for n in cluster.nodes],
@@ -223,6 +238,7 @@ def run(args, cluster: Cluster, ctx) -> None:
         "spread": spread,
         "client_kernel_sent_during_run": kernel,
         "vswitchd_stalls": stalls,
+        "datapath_counters": datapaths,
     })
     overall = spread["all"]
     ctx.progress.note(f"answered {overall['answered']}/{overall['requests']}, "
@@ -346,6 +362,12 @@ def plot(run_dir: Path) -> None:
     lines.append(f"The client's capture socket dropped {gen.get('capture_kernel_drops', '?')} "
                  f"frames (receive buffer full); {gen.get('unmatched_replies', '?')} captured "
                  f"replies matched no request, {gen.get('duplicates', '?')} were repeats.")
+    dpc = s.get("datapath_counters") or {}
+    if dpc:
+        lines.append("Nodes' userspace datapaths after the run (lookups hit / missed = upcalls / "
+                     "lost upcalls, datapath flows): " + "; ".join(
+                         f"{n} {v.get('hit')}/{v.get('missed')}/{v.get('lost')}, {v.get('flows')} flows"
+                         for n, v in dpc.items()) + ".")
     k = s.get("client_kernel_sent_during_run", {})
     lines.append(f"The client's own kernel sent {k.get('tcp_out_rsts', '?')} TCP RSTs and "
                  f"{k.get('icmp_out_msgs', '?')} ICMP messages during the run (it must send none).")
