@@ -201,7 +201,7 @@ def ab(host, url: str, requests: int, concurrency: int = 1, timeout: float = 5.0
     """ApacheBench: ``requests`` GETs, each on a new connection, ``concurrency``
     at a time.  ``-l``: the task server's body length varies (it names the
     client port), which ab would otherwise count as failures."""
-    if not url.rstrip("/").count("/") >= 2 or not url.startswith("http://"):
+    if not re.match(r"http://[^/]+/", url):
         raise ValueError(f"ab wants a full http:// URL with a path, got {url!r}")
     with tempfile.NamedTemporaryFile(prefix="swarmmesh-ab-", suffix=".csv") as pf:
         cmd = [require("ab"), "-q", "-l", "-r", "-n", str(requests), "-c", str(concurrency),
