@@ -718,6 +718,7 @@ class Cluster:
     tasks: list[Task]
     clients: list[Client]
     ignored_keys: list[str] = field(default_factory=list)
+    retired: set[str] = field(default_factory=set)   # names of removed tasks (run time only)
 
     # ---- construction ---------------------------------------------------
 
@@ -893,8 +894,8 @@ class Cluster:
             slot = max(slots, default=0) + 1
         number = max((int(t.host[1:]) for t in self.tasks), default=0) + 1
         name = f"{service}.{slot}"
-        if any(t.name == name for t in self.tasks):       # a replacement: Swarm's new task id
-            name = f"{service}.{slot}.t{number}"
+        if name in self.retired or any(t.name == name for t in self.tasks):
+            name = f"{service}.{slot}.t{number}"    # a replacement: a new task id, as in Swarm
         addresses: dict[str, IPv4Address] = {}
         if svc.ingress_ports():
             addresses[INGRESS_NETWORK] = self._free_address(INGRESS_NETWORK)
@@ -917,6 +918,7 @@ class Cluster:
     def remove_task(self, name: str) -> Task:
         task = self.task(name)
         self.tasks.remove(task)
+        self.retired.add(task.name)             # a task name is never used twice
         return task
 
     def in_balancer(self, task: Task) -> bool:

@@ -9,7 +9,7 @@ namespace, with these ports::
 
     1   gwbr-sbox   the node's leg to its ingress sandbox (Swarm's docker_gwbridge)
     2   vx-ingress  kernel VXLAN device, VNI 4096, UDP 4789, static FDB per MAC
-    10+ <task>-veth one per local task on the ingress network
+    10+ <task>-veth one per local task on the ingress network (t<n>: 9 + n)
 
 The node's kernel DNATs ``<any local address>:<published>`` to the sandbox
 address 172.18.0.2 (Swarm's DOCKER-INGRESS chain); the bridge then plays the
@@ -186,10 +186,15 @@ def flow(table: int, priority: int, match: dict | None = None,
 
 # --- helpers over the model -------------------------------------------------
 
+def ingress_port(task: Task) -> int:
+    """Bridge port of a task's ingress leg: 10 + n - 1 for task ``t<n>``
+    (stable while other tasks come and go)."""
+    return FIRST_TASK_PORT + task_number(task) - 1
+
+
 def task_ports(cluster: Cluster, node: str) -> dict[str, int]:
-    """Port number of each local task's port on the node's bridge, by task host."""
-    local = [t for t in cluster.tasks_on(node) if "ingress" in t.addresses]
-    return {t.host: FIRST_TASK_PORT + i for i, t in enumerate(local)}
+    """Port number of each local task's ingress leg on the node's bridge, by task host."""
+    return {t.host: ingress_port(t) for t in cluster.tasks_on(node) if "ingress" in t.addresses}
 
 
 def task_intf(task: Task) -> str:

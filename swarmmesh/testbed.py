@@ -127,6 +127,7 @@ class Testbed:
         model.write_text(json.dumps(self.cluster.to_dict(), indent=1))
         # The live model: the controller and the nodes' DNS follow this file.
         self.model_path = self.state.dir / "model.json"
+        self.revision = 0
         self.model_path.write_text(json.dumps({**self.cluster.to_dict(), "revision": 0}))
         sock = str(self.state.dir / "openflow.sock")
         self.progress("starting controller")
@@ -147,12 +148,12 @@ class Testbed:
     def start_controller(self, sock: str) -> subprocess.Popen:
         ctl_dir = self.state.dir / "ctl"
         port = _free_port()
-        log = self.run_dir / "controller.log"
+        log = self.run_dir / "controller.log"      # appended to by a restarted controller
         cmd = [sys.executable, "-m", "controllers.mesh", "--model", str(self.model_path),
                "--port", str(port), "--unix-socket", sock, "--state-dir", str(ctl_dir),
                "--log-file", str(log)]
         proc = subprocess.Popen(cmd, cwd=str(REPO), env=dict(os.environ, PYTHONPATH=str(REPO)),
-                                stdout=subprocess.DEVNULL, stderr=open(self.run_dir / "controller.err", "w"),
+                                stdout=subprocess.DEVNULL, stderr=open(self.run_dir / "controller.err", "a"),
                                 start_new_session=True)
         self.state.register(proc.pid, "controllers.mesh")
         deadline = time.monotonic() + 20
@@ -238,6 +239,81 @@ class Testbed:
             dst = self.run_dir / "logs" / f"{node}-{log.name}"
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(log, dst)
+
+    # -- the cluster at run time ----------------------------------------------
+    def publish(self) -> int:
+        """Write ``self.cluster`` as the live model, one revision up; the
+        controller and every node's DNS follow the file.  Returns the revision."""
+        self.revision += 1
+        tmp = self.model_path.with_name(".model.json.tmp")
+        tmp.write_text(json.dumps({**self.cluster.to_dict(), "revision": self.revision}))
+        tmp.replace(self.model_path)
+        return self.revision
+
+    def wait_applied(self, revision: int, timeout: float = 15.0) -> float:
+        """Until every switch has applied ``revision`` (after a barrier);
+        returns the seconds waited."""
+        t0 = time.monotonic()
+        ready = self.state.dir / "ctl" / "ready"
+        while True:
+            late = []
+            for n in self.cluster.nodes:
+                try:
+                    if int((ready / n.name).read_text()) >= revision:
+                        continue
+                except (OSError, ValueError):
+                    pass
+                late.append(n.name)
+            if not late:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise TestbedError(f"revision {revision} not applied after {timeout:.0f}s on "
+                                   f"{late}; see controller.log")
+            time.sleep(0.01)
+
+    def start_task(self, task: Task) -> None:
+        """Build a task added to ``self.cluster`` at run time: its host, its
+        legs, its bridge ports, its server; every node's FDB learns it."""
+        from topologies.swarm import task_legs, task_params
+        host = self.net.addHost(task.host, **task_params(task, self.cluster, self.state))
+        node = self.net.get(task.node)
+        legs = task_legs(task, self.cluster)
+        self.state.register_links([n for leg in legs for n in (leg["intfName1"], leg["intfName2"])])
+        for leg in legs:
+            self.net.addLink(host, node, **leg)
+        node.attach_task(task, self.cluster)
+        host.configDefault()
+        self.sync_fdb()
+
+    def stop_task(self, task: Task) -> None:
+        """Stop a task's container: its server, its host and its legs."""
+        host = self.net.get(task.host) if task.host in self.net else None
+        node = self.net.get(task.node)
+        node.detach_task(task, self.cluster)
+        if host is not None:
+            for link in [l for l in self.net.links if host in (l.intf1.node, l.intf2.node)]:
+                self.net.delLink(link)          # while the host's shell still runs
+            self.net.delHost(host)
+
+    def sync_fdb(self) -> None:
+        for n in self.cluster.nodes:
+            self.net.get(n.name).sync_fdb(self.cluster)
+
+    def kill_controller(self) -> None:
+        """SIGKILL the controller (a crash): the switches keep their flows."""
+        self.controller.kill()
+        self.controller.wait()
+
+    def restart_controller(self) -> None:
+        """Start a new controller process; it reads each switch's table back
+        and sends only the difference.  Returns once every node is in sync."""
+        if self.controller is not None and self.controller.poll() is None:
+            self.kill_controller()
+        sock = self.state.dir / "openflow.sock"
+        sock.unlink(missing_ok=True)
+        shutil.rmtree(self.state.dir / "ctl" / "ready", ignore_errors=True)
+        self.controller = self.start_controller(str(sock))
+        self.wait_programmed()
 
     # -- access --------------------------------------------------------------
     def host(self, name: str):

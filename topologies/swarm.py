@@ -141,9 +141,9 @@ class SwarmTask(_Recorded, _Quiet):
         self.run(f"mount --bind {conf} /etc/resolv.conf")
 
     def start_server(self):
-        ports = sorted({*self.target_ports, APP_PORT, PRIVATE_PORT})
+        ports = sorted({*self.target_ports, APP_PORT} - {PRIVATE_PORT})
         cmd = [sys.executable, "-m", "swarmmesh.taskserver", "--task", self.task_name,
-               "--node", self.node_name, "--udp"]
+               "--node", self.node_name, "--udp", "--control-port", str(PRIVATE_PORT)]
         for p in ports:
             cmd += ["--port", str(p)]
         env = dict(os.environ, PYTHONPATH=str(_REPO))
@@ -284,6 +284,48 @@ class SwarmNode(_Recorded, _Quiet):
         cmd.append(f"set controller {rules.BRIDGE} max_backoff=1000 inactivity_probe=0")
         self.run(f"{env} ovs-vsctl --db=unix:{d}/db.sock -- " + " -- ".join(cmd))
 
+    def sync_fdb(self, cluster: Cluster) -> None:
+        """Bring every VXLAN device's static FDB to what ``cluster`` says
+        (tasks and LB endpoints come and go at run time)."""
+        self.cluster = cluster
+        for net in cluster.networks.values():
+            vx = rules.vxlan_intf(net)
+            want = {(m.lower(), ip) for m, ip in rules.overlay_fdb(cluster, self.name, net.name)}
+            have = set()
+            for line in self.cmd(f"bridge fdb show dev {vx}").splitlines():
+                parts = line.split()
+                if len(parts) >= 3 and parts[1] == "dst":
+                    have.add((parts[0].lower(), parts[2]))
+            for mac, ip in sorted(have - want):
+                self.cmd(f"bridge fdb del {mac} dev {vx} dst {ip}")
+            for mac, ip in sorted(want - have):
+                self.run(f"bridge fdb append {mac} dev {vx} dst {ip}")
+
+    def ovs_vsctl(self, *args: str) -> str:
+        d = self.ovs_dir
+        return self.run(f"OVS_RUNDIR={d} ovs-vsctl --db=unix:{d}/db.sock " + " ".join(args))
+
+    def attach_task(self, task, cluster: Cluster) -> None:
+        """Plug a task started at run time into the bridge (its legs exist)."""
+        for name in task.addresses:
+            net = cluster.networks[name]
+            if net.ingress:
+                intf, port = rules.task_intf(task), rules.ingress_port(task)
+            else:
+                intf, port = rules.net_intf(task, net), rules.net_port(task, net)
+            _tx_off(self, intf)
+            self.run(f"ip link set {intf} mtu 1450 up")
+            self.ovs_vsctl(f"--may-exist add-port {rules.BRIDGE} {intf} -- set interface {intf} "
+                           f"ofport_request={port}")
+
+    def detach_task(self, task, cluster: Cluster) -> None:
+        for name in task.addresses:
+            net = cluster.networks[name]
+            intf = rules.task_intf(task) if net.ingress else rules.net_intf(task, net)
+            if self.ovs_dir is not None:
+                self.cmd(f"OVS_RUNDIR={self.ovs_dir} ovs-vsctl --db=unix:{self.ovs_dir}/db.sock "
+                         f"--if-exists del-port {rules.BRIDGE} {intf}")
+
     def _register_pidfile(self, path: Path, marker: str) -> None:
         if self.state and path.exists():
             self.state.register(int(path.read_text().strip()), marker)
@@ -315,6 +357,29 @@ class SwarmNode(_Recorded, _Quiet):
             except subprocess.TimeoutExpired:
                 dns_proc.kill()
         super().terminate()
+
+
+def task_params(task, cluster: Cluster, state: RunState | None) -> dict:
+    """Mininet host parameters of a task (for addHost, at build or run time)."""
+    svc = cluster.service(task.service)
+    return dict(cls=SwarmTask, task_name=task.name, node_name=task.node,
+                ports=[p.target for p in svc.ports], ip=None, state=state)
+
+
+def task_legs(task, cluster: Cluster) -> list[dict]:
+    """addLink arguments of a task's legs to its node: ingress first, then
+    one per user network."""
+    legs = []
+    for name, addr in task.addresses.items():
+        net = cluster.networks[name]
+        leg = {"params1": {"ip": f"{addr}/{net.subnet.prefixlen}"}, "addr1": task.macs[name]}
+        if net.ingress:
+            leg.update(intfName1=f"{task.host}-eth0", intfName2=rules.task_intf(task))
+        else:
+            leg.update(intfName1=rules.task_net_intf(task, net),
+                       intfName2=rules.net_intf(task, net))
+        legs.append(leg)
+    return legs
 
 
 class SwarmTopo(Topo):
@@ -351,19 +416,9 @@ class SwarmTopo(Topo):
         for task in cluster.tasks:
             if not task.addresses:             # on no network at all: nothing to build
                 continue
-            svc = cluster.service(task.service)
-            self.addHost(task.host, cls=SwarmTask, task_name=task.name, node_name=task.node,
-                         ports=[p.target for p in svc.ports], ip=None, state=state)
-            for name, addr in task.addresses.items():   # ingress first, then user networks
-                net = cluster.networks[name]
-                leg = {"params1": {"ip": f"{addr}/{net.subnet.prefixlen}"},
-                       "addr1": task.macs[name]}
-                if net.ingress:
-                    self.addLink(task.host, task.node, intfName1=f"{task.host}-eth0",
-                                 intfName2=rules.task_intf(task), **leg)
-                else:
-                    self.addLink(task.host, task.node, intfName1=rules.task_net_intf(task, net),
-                                 intfName2=rules.net_intf(task, net), **leg)
+            self.addHost(task.host, **task_params(task, cluster, state))
+            for leg in task_legs(task, cluster):
+                self.addLink(task.host, task.node, **leg)
 
     def planned_links(self) -> list[str]:
         """Every interface name Mininet will create in the root namespace

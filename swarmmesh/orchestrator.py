@@ -1,0 +1,388 @@
+"""A living cluster: Swarm's manager and node agents, on a running Testbed.
+
+The orchestrator owns the cluster model at run time.  Every decision it
+takes is a change of the model followed by ``Testbed.publish()``: the
+controller brings the switches to the new model by difference, and the
+nodes' embedded DNS re-reads it.  It follows Swarm's lifecycle:
+
+* **joining**: a new task starts ``starting`` (out of the load balancer)
+  and becomes ``running`` after its first passing health check, or at once
+  if its service has none;
+* **leaving** (scale down, update, drain, a failed health check): the task's
+  weight goes to 0 everywhere (``draining``: no new connection, the
+  established ones go on), ``lb_leave_delay`` later (Swarm: 2 s) it is
+  stopped and removed;
+* **failure**: ``retries`` failed checks make a task ``unhealthy``; it
+  leaves as above and a replacement is scheduled (restart policy ``any``);
+* **node loss**: a node that goes down stops answering at once; after the
+  profile's detection delay (Swarm: node marked down after 15 s) its tasks
+  leave every load balancer and are rescheduled on the other nodes.
+
+Timings come from a profile (``swarm``: Swarm's own; ``fast``: how good it
+could be), see ``swarmmesh.health``.  Every step is recorded as an event
+``(t, event, detail)`` with ``t`` in seconds from the orchestrator's start
+(or a given clock origin), for ``events.csv``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+from swarmmesh import health
+from swarmmesh.model import Cluster, HealthCheck, InvalidConfigError, Task
+
+LOG = logging.getLogger("swarmmesh.orchestrator")
+UPDATE_ORDERS = ("stop-first", "start-first")
+
+
+@dataclass(frozen=True)
+class Event:
+    t: float
+    event: str
+    detail: str
+
+
+class Orchestrator:
+    """Runs the lifecycle of ``tb.cluster`` (a started Testbed).
+
+    Use as a context manager; operations may be called from any thread.
+    """
+
+    def __init__(self, tb, profile: str = "swarm", t0: float | None = None,
+                 health_checks: bool = True) -> None:
+        self.tb = tb
+        self.profile = health.profile(profile)
+        self.t0 = time.monotonic() if t0 is None else t0
+        self.events: list[Event] = []
+        self.lock = threading.RLock()
+        self.work = threading.Condition(self.lock)
+        self.timers: list[tuple[float, int, object]] = []
+        self._seq = itertools.count()
+        self.stopping = False
+        self.checker = health.Checker(self._on_transition) if health_checks else None
+        self.thread = threading.Thread(target=self._loop, name="orchestrator", daemon=True)
+        self.busy = 0                  # steps in flight (building, waiting on delays)
+        self.build_lock = threading.Lock()   # one Mininet change at a time
+
+    # -- lifecycle of the orchestrator itself --------------------------------
+    def __enter__(self) -> "Orchestrator":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.thread.start()
+        if self.checker is not None:
+            self.checker.start()
+            with self.lock:
+                for t in self.tb.cluster.tasks:
+                    self._watch_health(t)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+            self.work.notify_all()
+        if self.checker is not None:
+            self.checker.stop()
+        self.thread.join(timeout=5)
+
+    # -- events and timers --------------------------------------------------
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def record(self, event: str, detail: str = "", t: float | None = None) -> None:
+        e = Event(round(self.now() if t is None else t - self.t0, 4), event, detail)
+        with self.lock:
+            self.events.append(e)
+        LOG.info("%.3f %s %s", e.t, event, detail)
+
+    def after(self, delay: float, fn, *args) -> None:
+        """Run ``fn(*args)`` on the orchestrator thread ``delay`` s from now."""
+        with self.lock:
+            self.busy += 1
+            heapq.heappush(self.timers, (time.monotonic() + delay, next(self._seq), (fn, args)))
+            self.work.notify_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self.lock:
+                while not self.stopping and (not self.timers
+                                             or self.timers[0][0] > time.monotonic()):
+                    wait = self.timers[0][0] - time.monotonic() if self.timers else None
+                    self.work.wait(wait)
+                if self.stopping:
+                    return
+                _, _, (fn, args) = heapq.heappop(self.timers)
+            try:
+                fn(*args)
+            except Exception:                              # noqa: BLE001
+                LOG.exception("orchestrator step %s failed", getattr(fn, "__name__", fn))
+                self.record("error", f"{getattr(fn, '__name__', fn)} failed; see the log")
+            finally:
+                with self.lock:
+                    self.busy -= 1
+                    self.work.notify_all()
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """Until no step is pending (every timer run, every build done)."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self.busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"orchestrator still busy after {timeout:.0f}s "
+                                       f"({self.busy} steps)")
+                self.work.wait(min(left, 0.1))
+
+    # -- the model, published -------------------------------------------------
+    @property
+    def cluster(self) -> Cluster:
+        return self.tb.cluster
+
+    def publish(self, why: str) -> int:
+        with self.lock:
+            rev = self.tb.publish()
+        applied = self.tb.wait_applied(rev)       # the switches have it (barrier)
+        self.record("published", f"revision {rev}: {why} (switches in step after "
+                                 f"{applied * 1000:.0f} ms)")
+        return rev
+
+    def healthcheck_of(self, task: Task) -> HealthCheck | None:
+        hc = self.cluster.service(task.service).healthcheck
+        if hc is None or not hc.active:
+            return None
+        return HealthCheck.for_profile(self.profile.name, hc)
+
+    def _watch_health(self, task: Task) -> None:
+        hc = self.healthcheck_of(task)
+        if self.checker is None or hc is None:
+            return
+        host = self.tb.net.get(task.host)
+        probe = health.probe_for(hc.test, netns_pid=host.pid)
+        if probe is not None:
+            self.checker.add(task.name, hc, probe)
+
+    # -- tasks ------------------------------------------------------------------
+    def _start_task(self, service: str, node: str | None = None, version: int | None = None,
+                    slot: int | None = None) -> Task:
+        """Schedule, build and (health permitting) admit a new task."""
+        with self.lock:
+            probe_first = self.healthcheck_of_service(service) is not None
+            task = self.cluster.place_task(service, node=node, version=version, slot=slot,
+                                           state="starting" if probe_first else "running")
+        with self.build_lock:
+            self.tb.start_task(task)
+        self.record("task started", f"{task.name} on {task.node} ({task.host}, version "
+                                    f"{task.version}, {task.state})")
+        self.publish(f"{task.name} {'starting' if probe_first else 'joins'}")
+        if probe_first:
+            self._watch_health(task)
+        return task
+
+    def healthcheck_of_service(self, service: str) -> HealthCheck | None:
+        hc = self.cluster.service(service).healthcheck
+        return hc if hc is not None and hc.active else None
+
+    def _leave(self, task: Task, why: str, replace: bool = False) -> None:
+        """Weight 0 now, removal after the convergence delay (Swarm's 2 s)."""
+        with self.lock:
+            if task not in self.cluster.tasks or task.state == "draining":
+                return
+            task.state = "draining"
+        self.record("weight 0", f"{task.name}: {why}")
+        self.publish(f"{task.name} weight 0")
+        self.after(self.profile.lb_leave_delay, self._remove, task, replace)
+
+    def _remove(self, task: Task, replace: bool) -> None:
+        if self.checker is not None:
+            self.checker.remove(task.name)
+        with self.lock:
+            if task not in self.cluster.tasks:
+                return
+            self.cluster.remove_task(task.name)
+        with self.build_lock:
+            self.tb.stop_task(task)
+            self.tb.sync_fdb()
+        self.record("task removed", task.name)
+        self.publish(f"{task.name} removed")
+        if replace:
+            self._start_task(task.service, version=task.version, slot=task.slot)
+
+    def _on_transition(self, tr: "health.Transition") -> None:
+        """From the health checker's thread: hand over to the orchestrator's."""
+        with self.lock:
+            task = next((t for t in self.cluster.tasks if t.name == tr.task), None)
+        if task is None:
+            return
+        self.record(f"health {tr.new}", f"{task.name} (after {tr.failing_streak} failed checks)"
+                    if tr.new == health.UNHEALTHY else task.name, t=tr.t)
+        if tr.new == health.HEALTHY and task.state == "starting":
+            self.busy_call(self._admit, task)
+        elif tr.new == health.UNHEALTHY and task.state != "draining":
+            self.busy_call(self._leave, task, "unhealthy", True)
+
+    def busy_call(self, fn, *args) -> None:
+        self.after(0.0, fn, *args)
+
+    def _admit(self, task: Task) -> None:
+        with self.lock:
+            if task not in self.cluster.tasks or task.state != "starting":
+                return
+            task.state = "running"
+        self.publish(f"{task.name} healthy: joins the load balancer")
+
+    # -- operations (the CLI's and the experiments') ------------------------------
+    def scale(self, service: str, replicas: int) -> None:
+        """``docker service scale SERVICE=N``: start or retire tasks (highest slots go)."""
+        svc = self.cluster.service(service)
+        if replicas < 0:
+            raise InvalidConfigError("replicas", f"must be >= 0, got {replicas}")
+        live = [t for t in self.cluster.tasks_of(service) if t.state != "draining"]
+        self.record("scale", f"{service}: {len(live)} -> {replicas}")
+        svc.replicas = replicas
+        for _ in range(replicas - len(live)):
+            self.busy_call(self._start_task, service)
+        for t in sorted(live, key=lambda t: t.slot)[replicas:]:
+            self.busy_call(self._leave, t, "scaled down")
+
+    def update(self, service: str, parallelism: int = 1, delay: float = 0.0,
+               order: str = "stop-first") -> None:
+        """``docker service update``: replace every task by one of the next
+        version, ``parallelism`` at a time, ``delay`` s between batches."""
+        self.cluster.service(service)
+        if parallelism < 1:
+            raise InvalidConfigError("parallelism", f"must be >= 1, got {parallelism}")
+        if delay < 0:
+            raise InvalidConfigError("delay", f"must be >= 0, got {delay}")
+        if order not in UPDATE_ORDERS:
+            raise InvalidConfigError("order", f"must be one of {', '.join(UPDATE_ORDERS)}, "
+                                              f"got {order!r}")
+        old = sorted((t for t in self.cluster.tasks_of(service) if t.state != "draining"),
+                     key=lambda t: t.slot)
+        version = self.cluster.service_version(service) + 1
+        self.record("update", f"{service}: version {version}, parallelism {parallelism}, "
+                              f"delay {delay}s, {order}")
+        # Its own thread: a batch waits for health checks, which the
+        # orchestrator thread must stay free to act on.
+        with self.lock:
+            self.busy += 1
+        threading.Thread(target=self._update_thread, name="update", daemon=True,
+                         args=(service, old, version, parallelism, delay, order)).start()
+
+    def _update_thread(self, *args) -> None:
+        try:
+            self._update_batches(*args)
+        except Exception:                                  # noqa: BLE001
+            LOG.exception("update failed")
+            self.record("error", "update failed; see the log")
+        finally:
+            with self.lock:
+                self.busy -= 1
+                self.work.notify_all()
+
+    def _update_batches(self, service, old, version, parallelism, delay, order) -> None:
+        for i in range(0, len(old), parallelism):
+            batch = old[i:i + parallelism]
+            if order == "start-first":
+                new = [self._start_task(service, version=version, slot=t.slot) for t in batch]
+                self._wait_running(new)
+                for t in batch:
+                    self._leave(t, f"replaced by version {version}")
+                self._wait_gone(batch)
+            else:
+                for t in batch:
+                    self._leave(t, f"replaced by version {version}")
+                self._wait_gone(batch)
+                new = [self._start_task(service, version=version, slot=t.slot) for t in batch]
+                self._wait_running(new)
+            self.record("update batch done", ", ".join(t.name for t in batch))
+            if delay and i + parallelism < len(old):
+                time.sleep(delay)
+        self.record("update done", f"{service} at version {version}")
+
+    def _wait_running(self, tasks: list[Task], timeout: float = 600.0) -> None:
+        deadline = time.monotonic() + timeout
+        while any(t.state != "running" and t in self.cluster.tasks for t in tasks):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"tasks not healthy after {timeout:.0f}s: {tasks}")
+            time.sleep(0.02)
+
+    def _wait_gone(self, tasks: list[Task], timeout: float = 600.0) -> None:
+        deadline = time.monotonic() + timeout
+        while any(t in self.cluster.tasks for t in tasks):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"tasks not removed after {timeout:.0f}s")
+            time.sleep(0.02)
+
+    def kill_task(self, name: str, how: str = "hang") -> Task:
+        """The task's application dies inside its container (``docker kill``
+        of the app, not of the container): it stops answering at once, and
+        only its health check can tell.  ``how``: ``hang`` (connections
+        refused, the task server closes every socket) or ``unhealthy``
+        (still answers, fails its check)."""
+        task = self.cluster.task(name)
+        host = self.tb.net.get(task.host)
+        if how == "hang":
+            pid = host.server.pid
+            os.kill(pid, signal.SIGUSR2)
+        elif how == "unhealthy":
+            host.cmd(f"curl -s -m 2 'http://127.0.0.1:9999/control?mode=unhealthy' >/dev/null")
+        else:
+            raise InvalidConfigError("how", f"must be hang or unhealthy, got {how!r}")
+        self.record("task killed", f"{task.name} on {task.node} ({how})")
+        if self.healthcheck_of(task) is None:      # nothing will ever notice: say so
+            self.record("note", f"{task.service} has no health check: {task.name} stays in "
+                                "the load balancer, as in Swarm")
+        return task
+
+    def node_down(self, name: str) -> None:
+        """The node loses power: it stops answering at once; the cluster notices
+        after the profile's delay, then reschedules its tasks elsewhere."""
+        node = self.cluster.node(name)
+        h = self.tb.net.get(name)
+        h.cmd(f"ip link set {name}-eth0 down")
+        self.record("node down", f"{name} (link down: it answers nothing)")
+        self.after(self.profile.node_down_after, self._node_lost, node.name)
+
+    def _node_lost(self, name: str) -> None:
+        with self.lock:
+            node = self.cluster.node(name)
+            node.status = "down"
+            gone = [t for t in self.cluster.tasks_on(name)]
+        self.record("node marked down", f"{name}: {len(gone)} tasks to reschedule")
+        self.publish(f"{name} down: its tasks leave every load balancer")
+        for t in gone:
+            if self.checker is not None:
+                self.checker.remove(t.name)
+            with self.lock:
+                self.cluster.remove_task(t.name)
+            with self.build_lock:
+                self.tb.stop_task(t)
+        with self.build_lock:
+            self.tb.sync_fdb()
+        self.publish(f"{name}'s tasks removed")
+        for t in gone:
+            self._start_task(t.service, version=t.version, slot=t.slot)
+
+    def node_drain(self, name: str) -> None:
+        """``docker node update --availability drain``: its tasks move away."""
+        node = self.cluster.node(name)
+        node.availability = "drain"
+        tasks = [t for t in self.cluster.tasks_on(name) if t.state != "draining"]
+        self.record("node drain", f"{name}: {len(tasks)} tasks move")
+        for t in tasks:
+            self.busy_call(self._start_task, t.service, None, t.version, t.slot)
+            self.busy_call(self._leave, t, f"{name} drained")
+
+    def node_activate(self, name: str) -> None:
+        self.cluster.node(name).availability = "active"
+        self.record("node active", name)
