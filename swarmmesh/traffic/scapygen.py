@@ -411,6 +411,12 @@ class Matcher:
                 self.kind[i] = "rst"
         return []
 
+    def answered(self) -> int:
+        """How many requests are ``ok`` so far (cheap: no per-request scan)."""
+        if self.proto == "tcp" and self.tcp_mode == "syn":
+            return len(self.reply_ns)
+        return len(self.task)
+
     def ok(self, i: int) -> bool:
         if self.proto == "tcp" and self.tcp_mode == "syn":
             return self.kind.get(i) in ("synack", "data", "fin")
@@ -565,9 +571,7 @@ def generate(iface: str, targets: Sequence[Target], protocol: str, sources: int,
     sent_end = time.monotonic()
     if cap is not None:
         # Wait for replies: until all answered, or ``wait`` s after the last send.
-        while time.monotonic() - sent_end < wait and len(matcher.task if protocol == "udp" or
-                                                         tcp_mode == "http" else
-                                                         matcher.reply_ns) < len(requests):
+        while time.monotonic() - sent_end < wait and matcher.answered() < len(requests):
             time.sleep(0.02)
         time.sleep(0.05)                    # the last RSTs go out
         cap.stop()
