@@ -87,6 +87,8 @@ def versions() -> dict[str, str]:
 class Testbed:
     """A cluster running on Mininet + per-node Open vSwitch + the controller."""
 
+    __test__ = False      # not a pytest test class, despite its name
+
     def __init__(self, cluster: Cluster, run_dir: Path, datapath: str = "auto",
                  progress: Callable[[str], None] = lambda msg: None,
                  ready_timeout: float = 60.0) -> None:
