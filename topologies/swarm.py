@@ -233,8 +233,13 @@ class SwarmNode(_Recorded, _Quiet):
             rule = (f"  fib daddr type local {p.protocol} dport {p.published} "
                     f"dnat to {rules.SBOX_GW_IP}:{p.published}")
             lines.append(rule)
-            out.append(f"  ip daddr != 127.0.0.0/8 {rule.strip()}")
-        lines += [" }"] + out + [" }", "}"]
+            out.append(rule)
+        # localhost too, as in Swarm: 127.0.0.1 may leave on gwbr (route_localnet)
+        # and is masqueraded to the node's gateway address, as Docker does.
+        post = [" chain postrouting { type nat hook postrouting priority 100; policy accept;",
+                f"  oifname \"{rules.GW_INTF}\" ip saddr 127.0.0.0/8 masquerade", " }"]
+        lines += [" }"] + out + [" }"] + post + ["}"]
+        self.run(f"sysctl -qw net.ipv4.conf.{rules.GW_INTF}.route_localnet=1")
         path = self.state.node_dir(self.name) / "nft.conf" if self.state else None
         if path is None:
             raise RuntimeError(f"{self.name}: no run state")

@@ -168,3 +168,13 @@ def test_udp_single_datagram_flows_split_in_exact_round_robin(udp_mesh):
 def test_udp_bursts_keep_round_robin_exact(udp_mesh):
     picks = [f[0] for f in _udp_flows(udp_mesh, 8, 3)]
     assert picks == [picks[0], picks[1]] * 4 and picks[0] != picks[1], picks
+
+
+def test_localhost_on_a_node_is_steered_into_the_mesh_too(mesh):
+    """Swarm DNATs every local address, 127.0.0.1 included (route_localnet +
+    masquerade on the gateway bridge)."""
+    for node in mesh.cluster.nodes:
+        answers = http(mesh, node.name, "127.0.0.1", 8000, count=4)
+        assert all(a["ok"] for a in answers), (node.name, answers)
+        assert {a["body"]["task"] for a in answers} == {"app.1", "app.2"}
+        assert {a["body"]["client"] for a in answers} == {str(node.ingress_ip)}
