@@ -1,12 +1,15 @@
-"""The command-line tool: ``swarmmesh list | run NAME [flags] | replot RUN_DIR | clean``.
+"""The command-line tool: ``swarmmesh list | run NAME [flags] | replot RUN_DIR | clean | cli``.
 
     swarmmesh list                              the experiments, one line each
     sudo swarmmesh run routing_mesh --nodes 4   run one (its flags: swarmmesh run NAME --help)
+    sudo swarmmesh cli --nodes 3 --profile fast a cluster and Mininet's CLI with Swarm's commands
     swarmmesh replot RUN_DIR                    redraw figures + report.md from the raw data
     sudo swarmmesh clean                        remove what a killed run left (as `make clean`)
 
 ``run`` exits as the experiment does (0 ok, 1 failed, 2 bad input, 130
-Ctrl-C); ``replot`` exits 2 if RUN_DIR is not a run folder.
+Ctrl-C); ``replot`` exits 2 if RUN_DIR is not a run folder; ``cli`` exits 0
+after exit/Ctrl-D, 2 on bad input (nothing built), 130 on Ctrl-C outside an
+interactive prompt.
 """
 
 from __future__ import annotations
@@ -67,6 +70,11 @@ def cmd_clean(args) -> int:
     return 0
 
 
+def cmd_cli(args) -> int:
+    from swarmmesh.mncli import run_cli
+    return run_cli(args)
+
+
 def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog or "swarmmesh", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -84,6 +92,19 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="also clean runs whose owner process still lives")
     p.set_defaults(func=cmd_clean)
+    p = sub.add_parser("cli", help="build a cluster and run Mininet's CLI with Swarm's "
+                                   "service/task/node commands (as root)")
+    p.add_argument("--nodes", type=int, default=None, help="swarm nodes (default 3)")
+    p.add_argument("--replicas", type=int, default=None,
+                   help="replicas of the one service 'app' (default 2; not with --stack)")
+    p.add_argument("--stack", default=None, metavar="FILE", help="a docker stack file")
+    p.add_argument("--profile", default="swarm", metavar="swarm|fast",
+                   help="lifecycle timings: Swarm's own, or the fast profile")
+    p.add_argument("--datapath", choices=experiment.DATAPATHS, default="auto",
+                   help="OVS datapath")
+    p.add_argument("--out", default="results/cli",
+                   help="parent of the run folder (logs, model.json, events.csv)")
+    p.set_defaults(func=cmd_cli)
     return ap
 
 
