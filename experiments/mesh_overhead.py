@@ -306,7 +306,12 @@ def plot(run_dir: Path) -> None:
         "(a veth from lb1's bridge to every task; no OVS on this path).\n\n"
         f"Placement: {summary.get('placement')}. Failed requests: {summary.get('failed')}. "
         f"Load average at start / end: {summary.get('load_average_start')} / "
-        f"{summary.get('load_average_end')} (the CPU is shared; timings under contention).")
+        f"{summary.get('load_average_end')} (the CPU is shared; timings under contention).\n\n"
+        "What the ratios measure: (d) against (a) is the cost of a kernel DNAT + conntrack + "
+        "masquerade on the same hop; (b) and (c) against (a) are the cost of the mesh *as "
+        f"emulated here* ({summary.get('datapath')} Open vSwitch: every new connection goes "
+        "through conntrack twice and a `learn` upcall in the node's vswitchd, and over VXLAN "
+        "when the task is on another node), not of Swarm's kernel IPVS.")
     rep.heading("All four paths")
     rep.table(["path", "n", "latency median (ms)", "p5–p95 (ms)", "connect median (ms)",
                "first byte median (ms)", "latency / direct", "conn/s median (min–max)",
