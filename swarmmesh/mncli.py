@@ -349,13 +349,6 @@ class SwarmCLI(CLI):
             self.prompt = ""
             self.cmdloop()
 
-    def precmd(self, line: str) -> str:
-        self.in_command = True
-        line = super().precmd(line)
-        if self.transcript() and line.strip() and line.strip() != "EOF":
-            self.say(f"{SwarmCLI.prompt}{line.strip()}")
-        return line
-
     def waitForNode(self, node) -> None:
         """Mininet's version forwards stdin to the node's command: right at a
         terminal, wrong when stdin is the script itself.  Then: print the
@@ -374,17 +367,22 @@ class SwarmCLI(CLI):
                     self.stdout.flush()
         return None
 
-    def postcmd(self, stop, line):
-        self.in_command = False
-        return stop
-
     def onecmd(self, line: str):
+        """One command (from the loop, or from a script: Mininet's ``source``
+        calls this directly); an error prints one line and the CLI goes on."""
+        if self.inputFile:                          # comments, as in the loop
+            line = self.precmd(line)
+        if self.transcript() and line.strip() and line.strip() != "EOF":
+            self.say(f"{SwarmCLI.prompt}{line.strip()}")
+        self.in_command = True
         try:
             return super().onecmd(line)
         except InvalidConfigError as e:
             self.fail(e)
         except Exception as e:                         # noqa: BLE001 - keep the CLI alive
             self.say(f"error: {type(e).__name__}: {e}")
+        finally:
+            self.in_command = False
         return None
 
     def default(self, line: str) -> None:
