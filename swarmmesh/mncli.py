@@ -259,6 +259,29 @@ def scale_done(cluster: Cluster, service: str, replicas: int) -> str | None:
     return None
 
 
+def replaced(cluster: Cluster, task: Task) -> str | None:
+    """Done when the killed task is gone and its service is back to its
+    desired count, all in the balancer."""
+    if task in cluster.tasks:
+        return None
+    tasks = cluster.tasks_of(task.service)
+    want = desired_replicas(cluster, task.service)
+    if len(tasks) != want or not all(cluster.in_balancer(t) for t in tasks):
+        return None
+    return (f"{task.name} detected, removed and replaced "
+            f"({task.service} {want}/{want} running)")
+
+
+def unconverged(cluster: Cluster) -> str | None:
+    """Why the cluster is not at rest (a task starting or leaving, a
+    replicated service off its count), or None."""
+    moving = [f"{t.name} {t.state}" for t in cluster.tasks if t.state != "running"]
+    off = [f"{s.name} {len(cluster.tasks_of(s.name))}/{s.replicas}"
+           for s in cluster.services.values()
+           if s.mode != "global" and len(cluster.tasks_of(s.name)) != s.replicas]
+    return ", ".join(moving + off) or None
+
+
 def errors_since(events: Sequence, index: int) -> list:
     return [e for e in list(events)[index:] if e.event == "error"]
 
@@ -473,9 +496,16 @@ class SwarmCLI(CLI):
             raise InvalidConfigError("task", f"unknown subcommand {sub!r} (kill)")
         name, how = parse_kill(args)
         self.cluster.task(name)
+        index = len(self.orch.events)
         with self.orch.build_lock:                  # its host's shell is shared
             task = self.orch.kill_task(name, how)
-        self.say(f"{task.name} killed ({how}) on {task.node}")
+        if self.orch.healthcheck_of(task) is None:
+            self.say(f"{task.name} killed ({how}) on {task.node}; {task.service} has no health "
+                     "check: it stays in the load balancer, as in Swarm")
+            return
+        self.say(f"{task.name} killed ({how}) on {task.node}; its health check will tell "
+                 "(in the background)")
+        self.start_op(f"kill {task.name}", lambda: replaced(self.cluster, task), index)
 
     # -- node ------------------------------------------------------------------------
     def do_node(self, line: str) -> None:
@@ -531,14 +561,23 @@ class SwarmCLI(CLI):
 
     def do_wait(self, line: str) -> None:
         """wait [SECONDS]: until every background operation started here is
-        done and the orchestrator has no step pending (default 300 s)"""
+        done, the orchestrator has no step pending and no task is starting
+        or leaving (default 300 s)"""
         args = line.split()
         timeout = _seconds("wait SECONDS", one_name(args, "wait [SECONDS]")) if args else 300.0
         deadline = time.monotonic() + timeout
         for op in list(self.ops):
             if not op.done.wait(max(0.0, deadline - time.monotonic())):
                 raise InvalidConfigError("wait", f"{op.what} not done after {timeout:g}s")
-        self.orch.settle(timeout=max(0.1, deadline - time.monotonic()))
+        while True:
+            self.orch.settle(timeout=max(0.1, deadline - time.monotonic()))
+            with self.orch.lock:
+                why = unconverged(self.cluster)
+            if why is None:
+                return
+            if time.monotonic() > deadline:
+                raise InvalidConfigError("wait", f"not converged after {timeout:g}s: {why}")
+            time.sleep(0.05)
 
     # -- background operations -------------------------------------------------------
     def start_op(self, what: str, check: Callable[[], str | None], index: int) -> Op:

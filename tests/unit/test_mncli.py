@@ -94,7 +94,16 @@ class FakeOrch:
 
     def kill_task(self, name, how="hang"):
         self.calls.append(("kill", name, how))
-        return self.cluster.task(name)
+        task = self.cluster.task(name)
+        if self.cluster.service(task.service).healthcheck is not None:
+            def replace():
+                self.cluster.remove_task(task.name)
+                self.cluster.place_task(task.service, state="running", slot=task.slot)
+            self._later(replace)
+        return task
+
+    def healthcheck_of(self, task):
+        return self.cluster.service(task.service).healthcheck
 
     def node_down(self, name):
         self.calls.append(("down", name))
@@ -181,6 +190,21 @@ def test_events_last_n():
     assert mncli.events_text(evs, last=1) == ("T       EVENT          DETAIL\n"
                                               "1.250   task started   app.3 on node1\n")
     assert len(mncli.events_text(evs).splitlines()) == 3
+
+
+def test_unconverged_names_what_is_moving():
+    c = Cluster.quick(nodes=2, replicas=2)
+    assert mncli.unconverged(c) is None
+    c.tasks[0].state = "starting"
+    c.service("app").replicas = 3
+    assert mncli.unconverged(c) == "app.1 starting, app 2/3"
+
+
+def test_wait_gives_up_naming_what_did_not_converge(orch, tmp_path):
+    orch.cluster.tasks[1].state = "draining"
+    out = run_script(orch, tmp_path, "wait 0.2\nnode ls\n")
+    assert "error: wait: not converged after 0.2s: app.2 draining" in out
+    assert "HOSTNAME" in section(out, "node ls")
 
 
 # -- parsing ----------------------------------------------------------------------------
@@ -302,9 +326,20 @@ def test_task_kill_and_node_commands_reach_the_orchestrator(orch, tmp_path):
                                      "node active node2\nnode down node3\nnode down node3\n")
     assert orch.calls == [("kill", "t1", "unhealthy"), ("drain", "node2"),
                           ("active", "node2"), ("down", "node3")]
-    assert "app.1 killed (unhealthy) on node1" in out
+    assert "app.1 killed (unhealthy) on node1; app has no health check: it stays" in out
     assert "node3 down (the cluster notices after 15s)" in out
     assert "error: nodes.node3: already down" in out
+
+
+def test_kill_of_a_checked_task_says_when_it_is_replaced(tmp_path):
+    orch = FakeOrch(Cluster.from_stack({"services": {"app": {
+        "deploy": {"replicas": 2}, "ports": ["8000:80"],
+        "healthcheck": {"test": ["CMD", "curl", "-f", "http://localhost/health"]}}}}, nodes=2))
+    out = run_script(orch, tmp_path, "task kill app.2\nwait\n")
+    assert "app.2 killed (hang) on node2; its health check will tell" in out
+    assert section(out, "wait").startswith("app.2 detected, removed and replaced "
+                                           "(app 2/2 running) in ")
+    assert "app.2" not in [t.name for t in orch.cluster.tasks]
 
 
 def test_events_and_flows(orch, tmp_path):
