@@ -49,7 +49,7 @@ DEFAULT_PORT = 6653
 _WIDTH = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48,
           "arp_spa": 32, "arp_tpa": 32, "ipv4_src": 32, "ipv4_dst": 32,
           "eth_type": 16, "ip_proto": 8, "tcp_src": 16, "tcp_dst": 16,
-          "udp_src": 16, "udp_dst": 16, "arp_op": 16, "reg1": 32, "reg2": 32}
+          "udp_src": 16, "udp_dst": 16, "arp_op": 16, "reg1": 32, "reg2": 32, "reg3": 32}
 NX_NAT_F_SRC, NX_NAT_F_DST = 1, 2
 
 

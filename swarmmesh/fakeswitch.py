@@ -7,7 +7,7 @@ can follow a packet through one node's bridge and across the cluster.
 A packet is a dict of header fields named as in the rules' matches
 (``eth_src, eth_dst, eth_type, ip_proto, ipv4_src, ipv4_dst, tcp_src, ...,
 arp_op, arp_spa, arp_tpa, arp_sha, arp_tha``) plus the metadata ``in_port``,
-``reg1`` and ``reg2`` (default 0), ``ct_state`` (default 0, bits ``rules.CT_*``) and
+``reg1``, ``reg2`` and ``reg3`` (default 0), ``ct_state`` (default 0, bits ``rules.CT_*``) and
 ``ct_mark`` (default 0).
 Addresses are strings, as in the rules.
 
@@ -53,7 +53,7 @@ HEADER_FIELDS = frozenset((
     "eth_src", "eth_dst", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst",
     "tcp_src", "tcp_dst", "udp_src", "udp_dst",
     "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"))
-METADATA = frozenset(("in_port", "reg1", "reg2", "ct_state", "ct_mark"))
+METADATA = frozenset(("in_port", "reg1", "reg2", "reg3", "ct_state", "ct_mark"))
 FIELDS = HEADER_FIELDS | METADATA
 CT_CACHE = "_ct"        # the connection a packet's last ct found: (zone, tuple, nat done)
 L4 = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
@@ -178,7 +178,7 @@ class FakeSwitch:
         """Run ``packet`` from table 0; return the (port, packet) outputs."""
         for name in packet:
             _check_field(name)
-        pkt = {"reg1": 0, "reg2": 0, "ct_state": 0, "ct_mark": 0, **copy.deepcopy(packet)}
+        pkt = {"reg1": 0, "reg2": 0, "reg3": 0, "ct_state": 0, "ct_mark": 0, **copy.deepcopy(packet)}
         out: list[tuple[int, dict]] = []
         self._table(0, pkt, out, 0)
         return out

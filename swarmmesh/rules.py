@@ -24,9 +24,15 @@ Tables::
     11  new connection -> round-robin pick (unless ct_mark says it was
         picked already); established -> SNAT
     12  round-robin pointer per published port (rewritten by ``learn``)
-    13  pick: pointer k -> DNAT to task k, learn pointer k+1
-    14  per-connection learn scratch table (forces every new connection to
-        the slow path so that the pointer advances; never matched)
+    13  pick: pointer k -> DNAT to task k, learn pointer k+1, learn the
+        connection into 14
+    14  per-connection flows (learned, 10 s): the task a connection was
+        given, loaded into reg3.  A new connection's later packets that
+        passed conntrack before its first was committed (several datagrams
+        in one receive batch of userspace OVS) find it here and keep the
+        task without moving the pointer; and every new connection takes the
+        slow path, so that the pointer advances per connection
+    15  dispatch: reg3 set -> DNAT to that task; else -> 12, 13
     20/21/22  conntrack zone 2 (SNAT to the node's ingress address)
     30/31/32  reply path: un-SNAT, un-DNAT, back to the node's kernel
     40  L3 delivery on the ingress network: local task port or VXLAN
@@ -78,6 +84,8 @@ COOKIE_LEARNED = 0x534C_0000_0000_0000  # "SL": flows that ``learn`` wrote
 LEARN_CONN_HARD_TIMEOUT = 10            # seconds a per-connection scratch flow lives
 
 T_CLASSIFY, T_DNAT_CT, T_DNAT_STATE, T_RR_PTR, T_RR_PICK, T_RR_CONN = 0, 10, 11, 12, 13, 14
+T_RR_DISPATCH = 15
+REG_PICKED = "reg3"        # the task (its number) a connection was already given
 T_SNAT_CT, T_SNAT_STATE, T_FWD_OUT = 20, 21, 22
 T_RPL_SNAT, T_RPL_DNAT, T_RPL_OUT = 30, 31, 32
 T_DELIVER = 40
@@ -310,7 +318,7 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
     for pi, (p, tasks) in enumerate(ingress_ports(cluster)):
         svc_match = {"eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol],
                      "ipv4_dst": SBOX_GW_IP, _l4(p): p.published}
-        new_actions: list[Action] = ([Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)]
+        new_actions: list[Action] = ([Resubmit(T_RR_CONN), Resubmit(T_RR_DISPATCH)]
                                      if tasks else [])   # no task: dropped, as IPVS does
         flows.append(flow(T_DNAT_STATE, 100, {**svc_match, "ct_state": CT_TRK_NEW},
                           new_actions))
@@ -329,11 +337,15 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
         # 12: the pointer, starting at task 0; ``learn`` replaces it.
         flows.append(flow(T_RR_PTR, 100, svc_match, [SetField(REG_RR, 0)]))
         # 13: pointer k -> task k; learn k+1; per-connection learn; DNAT.
-        flows += _picks(svc_match, svc_match, tasks, [(IP_PROTO[p.protocol], _l4(p, dst=False))],
+        every = [t for t in cluster.tasks_of(p_service[id(p)]) if "ingress" in t.addresses]
+        flows += _picks(svc_match, tasks, every,
+                        [(IP_PROTO[p.protocol], _l4(p, dst=False), _l4(p))],
                         lambda t: Nat("dst", str(t.addresses["ingress"]), p.target),
                         ZONE_DNAT, T_SNAT_CT, lambda t: pick_mark(pi, t))
     flows.append(flow(T_DNAT_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
                       [Goto(T_SNAT_CT)]))
+    # 14: a connection it has not learned leaves reg3 at 0 (the learned ones are above)
+    flows.append(flow(T_RR_CONN, 0, {}, []))
 
     # 20/21/22: SNAT to this node's ingress address, then deliver.
     flows.append(flow(T_SNAT_CT, 100, {"eth_type": ETH_IP},
@@ -456,25 +468,35 @@ def vips(cluster: Cluster) -> list[tuple[str, str, object, list[Task]]]:
     return out
 
 
-def _picks(match: dict, ptr_match: dict, tasks: list[Task], protos: list[tuple[int, str]],
-           nat_of, zone: int, next_table: int, mark_of) -> list[Flow]:
-    """Table 13 for one balanced service: pointer k -> task k (DNAT, ct_mark),
-    learn pointer k+1, learn a per-connection scratch flow.  A pointer left
-    out of range by a shrinking task list falls back to task 0 (priority 50)."""
+def _picks(match: dict, tasks: list[Task], every: list[Task],
+           protos: list[tuple[int, str, str]], nat_of, zone: int, next_table: int,
+           mark_of) -> list[Flow]:
+    """Tables 13 and 15 for one balanced service (``match``: its packets,
+    also the pointer's key).  13: pointer k -> task k (DNAT, ct_mark), learn
+    pointer k+1, learn the connection's task into 14; a pointer left out of
+    range by a shrinking task list falls back to task 0 (priority 50).
+    15: a connection 14 knows goes to its task (any that still exists)."""
     flows = []
-    learn_ptr = tuple(sorted(ptr_match.items()))
-    for k, t in enumerate(tasks):
-        for proto, src_field in protos:
+    learn_ptr = tuple(sorted(match.items()))
+    for proto, src_field, dst_field in protos:
+        m = {**match, "ip_proto": proto} if len(protos) > 1 else dict(match)
+        for k, t in enumerate(tasks):
             actions = (
                 Learn(T_RR_PTR, 100, match=learn_ptr, load=((REG_RR, (k + 1) % len(tasks)),)),
                 Learn(T_RR_CONN, 100, match=(("eth_type", ETH_IP), ("ip_proto", proto)),
-                      copy=("ipv4_src", src_field), hard_timeout=LEARN_CONN_HARD_TIMEOUT),
+                      copy=("ipv4_src", src_field, "ipv4_dst", dst_field),
+                      load=((REG_PICKED, task_number(t)),),
+                      hard_timeout=LEARN_CONN_HARD_TIMEOUT),
                 Ct(zone, next_table, commit=True, nat=nat_of(t), mark=mark_of(t)),
             )
-            m = {**match, "ip_proto": proto} if len(protos) > 1 else dict(match)
             flows.append(flow(T_RR_PICK, 100, {**m, REG_RR: k}, actions))
             if k == 0:
                 flows.append(flow(T_RR_PICK, 50, m, actions))
+        for t in every:
+            flows.append(flow(T_RR_DISPATCH, 110, {**m, REG_PICKED: task_number(t)},
+                              [Ct(zone, next_table, commit=True, nat=nat_of(t))]))
+        if tasks:
+            flows.append(flow(T_RR_DISPATCH, 100, m, [Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)]))
     return flows
 
 
@@ -549,7 +571,7 @@ def network_flows(cluster: Cluster, node_name: str) -> list[Flow]:
         ptr_match = {REG_NET: j, "eth_type": ETH_IP, "ipv4_dst": str(vip)}
         if tasks:                                   # no task: dropped
             flows.append(flow(T_VIP_STATE, 100, {**ptr_match, "ct_state": CT_TRK_NEW},
-                              [Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)]))
+                              [Resubmit(T_RR_CONN), Resubmit(T_RR_DISPATCH)]))
         flows.append(flow(T_RR_PTR, 100, ptr_match, [SetField(REG_RR, 0)]))
         mark_of = (lambda vi_: lambda t: pick_mark(VIP_MARK_BASE + vi_, t))(vi)
         for t in cluster.tasks_of(svc_name):
@@ -558,8 +580,9 @@ def network_flows(cluster: Cluster, node_name: str) -> list[Flow]:
                                                      "ct_mark": mark_of(t)},
                                   [Ct(ZONE_VIP_DNAT, T_LB_SNAT_CT, commit=True,
                                       nat=Nat("dst", str(t.addresses[nname])))]))
-        flows += _picks(ptr_match, ptr_match, tasks,
-                        [(proto, f"{pname}_src") for pname, proto in IP_PROTO.items()],
+        every = [t for t in cluster.tasks_of(svc_name) if nname in t.addresses]
+        flows += _picks(ptr_match, tasks, every,
+                        [(proto, f"{pname}_src", f"{pname}_dst") for pname, proto in IP_PROTO.items()],
                         (lambda n_: lambda t: Nat("dst", str(t.addresses[n_])))(nname),
                         ZONE_VIP_DNAT, T_LB_SNAT_CT, mark_of)
     flows.append(flow(T_VIP_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},

@@ -158,14 +158,20 @@ def test_learn_has_the_right_specs():
             "ipv4_dst_nxm": ip_int(rules.SBOX_GW_IP), "tcp_dst_nxm": 8000}
         load = ptr.specs[4]
         assert (load.dst, load.n_bits, load.src) == (("reg1", 0), 32, (k + 1) % 3)
-        # the per-connection scratch flow: 2 immediate + 2 copied fields
+        # the per-connection flow: 2 immediate + 4 copied fields + the task loaded in reg3
         assert (conn.table_id, conn.hard_timeout) == (rules.T_RR_CONN,
                                                       rules.LEARN_CONN_HARD_TIMEOUT)
-        assert len(conn.specs) == 4
-        copied = [s for s in conn.specs if isinstance(s.src, tuple)]
+        assert len(conn.specs) == 7
+        copied = [s for s in conn.specs
+                  if isinstance(s, parser.NXFlowSpecMatch) and isinstance(s.src, tuple)]
         assert [(s.src, s.dst, s.n_bits) for s in copied] == [
             (("ipv4_src_nxm", 0), ("ipv4_src_nxm", 0), 32),
-            (("tcp_src_nxm", 0), ("tcp_src_nxm", 0), 16)]
+            (("tcp_src_nxm", 0), ("tcp_src_nxm", 0), 16),
+            (("ipv4_dst_nxm", 0), ("ipv4_dst_nxm", 0), 32),
+            (("tcp_dst_nxm", 0), ("tcp_dst_nxm", 0), 16)]
+        picked, = [s for s in conn.specs if isinstance(s, parser.NXFlowSpecLoad)]
+        task = [t for t in CLUSTER.tasks_of("app")][k]
+        assert (picked.dst, picked.src) == (("reg3", 0), rules.task_number(task))
 
 
 def test_output_in_port_and_arp_moves():
@@ -190,8 +196,14 @@ def test_numbered_output_resubmit_goto_and_drop():
     out, = flows_with(rules.Output, rules.T_RPL_OUT)
     acts = apply_actions(round_trip(dp, flow_mod(dp, out)))
     assert acts[-1].port == rules.PORT_GW
-    # Resubmit to the pointer and the pick
+    # Resubmit to the known connections, then the dispatch
     new = [f for f in flows_with(rules.Resubmit, rules.T_DNAT_STATE)]
+    acts = apply_actions(round_trip(dp, flow_mod(dp, new[0])))
+    assert [(type(a), a.table_id) for a in acts] == [
+        (parser.NXActionResubmitTable, rules.T_RR_CONN),
+        (parser.NXActionResubmitTable, rules.T_RR_DISPATCH)]
+    # ... and the dispatch to the pointer and the pick
+    new = [f for f in flows_with(rules.Resubmit, rules.T_RR_DISPATCH)]
     acts = apply_actions(round_trip(dp, flow_mod(dp, new[0])))
     assert [(type(a), a.table_id) for a in acts] == [
         (parser.NXActionResubmitTable, rules.T_RR_PTR),

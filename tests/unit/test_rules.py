@@ -511,3 +511,24 @@ def test_fake_switch_ct_mark_is_set_on_commit_and_loaded_on_lookup():
     ])
     assert [p for p, _ in sw.process(_pkt())] == [2]      # committed, mark set at once
     assert [p for p, _ in sw.process(_pkt())] == [3]      # still +new, mark loaded
+
+
+def test_a_packet_that_passed_conntrack_before_its_connection_was_committed_keeps_its_task():
+    """Userspace OVS: several datagrams of a new UDP flow in one receive batch
+    all pass conntrack (+new, no mark) before the first is committed.  The
+    later ones must find the connection learned in table 14, keep its task
+    and leave the round-robin pointer alone."""
+    c = Cluster.quick(3, 3, protocol="udp")
+    fc = FakeCluster(c)
+    sw = fc.switches["node1"]
+    first = connect(fc, "node1", 40000, proto="udp")
+    # the second datagram, as the datapath hands it back after its (earlier) ct
+    late = {**fc.from_client("node1", CLIENT, 40000, 8000, "udp"),
+            "reg1": 0, "reg2": 0, "reg3": 0, "ct_state": CT_TRK | CT_NEW, "ct_mark": 0}
+    out: list = []
+    sw._table(rules.T_DNAT_STATE, late, out, 0)
+    assert len(out) == 1
+    assert out[0][1]["ipv4_dst"] == first.packet["ipv4_dst"]
+    tasks = tasks_of(c)
+    nxt = connect(fc, "node1", 40001, proto="udp")
+    assert nxt.task == tasks[(tasks.index(first.task) + 1) % 3]
