@@ -18,7 +18,8 @@ from swarmmesh.mncli import SwarmCLI
 from swarmmesh.model import Cluster
 from swarmmesh.orchestrator import Orchestrator
 
-from .conftest import PY, REPO
+from .conftest import REPO
+from .test_cli import _alive, swarmmesh
 
 STACK = {"services": {"app": {
     "deploy": {"replicas": 2}, "ports": ["8000:80"],
@@ -107,17 +108,8 @@ def test_script_of_commands_on_a_real_cluster(testbed_factory, tmp_path):
         assert {h for h in {f"t{i}" for i in range(1, 10)} if f"({h}-" in ports} == want
 
 
-def _alive(pid: int, marker: str) -> bool:
-    try:
-        return marker in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return False
-
-
 def test_swarmmesh_cli_reads_stdin_and_ctrl_c_cleans_up(tmp_path):
-    script = Path(PY).parent / "swarmmesh"
-    cmd = [str(script)] if script.exists() else [PY, "-m", "swarmmesh.cli"]
-    proc = subprocess.Popen(cmd + ["cli", "--nodes", "2", "--replicas", "1", "--profile", "fast",
+    proc = subprocess.Popen(swarmmesh() + ["cli", "--nodes", "2", "--replicas", "1", "--profile", "fast",
                                    "--out", str(tmp_path)],
                             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
