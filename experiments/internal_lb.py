@@ -49,6 +49,8 @@ COLUMNS = ["client_task", "client_node", "resolved", "task", "task_node", "seen_
            "latency_ms", "ok", "dns", "seq", "used", "path", "connect_ms", "resolve_ms",
            "error"]
 POLICIES = ("fresh", "raw", "cached")
+POLICY_LABEL = {"fresh": "a) glibc, before\neach request", "raw": "b) raw query, before\neach request",
+                "cached": "c) one raw answer,\ncached"}
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -201,11 +203,12 @@ def plot(run_dir: Path) -> None:
                         plots.run_title(summary, f"Internal LB ({mode}): who answered, {what}"),
                         run_dir / "requests_per_task", legend_title="task (node)")
     # 2. caching one DNS answer: the spread over all clients, per policy
-    spread_tab = {f"{p} DNS": {t: sum(1 for r in ok if r["dns"] == p and r["task"] == t)
-                               for t in tasks} for p in POLICIES}
-    caching = plots.counts(spread_tab, "DNS policy of the clients", "requests answered (all clients)",
-                           plots.run_title(summary, f"Internal LB ({mode}): glibc, raw and cached "
-                                                    f"DNS answers, {what}"),
+    spread_tab = {POLICY_LABEL[p]: {t: sum(1 for r in ok if r["dns"] == p and r["task"] == t)
+                                    for t in tasks} for p in POLICIES}
+    caching = plots.counts(spread_tab, "how the clients resolve `app`",
+                           "requests answered (all clients)",
+                           plots.run_title(summary, f"Internal LB ({mode}): spread by DNS policy\n"
+                                                    f"{what}"),
                            run_dir / "dns_caching", legend_title="task")
     # 3. latency by path: the task on the client's node, or across the overlay
     lat = {f"{p} task": [float(r["latency_ms"]) for r in ok if r["path"] == p]

@@ -85,6 +85,6 @@ def ours_left() -> list[str]:
         left += [f"state {p}" for p in root.glob("run-*")]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     for name in re.findall(r"^\d+: ([^:@]+)", links, re.M):
-        if re.match(r"(ul-|t\d+-|node\d+-|c\d+-|gwbr|vx-ingress)", name):
+        if re.match(r"(ul-|t\d+-|node\d+-|c\d+-|lb\d+-|gwbr|vx-)", name):
             left.append(f"link {name}")
     return left
