@@ -892,7 +892,9 @@ class Cluster:
         slots = [t.slot for t in self.tasks_of(service)]
         if slot is None:
             slot = max(slots, default=0) + 1
-        number = max((int(t.host[1:]) for t in self.tasks), default=0) + 1
+        hosts = [t.host for t in self.tasks] + [r for r in self.retired if r[:1] == "t"
+                                                and r[1:].isdigit()]
+        number = max((int(h[1:]) for h in hosts), default=0) + 1   # never reused
         name = f"{service}.{slot}"
         if name in self.retired or any(t.name == name for t in self.tasks):
             name = f"{service}.{slot}.t{number}"    # a replacement: a new task id, as in Swarm
@@ -918,7 +920,7 @@ class Cluster:
     def remove_task(self, name: str) -> Task:
         task = self.task(name)
         self.tasks.remove(task)
-        self.retired.add(task.name)             # a task name is never used twice
+        self.retired.update((task.name, task.host))   # never used twice
         return task
 
     def in_balancer(self, task: Task) -> bool:

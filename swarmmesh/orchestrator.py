@@ -214,7 +214,7 @@ class Orchestrator:
             self.tb.sync_fdb()
         self.record("task removed", task.name)
         self.publish(f"{task.name} removed")
-        if replace:
+        if replace and self._missing(task.service) > 0:
             self._start_task(task.service, version=task.version, slot=task.slot)
 
     def _on_transition(self, tr: "health.Transition") -> None:
@@ -229,6 +229,13 @@ class Orchestrator:
             self.busy_call(self._admit, task)
         elif tr.new == health.UNHEALTHY and task.state != "draining":
             self.busy_call(self._leave, task, "unhealthy", True)
+
+    def _missing(self, service: str) -> int:
+        """Tasks the service lacks against its desired count (leaving ones not counted)."""
+        with self.lock:
+            svc = self.cluster.service(service)
+            live = [t for t in self.cluster.tasks_of(service) if t.state != "draining"]
+            return svc.replicas - len(live)
 
     def busy_call(self, fn, *args) -> None:
         self.after(0.0, fn, *args)
@@ -246,9 +253,13 @@ class Orchestrator:
         svc = self.cluster.service(service)
         if replicas < 0:
             raise InvalidConfigError("replicas", f"must be >= 0, got {replicas}")
-        live = [t for t in self.cluster.tasks_of(service) if t.state != "draining"]
+        if svc.mode == "global":
+            raise InvalidConfigError(f"services.{service}.deploy.mode",
+                                     "a global service cannot be scaled")
+        with self.lock:
+            live = [t for t in self.cluster.tasks_of(service) if t.state != "draining"]
+            svc.replicas = replicas
         self.record("scale", f"{service}: {len(live)} -> {replicas}")
-        svc.replicas = replicas
         for _ in range(replicas - len(live)):
             self.busy_call(self._start_task, service)
         for t in sorted(live, key=lambda t: t.slot)[replicas:]:
@@ -330,14 +341,15 @@ class Orchestrator:
         refused, the task server closes every socket) or ``unhealthy``
         (still answers, fails its check)."""
         task = self.cluster.task(name)
-        host = self.tb.net.get(task.host)
-        if how == "hang":
-            pid = host.server.pid
-            os.kill(pid, signal.SIGUSR2)
-        elif how == "unhealthy":
-            host.cmd(f"curl -s -m 2 'http://127.0.0.1:9999/control?mode=unhealthy' >/dev/null")
-        else:
+        if how not in ("hang", "unhealthy"):
             raise InvalidConfigError("how", f"must be hang or unhealthy, got {how!r}")
+        with self.build_lock:                     # one command at a time in a host's shell
+            host = self.tb.net.get(task.host)
+            if how == "hang":
+                os.kill(host.server.pid, signal.SIGUSR2)
+            else:
+                host.cmd("curl -s -m 2 'http://127.0.0.1:9999/control?mode=unhealthy' "
+                         ">/dev/null")
         self.record("task killed", f"{task.name} on {task.node} ({how})")
         if self.healthcheck_of(task) is None:      # nothing will ever notice: say so
             self.record("note", f"{task.service} has no health check: {task.name} stays in "
@@ -348,8 +360,8 @@ class Orchestrator:
         """The node loses power: it stops answering at once; the cluster notices
         after the profile's delay, then reschedules its tasks elsewhere."""
         node = self.cluster.node(name)
-        h = self.tb.net.get(name)
-        h.cmd(f"ip link set {name}-eth0 down")
+        with self.build_lock:
+            self.tb.net.get(name).cmd(f"ip link set {name}-eth0 down")
         self.record("node down", f"{name} (link down: it answers nothing)")
         self.after(self.profile.node_down_after, self._node_lost, node.name)
 
@@ -371,18 +383,21 @@ class Orchestrator:
             self.tb.sync_fdb()
         self.publish(f"{name}'s tasks removed")
         for t in gone:
-            self._start_task(t.service, version=t.version, slot=t.slot)
+            if self.cluster.service(t.service).mode != "global" and self._missing(t.service) > 0:
+                self._start_task(t.service, version=t.version, slot=t.slot)
 
     def node_drain(self, name: str) -> None:
         """``docker node update --availability drain``: its tasks move away."""
-        node = self.cluster.node(name)
-        node.availability = "drain"
-        tasks = [t for t in self.cluster.tasks_on(name) if t.state != "draining"]
+        with self.lock:
+            self.cluster.node(name).availability = "drain"
+            tasks = [t for t in self.cluster.tasks_on(name) if t.state != "draining"]
         self.record("node drain", f"{name}: {len(tasks)} tasks move")
         for t in tasks:
-            self.busy_call(self._start_task, t.service, None, t.version, t.slot)
+            if self.cluster.service(t.service).mode != "global":   # a global task just stops
+                self.busy_call(self._start_task, t.service, None, t.version, t.slot)
             self.busy_call(self._leave, t, f"{name} drained")
 
     def node_activate(self, name: str) -> None:
-        self.cluster.node(name).availability = "active"
+        with self.lock:
+            self.cluster.node(name).availability = "active"
         self.record("node active", name)

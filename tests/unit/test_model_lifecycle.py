@@ -75,3 +75,12 @@ def test_bad_state_and_unknown_task_are_named():
         c.place_task("app", state="sleeping")
     with pytest.raises(InvalidConfigError, match="^tasks.nope: unknown task"):
         c.task("nope")
+
+
+def test_host_numbers_are_never_reused_even_after_the_highest_task_left():
+    c = Cluster.quick(2, 2)
+    top = max(c.tasks, key=lambda t: int(t.host[1:]))
+    c.remove_task(top.name)
+    again = c.place_task("app", slot=top.slot)
+    assert again.host != top.host and again.name != top.name
+    assert int(again.host[1:]) > int(top.host[1:])
