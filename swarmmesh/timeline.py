@@ -591,6 +591,43 @@ def _diff(a, b):
     return None if a is None or b is None else round(a - b, 4)
 
 
+def load_panels(run_dir: Path, marks: Sequence[str]) -> list[dict]:
+    """One dict per variant of a run folder: ``variant``, ``rows``, ``events``, ``marks``."""
+    rows = read_timeline(Path(run_dir) / "timeline.csv")
+    evs = by_variant(read_events(Path(run_dir) / "events.csv"))
+    return [{"variant": v, "rows": vrows, "events": evs.get(v, []), "marks": tuple(marks)}
+            for v, vrows in by_variant(rows).items()]
+
+
+def task_of(detail: str) -> str:
+    """The task an event's detail names: ``app.4 on node1 (...)``,
+    ``revision 7: app.4 healthy: joins ...``, ``app.3: scaled down``."""
+    if detail.startswith("revision "):
+        detail = detail.split(": ", 1)[1] if ": " in detail else ""
+    return detail.split()[0].rstrip(":") if detail.split() else ""
+
+
+def joins(events: Sequence[dict]) -> dict[str, float]:
+    """Task -> when it joined the load balancer (its first healthy check, published)."""
+    out = {}
+    for e in sorted(events, key=lambda e: e["t"]):
+        if e["event"] == "published" and "joins the load balancer" in e["detail"]:
+            out.setdefault(task_of(e["detail"]), e["t"])
+    return out
+
+
+def converged(events: Sequence[dict]) -> dict[str, float]:
+    """Task -> when its weight 0 was applied on every switch."""
+    out = {}
+    for e in sorted(events, key=lambda e: e["t"]):
+        if e["event"] == "weight 0":
+            task = task_of(e["detail"])
+            c = first_event(events, "published", f"{task} weight 0", e["t"])
+            if c:
+                out.setdefault(task, c["t"])
+    return out
+
+
 def failures_between(rows: Sequence[dict], start: float = float("-inf"),
                      end: float = float("inf")) -> int:
     return sum(1 for r in rows if not r["ok"] and start <= r["t_send"] < end)
@@ -649,9 +686,9 @@ MARK_STYLES = {
     "task removed": ("removed", "tab:gray", "--"),
     "node down": ("node down", "black", "-"),
     "node marked down": ("marked down", "tab:orange", "--"),
-    "scale": ("scale", "tab:blue", "-"),
-    "update": ("update", "tab:blue", "-"),
-    "update done": ("update done", "tab:green", "-"),
+    "scale": ("scale", "black", "-"),
+    "update": ("update", "black", "-"),
+    "update done": ("update done", "black", "-."),
     "task started": ("started", "tab:olive", ":"),
     "joins": ("joins LB", "tab:cyan", ":"),
 }
@@ -759,7 +796,7 @@ def bin_for(span: float, rate: float | None, tasks: int = 3, target_bins: int = 
     enough for about 10 requests per task per bin at ``rate``."""
     b = auto_bin(span, target_bins)
     if rate:
-        while b < 10 and rate * b / max(1, tasks) < 10:
+        while b < 10 and rate * b / max(1, tasks) < 5:
             b = next((x for x in _BINS if x > b), 10.0)
     return b
 
@@ -791,8 +828,8 @@ def timeline_figure(panels: Sequence[dict], path: Path, suptitle: str = "") -> l
         span = (xlim[1] - xlim[0]) if xlim else (
             max(r["t_send"] for r in rows) - min(r["t_send"] for r in rows) if rows else 1.0)
         rate = achieved_rate(rows)
-        ntasks = max(1, len({r["task"] for r in rows if r["ok"]
-                             and (not xlim or xlim[0] <= r["t_send"] < xlim[1])}))
+        first = min((r["t_send"] for r in rows), default=0.0)
+        ntasks = max(1, len({r["task"] for r in rows if r["ok"] and r["t_send"] < first + 1}))
         draw_timeline(ax, rows, p["events"], p.get("bin_s") or bin_for(span, rate, ntasks),
                       p.get("marks", ()), xlim, colours, p.get("title", ""))
     if suptitle:
