@@ -764,8 +764,9 @@ def draw_timeline(ax, rows: Sequence[dict], events: Sequence[dict], bin_s: float
         polys = ax.stackplot(xs, *ys, step="post", labels=labels, colors=cols, alpha=0.85,
                              lw=0)
         if nfail:
-            polys[-1].set_hatch("xx")
-            polys[-1].set_edgecolor("darkred")
+            polys[-1].set_facecolor("white")
+            polys[-1].set_hatch("xxxx")
+            polys[-1].set_edgecolor("red")
     if nfail and nfail <= rug_max:
         ax.plot([r["t_send"] for r in sel if not r["ok"]], [0] * nfail, "|",
                 color="red", ms=10, mew=0.8, clip_on=False, zorder=5)

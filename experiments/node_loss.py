@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Node loss under load: detection, rescheduling and recovery on one timeline.
+
+An open-loop load (``--rate`` requests/s, a new connection each, round-robin
+over every node's published port, the lost node's included, as a client with
+a fixed list of node addresses does) runs while ``--node`` loses its link at
+``--down-at`` s: it answers nothing from then on, and its tasks are
+unreachable from the other nodes.  After the profile's delay (Swarm: marked
+down after 15 s; fast: 1 s) its tasks leave every load balancer and are
+rescheduled on the other nodes, where they join after their first healthy
+check (Swarm: 30 s later).
+
+Defaults: fast: 10 s, down at 3 s; swarm: down at 10 s, 70 s in all.
+
+    sudo .venv/bin/swarmmesh run node_loss --nodes 3 --replicas 3 --node node2
+
+Writes ``timeline.csv``, ``events.csv``, ``summary.json`` (down -> marked
+down -> tasks out of the balancers -> rescheduled -> joined; failed requests
+through the lost node and through the others, before and after the
+balancers converged), the figure and ``report.md``.  Exits 1 if a request
+through a surviving node failed after the lost node's tasks left the
+balancers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from swarmmesh import experiment, health, plots, report, timeline   # noqa: E402
+from swarmmesh.model import InvalidConfigError                       # noqa: E402
+
+NAME = "node_loss"
+DESCRIPTION = ("a node goes down under load through every node: detection, rescheduling "
+               "and recovery on the timeline, failed requests by ingress node")
+
+MARKS = ("node down", "node marked down", "task started", "joins")
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    timeline.add_arguments(ap)
+    ap.add_argument("--node", default="node2", help="the node that goes down")
+    ap.add_argument("--down-at", type=float, default=None,
+                    help="seconds after the first request (default: 3 fast, 10 swarm)")
+
+
+def times(args) -> tuple[float, float]:
+    p = health.profile(args.profile)
+    fast = p.name == "fast"
+    at = args.down_at if args.down_at is not None else (3.0 if fast else 10.0)
+    need = at + p.node_down_after + p.interval + (1.0 if fast else 10.0)
+    return at, args.duration if args.duration is not None else need + (3.0 if fast else 5.0)
+
+
+def validate(args):
+    timeline.check_arguments(args)
+    if args.nodes < 2:
+        raise InvalidConfigError("nodes", f"must be >= 2 (one goes down), got {args.nodes}")
+    cluster = timeline.cluster_for(args)
+    names = [n.name for n in cluster.nodes]
+    if args.node not in names:
+        raise InvalidConfigError("node", f"no node {args.node!r}; the nodes are "
+                                         f"{', '.join(names)}")
+    at, dur = times(args)
+    if at <= 0:
+        raise InvalidConfigError("down-at", f"must be > 0, got {at:g}")
+    p = health.profile(args.profile)
+    if dur < at + p.node_down_after + 1:
+        raise InvalidConfigError("duration", f"must last past the node being marked down "
+                                             f"({at:g} + {p.node_down_after:g} s), got {dur:g}")
+    return cluster
+
+
+def run(args, cluster, ctx) -> None:
+    at, dur = times(args)
+
+    def script(orch, at_):
+        at_(at)
+        orch.node_down(args.node)
+
+    timeline.run_variants(args, ctx, [{"variant": args.profile, "profile": args.profile,
+                                       "duration": dur, "script": script,
+                                       "facts": {"down_at_s": at, "node": args.node}}])
+    rows = timeline.read_timeline(ctx.run_dir / "timeline.csv")
+    m = metrics(rows, timeline.read_events(ctx.run_dir / "events.csv"), args.node)
+    ctx.summary["node_loss"] = m
+    if m["via_others"]["failed_after_convergence"]:
+        ctx.failed = (f"{m['via_others']['failed_after_convergence']} requests through the "
+                      "surviving nodes failed after the balancers converged")
+
+
+def metrics(rows: list[dict], events: list[dict], node: str) -> dict:
+    down = timeline.first_event(events, "node down")
+    t_down = down["t"] if down else None
+    marked = timeline.first_event(events, "node marked down", node)
+    conv = timeline.first_event(events, "published", f"{node} down", marked["t"]) if marked \
+        else None
+    t_conv = conv["t"] if conv else None
+    started = [e["t"] for e in events if e["event"] == "task started"
+               and marked and e["t"] >= marked["t"]]
+    joined = [t for t in timeline.joins(events).values() if marked and t >= marked["t"]]
+    others = [r for r in rows if r["ingress_node"] != node]
+    lost = [r for r in rows if r["ingress_node"] == node]
+    fail_others = [r for r in others if not r["ok"]]
+    after = (lambda t: None if t is None or t_down is None else round(t - t_down, 4))
+    return {
+        "node": node, "t_down": t_down, "requests": len(rows),
+        "down_to_marked_s": after(marked and marked["t"]),
+        "down_to_converged_s": after(t_conv),
+        "down_to_rescheduled_s": after(max(started, default=None)),
+        "down_to_recovered_s": after(max(joined, default=None)),
+        "via_lost_node": {"requests": len(lost),
+                          "failed": sum(1 for r in lost if not r["ok"]),
+                          "failed_before_down": timeline.failures_between(
+                              lost, float("-inf"), t_down if t_down is not None else
+                              float("inf"))},
+        "via_others": {
+            "requests": len(others), "failed": len(fail_others),
+            "failed_before_down": timeline.failures_between(
+                others, float("-inf"), t_down if t_down is not None else float("inf")),
+            "failed_down_to_converged": (timeline.failures_between(others, t_down, t_conv)
+                                         if t_down is not None and t_conv is not None else None),
+            "failed_after_convergence": (timeline.failures_between(others, t_conv)
+                                         if t_conv is not None else len(fail_others)),
+            "last_failure_after_down_s": after(max((r["t_send"] for r in fail_others),
+                                                   default=None)),
+            "failed_by_error": dict(collections.Counter(r["error"] for r in fail_others)),
+        },
+    }
+
+
+def plot(run_dir: Path) -> None:
+    summary = experiment.read_summary(run_dir)
+    p = summary["parameters"]
+    ps = timeline.load_panels(run_dir, MARKS)
+    node = p["node"]
+    panels = []
+    for panel in ps:
+        m = metrics(panel["rows"], panel["events"], node)
+        o = m["via_others"]
+        panels.append({**panel, "rows": [r for r in panel["rows"] if r["ingress_node"] != node],
+                       "title": f"profile {panel['variant']}: through the surviving nodes: "
+                                f"{o['failed']} of {o['requests']} requests failed, "
+                                f"{o['failed_after_convergence']} after convergence"})
+        panels.append({**panel, "rows": [r for r in panel["rows"] if r["ingress_node"] == node],
+                       "title": f"profile {panel['variant']}: through {node} (lost at "
+                                f"{report.fmt(m['t_down'])} s): {m['via_lost_node']['failed']} "
+                                f"of {m['via_lost_node']['requests']} failed"})
+    fig = timeline.timeline_figure(panels, run_dir / "timeline", plots.run_title(
+        summary, f"Node loss under load: {node} goes down ({p['nodes']} nodes, "
+                 f"{p['replicas']} replicas, {p['rate']}/s)"))
+    m = metrics(ps[0]["rows"], ps[0]["events"], node)
+    t = summary.get("variants", {}).get(ps[0]["variant"], {}).get("timings", {})
+    rep = report.Report(run_dir, f"Node loss under load: {node} goes down", summary)
+    rep.text(f"{node} loses its link at {report.fmt(m['t_down'])} s: it answers nothing, and "
+             "its tasks are unreachable from the other nodes until the cluster marks it down "
+             f"(profile: after {report.fmt(t.get('node_down_after'))} s), takes its tasks out "
+             "of every load balancer, and reschedules them on the other nodes, where they join "
+             "after their first healthy check. The client keeps sending to every node's "
+             "address, the lost one's included, as a client with a fixed list of node "
+             "addresses does.")
+    rep.table(["step", "seconds after the node went down"], [
+        ["marked down", m["down_to_marked_s"]],
+        ["its tasks out of every load balancer (applied on every switch)",
+         m["down_to_converged_s"]],
+        ["last replacement started", m["down_to_rescheduled_s"]],
+        ["last replacement joined (recovered)", m["down_to_recovered_s"]],
+        ["last failed request through a surviving node",
+         m["via_others"]["last_failure_after_down_s"]]])
+    o, lost = m["via_others"], m["via_lost_node"]
+    rep.table(["through", "requests", "failed", "before the loss", "loss → converged",
+               "after convergence", "errors"],
+              [["surviving nodes", o["requests"], o["failed"], o["failed_before_down"],
+                o["failed_down_to_converged"], o["failed_after_convergence"],
+                ", ".join(f"{k} {n}" for k, n in o["failed_by_error"].items()) or "–"],
+               [node, lost["requests"], lost["failed"], lost["failed_before_down"], "–", "–",
+                "–"]])
+    rep.figure(fig, "Requests/s answered per task, stacked, through the surviving nodes (top) "
+                    "and through the lost node (bottom); failed requests in red; vertical "
+                    "lines: the node down, marked down, replacements started, replacements "
+                    "joining the load balancer")
+    rep.write()
+
+
+if __name__ == "__main__":
+    sys.exit(experiment.main(sys.modules[__name__]))
