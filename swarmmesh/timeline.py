@@ -697,12 +697,14 @@ MARK_STYLES = {
 def task_colours(names: Iterable[str]) -> dict[str, tuple]:
     """:func:`swarmmesh.plots.colour_for` for each task (``app.3`` keeps its
     colour in every figure), but a task whose colour is already taken in
-    this figure (``app.1.t4`` against ``app.4``) gets the next free one."""
+    this figure (``app.1.t4`` against ``app.4``) gets the next free one; plain
+    slot names keep theirs first."""
     from swarmmesh import plots
     out: dict[str, tuple] = {}
     used: list[tuple] = []
     palette = plots._PALETTE
-    for name in sorted(set(names), key=plots._natural):
+    # plain slot names (app.4) first, replacements (app.1.t4) then
+    for name in sorted(set(names), key=lambda n: (n.count("."), plots._natural(n))):
         c = plots.colour_for(name)
         if c in used:
             start = palette.index(c) if c in palette else 0
