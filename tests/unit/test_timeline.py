@@ -210,3 +210,15 @@ def test_replot_redraws_the_lifecycle_experiments(name, tmp_path):
         assert (run / f"{fig}.pdf").read_bytes().startswith(b"%PDF"), fig
     report = (run / "report.md").read_text()
     assert "timeline.png" in report and "| status | ok |" in report
+
+
+def test_failover_combines_two_run_folders_in_one_figure(tmp_path):
+    for name in ("a", "b"):
+        shutil.copytree(RUNS / "failover", tmp_path / name)
+    r = subprocess.run([sys.executable, "experiments/failover.py", "--combine",
+                        str(tmp_path / "a"), str(tmp_path / "b"), "--figure",
+                        str(tmp_path / "both.png")], cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(tmp_path / "both.png"), str(tmp_path / "both.pdf")]
+    assert (tmp_path / "both.png").stat().st_size > 20_000
