@@ -44,6 +44,7 @@ DESCRIPTION = ("rolling update under load through every node, start-first agains
                "stop-first: requests/s per task over time and failed requests in each")
 
 MARKS = ("update", "joins", "convergence", "update done")
+SYN_RESENT_MS = 900.0   # an answer this late had its SYN resent (Linux: after 1 s)
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -142,7 +143,10 @@ def metrics(rows: list[dict], events: list[dict], initial: int) -> dict:
             "update_s": round(t_done - t_up, 3) if t_done is not None and t_up is not None
             else None,
             "answered_per_version": dict(per_version),
-            "min_tasks_in_lb": min_in_lb(events, initial)}
+            "min_tasks_in_lb": min_in_lb(events, initial),
+            "answered_after_1s": sum(1 for r in rows if r["ok"] and r["latency_ms"] is not None
+                                     and r["latency_ms"] >= SYN_RESENT_MS),
+            "latency_ms": report.spread(r["latency_ms"] for r in rows if r["ok"])}
 
 
 def min_in_lb(events: list[dict], initial: int) -> int | None:
@@ -184,12 +188,19 @@ def plot(run_dir: Path) -> None:
              "the old one leaves first. A leaving task keeps its established connections "
              "until its removal after the convergence delay.")
     rep.table(["order", "requests", "failed", "failed during the update", "update (s)",
-               "fewest tasks in the LB", "answered per version", "failures by error"],
+               "fewest tasks in the LB", "answered after ≥ 0.9 s (SYN resent)",
+               "answered per version", "failures by error"],
               [[o, m["requests"], m["failed"], m["failed_during_update"], m["update_s"],
-                m["min_tasks_in_lb"],
+                m["min_tasks_in_lb"], m["answered_after_1s"],
                 ", ".join(f"{k}: {n}" for k, n in sorted(m["answered_per_version"].items())),
                 ", ".join(f"{k} {n}" for k, n in m["failed_by_error"].items()) or "–"]
                for o, m in ms.items()])
+    rep.text("With no task in the load balancer (stop-first with one replica) a new "
+             "connection's SYN is dropped, as IPVS does with no backend; the client resends it "
+             "after 1 s, so the request is late rather than failed (unless it times out).")
+    rep.numbers({o: [r["latency_ms"] for r in panel["rows"] if r["ok"]]
+                 for o, panel in zip(ms, ps)}, unit="ms", what="Request latency, answered "
+                 "requests", label="order")
     rep.figure(fig, "Requests/s answered per task, stacked, one panel per order; failed "
                     "requests in red; vertical lines: the update command, each new task "
                     "joining, each old task's weight 0 applied everywhere, the update done")
