@@ -222,3 +222,24 @@ def test_failover_combines_two_run_folders_in_one_figure(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [str(tmp_path / "both.png"), str(tmp_path / "both.pdf")]
     assert (tmp_path / "both.png").stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("name, flags, field", [
+    ("failover", ["--rate", "0"], "rate"),
+    ("failover", ["--profile", "swarm", "--duration", "50"], "duration"),
+    ("failover", ["--task", "app.9"], "task"),
+    ("failover", ["--kill-at", "-1"], "kill-at"),
+    ("scaling", ["--to", "2", "--replicas", "2"], "to"),
+    ("scaling", ["--up-at", "5", "--down-at", "4"], "down-at"),
+    ("rolling_update", ["--parallelism", "0"], "parallelism"),
+    ("rolling_update", ["--replicas", "0"], "replicas"),
+    ("node_loss", ["--node", "node9"], "node"),
+    ("node_loss", ["--nodes", "1"], "nodes"),
+])
+def test_bad_input_names_the_field_before_anything_is_built(name, flags, field, tmp_path, capsys):
+    from swarmmesh import experiment
+    module = experiment.load(name)
+    code = experiment.main(module, [*flags, "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert capsys.readouterr().err.startswith(f"error: {field}: ")
+    assert not (tmp_path / "out").exists()
