@@ -44,7 +44,7 @@ def test_mn_custom_topology_answers_on_every_node(tmp_path):
     assert [a["client"] for a in answers] == ["10.255.0.2", "10.255.0.3", "10.255.0.4",
                                               "10.255.0.4"]
     assert {a["task"] for a in answers[2:]} == {"app.1", "app.2"}    # rr on node3
-    assert "installed" in (tmp_path / "controller.log").read_text()
+    assert "in sync with the model" in (tmp_path / "controller.log").read_text()
     assert ours_left() == []
     import os
     assert not os.path.exists(sock)
