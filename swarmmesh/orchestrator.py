@@ -214,6 +214,8 @@ class Orchestrator:
             self.tb.sync_fdb()
         self.record("task removed", task.name)
         self.publish(f"{task.name} removed")
+        with self.build_lock:
+            self.tb.flush_conntrack(task)   # IPVS expire_nodest_conn
         if replace and self._missing(task.service) > 0:
             self._start_task(task.service, version=task.version, slot=task.slot)
 
@@ -382,6 +384,9 @@ class Orchestrator:
         with self.build_lock:
             self.tb.sync_fdb()
         self.publish(f"{name}'s tasks removed")
+        with self.build_lock:
+            for t in gone:
+                self.tb.flush_conntrack(t)
         for t in gone:
             if self.cluster.service(t.service).mode != "global" and self._missing(t.service) > 0:
                 self._start_task(t.service, version=t.version, slot=t.slot)

@@ -27,12 +27,13 @@ Tables::
     13  pick: pointer k -> DNAT to task k, learn pointer k+1, learn the
         connection into 14
     14  per-connection flows (learned, 10 s): the task a connection was
-        given, loaded into reg3.  A new connection's later packets that
-        passed conntrack before its first was committed (several datagrams
-        in one receive batch of userspace OVS) find it here and keep the
-        task without moving the pointer; and every new connection takes the
-        slow path, so that the pointer advances per connection
-    15  dispatch: reg3 set -> DNAT to that task; else -> 12, 13
+        given, loaded into reg3.  Learning them makes every new connection
+        take the slow path, so that the pointer advances per connection.
+        UDP consults them: a new flow's later datagrams that passed
+        conntrack before its first was committed (one receive batch of
+        userspace OVS) keep the task without moving the pointer
+    15  UDP dispatch: reg3 names a task still in the balancer -> DNAT to
+        it; else -> 12, 13
     20/21/22  conntrack zone 2 (SNAT to the node's ingress address)
     30/31/32  reply path: un-SNAT, un-DNAT, back to the node's kernel
     40  L3 delivery on the ingress network: local task port or VXLAN
@@ -319,7 +320,10 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
         svc_match = {"eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol],
                      "ipv4_dst": SBOX_GW_IP, _l4(p): p.published}
         new_actions: list[Action] = ([Resubmit(T_RR_CONN), Resubmit(T_RR_DISPATCH)]
-                                     if tasks else [])   # no task: dropped, as IPVS does
+                                     if p.protocol == "udp" else
+                                     [Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)])
+        if not tasks:
+            new_actions = []                             # no task: dropped, as IPVS does
         flows.append(flow(T_DNAT_STATE, 100, {**svc_match, "ct_state": CT_TRK_NEW},
                           new_actions))
         # A committed connection stays +new until its first reply (a resent
@@ -475,7 +479,10 @@ def _picks(match: dict, tasks: list[Task], every: list[Task],
     also the pointer's key).  13: pointer k -> task k (DNAT, ct_mark), learn
     pointer k+1, learn the connection's task into 14; a pointer left out of
     range by a shrinking task list falls back to task 0 (priority 50).
-    15: a connection 14 knows goes to its task (any that still exists)."""
+    15 (UDP): a flow 14 knows goes to its task, if that task still takes
+    new connections.  TCP never consults 14: a SYN waits for its answer, so
+    there is no batch race, and a client that reuses a source port must get
+    a fresh pick."""
     flows = []
     learn_ptr = tuple(sorted(match.items()))
     for proto, src_field, dst_field in protos:
@@ -492,7 +499,9 @@ def _picks(match: dict, tasks: list[Task], every: list[Task],
             flows.append(flow(T_RR_PICK, 100, {**m, REG_RR: k}, actions))
             if k == 0:
                 flows.append(flow(T_RR_PICK, 50, m, actions))
-        for t in every:
+        if proto != IP_PROTO["udp"]:
+            continue
+        for t in tasks:
             flows.append(flow(T_RR_DISPATCH, 110, {**m, REG_PICKED: task_number(t)},
                               [Ct(zone, next_table, commit=True, nat=nat_of(t))]))
         if tasks:
@@ -563,15 +572,19 @@ def network_flows(cluster: Cluster, node_name: str) -> list[Flow]:
                               [SetField("eth_src", docker_mac(vip)), Goto(T_NET_DELIVER)]))
     flows.append(flow(T_NET, 0, {}, []))
 
-    # 60/61 + 12/13: the VIP's round-robin pick, per node (IPVS rr in lb-<net>).
+    # 60/61 + 12-15: the VIP's round-robin pick, per node (IPVS rr in lb-<net>).
     flows.append(flow(T_VIP_CT, 100, {"eth_type": ETH_IP},
                       [Ct(ZONE_VIP_DNAT, T_VIP_STATE, nat_existing=True)]))
     for vi, (nname, svc_name, vip, tasks) in enumerate(vips(cluster)):
         j = net_index(cluster.networks[nname])
         ptr_match = {REG_NET: j, "eth_type": ETH_IP, "ipv4_dst": str(vip)}
         if tasks:                                   # no task: dropped
-            flows.append(flow(T_VIP_STATE, 100, {**ptr_match, "ct_state": CT_TRK_NEW},
+            flows.append(flow(T_VIP_STATE, 100, {**ptr_match, "ip_proto": IP_PROTO["udp"],
+                                                 "ct_state": CT_TRK_NEW},
                               [Resubmit(T_RR_CONN), Resubmit(T_RR_DISPATCH)]))
+            flows.append(flow(T_VIP_STATE, 100, {**ptr_match, "ip_proto": IP_PROTO["tcp"],
+                                                 "ct_state": CT_TRK_NEW},
+                              [Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)]))
         flows.append(flow(T_RR_PTR, 100, ptr_match, [SetField(REG_RR, 0)]))
         mark_of = (lambda vi_: lambda t: pick_mark(VIP_MARK_BASE + vi_, t))(vi)
         for t in cluster.tasks_of(svc_name):

@@ -297,6 +297,12 @@ class Testbed:
                 self.net.delLink(link)          # while the host's shell still runs
             self.net.delHost(host)
 
+    def flush_conntrack(self, task: Task) -> None:
+        """Every node forgets the connections to a task that was removed."""
+        addrs = [str(a) for a in task.addresses.values()]
+        for n in self.cluster.nodes:
+            self.net.get(n.name).flush_conntrack(addrs)
+
     def sync_fdb(self) -> None:
         for n in self.cluster.nodes:
             self.net.get(n.name).sync_fdb(self.cluster)

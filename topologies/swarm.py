@@ -331,6 +331,25 @@ class SwarmNode(_Recorded, _Quiet):
                 self.cmd(f"OVS_RUNDIR={self.ovs_dir} ovs-vsctl --db=unix:{self.ovs_dir}/db.sock "
                          f"--if-exists del-port {rules.BRIDGE} {intf}")
 
+    def appctl(self, *args: str) -> str:
+        """``ovs-appctl`` against this node's vswitchd."""
+        d = self.ovs_dir
+        pid = (d / "ovs-vswitchd.pid").read_text().strip()
+        return self.cmd(f"ovs-appctl -t {d}/ovs-vswitchd.{pid}.ctl " + " ".join(args))
+
+    def flush_conntrack(self, addresses) -> None:
+        """Forget every connection to these (task) addresses, as Swarm's IPVS
+        does for a removed backend (``expire_nodest_conn``): else a client
+        that reuses a source port would follow a stale entry to it.  DNAT
+        zones match the reply's source, SNAT zones the original destination."""
+        if self.ovs_dir is None:
+            return
+        for ip in addresses:
+            for zone in (rules.ZONE_DNAT, rules.ZONE_VIP_DNAT):
+                self.appctl(f"dpctl/flush-conntrack zone={zone} '' 'ct_nw_src={ip}'")
+            for zone in (rules.ZONE_SNAT, rules.ZONE_LB_SNAT):
+                self.appctl(f"dpctl/flush-conntrack zone={zone} 'ct_nw_dst={ip}'")
+
     def _register_pidfile(self, path: Path, marker: str) -> None:
         if self.state and path.exists():
             self.state.register(int(path.read_text().strip()), marker)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import time
@@ -123,10 +124,11 @@ def test_experiment_4_nodes_3_replicas_splits_exactly_per_node(tmp_path):
 
 UDP_CLIENT = r"""
 import json, socket, sys
-node, conns, burst = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+node, conns, burst, base = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 for c in range(conns):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(2)
+    s.bind(("", base + c))            # a port no earlier flow used: a new flow for conntrack
     s.connect((node, 8000))
     for i in range(burst):            # several datagrams before any answer
         s.send(b"ping %d" % i)
@@ -143,8 +145,13 @@ def udp_mesh(testbed_factory):
     return testbed_factory(Cluster.quick(nodes=3, replicas=2, protocol="udp"))
 
 
+_UDP_PORTS = itertools.count(42000, 100)
+
+
 def _udp_flows(tb, conns: int, burst: int) -> list[list[str]]:
-    out = tb.run_in("c1", ["-c", UDP_CLIENT, "192.168.99.3", str(conns), str(burst)])
+    """``conns`` new UDP flows (fresh source ports), ``burst`` datagrams each."""
+    out = tb.run_in("c1", ["-c", UDP_CLIENT, "192.168.99.3", str(conns), str(burst),
+                           str(next(_UDP_PORTS))])
     return [json.loads(line) for line in out.splitlines()]
 
 

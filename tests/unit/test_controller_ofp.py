@@ -196,18 +196,21 @@ def test_numbered_output_resubmit_goto_and_drop():
     out, = flows_with(rules.Output, rules.T_RPL_OUT)
     acts = apply_actions(round_trip(dp, flow_mod(dp, out)))
     assert acts[-1].port == rules.PORT_GW
-    # Resubmit to the known connections, then the dispatch
+    # TCP: a new connection resubmits to the pointer and the pick
     new = [f for f in flows_with(rules.Resubmit, rules.T_DNAT_STATE)]
-    acts = apply_actions(round_trip(dp, flow_mod(dp, new[0])))
-    assert [(type(a), a.table_id) for a in acts] == [
-        (parser.NXActionResubmitTable, rules.T_RR_CONN),
-        (parser.NXActionResubmitTable, rules.T_RR_DISPATCH)]
-    # ... and the dispatch to the pointer and the pick
-    new = [f for f in flows_with(rules.Resubmit, rules.T_RR_DISPATCH)]
     acts = apply_actions(round_trip(dp, flow_mod(dp, new[0])))
     assert [(type(a), a.table_id) for a in acts] == [
         (parser.NXActionResubmitTable, rules.T_RR_PTR),
         (parser.NXActionResubmitTable, rules.T_RR_PICK)]
+    # UDP: to the known flows, then the dispatch, which goes to the pointer and pick
+    udp = rules.node_flows(Cluster.quick(4, 3, protocol="udp"), "node1")
+    for table, want in ((rules.T_DNAT_STATE, (rules.T_RR_CONN, rules.T_RR_DISPATCH)),
+                        (rules.T_RR_DISPATCH, (rules.T_RR_PTR, rules.T_RR_PICK))):
+        f = next(f for f in udp if f.table == table
+                 and any(isinstance(a, rules.Resubmit) for a in f.actions))
+        acts = apply_actions(round_trip(dp, flow_mod(dp, f)))
+        assert [(type(a), a.table_id) for a in acts] == [
+            (parser.NXActionResubmitTable, want[0]), (parser.NXActionResubmitTable, want[1])]
     # A Goto alone: one goto instruction, no apply-actions
     cls = [f for f in FLOWS if f.table == 0 and f.actions == (rules.Goto(rules.T_DNAT_CT),)]
     msg = round_trip(dp, flow_mod(dp, cls[0]))

@@ -532,3 +532,30 @@ def test_a_packet_that_passed_conntrack_before_its_connection_was_committed_keep
     tasks = tasks_of(c)
     nxt = connect(fc, "node1", 40001, proto="udp")
     assert nxt.task == tasks[(tasks.index(first.task) + 1) % 3]
+
+
+def test_a_tcp_client_that_reuses_a_source_port_gets_a_fresh_pick():
+    """Table 14 must not pin a new TCP connection to the task an earlier
+    connection from the same address and port had (Linux reuses ports)."""
+    c = Cluster.quick(3, 3)
+    fc = FakeCluster(c)
+    first = connect(fc, "node1", 40000)
+    fc.reply(first.task, first.packet)
+    fc.switches["node1"].conntrack.clear()        # the old connection is gone
+    again = connect(fc, "node1", 40000)
+    tasks = tasks_of(c)
+    assert again.task == tasks[(tasks.index(first.task) + 1) % 3]
+
+
+def test_a_udp_flow_known_in_table_14_never_goes_to_a_task_that_left():
+    c = Cluster.quick(3, 3, protocol="udp")
+    fc = FakeCluster(c)
+    first = connect(fc, "node1", 40000, proto="udp")
+    first.task.state = "draining"                 # weight 0: a new model, new flows
+    learned = [f for f in fc.switches["node1"].flows if f.cookie == rules.COOKIE_LEARNED]
+    fc2 = FakeCluster(c)
+    for f in learned:                             # the switch keeps what it learned
+        fc2.switches["node1"].add_flow(f)
+    fc2.switches["node1"].conntrack.clear()
+    again = connect(fc2, "node1", 40000, proto="udp")
+    assert again.task != first.task and again.task.state == "running"
