@@ -69,7 +69,7 @@ class Orchestrator:
         self.checker = health.Checker(self._on_transition) if health_checks else None
         self.thread = threading.Thread(target=self._loop, name="orchestrator", daemon=True)
         self.busy = 0                  # steps in flight (building, waiting on delays)
-        self.build_lock = threading.Lock()   # one Mininet change at a time
+        self.build_lock = threading.RLock()  # one Mininet change at a time (the CLI nests it)
 
     # -- lifecycle of the orchestrator itself --------------------------------
     def __enter__(self) -> "Orchestrator":
