@@ -119,7 +119,9 @@ def count_vxlan(pcap: Path) -> dict:
     for line in out.splitlines():
         if "VXLAN" in line and "vni" in line:
             vnis[line.rsplit("vni", 1)[1].strip()] += 1
-    return {"packets": sum(1 for l in out.splitlines() if ".4789" in l), "vni": dict(vnis)}
+    # one "VXLAN, ... vni N" line per packet (the inner packet follows on its own
+    # line; counting ".4789" would also count inner client ports 47890-47899)
+    return {"packets": sum(1 for l in out.splitlines() if ": VXLAN" in l), "vni": dict(vnis)}
 
 
 def facts(cluster: Cluster, service: str, port, rows: list[dict]) -> dict:

@@ -518,7 +518,8 @@ class _Check:
 
     def _on_sock(self, mask: int) -> None:
         sock = self.sock
-        assert sock is not None
+        if sock is None:                 # already ended (a timeout in the same round)
+            return
         if not self.sent:
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
@@ -570,9 +571,12 @@ class _Check:
             pass
 
     def _on_output(self, mask: int) -> None:
-        self._drain()
+        if self.proc is not None:        # the exit, in the same select round, may have ended it
+            self._drain()
 
     def _on_exit(self, mask: int) -> None:
+        if self.proc is None:
+            return
         code = self.proc.wait()  # type: ignore[union-attr]
         self._drain()
         self.finish(code == 0, code, self.buf.decode(errors="replace"))
