@@ -207,3 +207,49 @@ def test_a_down_nodes_tasks_run_elsewhere_and_it_stops_answering(living):
     assert tasks_answering(tb, "node2", 2) == {"FAILED": 2}
     kinds = [e.event for e in orch.events]
     assert kinds.index("node down") < kinds.index("node marked down") < len(kinds)
+
+
+def test_dns_and_the_vip_follow_tasks_as_they_come_and_go(living):
+    """East-west at run time: new tasks get their network legs, their DNS and
+    their share of the VIP; retired ones leave DNS and the VIP."""
+    stk = {"networks": {"back": {}}, "services": {
+        "db": {"deploy": {"replicas": 2}, "networks": ["back"],
+               "healthcheck": {"test": ["CMD", "curl", "-f", "http://localhost/health"],
+                               "interval": "1s", "retries": 2}},
+        "client": {"networks": ["back"]}}}
+    tb, orch = living(Cluster.from_stack(stk, nodes=3))
+    wait_all_running(tb, orch)
+    client = tb.host(tb.cluster.tasks_of("client")[0].host)
+
+    def tasks_dns() -> set[str]:
+        out = client.cmd("dig +short +time=1 +tries=1 tasks.db")
+        return {line for line in out.split() if line[:1].isdigit()}
+
+    def via_vip(count: int) -> Counter:
+        out = tb.run_in(client.name, ["-m", "swarmmesh.nameclient", "db", "80",
+                                      "--count", str(count)])
+        return Counter(json.loads(line)["body"]["task"] for line in out.splitlines())
+
+    def addresses() -> set[str]:
+        return {str(t.addresses["back"]) for t in tb.cluster.tasks_of("db")}
+
+    assert tasks_dns() == addresses() and len(addresses()) == 2
+    orch.scale("db", 4)
+    orch.settle()
+    wait_all_running(tb, orch)
+    names = {t.name for t in tb.cluster.tasks_of("db")}
+    assert len(names) == 4
+    deadline = time.monotonic() + 5
+    while tasks_dns() != addresses():                  # the resolver re-reads the model
+        assert time.monotonic() < deadline, (tasks_dns(), addresses())
+        time.sleep(0.1)
+    assert via_vip(8) == {n: 2 for n in names}         # new tasks are reachable by VIP
+    orch.scale("db", 1)
+    orch.settle()
+    wait_all_running(tb, orch)
+    deadline = time.monotonic() + 5
+    while tasks_dns() != addresses():
+        assert time.monotonic() < deadline, (tasks_dns(), addresses())
+        time.sleep(0.1)
+    assert len(addresses()) == 1
+    assert via_vip(3) == {tb.cluster.tasks_of("db")[0].name: 3}
