@@ -59,11 +59,6 @@ ANSWER_SIZE = 16           # one A record with a compressed name
 
 # --- the answers, from the model alone ----------------------------------------
 
-def running(task: Task) -> bool:
-    """A task that is in the load balancer (and so in DNS)."""
-    return getattr(task, "state", "running") == "running"
-
-
 def answer(cluster: Cluster, asker: Task, qname: str, qtype: int = QTYPE_A,
            rng: random.Random | None = None) -> tuple[int, list[str]]:
     """(rcode, addresses) for ``qname`` asked by task ``asker``."""
@@ -82,7 +77,7 @@ def answer(cluster: Cluster, asker: Task, qname: str, qtype: int = QTYPE_A,
     net = shared[0]
     if want_tasks or svc.endpoint_mode == "dnsrr":
         ips = [str(t.addresses[net]) for t in cluster.tasks_of(svc.name)
-               if net in t.addresses and running(t)]
+               if net in t.addresses and cluster.in_balancer(t)]   # the same tasks as the VIP
         rng.shuffle(ips)
     else:
         ips = [str(svc.vips[net])]

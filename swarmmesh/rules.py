@@ -223,16 +223,17 @@ def node_of_dpid(cluster: Cluster, dpid: int) -> Node | None:
     return None
 
 
-def ingress_ports(cluster: Cluster) -> list[tuple[PublishedPort, list[Task]]]:
+def ingress_ports(cluster: Cluster) -> list[tuple[PublishedPort, list[Task], list[Task]]]:
     """Every ingress-mode published port with the tasks that take new
-    connections behind it (running, on a node that is up)."""
+    connections behind it (running, on a node that is up), and every task of
+    its service that still exists (the leaving ones keep their connections)."""
     out = []
     for svc in cluster.ingress_services():
-        tasks = [t for t in cluster.tasks_of(svc.name)
-                 if "ingress" in t.addresses and cluster.in_balancer(t)]
+        every = [t for t in cluster.tasks_of(svc.name) if "ingress" in t.addresses]
+        tasks = [t for t in every if cluster.in_balancer(t)]
         for p in svc.ports:
             if p.mode == "ingress" and p.protocol in IP_PROTO:
-                out.append((p, tasks))
+                out.append((p, tasks, every))
     return out
 
 
@@ -280,7 +281,7 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
         flows.append(arp_responder(str(t.addresses["ingress"]), t.macs["ingress"]))
 
     # 0 -> 10: a connection the kernel DNATed to the sandbox, per published port.
-    for p, _tasks in ingress_ports(cluster):
+    for p, _tasks, _every in ingress_ports(cluster):
         flows.append(flow(T_CLASSIFY, 200, {
             "in_port": PORT_GW, "eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol],
             "ipv4_dst": SBOX_GW_IP, _l4(p): p.published}, [Goto(T_DNAT_CT)]))
@@ -315,8 +316,7 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
     # 10/11: conntrack, then new connections to the round-robin pick.
     flows.append(flow(T_DNAT_CT, 100, {"eth_type": ETH_IP},
                       [Ct(ZONE_DNAT, T_DNAT_STATE, nat_existing=True)]))
-    p_service = {id(p): svc.name for svc in cluster.ingress_services() for p in svc.ports}
-    for pi, (p, tasks) in enumerate(ingress_ports(cluster)):
+    for pi, (p, tasks, every) in enumerate(ingress_ports(cluster)):
         svc_match = {"eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol],
                      "ipv4_dst": SBOX_GW_IP, _l4(p): p.published}
         new_actions: list[Action] = ([Resubmit(T_RR_CONN), Resubmit(T_RR_DISPATCH)]
@@ -332,17 +332,15 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
         # (Userspace conntrack has already rewritten them to the task, the
         # kernel's has not: the match leaves out the destination.)  Every
         # task that still exists keeps its flow, the draining ones included.
-        for t in cluster.tasks_of(p_service[id(p)]):
-            if "ingress" in t.addresses:
-                flows.append(flow(T_DNAT_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
-                                                      "ct_mark": pick_mark(pi, t)}, [
-                    Ct(ZONE_DNAT, T_SNAT_CT, commit=True,
-                       nat=Nat("dst", str(t.addresses["ingress"]), p.target))]))
+        for t in every:
+            flows.append(flow(T_DNAT_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
+                                                  "ct_mark": pick_mark(pi, t)}, [
+                Ct(ZONE_DNAT, T_SNAT_CT, commit=True,
+                   nat=Nat("dst", str(t.addresses["ingress"]), p.target))]))
         # 12: the pointer, starting at task 0; ``learn`` replaces it.
         flows.append(flow(T_RR_PTR, 100, svc_match, [SetField(REG_RR, 0)]))
         # 13: pointer k -> task k; learn k+1; per-connection learn; DNAT.
-        every = [t for t in cluster.tasks_of(p_service[id(p)]) if "ingress" in t.addresses]
-        flows += _picks(svc_match, tasks, every,
+        flows += _picks(svc_match, tasks,
                         [(IP_PROTO[p.protocol], _l4(p, dst=False), _l4(p))],
                         lambda t: Nat("dst", str(t.addresses["ingress"]), p.target),
                         ZONE_DNAT, T_SNAT_CT, lambda t: pick_mark(pi, t))
@@ -408,7 +406,7 @@ def overlay_fdb(cluster: Cluster, node_name: str,
 
 def published_ports(cluster: Cluster) -> list[PublishedPort]:
     """The ports every node's kernel steers into its ingress sandbox."""
-    return [p for p, _ in ingress_ports(cluster)]
+    return [p for p, _, _ in ingress_ports(cluster)]
 
 
 
@@ -472,7 +470,7 @@ def vips(cluster: Cluster) -> list[tuple[str, str, object, list[Task]]]:
     return out
 
 
-def _picks(match: dict, tasks: list[Task], every: list[Task],
+def _picks(match: dict, tasks: list[Task],
            protos: list[tuple[int, str, str]], nat_of, zone: int, next_table: int,
            mark_of) -> list[Flow]:
     """Tables 13 and 15 for one balanced service (``match``: its packets,
@@ -586,18 +584,20 @@ def network_flows(cluster: Cluster, node_name: str) -> list[Flow]:
                                                  "ct_state": CT_TRK_NEW},
                               [Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)]))
         flows.append(flow(T_RR_PTR, 100, ptr_match, [SetField(REG_RR, 0)]))
-        mark_of = (lambda vi_: lambda t: pick_mark(VIP_MARK_BASE + vi_, t))(vi)
-        for t in cluster.tasks_of(svc_name):
+        def mark_of(t: Task) -> int:
+            return pick_mark(VIP_MARK_BASE + vi, t)
+
+        def nat_of(t: Task) -> Nat:
+            return Nat("dst", str(t.addresses[nname]))
+
+        for t in cluster.tasks_of(svc_name):   # every task that exists keeps its connections
             if nname in t.addresses:
                 flows.append(flow(T_VIP_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
                                                      "ct_mark": mark_of(t)},
-                                  [Ct(ZONE_VIP_DNAT, T_LB_SNAT_CT, commit=True,
-                                      nat=Nat("dst", str(t.addresses[nname])))]))
-        every = [t for t in cluster.tasks_of(svc_name) if nname in t.addresses]
-        flows += _picks(ptr_match, tasks, every,
+                                  [Ct(ZONE_VIP_DNAT, T_LB_SNAT_CT, commit=True, nat=nat_of(t))]))
+        flows += _picks(ptr_match, tasks,
                         [(proto, f"{pname}_src", f"{pname}_dst") for pname, proto in IP_PROTO.items()],
-                        (lambda n_: lambda t: Nat("dst", str(t.addresses[n_])))(nname),
-                        ZONE_VIP_DNAT, T_LB_SNAT_CT, mark_of)
+                        nat_of, ZONE_VIP_DNAT, T_LB_SNAT_CT, mark_of)
     flows.append(flow(T_VIP_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
                       [Goto(T_LB_SNAT_CT)]))
     # 62/63: zone 4 (the SNAT flows per network are above).
