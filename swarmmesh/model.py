@@ -718,7 +718,8 @@ class Cluster:
     tasks: list[Task]
     clients: list[Client]
     ignored_keys: list[str] = field(default_factory=list)
-    retired: set[str] = field(default_factory=set)   # names of removed tasks (run time only)
+    retired: set[str] = field(default_factory=set)         # removed tasks' names (run time only)
+    retired_hosts: set[str] = field(default_factory=set)   # and their host names
 
     # ---- construction ---------------------------------------------------
 
@@ -892,8 +893,7 @@ class Cluster:
         slots = [t.slot for t in self.tasks_of(service)]
         if slot is None:
             slot = max(slots, default=0) + 1
-        hosts = [t.host for t in self.tasks] + [r for r in self.retired if r[:1] == "t"
-                                                and r[1:].isdigit()]
+        hosts = [t.host for t in self.tasks] + list(self.retired_hosts)
         number = max((int(h[1:]) for h in hosts), default=0) + 1   # never reused
         name = f"{service}.{slot}"
         if name in self.retired or any(t.name == name for t in self.tasks):
@@ -920,7 +920,8 @@ class Cluster:
     def remove_task(self, name: str) -> Task:
         task = self.task(name)
         self.tasks.remove(task)
-        self.retired.update((task.name, task.host))   # never used twice
+        self.retired.add(task.name)           # names and host names are never used twice
+        self.retired_hosts.add(task.host)
         return task
 
     def in_balancer(self, task: Task) -> bool:

@@ -157,7 +157,11 @@ class Orchestrator:
         return rev
 
     def healthcheck_of(self, task: Task) -> HealthCheck | None:
-        hc = self.cluster.service(task.service).healthcheck
+        """The task's check with this profile's timings (None: it has none)."""
+        return self._healthcheck(task.service)
+
+    def _healthcheck(self, service: str) -> HealthCheck | None:
+        hc = self.cluster.service(service).healthcheck
         if hc is None or not hc.active:
             return None
         return HealthCheck.for_profile(self.profile.name, hc)
@@ -176,7 +180,7 @@ class Orchestrator:
                     slot: int | None = None) -> Task:
         """Schedule, build and (health permitting) admit a new task."""
         with self.lock:
-            probe_first = self.healthcheck_of_service(service) is not None
+            probe_first = self._healthcheck(service) is not None
             task = self.cluster.place_task(service, node=node, version=version, slot=slot,
                                            state="starting" if probe_first else "running")
         with self.build_lock:
@@ -187,10 +191,6 @@ class Orchestrator:
         if probe_first:
             self._watch_health(task)
         return task
-
-    def healthcheck_of_service(self, service: str) -> HealthCheck | None:
-        hc = self.cluster.service(service).healthcheck
-        return hc if hc is not None and hc.active else None
 
     def _leave(self, task: Task, why: str, replace: bool = False) -> None:
         """Weight 0 now, removal after the convergence delay (Swarm's 2 s)."""

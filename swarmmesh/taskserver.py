@@ -333,13 +333,20 @@ class _Wakeup:
         pass
 
 
-class _Listener:
-    """Accepts connections on one TCP port and answers them eagerly."""
+class _PortHandler:
+    """What the selector calls for one listening socket of the server."""
 
     def __init__(self, srv: TaskServer, sock: socket.socket, port: int) -> None:
         self.srv = srv
         self.sock = sock
         self.port = port
+
+    def on_error(self) -> None:
+        pass
+
+
+class _Listener(_PortHandler):
+    """Accepts connections on one TCP port and answers them eagerly."""
 
     def on_event(self, mask: int) -> None:
         srv = self.srv
@@ -375,17 +382,9 @@ class _Listener:
             except (KeyError, ValueError):
                 pass
 
-    def on_error(self) -> None:
-        pass
 
-
-class _UdpResponder:
+class _UdpResponder(_PortHandler):
     """Answers every UDP datagram with the task JSON document."""
-
-    def __init__(self, srv: TaskServer, sock: socket.socket, port: int) -> None:
-        self.srv = srv
-        self.sock = sock
-        self.port = port
 
     def on_event(self, mask: int) -> None:
         srv = self.srv
@@ -408,9 +407,6 @@ class _UdpResponder:
                 self.sock.sendto(body, addr)
             except OSError:
                 pass
-
-    def on_error(self) -> None:
-        pass
 
 
 class _Conn:

@@ -20,19 +20,9 @@ from collections import Counter
 import pytest
 
 from swarmmesh.model import Cluster
+from tests.stacks import EASTWEST as STACK
 
 from .conftest import PY, REPO
-
-STACK = {
-    "networks": {"front": {}, "back": {}},
-    "services": {
-        "web": {"deploy": {"replicas": 3}, "networks": ["front"]},
-        "client": {"deploy": {"replicas": 3}, "networks": ["front"]},
-        "db": {"deploy": {"replicas": 2, "endpoint_mode": "dnsrr"}, "networks": ["back"]},
-        "api": {"deploy": {"replicas": 1}, "networks": ["front", "back"],
-                "ports": ["8000:80"]},
-    },
-}
 
 
 @pytest.fixture(scope="module")

@@ -241,7 +241,7 @@ def test_to_actions_returns_goto_separately():
 
 def test_east_west_flows_serialize_and_parse_back():
     """User networks add reg2 matches/loads and port-less DNAT: all must encode."""
-    from tests.unit.test_rules_eastwest import STACK
+    from tests.stacks import EASTWEST as STACK
     cluster = Cluster.from_stack(STACK, nodes=3)
     dp = FakeDatapath()
     count = 0
@@ -254,7 +254,7 @@ def test_east_west_flows_serialize_and_parse_back():
 
 
 def test_vip_dnat_keeps_the_port_and_learn_matches_the_network():
-    from tests.unit.test_rules_eastwest import STACK
+    from tests.stacks import EASTWEST as STACK
     cluster = Cluster.from_stack(STACK, nodes=3)
     flows = [f for f in rules.network_flows(cluster, "node1")
              if f.table == rules.T_RR_PICK]

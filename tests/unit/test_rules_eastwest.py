@@ -9,19 +9,9 @@ import pytest
 from swarmmesh import rules
 from swarmmesh.fakeswitch import FakeCluster
 from swarmmesh.model import Cluster, docker_mac
+from tests.stacks import EASTWEST as STACK
 
 IP = rules.ETH_IP
-
-STACK = {
-    "networks": {"front": {}, "back": {}},
-    "services": {
-        "web": {"deploy": {"replicas": 3}, "networks": ["front"]},
-        "client": {"deploy": {"replicas": 3}, "networks": ["front"]},
-        "db": {"deploy": {"replicas": 2, "endpoint_mode": "dnsrr"}, "networks": ["back"]},
-        "api": {"deploy": {"replicas": 1}, "networks": ["front", "back"],
-                "ports": ["8000:80"]},
-    },
-}
 
 
 @pytest.fixture
