@@ -4,11 +4,13 @@
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-APT_PKGS := mininet openvswitch-switch nftables ethtool iproute2 tcpdump iputils-ping \
-            python3-venv python3-yaml procps
+# The system packages: one declared list (package, group, programs, why), read here,
+# by `swarmmesh doctor` and by the code's tool checks. Set-up installs core + clients.
+DEPS     := swarmmesh/machine/debian-packages.txt
+APT_PKGS := $(shell awk '!/^\#/ && NF && ($$2 == "core" || $$2 == "clients") {print $$1}' $(DEPS))
 OVS_CTL := /usr/share/openvswitch/scripts/ovs-ctl
 
-.PHONY: setup apt ovs venv demo test unit integration benchmark clean distclean
+.PHONY: setup apt ovs venv doctor demo test unit integration benchmark clean distclean
 
 setup: apt ovs venv
 
@@ -35,16 +37,21 @@ $(STAMP): requirements.txt setup.py
 
 venv: $(STAMP)
 
-demo: setup
+# One line per item (kernel features, packages, Open vSwitch, Python); fails if
+# something required is missing.
+doctor: setup
+	@$(VENV)/bin/swarmmesh doctor
+
+demo: doctor
 	$(VENV)/bin/swarmmesh run routing_mesh --nodes 3 --replicas 2 --requests 30
 
-test: setup
+test: doctor
 	$(PY) -m pytest tests -q -ra
 
 unit: venv
 	$(PY) -m pytest tests/unit -q
 
-integration: setup
+integration: doctor
 	$(PY) -m pytest tests/integration -q -ra
 
 benchmark: setup
@@ -56,3 +63,4 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) *.egg-info
+

@@ -1,10 +1,11 @@
-"""The command-line tool: ``swarmmesh list | run NAME [flags] | replot RUN_DIR | clean | cli``.
+"""The command-line tool: ``swarmmesh list | run | replot | clean | doctor | cli``.
 
     swarmmesh list                              the experiments, one line each
     sudo swarmmesh run routing_mesh --nodes 4   run one (its flags: swarmmesh run NAME --help)
     sudo swarmmesh cli --nodes 3 --profile fast a cluster and Mininet's CLI with Swarm's commands
     swarmmesh replot RUN_DIR                    redraw figures + report.md from the raw data
     sudo swarmmesh clean                        remove what a killed run left (as `make clean`)
+    sudo swarmmesh doctor                       can this machine run it? one line per item
 
 ``run`` exits as the experiment does (0 ok, 1 failed, 2 bad input, 130
 Ctrl-C); ``replot`` exits 2 if RUN_DIR is not a run folder; ``cli`` exits 0
@@ -70,6 +71,11 @@ def cmd_clean(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from swarmmesh.machine import doctor
+    return doctor.main(args.flags)
+
+
 def cmd_cli(args) -> int:
     from swarmmesh.mncli import run_cli
     return run_cli(args)
@@ -92,6 +98,10 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="also clean runs whose owner process still lives")
     p.set_defaults(func=cmd_clean)
+    p = sub.add_parser("doctor", help="check the kernel, packages, Open vSwitch and Python "
+                                      "(exit 1 if something required is missing)", add_help=False)
+    p.add_argument("flags", nargs=argparse.REMAINDER, metavar="FLAGS")
+    p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("cli", help="build a cluster and run Mininet's CLI with Swarm's "
                                    "service/task/node commands (as root)")
     p.add_argument("--nodes", type=int, default=None, help="swarm nodes (default 3)")

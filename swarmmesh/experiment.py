@@ -38,7 +38,7 @@ from swarmmesh.progress import Progress
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = REPO / "experiments"
 NOT_EXPERIMENTS = {"__init__", "replot"}
-DATAPATHS = ("auto", "system", "netdev")
+from swarmmesh.machine.datapath import DATAPATHS  # noqa: E402  (re-exported)
 
 
 class Context:
@@ -124,6 +124,7 @@ def parameters(args: argparse.Namespace) -> dict:
 
 
 def base_summary(module: ModuleType, args: argparse.Namespace) -> dict:
+    from swarmmesh.machine import doctor
     from swarmmesh.testbed import versions
     return {
         "experiment": module.NAME,
@@ -136,6 +137,7 @@ def base_summary(module: ModuleType, args: argparse.Namespace) -> dict:
         "datapath": args.datapath if args.datapath != "auto" else
             "unknown (run() neither used ctx.testbed nor set ctx.summary[\"datapath\"])",
         "versions": versions(),
+        "doctor": doctor.summary_items(doctor.all_checks()),
         "git_commit": results.git_commit(),
         "host": results.host_info(),
         "started": results.now_iso(),

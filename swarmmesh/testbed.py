@@ -20,19 +20,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from swarmmesh.machine import deps
 from swarmmesh.model import Cluster, Task
 from swarmmesh.runtime import RunState, clean_all
 
 REPO = Path(__file__).resolve().parent.parent
-REQUIRED = {
-    "ovs-vswitchd": "apt-get install openvswitch-switch",
-    "ovsdb-server": "apt-get install openvswitch-switch",
-    "ovs-vsctl": "apt-get install openvswitch-switch",
-    "nft": "apt-get install nftables",
-    "ethtool": "apt-get install ethtool",
-    "bridge": "apt-get install iproute2",
-    "mnexec": "apt-get install mininet",
-}
+# Programs every testbed calls (their packages: swarmmesh/machine/debian-packages.txt).
+REQUIRED = ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "nft", "ethtool", "bridge", "mnexec")
 
 
 _RUN_SEQ = itertools.count(1)          # several testbeds may live in one process
@@ -45,7 +39,7 @@ class TestbedError(RuntimeError):
 def check_machine() -> None:
     if os.geteuid() != 0:
         raise TestbedError("the testbed builds namespaces and switches: run it as root (sudo)")
-    missing = [f"{prog} ({how})" for prog, how in REQUIRED.items() if not shutil.which(prog)]
+    missing = [f"{prog} ({deps.install_hint(prog)})" for prog in REQUIRED if not shutil.which(prog)]
     if missing:
         raise TestbedError("missing programs: " + ", ".join(missing) +
                            "; `sudo make setup` installs them all")
@@ -82,6 +76,19 @@ def versions() -> dict[str, str]:
     except Exception:                                      # noqa: BLE001
         pass
     return out
+
+
+DATAPATH_LOG = "SWARMMESH_DATAPATH_LOG"
+
+
+def record_datapath(datapath: str) -> None:
+    """Append the datapath a testbed ran on, and the pytest test that built it, to the file
+    named by $SWARMMESH_DATAPATH_LOG (set by the test suite, which reports it at its end)."""
+    path = os.environ.get(DATAPATH_LOG)
+    if path:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "-").split(" ")[0]
+        with open(path, "a") as f:
+            f.write(f"{datapath}\t{test}\n")
 
 
 class Testbed:
@@ -146,6 +153,7 @@ class Testbed:
         self.progress("waiting for the controller to program every node")
         self.wait_programmed()
         self.wait_dns()
+        record_datapath(self.datapath)
 
     def start_controller(self, sock: str) -> subprocess.Popen:
         ctl_dir = self.state.dir / "ctl"

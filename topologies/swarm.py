@@ -40,27 +40,13 @@ from mininet.topo import Topo                  # noqa: E402
 from swarmmesh import dns, rules               # noqa: E402
 from swarmmesh.model import Cluster, UNDERLAY_SUBNET   # noqa: E402
 from swarmmesh.runtime import RunState, kill_pid   # noqa: E402
+from swarmmesh.machine.datapath import choose_datapath, kernel_datapath_available  # noqa: E402,F401
 
 PRIVATE_PORT = 9999          # every task also listens here; it is never published
 APP_PORT = 80                # every task's application port (the usual target port)
 VXLAN_PORT = 4789
 DEFAULT_UNIX_SOCKET = "/run/swarmmesh/openflow.sock"
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
-
-
-def kernel_datapath_available() -> bool:
-    """True when the openvswitch kernel module is loaded or loadable."""
-    if Path("/sys/module/openvswitch").exists():
-        return True
-    r = subprocess.run(["modprobe", "-q", "openvswitch"], capture_output=True)
-    return r.returncode == 0 and Path("/sys/module/openvswitch").exists()
-
-
-def choose_datapath(requested: str = "auto") -> str:
-    """``system`` (kernel module) where it exists, else ``netdev`` (userspace)."""
-    if requested in ("system", "netdev"):
-        return requested
-    return "system" if kernel_datapath_available() else "netdev"
 
 
 class _Quiet:

@@ -43,9 +43,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-REPO = Path(__file__).resolve().parents[2]
+from swarmmesh.machine import deps
 
-APT_PACKAGE = {"curl": "curl", "ab": "apache2-utils", "wrk": "wrk", "iperf3": "iperf3"}
+REPO = Path(__file__).resolve().parents[2]
 
 Register = Callable[[int, str], None]
 
@@ -79,8 +79,7 @@ def require(program: str) -> str:
     """Absolute path of ``program``, or :class:`ToolMissing` naming its package."""
     path = shutil.which(program)
     if path is None:
-        pkg = APT_PACKAGE.get(program, program)
-        raise ToolMissing(f"{program} is not installed: `apt-get install {pkg}` "
+        raise ToolMissing(f"{program} is not installed: `{deps.install_hint(program)}` "
                           "(or `sudo make setup`)")
     return path
 
