@@ -10,7 +10,8 @@ DEPS     := swarmmesh/machine/debian-packages.txt
 APT_PKGS := $(shell awk '!/^\#/ && NF && ($$2 == "core" || $$2 == "clients") {print $$1}' $(DEPS))
 OVS_CTL := /usr/share/openvswitch/scripts/ovs-ctl
 
-.PHONY: setup apt ovs venv doctor demo test unit integration benchmark clean distclean
+.PHONY: setup apt ovs venv doctor demo test unit integration docker-test benchmark clean \
+        distclean
 
 setup: apt ovs venv
 
@@ -53,6 +54,11 @@ unit: venv
 
 integration: doctor
 	$(PY) -m pytest tests/integration -q -ra
+
+# The Mininet CI container (Dockerfile): both tiers in Debian 12, as the hosted CI runs them.
+docker-test:
+	docker build -t swarmmesh-test .
+	docker run --rm --privileged -v /lib/modules:/lib/modules:ro swarmmesh-test make test
 
 benchmark: setup
 	$(VENV)/bin/swarmmesh run overhead

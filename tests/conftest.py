@@ -41,5 +41,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     ran = sum(1 for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])
               if r.when == "call" and "tests/integration/" in r.nodeid)
     lines = Path(path).read_text().splitlines() if os.path.exists(path) else []
-    terminalreporter.write_line(datapath_report(lines, ran))
     os.unlink(path)
+    if ran or lines:
+        terminalreporter.write_line(datapath_report(lines, ran))
