@@ -30,7 +30,7 @@ ovs:
 	@if ovs-vsctl --timeout=3 show >/dev/null 2>&1; then echo "setup: Open vSwitch running"; \
 	else $(OVS_CTL) start --system-id=random >/dev/null && echo "setup: Open vSwitch started"; fi
 
-$(STAMP): requirements.txt setup.py
+$(STAMP): requirements.txt setup.py pyproject.toml
 	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
@@ -65,7 +65,7 @@ benchmark: setup
 
 # Remove what a killed run left behind: by recorded PID and name only.
 clean:
-	@if [ -x $(PY) ]; then $(PY) -m swarmmesh.runtime; else echo "clean: nothing to do (no venv)"; fi
+	@if [ -x $(PY) ]; then $(PY) -m swarmmesh.testbed.runtime; else echo "clean: nothing to do (no venv)"; fi
 
 distclean: clean
 	rm -rf $(VENV) *.egg-info

@@ -38,11 +38,9 @@ import math
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from swarmmesh import experiment, health, plots, report, timeline   # noqa: E402
-from swarmmesh.model import InvalidConfigError                       # noqa: E402
+from swarmmesh.runs import experiment, plots, report, timeline
+from swarmmesh.lifecycle import health
+from swarmmesh.model import InvalidConfigError
 
 NAME = "failover"
 DESCRIPTION = ("a task dies under steady load through every node: requests/s per task over "

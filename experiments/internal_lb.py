@@ -32,11 +32,8 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from swarmmesh import experiment, plots, report, results          # noqa: E402
-from swarmmesh.model import Cluster, InvalidConfigError           # noqa: E402
+from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.model import Cluster, InvalidConfigError
 
 NAME = "internal_lb"
 DESCRIPTION = ("east-west: client tasks call a service by name (VIP or dnsrr) with fresh, "
@@ -96,7 +93,7 @@ def measure(tb, cluster: Cluster, args, progress) -> list[dict]:
     rows = []
     for client in cluster.tasks_of("client"):
         for policy in POLICIES:
-            out = tb.run_in(client.host, ["-m", "swarmmesh.nameclient", SERVICE, str(PORT),
+            out = tb.run_in(client.host, ["-m", "swarmmesh.agents.nameclient", SERVICE, str(PORT),
                                           "--count", str(args.requests), "--dns", policy,
                                           "--timeout", str(args.timeout)],
                             timeout=args.requests * (args.timeout + 3) + 30)
@@ -157,7 +154,7 @@ def facts(cluster: Cluster, rows: list[dict], mode: str) -> dict:
         "task_addresses": {t.name: str(t.addresses[NETWORK]) for t in cluster.tasks},
         "lb_addresses": {n.name: str(n.lb_ips[NETWORK]) for n in cluster.nodes
                          if NETWORK in n.lb_ips},
-        "traffic": "swarmmesh.nameclient in each client task: glibc getaddrinfo via the "
+        "traffic": "swarmmesh.agents.nameclient in each client task: glibc getaddrinfo via the "
                    "embedded DNS, then one HTTP GET per new TCP connection, sequential "
                    "(the question is which task each new connection reaches)",
         "counts": counts,

@@ -38,12 +38,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from swarmmesh import experiment, plots, report, results        # noqa: E402
-from swarmmesh.model import Cluster, InvalidConfigError        # noqa: E402
-from swarmmesh.traffic import scapygen                          # noqa: E402
+from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.model import Cluster, InvalidConfigError
+from swarmmesh.traffic import scapygen
 
 NAME = "many_clients"
 DESCRIPTION = ("thousands of spoofed sources through every node: per-task spread, "

@@ -35,11 +35,8 @@ import os
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from swarmmesh import experiment, plots, report, results            # noqa: E402
-from swarmmesh.model import Cluster, InvalidConfigError             # noqa: E402
+from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.model import Cluster, InvalidConfigError
 
 NAME = "mesh_overhead"
 DESCRIPTION = ("latency and connection rate of one service reached directly, through a node "
@@ -104,7 +101,7 @@ def validate(args) -> dict:
         raise InvalidConfigError("replicas", f"path (c) needs a node with no task: with "
                                  f"{args.replicas} replicas on {args.nodes} nodes every node "
                                  "runs one; use fewer replicas or more nodes")
-    from swarmmesh import l4lb
+    from swarmmesh.testbed import l4lb
     l4lb.backend_network(cluster)                    # raises naming the field if none fits
     return {"cluster": cluster, "task_node": busy[0], "empty_node": empty[0]}
 
@@ -123,7 +120,7 @@ def _targets(cluster: Cluster, plan: dict, lb_ip: str) -> dict:
 
 
 def run(args, plan, ctx) -> None:
-    from swarmmesh import l4lb
+    from swarmmesh.testbed import l4lb
     from swarmmesh.traffic import tools
     cluster: Cluster = plan["cluster"]
     client = cluster.clients[0].name

@@ -29,11 +29,9 @@ import collections
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from swarmmesh import experiment, health, plots, report, timeline   # noqa: E402
-from swarmmesh.model import InvalidConfigError                       # noqa: E402
+from swarmmesh.runs import experiment, plots, report, timeline
+from swarmmesh.lifecycle import health
+from swarmmesh.model import InvalidConfigError
 
 NAME = "node_loss"
 DESCRIPTION = ("a node goes down under load through every node: detection, rescheduling "

@@ -31,11 +31,8 @@ import statistics
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from swarmmesh import experiment, plots, report, results        # noqa: E402
-from swarmmesh.model import Cluster, InvalidConfigError        # noqa: E402
+from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.model import Cluster, InvalidConfigError
 
 NAME = "overhead"
 DESCRIPTION = ("emulator overhead: task-to-task RTT over the overlay vs the underlay "
@@ -84,7 +81,7 @@ def measure(ctx, size: tuple[int, int], count: int, interval: float) -> list[dic
             paths["underlay"] = ping(tb.host("node1"), str(cluster.node("node2").underlay_ip),
                                      count, interval)
             ctx.progress.advance()
-            out = tb.run_in("c1", ["-m", "swarmmesh.httpclient",
+            out = tb.run_in("c1", ["-m", "swarmmesh.agents.httpclient",
                                    str(cluster.node("node2").underlay_ip), "8000",
                                    "--count", str(min(count, 200))])
             paths["mesh"] = [json.loads(l)["total_ms"] for l in out.splitlines()
@@ -180,7 +177,7 @@ def run(args, sizes, ctx) -> None:
     ctx.write_csv("rtt.csv", rows, COLUMNS)
     ctx.summary["design"] = "one ovs-vswitchd per node in the node's namespace; kernel VXLAN"
     ctx.summary["traffic"] = ("ping (ICMP echo) for the overlay and underlay RTT; "
-                              "swarmmesh.httpclient, one GET per new connection, for the mesh")
+                              "swarmmesh.agents.httpclient, one GET per new connection, for the mesh")
     ctx.summary["rtt"] = summarise(rows)
     for size, s in ctx.summary["rtt"].items():
         if isinstance(s, dict) and "overlay" in s:

@@ -11,12 +11,8 @@ the files in RUN_DIR.  Exit 0 on success, 2 if RUN_DIR is not a run folder.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from swarmmesh.cli import main as cli_main                      # noqa: E402
+from swarmmesh.ui.cli import main as cli_main
 
 
 def main(argv=None) -> int:

@@ -32,12 +32,10 @@ import re
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from swarmmesh import experiment, health, plots, report, timeline   # noqa: E402
-from swarmmesh.model import InvalidConfigError                       # noqa: E402
-from swarmmesh.orchestrator import UPDATE_ORDERS                     # noqa: E402
+from swarmmesh.runs import experiment, plots, report, timeline
+from swarmmesh.lifecycle import health
+from swarmmesh.model import InvalidConfigError
+from swarmmesh.lifecycle.orchestrator import UPDATE_ORDERS
 
 NAME = "rolling_update"
 DESCRIPTION = ("rolling update under load through every node, start-first against "

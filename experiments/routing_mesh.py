@@ -26,11 +26,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from swarmmesh import experiment, plots, report, results         # noqa: E402
-from swarmmesh.model import Cluster, InvalidConfigError         # noqa: E402
+from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.model import Cluster, InvalidConfigError
 
 NAME = "routing_mesh"
 DESCRIPTION = ("every node answers on the published port: who answered, the source the task "
@@ -78,7 +75,7 @@ def measure(tb, cluster: Cluster, service: str, port, requests: int, timeout: fl
     client = cluster.clients[0].name
     tasks = {t.name: t for t in cluster.tasks}
     for n in cluster.nodes:
-        out = tb.run_in(client, ["-m", "swarmmesh.httpclient", str(n.underlay_ip),
+        out = tb.run_in(client, ["-m", "swarmmesh.agents.httpclient", str(n.underlay_ip),
                                  str(port.published), "--count", str(requests),
                                  "--timeout", str(timeout)],
                         timeout=requests * (timeout + 1) + 30)
@@ -137,7 +134,7 @@ def facts(cluster: Cluster, service: str, port, rows: list[dict]) -> dict:
     return {
         "cluster": {"nodes": len(cluster.nodes), "replicas": len(tasks), "service": service,
                     "published": port.published, "target": port.target},
-        "traffic": "swarmmesh.httpclient: one HTTP GET per new TCP connection, sequential "
+        "traffic": "swarmmesh.agents.httpclient: one HTTP GET per new TCP connection, sequential "
                    "(measures which task answers each new connection and its latency)",
         "placement": {t.name: t.node for t in cluster.tasks_of(service)},
         "counts": {n: dict(sorted(c.items())) for n, c in counts.items()},

@@ -27,11 +27,8 @@ import collections
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from swarmmesh import experiment, plots, report, timeline          # noqa: E402
-from swarmmesh.model import InvalidConfigError                      # noqa: E402
+from swarmmesh.runs import experiment, plots, report, timeline
+from swarmmesh.model import InvalidConfigError
 
 NAME = "scaling"
 DESCRIPTION = ("scale a service up and back down under load through every node: the spread "

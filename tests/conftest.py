@@ -11,7 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from swarmmesh.testbed import DATAPATH_LOG  # noqa: E402
+from swarmmesh.testbed.testbed import DATAPATH_LOG  # noqa: E402
 
 require_root = pytest.mark.skipif(os.geteuid() != 0, reason="builds namespaces: needs root")
 

@@ -21,7 +21,6 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
-from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from swarmmesh.machine import datapath, deps

@@ -9,7 +9,7 @@ there is one persistent connection, which carries one request at a time: the
 schedule is kept when answers are faster than the interval, otherwise the
 next request starts as soon as the previous one ended (``late_ms`` > 0).
 
-The per-request timings come from :mod:`swarmmesh.httpclient`
+The per-request timings come from :mod:`swarmmesh.agents.httpclient`
 (``connect_ms``, ``ttfb_ms``, ``total_ms``, measured from just before
 ``connect``); the answering task is read from the task server's JSON body.
 
@@ -28,7 +28,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from swarmmesh import httpclient
+from swarmmesh.agents import httpclient
 
 FIELDS = ["seq", "sched_ms", "late_ms", "ok", "status", "connect_ms", "ttfb_ms", "total_ms",
           "task", "node", "seen_source", "local_port", "error"]

@@ -43,9 +43,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from swarmmesh import agents
 from swarmmesh.machine import deps
-
-REPO = Path(__file__).resolve().parents[2]
 
 Register = Callable[[int, str], None]
 
@@ -87,7 +86,7 @@ def require(program: str) -> str:
 def _run(host, cmd: list[str], timeout: float, register: Register | None = None,
          env: dict | None = None) -> tuple[int, str, str]:
     """Run ``cmd`` in ``host`` (a Mininet node; None = this namespace)."""
-    kw = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO))
+    kw = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if env is not None:
         kw["env"] = env
     proc = host.popen(cmd, **kw) if host is not None else subprocess.Popen(cmd, **kw)
@@ -354,7 +353,7 @@ def open_loop(host, target: str, port: int, rate: float, count: int, keepalive: 
     cmd = [sys.executable, "-m", "swarmmesh.traffic.openloop", target, str(port),
            "--rate", f"{rate:g}", "--count", str(count), "--timeout", f"{timeout:g}",
            "--workers", str(workers)] + (["--keepalive"] if keepalive else [])
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = agents.python_env()
     rc, out, err = _run(host, cmd, count / rate + timeout * 2 + 30, register, env)
     if rc != 0:
         raise ToolFailed(f"openloop exited {rc}: {err.strip()[-500:]}")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from swarmmesh.model import Cluster
-from swarmmesh.testbed import Testbed
+from swarmmesh.testbed.testbed import Testbed
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -56,7 +56,7 @@ def testbed_factory(tmp_path_factory, request):
 def http(tb: Testbed, client: str, ip: str, port: int, count: int = 1,
          timeout: float = 2.0) -> list[dict]:
     """Requests from a host, each on a new connection; one dict per request."""
-    out = tb.run_in(client, ["-m", "swarmmesh.httpclient", ip, str(port), "--count", str(count),
+    out = tb.run_in(client, ["-m", "swarmmesh.agents.httpclient", ip, str(port), "--count", str(count),
                              "--timeout", str(timeout)], timeout=count * (timeout + 1) + 20)
     return [json.loads(line) for line in out.splitlines()]
 
@@ -76,9 +76,9 @@ def ours_left() -> list[str]:
             netns = os.readlink(f"/proc/{pid}/ns/net")
         except OSError:
             netns = root_ns
-        if any(m in cmd for m in ("controllers.mesh", "/run/swarmmesh/run-",
+        if any(m in cmd for m in ("swarmmesh.control.app", "/run/swarmmesh/run-",
                                   "mininet:underlay")) or \
-                ("swarmmesh.taskserver" in cmd and netns != root_ns):
+                ("swarmmesh.agents.taskserver" in cmd and netns != root_ns):
             left.append(f"process {pid}: {cmd[:100]}")
     root = Path("/run/swarmmesh")
     if root.exists():

@@ -1,5 +1,5 @@
 """Nothing of ours is left behind: after a normal run, after Ctrl-C, and,
-with `make clean` (swarmmesh.runtime), after SIGKILL."""
+with `make clean` (swarmmesh.testbed.runtime), after SIGKILL."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from .conftest import PY, REPO
 def swarmmesh() -> list[str]:
     """The console script from setup.py, else the same entry point by module."""
     script = Path(PY).parent / "swarmmesh"
-    return [str(script)] if script.exists() else [PY, "-m", "swarmmesh.cli"]
+    return [str(script)] if script.exists() else [PY, "-m", "swarmmesh.ui.cli"]
 
 
 def test_run_routing_mesh_writes_a_complete_run_folder(tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmmesh.health import (
+from swarmmesh.lifecycle.health import (
     HEALTHY, UNHEALTHY, Checker, CommandProbe, HttpProbe, Transition, probe_for, run_probe,
 )
 from swarmmesh.model import HealthCheck
@@ -41,7 +41,7 @@ def net():
     server = None
     try:
         env = dict(os.environ, PYTHONPATH=str(REPO))
-        server = hk2.popen([sys.executable, "-m", "swarmmesh.taskserver", "--task", "app.1",
+        server = hk2.popen([sys.executable, "-m", "swarmmesh.agents.taskserver", "--task", "app.1",
                             "--node", "node1", "--port", "80", "--control-port", "9999"],
                            cwd=str(REPO), env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)

@@ -105,7 +105,7 @@ def test_unknown_name_is_nxdomain(tb):
 def test_vip_requests_split_exactly_round_robin_from_each_client(tb):
     web = {t.name for t in tb.cluster.tasks_of("web")}
     for i, task in enumerate(tb.cluster.tasks_of("client")):
-        out = tb.run_in(task.host, ["-m", "swarmmesh.nameclient", "web", "80", "--count", "12"])
+        out = tb.run_in(task.host, ["-m", "swarmmesh.agents.nameclient", "web", "80", "--count", "12"])
         recs = [json.loads(line) for line in out.splitlines()]
         assert all(r["ok"] for r in recs), recs
         vip = str(tb.cluster.service("web").vips["front"])
@@ -118,7 +118,7 @@ def test_vip_requests_split_exactly_round_robin_from_each_client(tb):
 
 def test_dnsrr_requests_go_straight_to_tasks(tb):
     out = tb.run_in(host_of(tb, "api").name,
-                    ["-m", "swarmmesh.nameclient", "db", "80", "--count", "20"])
+                    ["-m", "swarmmesh.agents.nameclient", "db", "80", "--count", "20"])
     recs = [json.loads(line) for line in out.splitlines()]
     assert all(r["ok"] for r in recs)
     assert {r["used"] for r in recs} <= addrs(tb, "db", "back")
@@ -167,7 +167,7 @@ def test_a_task_on_front_cannot_reach_a_task_on_back(tb):
     assert client_ip not in out, out                       # the cross-network probe did not
     # and the VIP of api on back is not reachable from front either
     api_back_vip = str(tb.cluster.service("api").vips["back"])
-    out = tb.run_in(client.name, ["-m", "swarmmesh.httpclient", api_back_vip, "80",
+    out = tb.run_in(client.name, ["-m", "swarmmesh.agents.httpclient", api_back_vip, "80",
                                   "--timeout", "1"])
     assert json.loads(out.splitlines()[0])["ok"] is False
 
@@ -180,8 +180,8 @@ def test_each_network_crosses_the_underlay_with_its_own_vni(tb):
                     "udp", "port", "4789"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.7)
     for task in tb.cluster.tasks_of("client"):
-        tb.run_in(task.host, ["-m", "swarmmesh.nameclient", "web", "80", "--count", "3"])
-    tb.run_in(host_of(tb, "api").name, ["-m", "swarmmesh.nameclient", "db", "80",
+        tb.run_in(task.host, ["-m", "swarmmesh.agents.nameclient", "web", "80", "--count", "3"])
+    tb.run_in(host_of(tb, "api").name, ["-m", "swarmmesh.agents.nameclient", "db", "80",
                                         "--count", "6"])
     _stop(cap)
     vni_of = {}

@@ -12,10 +12,10 @@ from collections import Counter
 
 import pytest
 
-from swarmmesh import health
+from swarmmesh.lifecycle import health
 from swarmmesh.model import Cluster
-from swarmmesh.orchestrator import Orchestrator
-from swarmmesh.testbed import Testbed
+from swarmmesh.lifecycle.orchestrator import Orchestrator
+from swarmmesh.testbed.testbed import Testbed
 
 from .conftest import REPO, http
 
@@ -77,7 +77,7 @@ def test_unhealthy_task_stops_receiving_new_connections_within_one_detection_win
     wait_all_running(tb, orch)
     victim = tb.cluster.tasks_of("app")[0]
     load = tb.host("c1").popen(
-        [sys.executable, "-m", "swarmmesh.httpclient", str(tb.cluster.nodes[2].underlay_ip),
+        [sys.executable, "-m", "swarmmesh.agents.httpclient", str(tb.cluster.nodes[2].underlay_ip),
          "8000", "--count", "150", "--interval", "0.01", "--timeout", "1"],
         cwd=str(REPO), stdout=subprocess.PIPE, text=True)
     time.sleep(0.3)
@@ -138,10 +138,10 @@ def test_long_lived_connections_survive_a_kill_a_scale_and_a_controller_restart(
     tb, orch = living(Cluster.from_stack(stack(3), nodes=3))
     wait_all_running(tb, orch)
     addrs = [str(n.underlay_ip) for n in tb.cluster.nodes]
-    hold = tb.host("c1").popen([sys.executable, "-m", "swarmmesh.holdconn", *addrs,
+    hold = tb.host("c1").popen([sys.executable, "-m", "swarmmesh.agents.holdconn", *addrs,
                                 "--connections", "20", "--interval", "0.05"],
                                cwd=str(REPO), stdout=subprocess.PIPE, text=True)
-    tb.state.register(hold.pid, "swarmmesh.holdconn")
+    tb.state.register(hold.pid, "swarmmesh.agents.holdconn")
     assert hold.stdout.readline().strip() == "ready"
     time.sleep(0.5)
     victim = tb.cluster.tasks_of("app")[0]
@@ -226,7 +226,7 @@ def test_dns_and_the_vip_follow_tasks_as_they_come_and_go(living):
         return {line for line in out.split() if line[:1].isdigit()}
 
     def via_vip(count: int) -> Counter:
-        out = tb.run_in(client.name, ["-m", "swarmmesh.nameclient", "db", "80",
+        out = tb.run_in(client.name, ["-m", "swarmmesh.agents.nameclient", "db", "80",
                                       "--count", str(count)])
         return Counter(json.loads(line)["body"]["task"] for line in out.splitlines())
 

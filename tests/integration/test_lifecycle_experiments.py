@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmmesh import timeline
+from swarmmesh.runs import timeline
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="integration tests need root")

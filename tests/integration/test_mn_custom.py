@@ -24,7 +24,7 @@ def test_mn_custom_topology_answers_on_every_node(tmp_path):
     if not _port_free(6653):
         pytest.skip("something else listens on 127.0.0.1:6653")
     sock = "/run/swarmmesh/openflow.sock"
-    ctl = subprocess.Popen([PY, "-m", "controllers.mesh", "--nodes", "3", "--replicas", "2",
+    ctl = subprocess.Popen([PY, "-m", "swarmmesh.control.app", "--nodes", "3", "--replicas", "2",
                             "--log-file", str(tmp_path / "controller.log")], cwd=REPO)
     try:
         deadline = time.monotonic() + 20

@@ -14,9 +14,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from swarmmesh.mncli import SwarmCLI
+from swarmmesh.ui.shell import SwarmCLI
 from swarmmesh.model import Cluster
-from swarmmesh.orchestrator import Orchestrator
+from swarmmesh.lifecycle.orchestrator import Orchestrator
 
 from .conftest import REPO
 from .test_cli import _alive, swarmmesh

@@ -65,7 +65,7 @@ def test_example_runs_as_a_script_and_replots(hello, tmp_path):
         (run_dir / f).unlink()
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
-    r = subprocess.run([PY, "-m", "swarmmesh.cli", "replot", str(copy)], cwd=REPO,
+    r = subprocess.run([PY, "-m", "swarmmesh.ui.cli", "replot", str(copy)], cwd=REPO,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert (copy / "latency.png").exists() and (copy / "report.md").exists()
@@ -73,10 +73,10 @@ def test_example_runs_as_a_script_and_replots(hello, tmp_path):
 
 def test_example_runs_through_the_cli_and_rejects_bad_input(hello, tmp_path):
     out = tmp_path / "out"
-    r = subprocess.run([PY, "-m", "swarmmesh.cli", "run", str(hello), "--nodes", "0",
+    r = subprocess.run([PY, "-m", "swarmmesh.ui.cli", "run", str(hello), "--nodes", "0",
                         "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.startswith("error: nodes: "), r.stderr
     assert not out.exists()
-    r = subprocess.run([PY, "-m", "swarmmesh.cli", "run", str(hello), "--nodes", "2", "--quiet",
+    r = subprocess.run([PY, "-m", "swarmmesh.ui.cli", "run", str(hello), "--nodes", "2", "--quiet",
                         "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
     _check_run(r, out)

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from swarmmesh.model import Cluster
-from topologies.swarm import PRIVATE_PORT
+from swarmmesh.testbed.topology import PRIVATE_PORT
 
 from .conftest import PY, REPO, http
 

@@ -1,4 +1,4 @@
-"""controllers.mesh turns rule flows into OpenFlow 1.3 messages that serialize
+"""swarmmesh.control.app turns rule flows into OpenFlow 1.3 messages that serialize
 and parse back (os-ken only, no switch, no root)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from os_ken.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controllers import mesh
-from swarmmesh import rules, sync
+from swarmmesh.control import app as mesh
+from swarmmesh.dataplane import rules, sync
 from swarmmesh.model import Cluster
 
 ofp = ofproto_v1_3

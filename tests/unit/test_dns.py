@@ -8,7 +8,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from swarmmesh import dns
+from swarmmesh.agents import dns
 from swarmmesh.model import Cluster
 
 STACK = {

@@ -1,4 +1,4 @@
-"""The experiment framework (swarmmesh.experiment) on a tiny experiment that
+"""The experiment framework (swarmmesh.runs.experiment) on a tiny experiment that
 builds nothing: parsing, validation before anything is made, summary.json,
 exit codes, and the last stdout line.  No root needed."""
 
@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from swarmmesh import experiment
-from swarmmesh.testbed import versions
+from swarmmesh.runs import experiment
+from swarmmesh.testbed.testbed import versions
 
 TOY = '''
 import random, sys
-from swarmmesh import experiment, report
+from swarmmesh.runs import experiment, report
 from swarmmesh.model import InvalidConfigError
 
 NAME = "toy"

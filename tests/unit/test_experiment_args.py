@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run_experiment(how: str, name: str, args: list[str]) -> subprocess.CompletedProcess:
     cmd = ([sys.executable, f"experiments/{name}.py"] if how == "script"
-           else [sys.executable, "-m", "swarmmesh.cli", "run", name])
+           else [sys.executable, "-m", "swarmmesh.ui.cli", "run", name])
     return subprocess.run(cmd + args, cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
@@ -71,7 +71,7 @@ def test_a_flag_of_the_wrong_type_is_named_by_argparse(tmp_path, how):
 
 
 def test_cli_run_of_an_unknown_experiment_names_the_known_ones():
-    r = subprocess.run([sys.executable, "-m", "swarmmesh.cli", "run", "nope"], cwd=REPO,
+    r = subprocess.run([sys.executable, "-m", "swarmmesh.ui.cli", "run", "nope"], cwd=REPO,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.startswith("error: experiment: no such experiment: nope (known: ")
@@ -79,7 +79,7 @@ def test_cli_run_of_an_unknown_experiment_names_the_known_ones():
 
 
 def test_cli_list_names_every_experiment_with_its_description():
-    r = subprocess.run([sys.executable, "-m", "swarmmesh.cli", "list"], cwd=REPO,
+    r = subprocess.run([sys.executable, "-m", "swarmmesh.ui.cli", "list"], cwd=REPO,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     listed = dict((line.split(None, 1) + [""])[:2] for line in r.stdout.splitlines())
@@ -90,7 +90,7 @@ def test_cli_list_names_every_experiment_with_its_description():
 
 
 def test_run_help_shows_the_experiment_and_the_common_flags():
-    r = subprocess.run([sys.executable, "-m", "swarmmesh.cli", "run", "routing_mesh", "--help"],
+    r = subprocess.run([sys.executable, "-m", "swarmmesh.ui.cli", "run", "routing_mesh", "--help"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
     assert r.stdout.startswith("usage: swarmmesh run routing_mesh")

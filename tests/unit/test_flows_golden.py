@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmmesh import rules
+from swarmmesh.dataplane import rules
 from swarmmesh.model import Cluster
 from tests.stacks import EASTWEST
 

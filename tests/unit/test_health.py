@@ -1,4 +1,4 @@
-"""swarmmesh.health: durations, profiles, Docker's state machine, probes, the checker.
+"""swarmmesh.lifecycle.health: durations, profiles, Docker's state machine, probes, the checker.
 
 No root: probes run in this namespace against real task servers on loopback.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from swarmmesh import health
-from swarmmesh.health import (
+from swarmmesh.lifecycle import health
+from swarmmesh.lifecycle.health import (
     HEALTHY, STARTING, UNHEALTHY, Checker, CommandProbe, HealthMonitor, HttpProbe,
     ProbeResult, Transition, parse_duration, probe_for, run_probe,
 )
@@ -225,7 +225,7 @@ def task_server():
             ports.append(s.getsockname()[1])
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "swarmmesh.taskserver", "--task", "app.1", "--node", "node1",
+        [sys.executable, "-m", "swarmmesh.agents.taskserver", "--task", "app.1", "--node", "node1",
          "--bind", HOST, "--port", str(ports[0]), "--control-port", str(ports[1])],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith("ready")
@@ -237,7 +237,7 @@ def task_server():
 
 
 def control(port: int, query: str) -> str:
-    from swarmmesh.httpclient import get
+    from swarmmesh.agents.httpclient import get
     r = get(HOST, port, f"/control?{query}", timeout=2.0)
     assert r.ok, r.error
     return r.body["mode"]

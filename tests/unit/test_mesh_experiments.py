@@ -3,12 +3,12 @@ before anything is built; the nftables ruleset and the address choices."""
 
 from __future__ import annotations
 
-import argparse
 
 import pytest
 
-from experiments import keepalive, mesh_overhead
-from swarmmesh import experiment, l4lb
+from swarmmesh_experiments import keepalive, mesh_overhead
+from swarmmesh.runs import experiment
+from swarmmesh.testbed import l4lb
 from swarmmesh.model import Cluster, InvalidConfigError
 
 

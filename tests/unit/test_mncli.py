@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from swarmmesh import cli as swarmmesh_cli
-from swarmmesh import mncli
+from swarmmesh.ui import cli as swarmmesh_cli
+from swarmmesh.ui import shell as mncli
 from swarmmesh.model import Cluster, InvalidConfigError
-from swarmmesh.orchestrator import Event
+from swarmmesh.lifecycle.orchestrator import Event
 
 
 class FakeHost:

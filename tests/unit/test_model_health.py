@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from swarmmesh import health
+from swarmmesh.lifecycle import health
 from swarmmesh.model import Cluster, HealthCheck, InvalidConfigError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from swarmmesh import rules
+from swarmmesh.dataplane import rules
 from swarmmesh.model import Cluster, InvalidConfigError
 
 STACK = {"networks": {"back": {}}, "services": {

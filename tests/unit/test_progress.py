@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from swarmmesh.progress import Progress
+from swarmmesh.runs.progress import Progress
 
 
 class Clock:

@@ -45,7 +45,7 @@ def _replot_copy(tmp_path: Path, name: str, how: str) -> None:
     for p in run.iterdir():
         os.chmod(p, 0o644)                             # readable; replot writes new files only
     cmd = ([sys.executable, "experiments/replot.py", str(run)] if how == "script"
-           else [sys.executable, "-m", "swarmmesh.cli", "replot", str(run)])
+           else [sys.executable, "-m", "swarmmesh.ui.cli", "replot", str(run)])
     env = dict(os.environ, MPLCONFIGDIR=str(tmp_path / "mpl"), HOME=str(tmp_path))
     r = subprocess.run(_as_nobody() + cmd, cwd=REPO, capture_output=True, text=True, timeout=120,
                        env=env)
@@ -74,7 +74,7 @@ def test_replot_of_a_folder_that_is_not_a_run_exits_2(tmp_path):
 
 def test_replot_of_a_run_without_its_data_says_what_is_missing(tmp_path):
     shutil.copy(FIXTURES / "routing_mesh" / "summary.json", tmp_path)
-    r = subprocess.run([sys.executable, "-m", "swarmmesh.cli", "replot", str(tmp_path)], cwd=REPO,
+    r = subprocess.run([sys.executable, "-m", "swarmmesh.ui.cli", "replot", str(tmp_path)], cwd=REPO,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.startswith("error: run_dir: ") and "requests.csv is missing" in r.stderr

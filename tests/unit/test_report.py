@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from swarmmesh import plots, report
+from swarmmesh.runs import plots, report
 
 SUMMARY = {"experiment": "toy", "description": "a toy", "command": "toy.py --n 3",
            "parameters": {"n": 3, "out": "x|y"}, "seed": 9, "datapath": "netdev",
@@ -62,7 +62,7 @@ def test_report_refuses_a_missing_figure(tmp_path):
 def test_colour_for_is_stable_across_processes_and_by_number():
     assert plots.colour_for("app.3") == plots.colour_for("node3") == plots.colour(2)
     assert plots.colour_for("app.1") != plots.colour_for("app.2")
-    code = "from swarmmesh import plots; print(plots.colour_for('direct'), plots.colour_for('nft'))"
+    code = "from swarmmesh.runs import plots; print(plots.colour_for('direct'), plots.colour_for('nft'))"
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin"}).stdout
             for seed in ("1", "2")}

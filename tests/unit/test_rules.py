@@ -1,4 +1,4 @@
-"""Unit tests for swarmmesh.rules, run on swarmmesh.fakeswitch (no switch, no root)."""
+"""Unit tests for swarmmesh.dataplane.rules, run on swarmmesh.testing.fakeswitch (no switch, no root)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from swarmmesh import rules
-from swarmmesh.fakeswitch import AmbiguousMatch, FakeCluster, FakeSwitch
+from swarmmesh.dataplane import rules
+from swarmmesh.testing.fakeswitch import AmbiguousMatch, FakeCluster, FakeSwitch
 from swarmmesh.model import Cluster
-from swarmmesh.rules import (CT_EST, CT_NEW, CT_RPL, CT_TRK, CT_TRK_EST, CT_TRK_NEW, Ct,
+from swarmmesh.dataplane.rules import (CT_EST, CT_NEW, CT_RPL, CT_TRK, CT_TRK_EST, CT_TRK_NEW, Ct,
                              Flow, Goto, Learn, Nat, Output, Resubmit, SetField, flow)
 
 CLIENT = "192.168.99.201"

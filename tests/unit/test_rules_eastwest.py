@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from swarmmesh import rules
-from swarmmesh.fakeswitch import FakeCluster
+from swarmmesh.dataplane import rules
+from swarmmesh.testing.fakeswitch import FakeCluster
 from swarmmesh.model import Cluster, docker_mac
 from tests.stacks import EASTWEST as STACK
 

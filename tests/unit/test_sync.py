@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swarmmesh import rules, sync
+from swarmmesh.dataplane import rules, sync
 from swarmmesh.model import Cluster
 
 

@@ -1,4 +1,4 @@
-"""Unit tests for swarmmesh.taskserver and swarmmesh.httpclient (loopback, no root)."""
+"""Unit tests for swarmmesh.agents.taskserver and swarmmesh.agents.httpclient (loopback, no root)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from swarmmesh import httpclient  # noqa: E402
-from swarmmesh.httpclient import KeepAliveClient, Result, get, run_many  # noqa: E402
+from swarmmesh.agents import httpclient  # noqa: E402
+from swarmmesh.agents.httpclient import KeepAliveClient, Result, get, run_many  # noqa: E402
 
 HOST = "127.0.0.1"
 
@@ -87,7 +87,7 @@ def start_server(request: pytest.FixtureRequest) -> Callable[..., Server]:
     def _start(*extra: str, ports: list[int] | None = None, task: str = "app.1",
                node: str = "node1") -> Server:
         ports = ports or [free_port()]
-        cmd = [sys.executable, "-m", "swarmmesh.taskserver", "--task", task,
+        cmd = [sys.executable, "-m", "swarmmesh.agents.taskserver", "--task", task,
                "--node", node, "--bind", HOST]
         for p in ports:
             cmd += ["--port", str(p)]
@@ -453,7 +453,7 @@ def test_run_many(server: Server) -> None:
 def test_cli_prints_json_lines(server: Server) -> None:
     for extra in ([], ["--keepalive"]):
         out = subprocess.run(
-            [sys.executable, "-m", "swarmmesh.httpclient", HOST, str(server.port),
+            [sys.executable, "-m", "swarmmesh.agents.httpclient", HOST, str(server.port),
              "--count", "3", "--timeout", "2", *extra],
             cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
@@ -470,7 +470,7 @@ def test_cli_prints_json_lines(server: Server) -> None:
 
 def test_cli_refused_still_json() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "swarmmesh.httpclient", HOST, str(free_port()),
+        [sys.executable, "-m", "swarmmesh.agents.httpclient", HOST, str(free_port()),
          "--count", "2", "--timeout", "1"],
         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=30)
     assert out.returncode == 0
@@ -598,7 +598,7 @@ def test_control_dead_closes_everything_and_signals_revive(start_server) -> None
 
 
 def test_control_port_must_be_valid(start_server) -> None:
-    out = subprocess.run([sys.executable, "-m", "swarmmesh.taskserver", "--task", "a.1",
+    out = subprocess.run([sys.executable, "-m", "swarmmesh.agents.taskserver", "--task", "a.1",
                           "--node", "n1", "--control-port", "0"],
                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "--control-port: must be in 1..65535" in out.stderr

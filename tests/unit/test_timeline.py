@@ -1,4 +1,4 @@
-"""swarmmesh.timeline without root: the answer parser, the load generator on
+"""swarmmesh.runs.timeline without root: the answer parser, the load generator on
 loopback, metrics and plots on small CSV fixtures, and replot of the four
 lifecycle experiments' committed run folders."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmmesh import timeline
+from swarmmesh.runs import timeline
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = REPO / "tests" / "fixtures" / "runs"
@@ -98,7 +98,7 @@ def test_generator_keeps_the_rate_and_names_the_task_and_failures():
 def test_generator_cli_writes_csv_and_stats(tmp_path):
     port = _server(6)
     csv_path = tmp_path / "t.csv"
-    r = subprocess.run([sys.executable, "-m", "swarmmesh.timeline", "--target",
+    r = subprocess.run([sys.executable, "-m", "swarmmesh.runs.timeline", "--target",
                         "node1=127.0.0.1", "--target", "node2=127.0.0.1", "--port", str(port),
                         "--rate", "100", "--duration", "0.06", "--t0", repr(time.monotonic()),
                         "--csv", str(csv_path)], cwd=REPO, capture_output=True, text=True,
@@ -107,13 +107,13 @@ def test_generator_cli_writes_csv_and_stats(tmp_path):
     import json
     stats = json.loads(r.stdout.splitlines()[-1])
     assert stats["ok"] == 6 and stats["targets"] == ["node1=127.0.0.1", "node2=127.0.0.1"]
-    from swarmmesh.results import read_csv
+    from swarmmesh.runs.runfolder import read_csv
     rows = read_csv(csv_path)
     assert sorted(r["ingress_node"] for r in rows) == ["node1"] * 3 + ["node2"] * 3
 
 
 def test_generator_cli_rejects_bad_targets():
-    r = subprocess.run([sys.executable, "-m", "swarmmesh.timeline", "--target", "node1",
+    r = subprocess.run([sys.executable, "-m", "swarmmesh.runs.timeline", "--target", "node1",
                         "--port", "1", "--rate", "1", "--duration", "1", "--t0", "0",
                         "--csv", "/dev/null"], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "NODE=ADDRESS" in r.stderr
@@ -166,7 +166,7 @@ def test_event_helpers():
 
 
 def test_task_colours_are_stable_and_distinct():
-    from swarmmesh import plots
+    from swarmmesh.runs import plots
     c = timeline.task_colours(["app.4", "app.1.t4", "app.1", "app.2"])
     assert c["app.1"] == plots.colour_for("app.1") and c["app.4"] == plots.colour_for("app.4")
     assert len(set(c.values())) == 4          # app.1.t4 would share app.4's colour
@@ -180,7 +180,7 @@ def test_bin_width_keeps_enough_requests_per_bin():
 
 
 def test_timeline_figure_from_csv(tmp_path):
-    from swarmmesh.results import write_csv
+    from swarmmesh.runs.runfolder import write_csv
     rows = _rows([(i * 0.01, f"app.{1 + i % 3}" if not 200 <= i < 215 or i % 3 else "",
                    "" if not 200 <= i < 215 or i % 3 else "refused") for i in range(600)])
     write_csv(tmp_path / "timeline.csv", rows, timeline.TIMELINE_COLUMNS)
@@ -237,7 +237,7 @@ def test_failover_combines_two_run_folders_in_one_figure(tmp_path):
     ("node_loss", ["--nodes", "1"], "nodes"),
 ])
 def test_bad_input_names_the_field_before_anything_is_built(name, flags, field, tmp_path, capsys):
-    from swarmmesh import experiment
+    from swarmmesh.runs import experiment
     module = experiment.load(name)
     code = experiment.main(module, [*flags, "--out", str(tmp_path / "out")])
     assert code == 2

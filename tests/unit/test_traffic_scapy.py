@@ -287,7 +287,7 @@ def test_bpf_program_accepts_only_the_prefix():
 # -- fairness (experiments/many_clients.py) -------------------------------------------
 
 def test_jain_and_max_over_mean():
-    from experiments.many_clients import jain, max_over_mean
+    from swarmmesh_experiments.many_clients import jain, max_over_mean
     assert jain([5, 5, 5]) == 1.0 and max_over_mean([5, 5, 5]) == 1.0
     assert jain([9, 0, 0]) == pytest.approx(1 / 3) and max_over_mean([9, 0, 0]) == 3.0
     assert jain([1002, 999, 999]) == pytest.approx(0.999998, abs=1e-6)
@@ -296,7 +296,7 @@ def test_jain_and_max_over_mean():
 
 
 def test_spread_counts_zeros_losses_and_strangers():
-    from experiments.many_clients import spread_of
+    from swarmmesh_experiments.many_clients import spread_of
     rows = ([{"ingress_node": "node1", "ok": "True", "task": "app.1"}] * 4 +
             [{"ingress_node": "node1", "ok": "False", "task": ""}] * 2 +
             [{"ingress_node": "node2", "ok": "True", "task": t} for t in ("app.1", "app.2", "x.1")])
@@ -331,7 +331,7 @@ def test_many_clients_rejects_bad_input_before_building(tmp_path, args, field):
 
 
 def test_vswitchd_stalls_are_read_from_the_logs(tmp_path):
-    from experiments.many_clients import vswitchd_stalls
+    from swarmmesh_experiments.many_clients import vswitchd_stalls
     (tmp_path / "node1-ovs-vswitchd.log").write_text(
         "2026-11-27T15:48:23.409Z|00033|ofproto_dpif_upcall|INFO|Starting 2 threads\n"
         "2026-11-27T15:48:29.259Z|00052|timeval|WARN|Unreasonably long 1185ms poll interval "

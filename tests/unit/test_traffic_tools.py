@@ -118,7 +118,7 @@ def test_open_loop_rows_sorted_and_record_fields():
     rows = [{"seq": 2, "x": 1}, {"seq": 0, "x": 2}, {"seq": 1, "x": 3}]
     out = tools.parse_open_loop("\n".join(json.dumps(r) for r in rows) + "\n\n")
     assert [r["seq"] for r in out] == [0, 1, 2]
-    from swarmmesh.httpclient import Result
+    from swarmmesh.agents.httpclient import Result
     res = Result(ok=True, status=200, connect_ms=0.2, ttfb_ms=0.5, total_ms=0.6,
                  body={"task": "app.2", "node": "node2", "client": "10.255.0.2"}, local_port=4)
     r = openloop.record(3, 15.0, 0.25, res)

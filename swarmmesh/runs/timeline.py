@@ -2,7 +2,7 @@
 
 Three layers:
 
-* **Load generator** (``python -m swarmmesh.timeline``, run inside the client
+* **Load generator** (``python -m swarmmesh.runs.timeline``, run inside the client
   host): an open-loop stream of HTTP GETs, ``--rate`` per second, each on a new
   TCP connection, spread round-robin over every node's published port.  One
   thread and non-blocking sockets (epoll): a slow or dead target never delays
@@ -15,7 +15,7 @@ Three layers:
   ``late_ms``, ``seq``); a JSON line of statistics (achieved rate, lateness)
   on stdout at the end.
 * **Driver** (:func:`run_variant`): starts the generator in the client host,
-  runs an :class:`~swarmmesh.orchestrator.Orchestrator` with the same origin,
+  runs an :class:`~swarmmesh.lifecycle.orchestrator.Orchestrator` with the same origin,
   calls the experiment's script (kill, scale, update, node down ...) at its
   times, waits, and returns the rows, the events and the generator's figures;
   :func:`write_run` writes ``timeline.csv`` and ``events.csv``.
@@ -35,12 +35,10 @@ in about a millisecond, a dead node only at the timeout).  ``error`` is
 from __future__ import annotations
 
 import argparse
-import bisect
 import collections
 import errno
 import json
 import math
-import os
 import resource
 import selectors
 import socket
@@ -50,7 +48,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-REPO = Path(__file__).resolve().parent.parent
+from swarmmesh import agents
+
 
 TIMELINE_COLUMNS = ["t_send", "ingress_node", "task", "ok", "latency_ms",
                     "task_node", "error", "variant", "seq", "late_ms", "client_port"]
@@ -245,7 +244,7 @@ def generate(targets: Sequence[tuple[str, str]], port: int, rate: float, duratio
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m swarmmesh.timeline",
+    ap = argparse.ArgumentParser(prog="python -m swarmmesh.runs.timeline",
                                  description="Open-loop HTTP load over every node; one CSV "
                                              "row per request, statistics as JSON on stdout.")
     ap.add_argument("--target", action="append", required=True, metavar="NODE=ADDRESS",
@@ -338,7 +337,7 @@ def cluster_for(args):
 def profile_facts(name: str) -> dict:
     """The profile's timings, for summary.json."""
     import dataclasses
-    from swarmmesh import health
+    from swarmmesh.lifecycle import health
     p = health.profile(name)
     return {**dataclasses.asdict(p), "detection_window_s": list(p.detection_window())}
 
@@ -365,7 +364,7 @@ class Load:
         self.proc: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "swarmmesh.timeline", "--port", str(self.port),
+        cmd = [sys.executable, "-m", "swarmmesh.runs.timeline", "--port", str(self.port),
                "--rate", repr(self.rate), "--duration", repr(self.duration),
                "--t0", repr(self.t0), "--timeout", repr(self.timeout),
                "--csv", str(self.csv_path)]
@@ -375,10 +374,9 @@ class Load:
 
     def start(self) -> "Load":
         h = self.tb.host(self.client)
-        self.proc = h.popen(self.command(), cwd=str(REPO),
-                            env=dict(os.environ, PYTHONPATH=str(REPO)),
+        self.proc = h.popen(self.command(), env=agents.python_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.tb.state.register(self.proc.pid, "swarmmesh.timeline")
+        self.tb.state.register(self.proc.pid, "swarmmesh.runs.timeline")
         return self
 
     def wait(self) -> dict:
@@ -409,8 +407,8 @@ def run_variant(tb, run_dir: Path, variant: str, profile: str, rate: float, dura
     origin).  ``lead``: seconds between starting the generator and its first
     request.  Returns ``{"rows", "events", "load", "t0"}`` (rows sorted by
     ``t_send``, with ``variant``)."""
-    from swarmmesh.orchestrator import Orchestrator
-    from swarmmesh.results import read_csv
+    from swarmmesh.lifecycle.orchestrator import Orchestrator
+    from swarmmesh.runs.runfolder import read_csv
 
     part = Path(run_dir) / f".timeline-{variant}.csv"
     t0 = time.monotonic() + lead
@@ -471,7 +469,7 @@ def run_variants(args, ctx, plans: Sequence[dict]) -> list[dict]:
                           f"{res['load']['failed']} failed")
         out.append(res)
     write_run(ctx.run_dir, out)
-    ctx.summary["traffic"] = ("swarmmesh.timeline in client c1: open loop, one thread with "
+    ctx.summary["traffic"] = ("swarmmesh.runs.timeline in client c1: open loop, one thread with "
                               "non-blocking sockets (epoll), a new TCP connection per request, "
                               "round-robin over every node's published port")
     return out
@@ -479,7 +477,7 @@ def run_variants(args, ctx, plans: Sequence[dict]) -> list[dict]:
 
 def write_run(run_dir: Path, variants: Iterable[dict]) -> None:
     """``timeline.csv`` and ``events.csv`` from :func:`run_variant`'s results."""
-    from swarmmesh.results import write_csv
+    from swarmmesh.runs.runfolder import write_csv
     variants = list(variants)
     write_csv(Path(run_dir) / "timeline.csv", (r for v in variants for r in v["rows"]),
               TIMELINE_COLUMNS)
@@ -493,7 +491,7 @@ def write_run(run_dir: Path, variants: Iterable[dict]) -> None:
 
 def read_timeline(path: Path) -> list[dict]:
     """``timeline.csv`` with typed fields (t_send, latency_ms float; ok bool)."""
-    from swarmmesh.results import read_csv
+    from swarmmesh.runs.runfolder import read_csv
     rows = read_csv(path)
     for r in rows:
         r["t_send"] = float(r["t_send"])
@@ -504,7 +502,7 @@ def read_timeline(path: Path) -> list[dict]:
 
 
 def read_events(path: Path) -> list[dict]:
-    from swarmmesh.results import read_csv
+    from swarmmesh.runs.runfolder import read_csv
     rows = read_csv(path)
     for e in rows:
         e["t"] = float(e["t"])
@@ -695,11 +693,11 @@ MARK_STYLES = {
 
 
 def task_colours(names: Iterable[str]) -> dict[str, tuple]:
-    """:func:`swarmmesh.plots.colour_for` for each task (``app.3`` keeps its
+    """:func:`swarmmesh.runs.plots.colour_for` for each task (``app.3`` keeps its
     colour in every figure), but a task whose colour is already taken in
     this figure (``app.1.t4`` against ``app.4``) gets the next free one; plain
     slot names keep theirs first."""
-    from swarmmesh import plots
+    from swarmmesh.runs import plots
     out: dict[str, tuple] = {}
     used: list[tuple] = []
     palette = plots._PALETTE
@@ -748,7 +746,7 @@ def draw_timeline(ax, rows: Sequence[dict], events: Sequence[dict], bin_s: float
     offered load; each band is one task's share), failed requests/s stacked
     on top in red (and each failed request as a tick on the time axis when
     there are at most ``rug_max``), vertical lines at the marked events."""
-    from swarmmesh import plots
+    from swarmmesh.runs import plots
     sel = [r for r in rows if xlim is None or xlim[0] <= r["t_send"] < xlim[1]]
     start, end = (xlim if xlim is not None else (None, None))
     edges, per, failed = rates(sel, bin_s, start, end)
@@ -819,7 +817,7 @@ def timeline_figure(panels: Sequence[dict], path: Path, suptitle: str = "") -> l
     """One panel per dict (keys of :func:`draw_timeline`: ``rows``, ``events``,
     ``marks``, ``title``, optional ``bin_s``, ``xlim``), stacked vertically,
     each with its own time axis; colours shared by every panel."""
-    from swarmmesh import plots
+    from swarmmesh.runs import plots
     import matplotlib.pyplot as plt
     names = {r["task"] for p in panels for r in p["rows"] if r["ok"]}
     colours = task_colours(names)

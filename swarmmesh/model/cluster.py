@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from swarmmesh import health as _health
+from swarmmesh.lifecycle import health as _health
 
 __all__ = [
     "InvalidConfigError",
@@ -188,7 +188,7 @@ class Client:
 
 
 # --------------------------------------------------------------------------
-# Health checks (services.X.healthcheck; timings live in swarmmesh.health)
+# Health checks (services.X.healthcheck; timings live in swarmmesh.lifecycle.health)
 # --------------------------------------------------------------------------
 
 HEALTHCHECK_KEYS = ("test", "interval", "timeout", "retries", "start_period",
@@ -221,7 +221,7 @@ class HealthCheck:
         """The check to run under profile ``name``: ``swarm`` keeps ``base``'s
         timings (the stack's, or Swarm's defaults when ``base`` is None);
         ``fast`` takes the fast profile's. The test is ``base``'s, or
-        :data:`swarmmesh.health.DEFAULT_TEST`."""
+        :data:`swarmmesh.lifecycle.health.DEFAULT_TEST`."""
         prof = _health.profile(name)
         hc = base if base is not None else cls()
         return hc if prof.name == "swarm" else _health.replace_timings(hc, prof)

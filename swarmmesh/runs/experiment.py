@@ -1,6 +1,7 @@
-"""The framework every experiment runs in (see /work/notes/experiment-convention.md).
+"""The framework every experiment runs in (README: Write your own experiment).
 
-An experiment is a module ``experiments/<NAME>.py`` with ``NAME``,
+An experiment is a module (``experiments/<NAME>.py``, installed as a plug-in of the
+entry-point group ``swarmmesh.experiments``, or a user's own file) with ``NAME``,
 ``DESCRIPTION``, ``add_arguments(parser)``, ``validate(args) -> plan``,
 ``run(args, plan, ctx)`` and ``plot(run_dir)``; it ends with::
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+from importlib import metadata
 import json
 import os
 import random
@@ -31,21 +33,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from swarmmesh import results
+from swarmmesh.runs import runfolder as results
+from swarmmesh.machine.datapath import DATAPATHS
 from swarmmesh.model import InvalidConfigError
-from swarmmesh.progress import Progress
+from swarmmesh.runs.progress import Progress
 
-REPO = Path(__file__).resolve().parent.parent
-EXPERIMENTS = REPO / "experiments"
-NOT_EXPERIMENTS = {"__init__", "replot"}
-from swarmmesh.machine.datapath import DATAPATHS  # noqa: E402  (re-exported)
 
 
 class Context:
     """What ``run(args, plan, ctx)`` gets.
 
     ``run_dir``: the run folder (write raw CSV here, e.g. with :meth:`write_csv`).
-    ``progress``: a :class:`swarmmesh.progress.Progress` (``phase``, ``total``,
+    ``progress``: a :class:`swarmmesh.runs.progress.Progress` (``phase``, ``total``,
     ``advance``, ``note``; callable with a message).
     ``summary``: a dict merged into summary.json (its keys win over the
     framework's, e.g. ``datapath``).
@@ -64,7 +63,7 @@ class Context:
         """``with ctx.testbed(cluster) as tb:`` a Testbed with this run's
         datapath flag and progress; records the datapath that actually ran
         in the summary (``datapath``)."""
-        from swarmmesh.testbed import Testbed
+        from swarmmesh.testbed.testbed import Testbed
         self.progress.phase("building")
         with Testbed(cluster, run_dir or self.run_dir, datapath=self.args.datapath,
                      progress=self.progress, **kwargs) as tb:
@@ -125,7 +124,7 @@ def parameters(args: argparse.Namespace) -> dict:
 
 def base_summary(module: ModuleType, args: argparse.Namespace) -> dict:
     from swarmmesh.machine import doctor
-    from swarmmesh.testbed import versions
+    from swarmmesh.testbed.testbed import versions
     return {
         "experiment": module.NAME,
         "description": getattr(module, "DESCRIPTION", ""),
@@ -168,7 +167,7 @@ def main(module: ModuleType, argv: Sequence[str] | None = None, prog: str | None
         print(f"error: {e}", file=sys.stderr)
         return 2
     if getattr(module, "NEEDS_ROOT", True):
-        from swarmmesh.testbed import TestbedError, check_machine
+        from swarmmesh.testbed.testbed import TestbedError, check_machine
         try:
             check_machine()
         except TestbedError as e:
@@ -221,27 +220,52 @@ def main(module: ModuleType, argv: Sequence[str] | None = None, prog: str | None
 
 
 # -- finding experiments --------------------------------------------------------
+ENTRY_POINTS = "swarmmesh.experiments"   # the plug-in group setup.py fills from experiments/
+LOCAL = Path("experiments")              # a user's own, in the current folder
+NOT_EXPERIMENTS = {"__init__", "replot"}
+
+
+def installed() -> dict[str, metadata.EntryPoint]:
+    """The experiments installed as plug-ins, by name."""
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINTS)}
+
+
+def local_files() -> dict[str, Path]:
+    """``./experiments/<name>.py`` of the current folder, by name."""
+    if not LOCAL.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(LOCAL.glob("*.py")) if p.stem not in NOT_EXPERIMENTS}
+
+
 def experiment_names() -> list[str]:
-    return sorted(p.stem for p in EXPERIMENTS.glob("*.py") if p.stem not in NOT_EXPERIMENTS)
+    return sorted(set(installed()) | set(local_files()))
 
 
 def load(name_or_path: str | os.PathLike) -> ModuleType:
-    """Import an experiment by name (``experiments/<name>.py``) or file path."""
+    """An experiment by name (an installed plug-in, else ``./experiments/<name>.py``)
+    or by the path of its file."""
     path = Path(name_or_path)
-    if path.suffix != ".py":
-        if not str(name_or_path).isidentifier():
-            raise InvalidConfigError("experiment", f"not a name: {name_or_path!r}")
-        path = EXPERIMENTS / f"{name_or_path}.py"
-    if not path.is_file():
-        raise InvalidConfigError("experiment", f"no such experiment: {name_or_path} "
-                                 f"(known: {', '.join(experiment_names())})")
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    modname = (f"experiments.{path.stem}" if path.resolve().parent == EXPERIMENTS
-               else f"swarmmesh_experiment_{path.stem}")
-    if modname in sys.modules:
+    if path.suffix == ".py":
+        if not path.is_file():
+            raise InvalidConfigError("experiment", f"no such file: {path}")
+        return _checked(_load_file(path), path)
+    name = str(name_or_path)
+    if not name.isidentifier():
+        raise InvalidConfigError("experiment", f"not a name: {name!r}")
+    plugins, files = installed(), local_files()
+    if name in plugins:
+        return _checked(plugins[name].load(), plugins[name].value)
+    if name in files:
+        return _checked(_load_file(files[name]), files[name])
+    raise InvalidConfigError("experiment", f"no such experiment: {name} "
+                             f"(known: {', '.join(experiment_names())})")
+
+
+def _load_file(path: Path) -> ModuleType:
+    modname = f"swarmmesh_experiment_{path.stem}"
+    if modname in sys.modules and sys.modules[modname].__file__ == str(path.resolve()):
         return sys.modules[modname]
-    spec = importlib.util.spec_from_file_location(modname, path)
+    spec = importlib.util.spec_from_file_location(modname, path.resolve())
     module = importlib.util.module_from_spec(spec)
     sys.modules[modname] = module
     try:
@@ -249,9 +273,13 @@ def load(name_or_path: str | os.PathLike) -> ModuleType:
     except BaseException:
         del sys.modules[modname]
         raise
+    return module
+
+
+def _checked(module: ModuleType, where: object) -> ModuleType:
     for attr in ("NAME", "add_arguments", "validate", "run", "plot"):
         if not hasattr(module, attr):
-            raise InvalidConfigError("experiment", f"{path} defines no {attr} "
+            raise InvalidConfigError("experiment", f"{where} defines no {attr} "
                                      "(see the convention in README: Write your own experiment)")
     return module
 
@@ -266,9 +294,9 @@ def replot(run_dir: str | os.PathLike) -> ModuleType:
     if not name:
         raise InvalidConfigError("run_dir", f"{run_dir}/summary.json names no experiment")
     script = summary.get("script")
-    if (EXPERIMENTS / f"{name}.py").is_file() or not script or not Path(script).is_file():
+    if name in experiment_names() or not script or not Path(script).is_file():
         module = load(name)
     else:
-        module = load(script)                      # an experiment kept outside experiments/
+        module = load(script)                      # a user's own, kept elsewhere
     module.plot(run_dir)
     return module

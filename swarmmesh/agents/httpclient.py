@@ -17,7 +17,7 @@ A complete response with a non-2xx status gives ``ok=False`` and
 
 CLI (one JSON object per line on stdout, nothing else)::
 
-    python -m swarmmesh.httpclient HOST PORT --count K [--keepalive] [--timeout S]
+    python -m swarmmesh.agents.httpclient HOST PORT --count K [--keepalive] [--timeout S]
         [--path P] [--interval S]
 """
 
@@ -357,7 +357,7 @@ def _iter_results(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: print one JSON object per result on stdout."""
-    p = argparse.ArgumentParser(prog="python -m swarmmesh.httpclient",
+    p = argparse.ArgumentParser(prog="python -m swarmmesh.agents.httpclient",
                                 description="Measure HTTP GETs; one JSON line per request.")
     p.add_argument("host")
     p.add_argument("port", type=int)

@@ -2,7 +2,7 @@
 
 Nothing here knows os-ken or a switch.  ``controllers/mesh.py`` turns these
 flows into OpenFlow 1.3 messages (with Nicira extensions); the unit tests run
-them on ``swarmmesh.fakeswitch.FakeSwitch``.
+them on ``swarmmesh.testing.fakeswitch.FakeSwitch``.
 
 Every swarm node has its own Open vSwitch bridge (``br-ingress``) in its own
 namespace, with these ports::

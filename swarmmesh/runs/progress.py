@@ -16,7 +16,7 @@ phase's known total, one per note, and one when a phase ends::
 
 A ``Progress`` is also callable with a message (a note), so it can be
 passed wherever a ``progress: Callable[[str], None]`` is taken, such as
-:class:`swarmmesh.testbed.Testbed`.
+:class:`swarmmesh.testbed.testbed.Testbed`.
 """
 
 from __future__ import annotations

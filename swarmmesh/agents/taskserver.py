@@ -7,7 +7,7 @@ second on loopback.
 
 Usage::
 
-    python -m swarmmesh.taskserver --task app.1 --node node1 --port 80 \
+    python -m swarmmesh.agents.taskserver --task app.1 --node node1 --port 80 \
         [--port 8080 ...] [--control-port 9999] [--bind 0.0.0.0] [--udp]
 
 Once every socket is listening, exactly one line ``ready <port> [<port> ...]``
@@ -705,7 +705,7 @@ def _raise_nofile_limit() -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
-    p = argparse.ArgumentParser(prog="python -m swarmmesh.taskserver",
+    p = argparse.ArgumentParser(prog="python -m swarmmesh.agents.taskserver",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--task", required=True, help="task name, e.g. app.1")
     p.add_argument("--node", required=True, help="node name, e.g. node1")

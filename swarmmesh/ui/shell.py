@@ -22,7 +22,6 @@ subclass that carries the commands to an Orchestrator.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -32,7 +31,7 @@ from typing import Callable, Iterable, Sequence
 
 from mininet.cli import CLI
 
-from swarmmesh.health import parse_duration
+from swarmmesh.lifecycle.health import parse_duration
 from swarmmesh.model import Cluster, InvalidConfigError, Task
 
 KILL_HOWS = ("hang", "unhealthy")
@@ -642,7 +641,7 @@ class SwarmCLI(CLI):
 def plan(args) -> Cluster:
     """The cluster the flags ask for; bad input raises InvalidConfigError
     before anything is built."""
-    from swarmmesh import health
+    from swarmmesh.lifecycle import health
     health.profile(args.profile)
     if args.stack is not None:
         if args.replicas is not None:
@@ -660,9 +659,9 @@ def plan(args) -> Cluster:
 def run_cli(args) -> int:
     """``swarmmesh cli``: exit 0 after ``exit``/EOF, 2 bad input, 130 Ctrl-C
     (outside an interactive prompt), 143 SIGTERM; everything stopped each time."""
-    from swarmmesh import results
-    from swarmmesh.orchestrator import Orchestrator
-    from swarmmesh.testbed import Testbed, TestbedError, check_machine
+    from swarmmesh.runs import runfolder as results
+    from swarmmesh.lifecycle.orchestrator import Orchestrator
+    from swarmmesh.testbed.testbed import Testbed, TestbedError, check_machine
     try:
         cluster = plan(args)
         check_machine()

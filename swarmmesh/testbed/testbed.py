@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from swarmmesh import agents
 from swarmmesh.machine import deps
 from swarmmesh.model import Cluster, Task
-from swarmmesh.runtime import RunState, clean_all
+from swarmmesh.testbed.runtime import RunState, clean_all
 
-REPO = Path(__file__).resolve().parent.parent
 # Programs every testbed calls (their packages: swarmmesh/machine/debian-packages.txt).
 REQUIRED = ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "nft", "ethtool", "bridge", "mnexec")
 
@@ -127,7 +127,7 @@ class Testbed:
     def _start(self) -> None:
         from mininet.log import setLogLevel
         from mininet.net import Mininet
-        from topologies.swarm import SwarmTopo
+        from swarmmesh.testbed.topology import SwarmTopo
 
         setLogLevel(os.environ.get("SWARMMESH_MN_LOG", "warning"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -159,13 +159,13 @@ class Testbed:
         ctl_dir = self.state.dir / "ctl"
         port = _free_port()
         log = self.run_dir / "controller.log"      # appended to by a restarted controller
-        cmd = [sys.executable, "-m", "controllers.mesh", "--model", str(self.model_path),
+        cmd = [sys.executable, "-m", "swarmmesh.control.app", "--model", str(self.model_path),
                "--port", str(port), "--unix-socket", sock, "--state-dir", str(ctl_dir),
                "--log-file", str(log)]
-        proc = subprocess.Popen(cmd, cwd=str(REPO), env=dict(os.environ, PYTHONPATH=str(REPO)),
+        proc = subprocess.Popen(cmd, env=agents.python_env(),
                                 stdout=subprocess.DEVNULL, stderr=open(self.run_dir / "controller.err", "a"),
                                 start_new_session=True)
-        self.state.register(proc.pid, "controllers.mesh")
+        self.state.register(proc.pid, "swarmmesh.control.app")
         deadline = time.monotonic() + 20
         while not os.path.exists(sock):
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -284,7 +284,7 @@ class Testbed:
     def start_task(self, task: Task) -> None:
         """Build a task added to ``self.cluster`` at run time: its host, its
         legs, its bridge ports, its server; every node's FDB learns it."""
-        from topologies.swarm import task_legs, task_params
+        from swarmmesh.testbed.topology import task_legs, task_params
         host = self.net.addHost(task.host, **task_params(task, self.cluster, self.state))
         node = self.net.get(task.node)
         legs = task_legs(task, self.cluster)
@@ -345,8 +345,7 @@ class Testbed:
     def run_in(self, host: str, args: list[str], timeout: float = 120) -> str:
         """Run a Python module of ours in a host; return its stdout."""
         h = self.net.get(host)
-        proc = h.popen([sys.executable, *args], cwd=str(REPO),
-                       env=dict(os.environ, PYTHONPATH=str(REPO)),
+        proc = h.popen([sys.executable, *args], env=agents.python_env(),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.state.register(proc.pid, args[1] if args[0] == "-m" else sys.executable)
         try:

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Iterable, Mapping
 
-REPO = Path(__file__).resolve().parent.parent
+SOURCE = Path(__file__).resolve().parent     # git finds the checkout above it, if any
 
 
 def new_run_dir(out: str | os.PathLike, tag: str) -> Path:
@@ -28,9 +28,9 @@ def new_run_dir(out: str | os.PathLike, tag: str) -> Path:
 
 def git_commit() -> str:
     try:
-        r = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        r = subprocess.run(["git", "-C", str(SOURCE), "rev-parse", "--short", "HEAD"],
                            capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"],
+        dirty = subprocess.run(["git", "-C", str(SOURCE), "status", "--porcelain"],
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return r.stdout.strip() + ("-dirty" if dirty else "") if r.returncode == 0 else "unknown"
     except (OSError, subprocess.TimeoutExpired):

@@ -4,7 +4,7 @@ JSON line per connection: the entry address, the task that answered first,
 every task that answered, how many requests failed, and how many TCP
 connections it took (1 = it never broke).
 
-    python -m swarmmesh.holdconn 192.168.99.1 192.168.99.2 --port 8000 --connections 20
+    python -m swarmmesh.agents.holdconn 192.168.99.1 192.168.99.2 --port 8000 --connections 20
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 
-from swarmmesh.httpclient import KeepAliveClient
+from swarmmesh.agents.httpclient import KeepAliveClient
 
 
 def main(argv: list[str] | None = None) -> int:

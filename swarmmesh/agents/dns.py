@@ -23,7 +23,7 @@ Only UDP is served; an answer is capped at the addresses that fit in a
 512-byte datagram (29 for a short name), so a service with more tasks
 answers with a (shuffled) subset.  TTL 600 s, as Swarm's resolver sets it.
 
-    python -m swarmmesh.dns --node node1 --state-dir /run/swarmmesh/run-...
+    python -m swarmmesh.agents.dns --node node1 --state-dir /run/swarmmesh/run-...
 """
 
 from __future__ import annotations
@@ -40,10 +40,7 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from swarmmesh.model import Cluster, Task   # noqa: E402
+from swarmmesh.model import Cluster, Task
 
 ADDRESS = "127.0.0.11"
 PORT = 53

@@ -1,7 +1,7 @@
 """A kernel nftables L4 load balancer next to the cluster: the baseline that a
 user would run instead of the routing mesh (kube-proxy's iptables mode).
 
-Added to a running :class:`~swarmmesh.testbed.Testbed` through the Mininet API
+Added to a running :class:`~swarmmesh.testbed.testbed.Testbed` through the Mininet API
 (nothing in the topology changes):
 
 * ``lb1``: one more host on the underlay (a leg on the Linux bridge ``ul0``
@@ -114,7 +114,7 @@ def _sh(host, command: str) -> str:
 
 def add_underlay_host(tb, name: str, ip: str):
     """A new host on the running testbed's underlay (a leg on ``ul0``)."""
-    from topologies.swarm import SwarmClient
+    from swarmmesh.testbed.topology import SwarmClient
     ul = tb.host("underlay")
     host = tb.net.addHost(name, cls=SwarmClient, ip=None, state=tb.state)
     intf, peer = f"{name}-eth0", f"ul-{name}"

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from swarmmesh import experiment
+from swarmmesh.runs import experiment
 from swarmmesh.model import InvalidConfigError
 
 
@@ -63,7 +63,7 @@ def cmd_replot(args) -> int:
 
 
 def cmd_clean(args) -> int:
-    from swarmmesh.runtime import clean_all
+    from swarmmesh.testbed.runtime import clean_all
     removed = clean_all(force=args.force)
     for r in removed:
         print(f"removed {r}")
@@ -77,7 +77,7 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_cli(args) -> int:
-    from swarmmesh.mncli import run_cli
+    from swarmmesh.ui.shell import run_cli
     return run_cli(args)
 
 

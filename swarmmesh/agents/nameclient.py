@@ -16,9 +16,9 @@ The first address of the answer is the one used, as
 
 One JSON object per request on stdout: ``seq``, ``resolved`` (every
 address in the answer, in order), ``used``, ``resolve_ms`` and the fields of
-``swarmmesh.httpclient.Result``.
+``swarmmesh.agents.httpclient.Result``.
 
-    python -m swarmmesh.nameclient web 80 --count 30 --dns fresh
+    python -m swarmmesh.agents.nameclient web 80 --count 30 --dns fresh
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import sys
 import time
 from dataclasses import asdict
 
-from swarmmesh import dns as embedded_dns
-from swarmmesh.httpclient import get
+from swarmmesh.agents import dns as embedded_dns
+from swarmmesh.agents.httpclient import get
 
 POLICIES = ("fresh", "raw", "cached")
 

@@ -19,7 +19,7 @@ nodes' embedded DNS re-reads it.  It follows Swarm's lifecycle:
   leave every load balancer and are rescheduled on the other nodes.
 
 Timings come from a profile (``swarm``: Swarm's own; ``fast``: how good it
-could be), see ``swarmmesh.health``.  Every step is recorded as an event
+could be), see ``swarmmesh.lifecycle.health``.  Every step is recorded as an event
 ``(t, event, detail)`` with ``t`` in seconds from the orchestrator's start
 (or a given clock origin), for ``events.csv``.
 """
@@ -35,10 +35,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from swarmmesh import health
+from swarmmesh.lifecycle import health
 from swarmmesh.model import Cluster, HealthCheck, InvalidConfigError, Task
 
-LOG = logging.getLogger("swarmmesh.orchestrator")
+LOG = logging.getLogger("swarmmesh.lifecycle.orchestrator")
 UPDATE_ORDERS = ("stop-first", "start-first")
 
 

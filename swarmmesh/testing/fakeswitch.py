@@ -1,4 +1,4 @@
-"""A fake OpenFlow switch that runs ``swarmmesh.rules`` flows on plain dicts.
+"""A fake OpenFlow switch that runs ``swarmmesh.dataplane.rules`` flows on plain dicts.
 
 Modelled on FAUCET's ``fakeoftable``: no switch, no kernel, just the lookup
 and action semantics of Open vSwitch that the rules rely on, so unit tests
@@ -44,9 +44,9 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from swarmmesh import rules
+from swarmmesh.dataplane import rules
 from swarmmesh.model import Cluster, Task
-from swarmmesh.rules import (CT_EST, CT_NEW, CT_RPL, CT_TRK, Ct, Flow, Goto, Learn, Move,
+from swarmmesh.dataplane.rules import (CT_EST, CT_NEW, CT_RPL, CT_TRK, Ct, Flow, Goto, Learn, Move,
                              Output, Resubmit, SetField)
 
 HEADER_FIELDS = frozenset((

@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Iterable
 
-from swarmmesh import rules
+from swarmmesh.dataplane import rules
 
 Key = tuple  # (table, priority, sorted match items)
 

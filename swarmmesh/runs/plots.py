@@ -11,7 +11,7 @@ from pathlib import Path
 import matplotlib
 import matplotlib.ticker
 
-from swarmmesh.report import percentile
+from swarmmesh.runs.report import percentile
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt      # noqa: E402

@@ -1,0 +1,7 @@
+"""``python -m swarmmesh.control``: the controller process."""
+
+import sys
+
+from swarmmesh.control.app import main
+
+sys.exit(main())

@@ -1,0 +1,435 @@
+"""A Docker Swarm cluster as a Mininet topology, built from the cluster model.
+
+Every swarm node, task container, external client and the underlay itself is
+a Mininet host in its own network namespace:
+
+* ``underlay``: a Linux bridge in its own namespace, the cluster's L2 network
+  (192.168.99.0/24).  Every node and client has one leg on it.
+* ``node1..N`` (``SwarmNode``): the node's kernel (its underlay address, an
+  nftables DNAT of published ports to the ingress sandbox, a kernel VXLAN
+  device for the ``ingress`` overlay with a static FDB) and the node's own
+  ``ovs-vswitchd`` with bridge ``br-ingress``, which the controller programs
+  to act as the ingress sandbox (IPVS rr + SNAT in Swarm).
+* ``t1..`` (``SwarmTask``): one per task container, linked to its node's
+  bridge, running the task server.
+* ``c1..`` : external clients on the underlay.
+
+Use it from Mininet directly (start the controller first, see the README)::
+
+    sudo mn --custom topologies/swarm.py --topo swarm,nodes=3,replicas=2 --controller remote
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mininet.node import Host
+from mininet.topo import Topo
+
+from swarmmesh import agents
+from swarmmesh.agents import dns
+from swarmmesh.dataplane import rules
+from swarmmesh.model import Cluster, UNDERLAY_SUBNET
+from swarmmesh.testbed.runtime import RunState, kill_pid
+from swarmmesh.machine.datapath import choose_datapath
+
+PRIVATE_PORT = 9999          # every task also listens here; it is never published
+APP_PORT = 80                # every task's application port (the usual target port)
+VXLAN_PORT = 4789
+DEFAULT_UNIX_SOCKET = "/run/swarmmesh/openflow.sock"
+OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+
+
+class _Quiet:
+    """Run a command in a host and fail loudly, naming the host and command."""
+
+    def run(self, *cmd: str) -> str:
+        out = self.cmd(*cmd)                   # type: ignore[attr-defined]
+        rc = self.cmd("echo $?").strip()       # type: ignore[attr-defined]
+        if rc != "0":
+            raise RuntimeError(f"{self.name}: `{' '.join(cmd)}` failed ({rc}): {out.strip()}")
+        return out
+
+
+class _Recorded(Host):
+    """A host whose shell is written down in the run state as it starts."""
+
+    def __init__(self, name, state: RunState | None = None, **params):
+        self.state = state
+        super().__init__(name, **params)
+        if self.state:
+            self.state.register(self.pid, f"mininet:{self.name}")
+
+
+class Underlay(_Recorded, _Quiet):
+    """The underlay L2 segment: a Linux bridge inside its own namespace."""
+
+    def config(self, **params):
+        r = super().config(**params)
+        self.run("ip link add ul0 type bridge")
+        self.run("ip link set ul0 up")
+        for intf in self.intfList():
+            if intf.name != "lo":
+                self.run(f"ip link set {intf.name} master ul0")
+                self.run(f"ip link set {intf.name} up")
+        return r
+
+
+def _tx_off(host: Host, intf: str) -> None:
+    # Userspace OVS does not fill in checksums that veth leaves to offload.
+    host.cmd(f"ethtool -K {intf} tx off >/dev/null 2>&1")
+
+
+class SwarmClient(_Recorded):
+    """An external client on the underlay, outside the cluster."""
+
+    def config(self, **params):
+        r = super().config(**params)
+        _tx_off(self, self.defaultIntf().name)
+        return r
+
+
+class SwarmTask(_Recorded, _Quiet):
+    """A task container: one leg per network it is on, its resolver
+    configuration (the embedded DNS at 127.0.0.11) and the task server."""
+
+    def __init__(self, name, task_name="", node_name="", ports=(), **params):
+        self.task_name, self.node_name = task_name, node_name
+        self.target_ports = tuple(ports)
+        self.server = None
+        super().__init__(name, **params)
+
+    def config(self, **params):
+        r = super().config(**params)
+        for intf in self.intfList():
+            if intf.name != "lo":
+                _tx_off(self, intf.name)
+                self.run(f"ip link set {intf.name} mtu 1450")
+        self._resolver()
+        self.start_server()
+        return r
+
+    def _resolver(self):
+        """/etc/resolv.conf -> 127.0.0.11, in this host's own mount namespace."""
+        if not self.state:
+            return
+        conf = self.state.node_dir(self.node_name) / f"{self.name}.resolv.conf"
+        conf.write_text(dns.RESOLV_CONF)
+        self.run(f"mount --bind {conf} /etc/resolv.conf")
+
+    def start_server(self):
+        ports = sorted({*self.target_ports, APP_PORT} - {PRIVATE_PORT})
+        cmd = [sys.executable, "-m", "swarmmesh.agents.taskserver", "--task", self.task_name,
+               "--node", self.node_name, "--udp", "--control-port", str(PRIVATE_PORT)]
+        for p in ports:
+            cmd += ["--port", str(p)]
+        self.server = self.popen(cmd, env=agents.python_env(), stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+        if self.state:
+            self.state.register(self.server.pid, "swarmmesh.agents.taskserver")
+        line = self.server.stdout.readline()
+        if not line.startswith("ready"):
+            raise RuntimeError(f"{self.name}: task server did not start: {line.strip()}")
+
+    def terminate(self):
+        if self.server and self.server.poll() is None:
+            self.server.terminate()
+            try:
+                self.server.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+        super().terminate()
+
+
+class SwarmNode(_Recorded, _Quiet):
+    """A swarm node: kernel DNAT + VXLAN, and its own vswitchd for the mesh."""
+
+    def __init__(self, name, cluster: Cluster | None = None, datapath: str = "netdev",
+                 controller: str = DEFAULT_UNIX_SOCKET, **params):
+        self.cluster, self.datapath = cluster, datapath
+        self.controller_target = controller
+        self.ovs_dir: Path | None = None
+        super().__init__(name, **params)
+
+    # -- configuration ---------------------------------------------------
+    def config(self, **params):
+        r = super().config(**params)
+        node = self.cluster.node(self.name)
+        eth0 = self.defaultIntf().name
+        self.run("sysctl -qw net.ipv4.ip_forward=1")
+        # Swarm's docker_gwbridge leg to the ingress sandbox.
+        self.run(f"ip link add {rules.GW_INTF} type veth peer name {rules.GW_OVS_INTF}")
+        self.run(f"ip link set {rules.GW_INTF} address {rules.GW_MAC}")
+        self.run(f"ip addr add {rules.GW_IP}/{rules.GW_PREFIX} dev {rules.GW_INTF}")
+        for intf in (rules.GW_INTF, rules.GW_OVS_INTF):
+            self.run(f"ip link set {intf} up")
+            _tx_off(self, intf)
+        # The ingress overlay: kernel VXLAN, no learning, static FDB from the model.
+        self.run(f"ip link add {rules.VXLAN_INTF} type vxlan id {self.cluster.networks['ingress'].vni} "
+                 f"dstport {VXLAN_PORT} local {node.underlay_ip} dev {eth0} nolearning")
+        self.run(f"ip link set {rules.VXLAN_INTF} mtu 1450 up")
+        for mac, remote in rules.overlay_fdb(self.cluster, self.name):
+            self.run(f"bridge fdb append {mac} dev {rules.VXLAN_INTF} dst {remote}")
+        # One more VXLAN device (its own VNI) per user overlay network.
+        for net in rules.user_networks(self.cluster):
+            vx = rules.vxlan_intf(net)
+            self.run(f"ip link add {vx} type vxlan id {net.vni} dstport {VXLAN_PORT} "
+                     f"local {node.underlay_ip} dev {eth0} nolearning")
+            self.run(f"ip link set {vx} mtu 1450 up")
+            for mac, remote in rules.overlay_fdb(self.cluster, self.name, net.name):
+                self.run(f"bridge fdb append {mac} dev {vx} dst {remote}")
+        for intf in self.intfList():
+            if intf.name != "lo" and intf != self.defaultIntf():
+                _tx_off(self, intf.name)
+                self.run(f"ip link set {intf.name} mtu 1450")
+        self._dnat_published_ports()
+        self._start_ovs()
+        self._start_dns()
+        return r
+
+    def _start_dns(self):
+        """The node's embedded DNS server (Swarm's daemon answers on 127.0.0.11
+        in every task); it follows the model file in the run's state folder."""
+        if not self.state or not (self.state.dir / "model.json").exists():
+            raise RuntimeError(f"{self.name}: no model.json in the run state")
+        log = open(self.state.node_dir(self.name) / "dns.log", "w")
+        self.dns = self.popen([sys.executable, "-m", "swarmmesh.agents.dns", "--node", self.name,
+                               "--state-dir", str(self.state.dir)],
+                              env=agents.python_env(),
+                              stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.state.register(self.dns.pid, "swarmmesh.agents.dns")
+
+    def _dnat_published_ports(self):
+        """Swarm's DOCKER-INGRESS chain: local address + published port -> sandbox."""
+        lines = ["table ip swarmmesh {",
+                 " chain prerouting { type nat hook prerouting priority -100; policy accept;"]
+        out = [" chain output { type nat hook output priority -100; policy accept;"]
+        for p in rules.published_ports(self.cluster):
+            rule = (f"  fib daddr type local {p.protocol} dport {p.published} "
+                    f"dnat to {rules.SBOX_GW_IP}:{p.published}")
+            lines.append(rule)
+            out.append(rule)
+        # localhost too, as in Swarm: 127.0.0.1 may leave on gwbr (route_localnet)
+        # and is masqueraded to the node's gateway address, as Docker does.
+        post = [" chain postrouting { type nat hook postrouting priority 100; policy accept;",
+                f"  oifname \"{rules.GW_INTF}\" ip saddr 127.0.0.0/8 masquerade", " }"]
+        lines += [" }"] + out + [" }"] + post + ["}"]
+        self.run(f"sysctl -qw net.ipv4.conf.{rules.GW_INTF}.route_localnet=1")
+        path = self.state.node_dir(self.name) / "nft.conf" if self.state else None
+        if path is None:
+            raise RuntimeError(f"{self.name}: no run state")
+        path.write_text("\n".join(lines) + "\n")
+        self.run(f"nft -f {path}")
+
+    def _start_ovs(self):
+        d = self.state.node_dir(self.name) / "ovs"
+        d.mkdir(parents=True, exist_ok=True)
+        self.ovs_dir = d
+        env = f"OVS_RUNDIR={d} OVS_LOGDIR={d} OVS_DBDIR={d}"
+        self.run(f"ovsdb-tool create {d}/conf.db {OVS_SCHEMA}")
+        self.run(f"{env} ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock "
+                 f"--pidfile={d}/ovsdb-server.pid --detach --log-file={d}/ovsdb-server.log")
+        self._register_pidfile(d / "ovsdb-server.pid", "ovsdb-server")
+        self.run(f"{env} ovs-vsctl --db=unix:{d}/db.sock --no-wait init")
+        self.run(f"{env} ovs-vswitchd unix:{d}/db.sock --pidfile={d}/ovs-vswitchd.pid "
+                 f"--detach --log-file={d}/ovs-vswitchd.log")
+        self._register_pidfile(d / "ovs-vswitchd.pid", "ovs-vswitchd")
+        node = self.cluster.node(self.name)
+        cmd = [f"add-br {rules.BRIDGE}",
+               f"set bridge {rules.BRIDGE} datapath_type={self.datapath} fail-mode=secure "
+               f"protocols=OpenFlow13 other-config:datapath-id={rules.dpid_of(node):016x}",
+               f"add-port {rules.BRIDGE} {rules.GW_OVS_INTF} "
+               f"-- set interface {rules.GW_OVS_INTF} ofport_request={rules.PORT_GW}",
+               f"add-port {rules.BRIDGE} {rules.VXLAN_INTF} "
+               f"-- set interface {rules.VXLAN_INTF} ofport_request={rules.PORT_VXLAN}"]
+        for net in rules.user_networks(self.cluster):
+            vx = rules.vxlan_intf(net)
+            cmd.append(f"add-port {rules.BRIDGE} {vx} -- set interface {vx} "
+                       f"ofport_request={rules.vxlan_port(net)}")
+        for task in self.cluster.tasks_on(self.name):
+            port = rules.task_ports(self.cluster, self.name).get(task.host)
+            if port is not None:
+                intf = rules.task_intf(task)
+                cmd.append(f"add-port {rules.BRIDGE} {intf} -- set interface {intf} "
+                           f"ofport_request={port}")
+            for name in task.addresses:
+                net = self.cluster.networks[name]
+                if not net.ingress:
+                    intf = rules.net_intf(task, net)
+                    cmd.append(f"add-port {rules.BRIDGE} {intf} -- set interface {intf} "
+                               f"ofport_request={rules.net_port(task, net)}")
+        # vswitchd only dials unix sockets inside its own run dir: link to the relay.
+        (d / "controller.sock").symlink_to(self.controller_target)
+        cmd.append(f"set-controller {rules.BRIDGE} unix:{d}/controller.sock")
+        cmd.append(f"set controller {rules.BRIDGE} max_backoff=1000 inactivity_probe=0")
+        self.run(f"{env} ovs-vsctl --db=unix:{d}/db.sock -- " + " -- ".join(cmd))
+
+    def sync_fdb(self, cluster: Cluster) -> None:
+        """Bring every VXLAN device's static FDB to what ``cluster`` says
+        (tasks and LB endpoints come and go at run time)."""
+        self.cluster = cluster
+        for net in cluster.networks.values():
+            vx = rules.vxlan_intf(net)
+            want = {(m.lower(), ip) for m, ip in rules.overlay_fdb(cluster, self.name, net.name)}
+            have = set()
+            for line in self.cmd(f"bridge fdb show dev {vx}").splitlines():
+                parts = line.split()
+                if len(parts) >= 3 and parts[1] == "dst":
+                    have.add((parts[0].lower(), parts[2]))
+            for mac, ip in sorted(have - want):
+                self.cmd(f"bridge fdb del {mac} dev {vx} dst {ip}")
+            for mac, ip in sorted(want - have):
+                self.run(f"bridge fdb append {mac} dev {vx} dst {ip}")
+
+    def ovs_vsctl(self, *args: str) -> str:
+        d = self.ovs_dir
+        return self.run(f"OVS_RUNDIR={d} ovs-vsctl --db=unix:{d}/db.sock " + " ".join(args))
+
+    def attach_task(self, task, cluster: Cluster) -> None:
+        """Plug a task started at run time into the bridge (its legs exist)."""
+        for name in task.addresses:
+            net = cluster.networks[name]
+            if net.ingress:
+                intf, port = rules.task_intf(task), rules.ingress_port(task)
+            else:
+                intf, port = rules.net_intf(task, net), rules.net_port(task, net)
+            _tx_off(self, intf)
+            self.run(f"ip link set {intf} mtu 1450 up")
+            self.ovs_vsctl(f"--may-exist add-port {rules.BRIDGE} {intf} -- set interface {intf} "
+                           f"ofport_request={port}")
+
+    def detach_task(self, task, cluster: Cluster) -> None:
+        for name in task.addresses:
+            net = cluster.networks[name]
+            intf = rules.task_intf(task) if net.ingress else rules.net_intf(task, net)
+            if self.ovs_dir is not None:
+                self.cmd(f"OVS_RUNDIR={self.ovs_dir} ovs-vsctl --db=unix:{self.ovs_dir}/db.sock "
+                         f"--if-exists del-port {rules.BRIDGE} {intf}")
+
+    def appctl(self, *args: str) -> str:
+        """``ovs-appctl`` against this node's vswitchd."""
+        d = self.ovs_dir
+        pid = (d / "ovs-vswitchd.pid").read_text().strip()
+        return self.cmd(f"ovs-appctl -t {d}/ovs-vswitchd.{pid}.ctl " + " ".join(args))
+
+    def flush_conntrack(self, addresses) -> None:
+        """Forget every connection to these (task) addresses, as Swarm's IPVS
+        does for a removed backend (``expire_nodest_conn``): else a client
+        that reuses a source port would follow a stale entry to it.  DNAT
+        zones match the reply's source, SNAT zones the original destination."""
+        if self.ovs_dir is None:
+            return
+        for ip in addresses:
+            for zone in (rules.ZONE_DNAT, rules.ZONE_VIP_DNAT):
+                self.appctl(f"dpctl/flush-conntrack zone={zone} '' 'ct_nw_src={ip}'")
+            for zone in (rules.ZONE_SNAT, rules.ZONE_LB_SNAT):
+                self.appctl(f"dpctl/flush-conntrack zone={zone} 'ct_nw_dst={ip}'")
+
+    def _register_pidfile(self, path: Path, marker: str) -> None:
+        if self.state and path.exists():
+            self.state.register(int(path.read_text().strip()), marker)
+
+    # -- helpers for experiments and tests ---------------------------------
+    def ofctl(self, *args: str) -> str:
+        """Run ``ovs-ofctl`` against this node's bridge."""
+        mgmt = f"unix:{self.ovs_dir}/{rules.BRIDGE}.mgmt"
+        return self.cmd(f"ovs-ofctl -O OpenFlow13 {' '.join(args[:1])} {mgmt} "
+                        f"{' '.join(args[1:])}")
+
+    def stop_ovs(self):
+        """Stop this node's vswitchd and ovsdb-server (idempotent)."""
+        if self.ovs_dir is None:
+            return
+        for name in ("ovs-vswitchd", "ovsdb-server"):
+            pidfile = self.ovs_dir / f"{name}.pid"
+            if pidfile.exists():
+                kill_pid(int(pidfile.read_text().strip()), name)
+        self.ovs_dir = None
+
+    def terminate(self):
+        self.stop_ovs()
+        dns_proc = getattr(self, "dns", None)
+        if dns_proc is not None and dns_proc.poll() is None:
+            dns_proc.terminate()
+            try:
+                dns_proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                dns_proc.kill()
+        super().terminate()
+
+
+def task_params(task, cluster: Cluster, state: RunState | None) -> dict:
+    """Mininet host parameters of a task (for addHost, at build or run time)."""
+    svc = cluster.service(task.service)
+    return dict(cls=SwarmTask, task_name=task.name, node_name=task.node,
+                ports=[p.target for p in svc.ports], ip=None, state=state)
+
+
+def task_legs(task, cluster: Cluster) -> list[dict]:
+    """addLink arguments of a task's legs to its node: ingress first, then
+    one per user network."""
+    legs = []
+    for name, addr in task.addresses.items():
+        net = cluster.networks[name]
+        leg = {"params1": {"ip": f"{addr}/{net.subnet.prefixlen}"}, "addr1": task.macs[name]}
+        if net.ingress:
+            leg.update(intfName1=f"{task.host}-eth0", intfName2=rules.task_intf(task))
+        else:
+            leg.update(intfName1=rules.task_net_intf(task, net),
+                       intfName2=rules.net_intf(task, net))
+        legs.append(leg)
+    return legs
+
+
+class SwarmTopo(Topo):
+    """Nodes, tasks, clients and the underlay, all derived from one Cluster."""
+
+    def build(self, nodes: int = 3, replicas: int = 2, stack: str | None = None,
+              clients: int = 1, cluster: Cluster | None = None,
+              state: RunState | None = None, datapath: str = "auto",
+              controller: str = DEFAULT_UNIX_SOCKET):
+        if cluster is None:
+            cluster = (Cluster.from_stack(stack, nodes=nodes, clients=clients) if stack
+                       else Cluster.quick(nodes=nodes, replicas=replicas, clients=clients))
+        if state is None:                      # run by `mn --custom`: we own the records
+            state = RunState(f"mn-{os.getpid()}")
+            atexit.register(state.clean)
+        model = state.dir / "model.json"
+        if not model.exists():                 # the Testbed writes it before the controller
+            model.write_text(json.dumps({**cluster.to_dict(), "revision": 0}))
+        self.cluster, self.state = cluster, state
+        dp = choose_datapath(datapath)
+        self.datapath = dp
+        prefix = UNDERLAY_SUBNET.prefixlen
+        ul = self.addHost("underlay", cls=Underlay, ip=None, state=state)
+        for node in cluster.nodes:
+            self.addHost(node.name, cls=SwarmNode, ip=f"{node.underlay_ip}/{prefix}",
+                         cluster=cluster, state=state, datapath=dp, controller=controller)
+            self.addLink(node.name, ul, intfName1=f"{node.name}-eth0",
+                         intfName2=f"ul-{node.name}")
+        for client in cluster.clients:
+            self.addHost(client.name, cls=SwarmClient, ip=f"{client.underlay_ip}/{prefix}",
+                         state=state)
+            self.addLink(client.name, ul, intfName1=f"{client.name}-eth0",
+                         intfName2=f"ul-{client.name}")
+        for task in cluster.tasks:
+            if not task.addresses:             # on no network at all: nothing to build
+                continue
+            self.addHost(task.host, **task_params(task, cluster, state))
+            for leg in task_legs(task, cluster):
+                self.addLink(task.host, task.node, **leg)
+
+    def planned_links(self) -> list[str]:
+        """Every interface name Mininet will create in the root namespace
+        on the way into a host, for cleanup after a kill mid-build."""
+        names = []
+        for _a, _b, info in self.links(withInfo=True):
+            names += [info["intfName1"], info["intfName2"]]
+        return names
+
