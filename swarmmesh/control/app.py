@@ -35,6 +35,8 @@ from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_
 from os_ken.ofproto import ofproto_v1_3
 
 from swarmmesh.dataplane import rules, sync
+from swarmmesh.dataplane.flows import (COOKIE_LEARNED, Ct, Flow, Goto, Learn, Move, Output,
+                                       Resubmit, SetField)
 from swarmmesh.model import Cluster, InvalidConfigError
 
 LOG = logging.getLogger("swarmmesh.controller")
@@ -63,17 +65,17 @@ def to_actions(parser, ofp, actions) -> tuple[list, int | None]:
     """Translate rule actions into os-ken actions; also return a goto table."""
     out, goto = [], None
     for a in actions:
-        if isinstance(a, rules.Output):
+        if isinstance(a, Output):
             port = ofp.OFPP_IN_PORT if a.port == "in_port" else a.port
             out.append(parser.OFPActionOutput(port))
-        elif isinstance(a, rules.SetField):
+        elif isinstance(a, SetField):
             out.append(parser.OFPActionSetField(**{a.field: a.value}))
-        elif isinstance(a, rules.Move):
+        elif isinstance(a, Move):
             out.append(parser.NXActionRegMove(src_field=_nxm(a.src), dst_field=_nxm(a.dst),
                                               n_bits=_WIDTH[a.src]))
-        elif isinstance(a, rules.Resubmit):
+        elif isinstance(a, Resubmit):
             out.append(parser.NXActionResubmitTable(table_id=a.table))
-        elif isinstance(a, rules.Ct):
+        elif isinstance(a, Ct):
             nat = []
             if a.nat is not None:
                 flags = NX_NAT_F_SRC if a.nat.kind == "src" else NX_NAT_F_DST
@@ -88,7 +90,7 @@ def to_actions(parser, ofp, actions) -> tuple[list, int | None]:
             out.append(parser.NXActionCT(flags=1 if a.commit else 0, zone_src="",
                                          zone_ofs_nbits=a.zone, recirc_table=a.table,
                                          alg=0, actions=nat))
-        elif isinstance(a, rules.Learn):
+        elif isinstance(a, Learn):
             specs = []
             for f, v in a.match:
                 if isinstance(v, str):
@@ -100,9 +102,9 @@ def to_actions(parser, ofp, actions) -> tuple[list, int | None]:
             for f, v in a.load:
                 specs.append(parser.NXFlowSpecLoad(src=v, dst=(_nxm(f), 0), n_bits=_WIDTH[f]))
             out.append(parser.NXActionLearn(table_id=a.table, specs=specs, priority=a.priority,
-                                            cookie=rules.COOKIE_LEARNED,
+                                            cookie=COOKIE_LEARNED,
                                             hard_timeout=a.hard_timeout))
-        elif isinstance(a, rules.Goto):
+        elif isinstance(a, Goto):
             goto = a.table
         else:  # pragma: no cover - the rule language is closed
             raise TypeError(f"unknown action {a!r}")
@@ -124,7 +126,7 @@ class MeshController(app_manager.OSKenApp):
         self.errors = 0
         self.lock = threading.Lock()
         self.datapaths: dict[int, object] = {}
-        self.installed: dict[int, list[rules.Flow]] = {}   # what each switch holds (ours)
+        self.installed: dict[int, list[Flow]] = {}   # what each switch holds (ours)
         self.stats: dict[int, list] = {}
         self.barriers: dict[int, tuple[str, int]] = {}     # xid -> (node, revision)
         self.revision = self._revision_of_file()
@@ -187,7 +189,7 @@ class MeshController(app_manager.OSKenApp):
         if done is not None:
             self._ready(*done)
 
-    def add_flow(self, dp, f: rules.Flow) -> None:
+    def add_flow(self, dp, f: Flow) -> None:
         parser, ofp = dp.ofproto_parser, dp.ofproto
         actions, goto = to_actions(parser, ofp, f.actions)
         inst = []

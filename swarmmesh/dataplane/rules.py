@@ -1,8 +1,9 @@
 """The controller's decisions, as pure functions: cluster model in, flows out.
 
-Nothing here knows os-ken or a switch.  ``controllers/mesh.py`` turns these
-flows into OpenFlow 1.3 messages (with Nicira extensions); the unit tests run
-them on ``swarmmesh.testing.fakeswitch.FakeSwitch``.
+Nothing here knows os-ken or a switch.  The flows are written in the small
+language of ``swarmmesh.dataplane.flows``; ``swarmmesh.control.ofp`` turns them
+into OpenFlow 1.3 messages (with Nicira extensions); the unit tests run them on
+``swarmmesh.testing.fakeswitch.FakeSwitch``.
 
 Every swarm node has its own Open vSwitch bridge (``br-ingress``) in its own
 namespace, with these ports::
@@ -57,9 +58,8 @@ port ``1000*j + n``::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Union
-
+from swarmmesh.dataplane.flows import (CT_TRK_EST, CT_TRK_NEW, Action, Ct, Flow, Goto, Learn,
+                                      Move, Nat, Output, Resubmit, SetField, flow)
 from swarmmesh.model import INGRESS_VNI, Cluster, Network, Node, PublishedPort, Task, docker_mac
 
 # --- constants shared with the topology -----------------------------------
@@ -79,9 +79,6 @@ SBOX_GW_MAC = "02:42:ac:12:00:02"
 ZONE_DNAT = 1
 ZONE_SNAT = 2
 REG_RR = "reg1"
-COOKIE = 0x5357_0000_0000_0000          # "SW": every flow of ours carries it
-COOKIE_MASK = 0xFFFF_0000_0000_0000
-COOKIE_LEARNED = 0x534C_0000_0000_0000  # "SL": flows that ``learn`` wrote
 LEARN_CONN_HARD_TIMEOUT = 10            # seconds a per-connection scratch flow lives
 
 T_CLASSIFY, T_DNAT_CT, T_DNAT_STATE, T_RR_PTR, T_RR_PICK, T_RR_CONN = 0, 10, 11, 12, 13, 14
@@ -103,94 +100,6 @@ VIP_MARK_BASE = 0x1000         # pick_mark() port indices of VIPs start here
 
 IP_PROTO = {"tcp": 6, "udp": 17}
 ETH_IP, ETH_ARP = 0x0800, 0x0806
-
-# ct_state bits (Nicira): new=0x01 est=0x02 rel=0x04 rpl=0x08 inv=0x10 trk=0x20
-CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
-CT_TRK_NEW = (CT_TRK | CT_NEW, CT_TRK | CT_NEW | CT_INV)
-CT_TRK_EST = (CT_TRK | CT_EST, CT_TRK | CT_EST | CT_INV)
-
-
-# --- the small flow language ------------------------------------------------
-
-@dataclass(frozen=True)
-class Output:
-    port: Union[int, str]          # a port number, or "in_port"
-
-
-@dataclass(frozen=True)
-class SetField:
-    field: str                     # os-ken OXM name: eth_src, eth_dst, arp_op, ...
-    value: Union[int, str]
-
-
-@dataclass(frozen=True)
-class Move:
-    src: str                       # copy a whole field into another
-    dst: str
-
-
-@dataclass(frozen=True)
-class Resubmit:
-    table: int
-
-
-@dataclass(frozen=True)
-class Nat:
-    kind: str                      # "src" | "dst"
-    ip: str
-    port: int | None = None
-
-
-@dataclass(frozen=True)
-class Ct:
-    zone: int
-    table: int
-    commit: bool = False
-    nat: Nat | None = None
-    nat_existing: bool = False     # bare "nat": apply the connection's existing binding
-    mark: int | None = None        # with commit: set the connection's ct_mark
-
-
-@dataclass(frozen=True)
-class Learn:
-    """Add or replace a flow in ``table``.
-
-    ``match`` holds immediate values, ``copy`` names fields whose values are
-    taken from the packet, ``load`` sets registers in the learned flow.
-    """
-    table: int
-    priority: int
-    match: tuple[tuple[str, int], ...] = ()
-    copy: tuple[str, ...] = ()
-    load: tuple[tuple[str, int], ...] = ()
-    hard_timeout: int = 0
-
-
-@dataclass(frozen=True)
-class Goto:
-    table: int
-
-
-Action = Union[Output, SetField, Move, Resubmit, Ct, Learn, Goto]
-
-
-@dataclass(frozen=True)
-class Flow:
-    table: int
-    priority: int
-    match: tuple[tuple[str, object], ...]
-    actions: tuple[Action, ...] = ()   # empty: drop
-    cookie: int = COOKIE
-
-    @property
-    def match_dict(self) -> dict:
-        return dict(self.match)
-
-
-def flow(table: int, priority: int, match: dict | None = None,
-         actions: Iterable[Action] = ()) -> Flow:
-    """Build a Flow with its match in a canonical (sorted) order."""
-    return Flow(table, priority, tuple(sorted((match or {}).items())), tuple(actions))
 
 
 # --- helpers over the model -------------------------------------------------
@@ -271,15 +180,29 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
     node = cluster.node(node_name)
     ports = task_ports(cluster, node_name)
     ingress_tasks = [t for t in cluster.tasks if "ingress" in t.addresses]
-    flows: list[Flow] = []
+    return [*_arp_flows(cluster, ingress_tasks),
+            *_classify_flows(cluster, node, ports, ingress_tasks),
+            *_dnat_flows(cluster),
+            *_snat_flows(node),
+            *_reply_flows(),
+            *_deliver_flows(cluster, node, ports, ingress_tasks),
+            *network_flows(cluster, node_name)]
 
-    # 0: ARP is answered locally for every known address; nothing is flooded.
-    flows.append(arp_responder(SBOX_GW_IP, SBOX_GW_MAC, in_port=PORT_GW))
+
+def _arp_flows(cluster: Cluster, ingress_tasks: list[Task]) -> list[Flow]:
+    """0: ARP is answered locally for every known address; nothing is flooded."""
+    flows = [arp_responder(SBOX_GW_IP, SBOX_GW_MAC, in_port=PORT_GW)]
     for n in cluster.nodes:
         flows.append(arp_responder(str(n.ingress_ip), n.ingress_mac))
     for t in ingress_tasks:
         flows.append(arp_responder(str(t.addresses["ingress"]), t.macs["ingress"]))
+    return flows
 
+
+def _classify_flows(cluster: Cluster, node: Node, ports: dict[str, int],
+                    ingress_tasks: list[Task]) -> list[Flow]:
+    """0: IP on the ingress network, to the table of its stage (or dropped)."""
+    flows: list[Flow] = []
     # 0 -> 10: a connection the kernel DNATed to the sandbox, per published port.
     for p, _tasks, _every in ingress_ports(cluster):
         flows.append(flow(T_CLASSIFY, 200, {
@@ -312,64 +235,88 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
             "eth_type": ETH_IP, "ip_proto": 1,
             "ipv4_dst": str(t.addresses["ingress"])}, [Goto(T_DELIVER)]))
     flows.append(flow(T_CLASSIFY, 0, {}, []))
+    return flows
 
-    # 10/11: conntrack, then new connections to the round-robin pick.
-    flows.append(flow(T_DNAT_CT, 100, {"eth_type": ETH_IP},
-                      [Ct(ZONE_DNAT, T_DNAT_STATE, nat_existing=True)]))
+
+def _dnat_flows(cluster: Cluster) -> list[Flow]:
+    """10/11: conntrack, then new connections to the round-robin pick (12/13);
+    14's miss."""
+    flows = [flow(T_DNAT_CT, 100, {"eth_type": ETH_IP},
+                  [Ct(ZONE_DNAT, T_DNAT_STATE, nat_existing=True)])]
     for pi, (p, tasks, every) in enumerate(ingress_ports(cluster)):
-        svc_match = {"eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol],
-                     "ipv4_dst": SBOX_GW_IP, _l4(p): p.published}
-        new_actions: list[Action] = ([Resubmit(T_RR_CONN), Resubmit(T_RR_DISPATCH)]
-                                     if p.protocol == "udp" else
-                                     [Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)])
-        if not tasks:
-            new_actions = []                             # no task: dropped, as IPVS does
-        flows.append(flow(T_DNAT_STATE, 100, {**svc_match, "ct_state": CT_TRK_NEW},
-                          new_actions))
-        # A committed connection stays +new until its first reply (a resent
-        # SYN, several UDP datagrams): its ct_mark names the task picked for
-        # it, so such packets keep their task and never move the pointer.
-        # (Userspace conntrack has already rewritten them to the task, the
-        # kernel's has not: the match leaves out the destination.)  Every
-        # task that still exists keeps its flow, the draining ones included.
-        for t in every:
-            flows.append(flow(T_DNAT_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
-                                                  "ct_mark": pick_mark(pi, t)}, [
-                Ct(ZONE_DNAT, T_SNAT_CT, commit=True,
-                   nat=Nat("dst", str(t.addresses["ingress"]), p.target))]))
-        # 12: the pointer, starting at task 0; ``learn`` replaces it.
-        flows.append(flow(T_RR_PTR, 100, svc_match, [SetField(REG_RR, 0)]))
-        # 13: pointer k -> task k; learn k+1; per-connection learn; DNAT.
-        flows += _picks(svc_match, tasks,
-                        [(IP_PROTO[p.protocol], _l4(p, dst=False), _l4(p))],
-                        lambda t: Nat("dst", str(t.addresses["ingress"]), p.target),
-                        ZONE_DNAT, T_SNAT_CT, lambda t: pick_mark(pi, t))
+        flows += _published_port_flows(pi, p, tasks, every)
     flows.append(flow(T_DNAT_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
                       [Goto(T_SNAT_CT)]))
     # 14: a connection it has not learned leaves reg3 at 0 (the learned ones are above)
     flows.append(flow(T_RR_CONN, 0, {}, []))
+    return flows
 
-    # 20/21/22: SNAT to this node's ingress address, then deliver.
-    flows.append(flow(T_SNAT_CT, 100, {"eth_type": ETH_IP},
-                      [Ct(ZONE_SNAT, T_SNAT_STATE, nat_existing=True)]))
-    flows.append(flow(T_SNAT_STATE, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW},
-                      [Ct(ZONE_SNAT, T_FWD_OUT, commit=True,
-                          nat=Nat("src", str(node.ingress_ip)))]))
-    flows.append(flow(T_SNAT_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
-                      [Goto(T_FWD_OUT)]))
-    flows.append(flow(T_FWD_OUT, 100, {"eth_type": ETH_IP},
-                      [SetField("eth_src", node.ingress_mac), Goto(T_DELIVER)]))
 
-    # 30/31/32: the reply: un-SNAT, un-DNAT, hand back to the node's kernel.
-    flows.append(flow(T_RPL_SNAT, 100, {"eth_type": ETH_IP},
-                      [Ct(ZONE_SNAT, T_RPL_DNAT, nat_existing=True)]))
-    flows.append(flow(T_RPL_DNAT, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
-                      [Ct(ZONE_DNAT, T_RPL_OUT, nat_existing=True)]))
-    flows.append(flow(T_RPL_OUT, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST}, [
-        SetField("eth_src", SBOX_GW_MAC), SetField("eth_dst", GW_MAC), Output(PORT_GW)]))
+def _published_port_flows(pi: int, p: PublishedPort, tasks: list[Task],
+                          every: list[Task]) -> list[Flow]:
+    """11, 12 and 13 (15 for UDP) of the published port ``p`` (the ``pi``-th)."""
+    flows: list[Flow] = []
+    svc_match = {"eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol],
+                 "ipv4_dst": SBOX_GW_IP, _l4(p): p.published}
+    new_actions: list[Action] = ([Resubmit(T_RR_CONN), Resubmit(T_RR_DISPATCH)]
+                                 if p.protocol == "udp" else
+                                 [Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)])
+    if not tasks:
+        new_actions = []                             # no task: dropped, as IPVS does
+    flows.append(flow(T_DNAT_STATE, 100, {**svc_match, "ct_state": CT_TRK_NEW},
+                      new_actions))
+    # A committed connection stays +new until its first reply (a resent
+    # SYN, several UDP datagrams): its ct_mark names the task picked for
+    # it, so such packets keep their task and never move the pointer.
+    # (Userspace conntrack has already rewritten them to the task, the
+    # kernel's has not: the match leaves out the destination.)  Every
+    # task that still exists keeps its flow, the draining ones included.
+    for t in every:
+        flows.append(flow(T_DNAT_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
+                                              "ct_mark": pick_mark(pi, t)}, [
+            Ct(ZONE_DNAT, T_SNAT_CT, commit=True,
+               nat=Nat("dst", str(t.addresses["ingress"]), p.target))]))
+    # 12: the pointer, starting at task 0; ``learn`` replaces it.
+    flows.append(flow(T_RR_PTR, 100, svc_match, [SetField(REG_RR, 0)]))
+    # 13: pointer k -> task k; learn k+1; per-connection learn; DNAT.
+    flows += _picks(svc_match, tasks,
+                    [(IP_PROTO[p.protocol], _l4(p, dst=False), _l4(p))],
+                    lambda t: Nat("dst", str(t.addresses["ingress"]), p.target),
+                    ZONE_DNAT, T_SNAT_CT, lambda t: pick_mark(pi, t))
+    return flows
 
-    # 40: delivery by destination address: a local port or the overlay
-    # (the kernel VXLAN device's static FDB picks the remote node by MAC).
+
+def _snat_flows(node: Node) -> list[Flow]:
+    """20/21/22: SNAT to this node's ingress address, then deliver."""
+    return [
+        flow(T_SNAT_CT, 100, {"eth_type": ETH_IP},
+             [Ct(ZONE_SNAT, T_SNAT_STATE, nat_existing=True)]),
+        flow(T_SNAT_STATE, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW},
+             [Ct(ZONE_SNAT, T_FWD_OUT, commit=True, nat=Nat("src", str(node.ingress_ip)))]),
+        flow(T_SNAT_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
+             [Goto(T_FWD_OUT)]),
+        flow(T_FWD_OUT, 100, {"eth_type": ETH_IP},
+             [SetField("eth_src", node.ingress_mac), Goto(T_DELIVER)]),
+    ]
+
+
+def _reply_flows() -> list[Flow]:
+    """30/31/32: the reply: un-SNAT, un-DNAT, hand back to the node's kernel."""
+    return [
+        flow(T_RPL_SNAT, 100, {"eth_type": ETH_IP},
+             [Ct(ZONE_SNAT, T_RPL_DNAT, nat_existing=True)]),
+        flow(T_RPL_DNAT, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
+             [Ct(ZONE_DNAT, T_RPL_OUT, nat_existing=True)]),
+        flow(T_RPL_OUT, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST}, [
+            SetField("eth_src", SBOX_GW_MAC), SetField("eth_dst", GW_MAC), Output(PORT_GW)]),
+    ]
+
+
+def _deliver_flows(cluster: Cluster, node: Node, ports: dict[str, int],
+                   ingress_tasks: list[Task]) -> list[Flow]:
+    """40: delivery by destination address: a local port or the overlay
+    (the kernel VXLAN device's static FDB picks the remote node by MAC)."""
+    flows: list[Flow] = []
     for t in ingress_tasks:
         out = ports.get(t.host, PORT_VXLAN) if t.node == node.name else PORT_VXLAN
         flows.append(flow(T_DELIVER, 100, {"eth_type": ETH_IP,
@@ -380,7 +327,6 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
             flows.append(flow(T_DELIVER, 100, {"eth_type": ETH_IP,
                                                "ipv4_dst": str(n.ingress_ip)},
                               [SetField("eth_dst", n.ingress_mac), Output(PORT_VXLAN)]))
-    flows += network_flows(cluster, node_name)
     return flows
 
 
@@ -516,98 +462,136 @@ def network_flows(cluster: Cluster, node_name: str) -> list[Flow]:
         return flows
     local = cluster.tasks_on(node_name)
     for net in nets:
-        j = net_index(net)
-        on_net = [t for t in cluster.tasks if net.name in t.addresses]
-        tag = {REG_NET: j}
-        # 0 -> 50: the port a packet came in on names its network.
-        in_ports = [vxlan_port(net)] + [net_port(t, net) for t in local if net.name in t.addresses]
-        for port in in_ports:
-            flows.append(flow(T_CLASSIFY, 250, {"in_port": port},
-                              [SetField(REG_NET, j), Goto(T_NET)]))
-        # 50: ARP for every address on this network, answered locally.
-        known = [(str(t.addresses[net.name]), t.macs[net.name]) for t in on_net]
-        known += [(str(n.lb_ips[net.name]), docker_mac(n.lb_ips[net.name]))
-                  for n in cluster.nodes if net.name in n.lb_ips]
-        net_vips = [(svc, vip, tasks) for nname, svc, vip, tasks in vips(cluster)
-                    if nname == net.name]
-        known += [(str(vip), docker_mac(vip)) for _svc, vip, _t in net_vips]
-        for ip, mac in known:
-            f = arp_responder(ip, mac)
-            flows.append(flow(T_NET, 300, {**f.match_dict, **tag}, f.actions))
-        # 50: a VIP (TCP and UDP; a VIP answers nothing else, as in Swarm).
-        for _svc, vip, _tasks in net_vips:
-            for proto in IP_PROTO.values():
-                flows.append(flow(T_NET, 200, {**tag, "eth_type": ETH_IP, "ip_proto": proto,
-                                               "ipv4_dst": str(vip)}, [Goto(T_VIP_CT)]))
-        # 50: a reply to this node's load-balancer address.
-        lb_ip = node.lb_ips.get(net.name)
-        if lb_ip is not None:
-            flows.append(flow(T_NET, 190, {**tag, "eth_type": ETH_IP, "ipv4_dst": str(lb_ip)},
-                              [Goto(T_LB_RPL_SNAT)]))
-        # 50 -> 80: plain delivery to a task or another node's LB address.
-        dests = [(t.addresses[net.name], t.macs[net.name],
-                  net_port(t, net) if t.node == node_name else vxlan_port(net)) for t in on_net]
-        dests += [(n.lb_ips[net.name], docker_mac(n.lb_ips[net.name]), vxlan_port(net))
-                  for n in cluster.nodes if n.name != node_name and net.name in n.lb_ips]
-        for ip, _mac, _port in dests:
-            flows.append(flow(T_NET, 100, {**tag, "eth_type": ETH_IP, "ipv4_dst": str(ip)},
-                              [Goto(T_NET_DELIVER)]))
-        for ip, mac, port in dests:
-            flows.append(flow(T_NET_DELIVER, 100, {**tag, "eth_type": ETH_IP,
-                                                   "ipv4_dst": str(ip)},
-                              [SetField("eth_dst", mac), Output(port)]))
-        # 63/64: SNAT to this node's LB address on the network.
-        if lb_ip is not None:
-            flows.append(flow(T_LB_SNAT_STATE, 100, {**tag, "eth_type": ETH_IP,
-                                                     "ct_state": CT_TRK_NEW},
-                              [Ct(ZONE_LB_SNAT, T_LB_OUT, commit=True, nat=Nat("src", str(lb_ip)))]))
-            flows.append(flow(T_LB_OUT, 100, {**tag, "eth_type": ETH_IP},
-                              [SetField("eth_src", docker_mac(lb_ip)), Goto(T_NET_DELIVER)]))
-        # 72: the reply leaves with the VIP's MAC (its source is the VIP again).
-        for _svc, vip, _tasks in net_vips:
-            flows.append(flow(T_LB_RPL_OUT, 100, {**tag, "eth_type": ETH_IP,
-                                                  "ct_state": CT_TRK_EST, "ipv4_src": str(vip)},
-                              [SetField("eth_src", docker_mac(vip)), Goto(T_NET_DELIVER)]))
+        flows += _net_flows(cluster, node, net, local)
     flows.append(flow(T_NET, 0, {}, []))
+    flows += _vip_flows(cluster)
+    flows += _lb_conntrack_flows()
+    return flows
 
-    # 60/61 + 12-15: the VIP's round-robin pick, per node (IPVS rr in lb-<net>).
-    flows.append(flow(T_VIP_CT, 100, {"eth_type": ETH_IP},
-                      [Ct(ZONE_VIP_DNAT, T_VIP_STATE, nat_existing=True)]))
+
+def _net_flows(cluster: Cluster, node: Node, net: Network, local: list[Task]) -> list[Flow]:
+    """One network's flows on one node: tables 0, 50, 80, 63/64 and 72."""
+    j = net_index(net)
+    tag = {REG_NET: j}
+    net_vips = [(svc, vip, tasks) for nname, svc, vip, tasks in vips(cluster)
+                if nname == net.name]
+    # 0 -> 50: the port a packet came in on names its network.
+    in_ports = [vxlan_port(net)] + [net_port(t, net) for t in local if net.name in t.addresses]
+    flows = [flow(T_CLASSIFY, 250, {"in_port": port}, [SetField(REG_NET, j), Goto(T_NET)])
+             for port in in_ports]
+    flows += _net_arp_flows(cluster, net, tag, net_vips)
+    # 50: a VIP (TCP and UDP; a VIP answers nothing else, as in Swarm).
+    for _svc, vip, _tasks in net_vips:
+        for proto in IP_PROTO.values():
+            flows.append(flow(T_NET, 200, {**tag, "eth_type": ETH_IP, "ip_proto": proto,
+                                           "ipv4_dst": str(vip)}, [Goto(T_VIP_CT)]))
+    # 50: a reply to this node's load-balancer address.
+    lb_ip = node.lb_ips.get(net.name)
+    if lb_ip is not None:
+        flows.append(flow(T_NET, 190, {**tag, "eth_type": ETH_IP, "ipv4_dst": str(lb_ip)},
+                          [Goto(T_LB_RPL_SNAT)]))
+    flows += _net_deliver_flows(cluster, node.name, net, tag)
+    # 63/64: SNAT to this node's LB address on the network.
+    if lb_ip is not None:
+        flows.append(flow(T_LB_SNAT_STATE, 100, {**tag, "eth_type": ETH_IP,
+                                                 "ct_state": CT_TRK_NEW},
+                          [Ct(ZONE_LB_SNAT, T_LB_OUT, commit=True, nat=Nat("src", str(lb_ip)))]))
+        flows.append(flow(T_LB_OUT, 100, {**tag, "eth_type": ETH_IP},
+                          [SetField("eth_src", docker_mac(lb_ip)), Goto(T_NET_DELIVER)]))
+    # 72: the reply leaves with the VIP's MAC (its source is the VIP again).
+    for _svc, vip, _tasks in net_vips:
+        flows.append(flow(T_LB_RPL_OUT, 100, {**tag, "eth_type": ETH_IP,
+                                              "ct_state": CT_TRK_EST, "ipv4_src": str(vip)},
+                          [SetField("eth_src", docker_mac(vip)), Goto(T_NET_DELIVER)]))
+    return flows
+
+
+def _net_arp_flows(cluster: Cluster, net: Network, tag: dict,
+                   net_vips: list[tuple[str, object, list[Task]]]) -> list[Flow]:
+    """50: ARP for every address on this network, answered locally."""
+    on_net = [t for t in cluster.tasks if net.name in t.addresses]
+    known = [(str(t.addresses[net.name]), t.macs[net.name]) for t in on_net]
+    known += [(str(n.lb_ips[net.name]), docker_mac(n.lb_ips[net.name]))
+              for n in cluster.nodes if net.name in n.lb_ips]
+    known += [(str(vip), docker_mac(vip)) for _svc, vip, _t in net_vips]
+    flows = []
+    for ip, mac in known:
+        f = arp_responder(ip, mac)
+        flows.append(flow(T_NET, 300, {**f.match_dict, **tag}, f.actions))
+    return flows
+
+
+def _net_deliver_flows(cluster: Cluster, node_name: str, net: Network,
+                       tag: dict) -> list[Flow]:
+    """50 -> 80: plain delivery to a task or another node's LB address."""
+    on_net = [t for t in cluster.tasks if net.name in t.addresses]
+    dests = [(t.addresses[net.name], t.macs[net.name],
+              net_port(t, net) if t.node == node_name else vxlan_port(net)) for t in on_net]
+    dests += [(n.lb_ips[net.name], docker_mac(n.lb_ips[net.name]), vxlan_port(net))
+              for n in cluster.nodes if n.name != node_name and net.name in n.lb_ips]
+    flows = []
+    for ip, _mac, _port in dests:
+        flows.append(flow(T_NET, 100, {**tag, "eth_type": ETH_IP, "ipv4_dst": str(ip)},
+                          [Goto(T_NET_DELIVER)]))
+    for ip, mac, port in dests:
+        flows.append(flow(T_NET_DELIVER, 100, {**tag, "eth_type": ETH_IP,
+                                               "ipv4_dst": str(ip)},
+                          [SetField("eth_dst", mac), Output(port)]))
+    return flows
+
+
+def _vip_flows(cluster: Cluster) -> list[Flow]:
+    """60/61 + 12-15: the VIP's round-robin pick, per node (IPVS rr in lb-<net>)."""
+    flows = [flow(T_VIP_CT, 100, {"eth_type": ETH_IP},
+                  [Ct(ZONE_VIP_DNAT, T_VIP_STATE, nat_existing=True)])]
     for vi, (nname, svc_name, vip, tasks) in enumerate(vips(cluster)):
-        j = net_index(cluster.networks[nname])
-        ptr_match = {REG_NET: j, "eth_type": ETH_IP, "ipv4_dst": str(vip)}
-        if tasks:                                   # no task: dropped
-            flows.append(flow(T_VIP_STATE, 100, {**ptr_match, "ip_proto": IP_PROTO["udp"],
-                                                 "ct_state": CT_TRK_NEW},
-                              [Resubmit(T_RR_CONN), Resubmit(T_RR_DISPATCH)]))
-            flows.append(flow(T_VIP_STATE, 100, {**ptr_match, "ip_proto": IP_PROTO["tcp"],
-                                                 "ct_state": CT_TRK_NEW},
-                              [Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)]))
-        flows.append(flow(T_RR_PTR, 100, ptr_match, [SetField(REG_RR, 0)]))
-        def mark_of(t: Task) -> int:
-            return pick_mark(VIP_MARK_BASE + vi, t)
-
-        def nat_of(t: Task) -> Nat:
-            return Nat("dst", str(t.addresses[nname]))
-
-        for t in cluster.tasks_of(svc_name):   # every task that exists keeps its connections
-            if nname in t.addresses:
-                flows.append(flow(T_VIP_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
-                                                     "ct_mark": mark_of(t)},
-                                  [Ct(ZONE_VIP_DNAT, T_LB_SNAT_CT, commit=True, nat=nat_of(t))]))
-        flows += _picks(ptr_match, tasks,
-                        [(proto, f"{pname}_src", f"{pname}_dst") for pname, proto in IP_PROTO.items()],
-                        nat_of, ZONE_VIP_DNAT, T_LB_SNAT_CT, mark_of)
+        flows += _vip_pick_flows(cluster, vi, nname, svc_name, vip, tasks)
     flows.append(flow(T_VIP_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
                       [Goto(T_LB_SNAT_CT)]))
-    # 62/63: zone 4 (the SNAT flows per network are above).
-    flows.append(flow(T_LB_SNAT_CT, 100, {"eth_type": ETH_IP},
-                      [Ct(ZONE_LB_SNAT, T_LB_SNAT_STATE, nat_existing=True)]))
-    flows.append(flow(T_LB_SNAT_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
-                      [Goto(T_LB_OUT)]))
-    # 70/71: the reply, un-SNAT then un-DNAT.
-    flows.append(flow(T_LB_RPL_SNAT, 100, {"eth_type": ETH_IP},
-                      [Ct(ZONE_LB_SNAT, T_LB_RPL_DNAT, nat_existing=True)]))
-    flows.append(flow(T_LB_RPL_DNAT, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
-                      [Ct(ZONE_VIP_DNAT, T_LB_RPL_OUT, nat_existing=True)]))
     return flows
+
+
+def _vip_pick_flows(cluster: Cluster, vi: int, nname: str, svc_name: str, vip: object,
+                    tasks: list[Task]) -> list[Flow]:
+    """61, 12, 13 and 15 of the ``vi``-th VIP (service ``svc_name`` on network ``nname``)."""
+    flows: list[Flow] = []
+    j = net_index(cluster.networks[nname])
+    ptr_match = {REG_NET: j, "eth_type": ETH_IP, "ipv4_dst": str(vip)}
+    if tasks:                                   # no task: dropped
+        flows.append(flow(T_VIP_STATE, 100, {**ptr_match, "ip_proto": IP_PROTO["udp"],
+                                             "ct_state": CT_TRK_NEW},
+                          [Resubmit(T_RR_CONN), Resubmit(T_RR_DISPATCH)]))
+        flows.append(flow(T_VIP_STATE, 100, {**ptr_match, "ip_proto": IP_PROTO["tcp"],
+                                             "ct_state": CT_TRK_NEW},
+                          [Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)]))
+    flows.append(flow(T_RR_PTR, 100, ptr_match, [SetField(REG_RR, 0)]))
+    def mark_of(t: Task) -> int:
+        return pick_mark(VIP_MARK_BASE + vi, t)
+
+    def nat_of(t: Task) -> Nat:
+        return Nat("dst", str(t.addresses[nname]))
+
+    for t in cluster.tasks_of(svc_name):   # every task that exists keeps its connections
+        if nname in t.addresses:
+            flows.append(flow(T_VIP_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
+                                                 "ct_mark": mark_of(t)},
+                              [Ct(ZONE_VIP_DNAT, T_LB_SNAT_CT, commit=True, nat=nat_of(t))]))
+    flows += _picks(ptr_match, tasks,
+                    [(proto, f"{pname}_src", f"{pname}_dst") for pname, proto in IP_PROTO.items()],
+                    nat_of, ZONE_VIP_DNAT, T_LB_SNAT_CT, mark_of)
+    return flows
+
+
+def _lb_conntrack_flows() -> list[Flow]:
+    """62/63: zone 4 (the SNAT flows per network are in :func:`_net_flows`);
+    70/71: the reply, un-SNAT then un-DNAT."""
+    return [
+        flow(T_LB_SNAT_CT, 100, {"eth_type": ETH_IP},
+             [Ct(ZONE_LB_SNAT, T_LB_SNAT_STATE, nat_existing=True)]),
+        flow(T_LB_SNAT_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
+             [Goto(T_LB_OUT)]),
+        flow(T_LB_RPL_SNAT, 100, {"eth_type": ETH_IP},
+             [Ct(ZONE_LB_SNAT, T_LB_RPL_DNAT, nat_existing=True)]),
+        flow(T_LB_RPL_DNAT, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
+             [Ct(ZONE_VIP_DNAT, T_LB_RPL_OUT, nat_existing=True)]),
+    ]

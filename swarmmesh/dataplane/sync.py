@@ -17,21 +17,22 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from swarmmesh.dataplane import rules
+from swarmmesh.dataplane.flows import COOKIE, COOKIE_LEARNED, COOKIE_MASK, Flow
 
 Key = tuple  # (table, priority, sorted match items)
 
 
-def flow_cookie(f: rules.Flow) -> int:
+def flow_cookie(f: Flow) -> int:
     """``SW`` + a digest of everything the flow does (stable across processes)."""
     body = repr((f.table, f.priority, f.match, f.actions)).encode()
-    return rules.COOKIE | int.from_bytes(hashlib.blake2b(body, digest_size=6).digest(), "big")
+    return COOKIE | int.from_bytes(hashlib.blake2b(body, digest_size=6).digest(), "big")
 
 
 def key_of(table: int, priority: int, match: Iterable) -> Key:
     return (table, priority, tuple(sorted(match)))
 
 
-def flow_key(f: rules.Flow) -> Key:
+def flow_key(f: Flow) -> Key:
     return key_of(f.table, f.priority, f.match)
 
 
@@ -49,16 +50,16 @@ class Installed:
 
     @property
     def ours(self) -> bool:
-        return self.cookie & rules.COOKIE_MASK == rules.COOKIE
+        return self.cookie & COOKIE_MASK == COOKIE
 
     @property
     def learned(self) -> bool:
-        return self.cookie & rules.COOKIE_MASK == rules.COOKIE_LEARNED
+        return self.cookie & COOKIE_MASK == COOKIE_LEARNED
 
 
 @dataclass
 class Plan:
-    add: list[rules.Flow]          # new or changed (an ADD replaces in place)
+    add: list[Flow]                # new or changed (an ADD replaces in place)
     delete: list[Installed]        # stale: delete strictly, by key and cookie
 
     @property
@@ -66,7 +67,7 @@ class Plan:
         return not self.add and not self.delete
 
 
-def plan_sync(desired: list[rules.Flow], installed: Iterable[Installed]) -> Plan:
+def plan_sync(desired: list[Flow], installed: Iterable[Installed]) -> Plan:
     """What to send so that the switch holds ``desired`` and nothing stale.
 
     A learned round-robin pointer (table 12) that sits on a wanted pointer
@@ -95,7 +96,7 @@ def plan_sync(desired: list[rules.Flow], installed: Iterable[Installed]) -> Plan
     return Plan(add, delete)
 
 
-def plan_update(old: list[rules.Flow], new: list[rules.Flow]) -> Plan:
+def plan_update(old: list[Flow], new: list[Flow]) -> Plan:
     """From one model to the next, on a switch that holds ``old``.  A pointer
     flow that stays has the same cookie and is not re-added (re-adding would
     overwrite the learned pointer and reset the round robin)."""

@@ -7,7 +7,7 @@ can follow a packet through one node's bridge and across the cluster.
 A packet is a dict of header fields named as in the rules' matches
 (``eth_src, eth_dst, eth_type, ip_proto, ipv4_src, ipv4_dst, tcp_src, ...,
 arp_op, arp_spa, arp_tpa, arp_sha, arp_tha``) plus the metadata ``in_port``,
-``reg1``, ``reg2`` and ``reg3`` (default 0), ``ct_state`` (default 0, bits ``rules.CT_*``) and
+``reg1``, ``reg2`` and ``reg3`` (default 0), ``ct_state`` (default 0, bits ``flows.CT_*``) and
 ``ct_mark`` (default 0).
 Addresses are strings, as in the rules.
 
@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 
 from swarmmesh.dataplane import rules
 from swarmmesh.model import Cluster, Task
-from swarmmesh.dataplane.rules import (CT_EST, CT_NEW, CT_RPL, CT_TRK, Ct, Flow, Goto, Learn, Move,
-                             Output, Resubmit, SetField)
+from swarmmesh.dataplane.flows import (COOKIE_LEARNED, CT_EST, CT_NEW, CT_RPL, CT_TRK, Ct, Flow, Goto,
+                                      Learn, Move, Nat, Output, Resubmit, SetField)
 
 HEADER_FIELDS = frozenset((
     "eth_src", "eth_dst", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst",
@@ -132,13 +132,13 @@ class Conn:
     """A committed connection: its tuples in both directions after NAT."""
     orig: tuple                 # as the first packet arrived
     reply: tuple                # what the answer looks like (NAT applied)
-    nat: rules.Nat | None = None
+    nat: Nat | None = None
     seen_reply: bool = False
     mark: int = 0
 
 
 class FakeSwitch:
-    """Applies a list of ``rules.Flow`` to packets (one bridge)."""
+    """Applies a list of ``Flow`` to packets (one bridge)."""
 
     def __init__(self, flows, name: str = "") -> None:
         self.name = name
@@ -230,7 +230,7 @@ class FakeSwitch:
         match = dict(a.match)
         match.update({name: pkt[name] for name in a.copy})
         new = Flow(a.table, a.priority, tuple(sorted(match.items())),
-                   tuple(SetField(n, v) for n, v in a.load), cookie=rules.COOKIE_LEARNED)
+                   tuple(SetField(n, v) for n, v in a.load), cookie=COOKIE_LEARNED)
         self.add_flow(new)
         self.learned[(new.table, new.priority, new.match)] = a.hard_timeout
 
@@ -279,7 +279,7 @@ class FakeSwitch:
         pkt[CT_CACHE] = (a.zone, key, nat_done)
 
     @staticmethod
-    def _commit(zone: dict, key: tuple, nat: rules.Nat | None) -> Conn:
+    def _commit(zone: dict, key: tuple, nat: Nat | None) -> Conn:
         proto, src, sport, dst, dport = key
         if nat is None:
             after = key

@@ -13,6 +13,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from swarmmesh.control import app as mesh
 from swarmmesh.dataplane import rules, sync
+from swarmmesh.dataplane.flows import COOKIE_LEARNED, Ct, Flow, Goto, Learn, Output, Resubmit, SetField
 from swarmmesh.model import Cluster
 
 ofp = ofproto_v1_3
@@ -35,7 +36,7 @@ CLUSTER = Cluster.quick(4, 3)
 FLOWS = rules.node_flows(CLUSTER, "node1")
 
 
-def flow_mod(dp, f: rules.Flow):
+def flow_mod(dp, f: Flow):
     """The FlowMod for ``f``, built by the controller's own ``add_flow``."""
     before = len(dp.sent)
     mesh.MeshController.add_flow(types.SimpleNamespace(), dp, f)
@@ -60,7 +61,7 @@ def ip_int(ip: str) -> int:
     return int.from_bytes(socket.inet_aton(ip), "big")
 
 
-def flows_with(action_type, table: int | None = None) -> list[rules.Flow]:
+def flows_with(action_type, table: int | None = None) -> list[Flow]:
     return [f for f in FLOWS if (table is None or f.table == table)
             and any(isinstance(a, action_type) for a in f.actions)]
 
@@ -77,8 +78,8 @@ def test_every_flow_serializes_and_parses_back(index):
         f.table, f.priority, sync.flow_cookie(f), ofp.OFPFC_ADD)
     assert len(parsed.instructions) == len(msg.instructions)
     assert dict(parsed.match.items()) == f.match_dict
-    goto = [a for a in f.actions if isinstance(a, rules.Goto)]
-    others = [a for a in f.actions if not isinstance(a, rules.Goto)]
+    goto = [a for a in f.actions if isinstance(a, Goto)]
+    others = [a for a in f.actions if not isinstance(a, Goto)]
     assert len(parsed.instructions) == bool(goto) + bool(others)
     assert len(apply_actions(parsed)) == len(others)
     gotos = [i for i in parsed.instructions if isinstance(i, parser.OFPInstructionGotoTable)]
@@ -102,7 +103,7 @@ def test_all_flows_of_every_node_serialize():
 def test_ct_with_dnat_carries_ip_and_port():
     dp = FakeDatapath()
     tasks = [t for t in CLUSTER.tasks_of("app")]
-    picks = sorted((f for f in flows_with(rules.Ct, rules.T_RR_PICK) if "reg1" in f.match_dict),
+    picks = sorted((f for f in flows_with(Ct, rules.T_RR_PICK) if "reg1" in f.match_dict),
                    key=lambda f: f.match_dict["reg1"])
     assert len(picks) == len(tasks) == 3
     for f, task in zip(picks, tasks):
@@ -121,7 +122,7 @@ def test_ct_with_dnat_carries_ip_and_port():
 
 def test_ct_snat_and_bare_nat():
     dp = FakeDatapath()
-    snat, = [f for f in flows_with(rules.Ct, rules.T_SNAT_STATE)]
+    snat, = [f for f in flows_with(Ct, rules.T_SNAT_STATE)]
     ct, = apply_actions(round_trip(dp, flow_mod(dp, snat)))
     nat, = ct.actions
     assert (ct.flags, ct.zone_ofs_nbits, ct.recirc_table) == (1, rules.ZONE_SNAT, rules.T_FWD_OUT)
@@ -134,7 +135,7 @@ def test_ct_snat_and_bare_nat():
                                 (rules.T_SNAT_CT, rules.ZONE_SNAT, rules.T_SNAT_STATE),
                                 (rules.T_RPL_SNAT, rules.ZONE_SNAT, rules.T_RPL_DNAT),
                                 (rules.T_RPL_DNAT, rules.ZONE_DNAT, rules.T_RPL_OUT)):
-        f, = flows_with(rules.Ct, table)
+        f, = flows_with(Ct, table)
         ct, = apply_actions(round_trip(dp, flow_mod(dp, f)))
         assert (ct.flags, ct.zone_ofs_nbits, ct.recirc_table) == (0, zone, recirc)
         nat, = ct.actions
@@ -143,13 +144,13 @@ def test_ct_snat_and_bare_nat():
 
 def test_learn_has_the_right_specs():
     dp = FakeDatapath()
-    f = flows_with(rules.Learn, rules.T_RR_PICK)[0]
+    f = flows_with(Learn, rules.T_RR_PICK)[0]
     k = f.match_dict["reg1"]
     for msg in (flow_mod(dp, f), round_trip(dp, flow_mod(dp, f))):
         ptr, conn = [a for a in apply_actions(msg) if isinstance(a, parser.NXActionLearn)]
         # the pointer: 4 immediate matches (the service) + 1 load (next task)
         assert (ptr.table_id, ptr.priority, ptr.cookie) == (rules.T_RR_PTR, 100,
-                                                             rules.COOKIE_LEARNED)
+                                                             COOKIE_LEARNED)
         assert len(ptr.specs) == 5
         assert [type(s) for s in ptr.specs] == [parser.NXFlowSpecMatch] * 4 + [
             parser.NXFlowSpecLoad]
@@ -193,11 +194,11 @@ def test_output_in_port_and_arp_moves():
 def test_numbered_output_resubmit_goto_and_drop():
     dp = FakeDatapath()
     # Output(PORT_GW) on the reply path
-    out, = flows_with(rules.Output, rules.T_RPL_OUT)
+    out, = flows_with(Output, rules.T_RPL_OUT)
     acts = apply_actions(round_trip(dp, flow_mod(dp, out)))
     assert acts[-1].port == rules.PORT_GW
     # TCP: a new connection resubmits to the pointer and the pick
-    new = [f for f in flows_with(rules.Resubmit, rules.T_DNAT_STATE)]
+    new = [f for f in flows_with(Resubmit, rules.T_DNAT_STATE)]
     acts = apply_actions(round_trip(dp, flow_mod(dp, new[0])))
     assert [(type(a), a.table_id) for a in acts] == [
         (parser.NXActionResubmitTable, rules.T_RR_PTR),
@@ -207,12 +208,12 @@ def test_numbered_output_resubmit_goto_and_drop():
     for table, want in ((rules.T_DNAT_STATE, (rules.T_RR_CONN, rules.T_RR_DISPATCH)),
                         (rules.T_RR_DISPATCH, (rules.T_RR_PTR, rules.T_RR_PICK))):
         f = next(f for f in udp if f.table == table
-                 and any(isinstance(a, rules.Resubmit) for a in f.actions))
+                 and any(isinstance(a, Resubmit) for a in f.actions))
         acts = apply_actions(round_trip(dp, flow_mod(dp, f)))
         assert [(type(a), a.table_id) for a in acts] == [
             (parser.NXActionResubmitTable, want[0]), (parser.NXActionResubmitTable, want[1])]
     # A Goto alone: one goto instruction, no apply-actions
-    cls = [f for f in FLOWS if f.table == 0 and f.actions == (rules.Goto(rules.T_DNAT_CT),)]
+    cls = [f for f in FLOWS if f.table == 0 and f.actions == (Goto(rules.T_DNAT_CT),)]
     msg = round_trip(dp, flow_mod(dp, cls[0]))
     assert [type(i) for i in msg.instructions] == [parser.OFPInstructionGotoTable]
     # SetField + Goto: both instructions
@@ -233,8 +234,8 @@ def test_register_set_field():
 
 
 def test_to_actions_returns_goto_separately():
-    acts, goto = mesh.to_actions(parser, ofp, (rules.SetField("eth_src", "02:42:0a:ff:00:02"),
-                                               rules.Goto(40)))
+    acts, goto = mesh.to_actions(parser, ofp, (SetField("eth_src", "02:42:0a:ff:00:02"),
+                                               Goto(40)))
     assert goto == 40 and len(acts) == 1
     assert mesh.to_actions(parser, ofp, ()) == ([], None)
 

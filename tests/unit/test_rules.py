@@ -11,8 +11,9 @@ import pytest
 from swarmmesh.dataplane import rules
 from swarmmesh.testing.fakeswitch import AmbiguousMatch, FakeCluster, FakeSwitch
 from swarmmesh.model import Cluster
-from swarmmesh.dataplane.rules import (CT_EST, CT_NEW, CT_RPL, CT_TRK, CT_TRK_EST, CT_TRK_NEW, Ct,
-                             Flow, Goto, Learn, Nat, Output, Resubmit, SetField, flow)
+from swarmmesh.dataplane.flows import (COOKIE_LEARNED, CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK,
+                                      CT_TRK_EST, CT_TRK_NEW, Ct, Flow, Goto, Learn, Nat, Output,
+                                      Resubmit, SetField, flow)
 
 CLIENT = "192.168.99.201"
 CLIENT2 = "192.168.99.202"
@@ -414,7 +415,7 @@ def test_fake_switch_masked_match():
                      flow(0, 10, {"ct_state": CT_TRK_EST}, [Output(4)])])
     assert [p for p, _ in sw.process(_pkt(ct_state=CT_TRK | CT_NEW))] == [3]
     assert [p for p, _ in sw.process(_pkt(ct_state=CT_TRK | CT_EST | CT_RPL))] == [4]
-    assert sw.process(_pkt(ct_state=CT_TRK | CT_NEW | rules.CT_INV)) == []
+    assert sw.process(_pkt(ct_state=CT_TRK | CT_NEW | CT_INV)) == []
     assert sw.process(_pkt()) == []                       # untracked
 
 
@@ -435,7 +436,7 @@ def test_fake_switch_learn_replaces_same_match():
     assert [sw.process(_pkt())[0][0] for _ in range(4)] == [5, 6, 5, 6]
     assert len(sw.table(1)) == 1                          # replaced, not added
     assert sw.table(3) == [Flow(3, 5, (("eth_type", IP), ("ipv4_src", "10.0.0.1")), (),
-                                cookie=rules.COOKIE_LEARNED)]
+                                cookie=COOKIE_LEARNED)]
     assert len(sw.flows) == n + 1
     assert list(sw.learned.values())[-1] == 7
 
@@ -552,7 +553,7 @@ def test_a_udp_flow_known_in_table_14_never_goes_to_a_task_that_left():
     fc = FakeCluster(c)
     first = connect(fc, "node1", 40000, proto="udp")
     first.task.state = "draining"                 # weight 0: a new model, new flows
-    learned = [f for f in fc.switches["node1"].flows if f.cookie == rules.COOKIE_LEARNED]
+    learned = [f for f in fc.switches["node1"].flows if f.cookie == COOKIE_LEARNED]
     fc2 = FakeCluster(c)
     for f in learned:                             # the switch keeps what it learned
         fc2.switches["node1"].add_flow(f)

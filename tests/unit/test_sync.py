@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from swarmmesh.dataplane import rules, sync
+from swarmmesh.dataplane.flows import COOKIE, COOKIE_LEARNED, COOKIE_MASK
 from swarmmesh.model import Cluster
 
 
@@ -16,7 +17,7 @@ def test_cookies_are_distinct_stable_and_tagged():
     flows = rules.node_flows(c, "node1")
     cookies = [sync.flow_cookie(f) for f in flows]
     assert len(set(cookies)) == len(flows)
-    assert all(k & rules.COOKIE_MASK == rules.COOKIE for k in cookies)
+    assert all(k & COOKIE_MASK == COOKIE for k in cookies)
     assert cookies == [sync.flow_cookie(f) for f in rules.node_flows(Cluster.quick(4, 3), "node1")]
 
 
@@ -36,9 +37,9 @@ def test_learned_pointer_stands_for_the_pointer_flow_and_scratch_flows_are_ignor
     ptr = [f for f in flows if f.table == rules.T_RR_PTR]
     rest = [f for f in flows if f.table != rules.T_RR_PTR]
     scratch = sync.Installed(rules.T_RR_CONN, 100, (("ipv4_src", "1.2.3.4"),),
-                             rules.COOKIE_LEARNED)
+                             COOKIE_LEARNED)
     foreign = sync.Installed(0, 1, (("in_port", 7),), 0xABC)
-    have = installed(rest) + installed(ptr, rules.COOKIE_LEARNED) + [scratch, foreign]
+    have = installed(rest) + installed(ptr, COOKIE_LEARNED) + [scratch, foreign]
     assert sync.plan_sync(flows, have).empty
 
 
@@ -60,7 +61,7 @@ def test_learned_pointer_of_a_gone_balancer_is_deleted():
     old = rules.node_flows(Cluster.quick(3, 2, published=8000), "node1")
     new = rules.node_flows(Cluster.quick(3, 2, published=9000), "node1")
     ptr = [f for f in old if f.table == rules.T_RR_PTR]
-    plan = sync.plan_sync(new, installed(ptr, rules.COOKIE_LEARNED))
+    plan = sync.plan_sync(new, installed(ptr, COOKIE_LEARNED))
     assert {i.key for i in plan.delete} == {sync.flow_key(f) for f in ptr}
 
 
