@@ -1,9 +1,9 @@
 """The routing-mesh controller: an os-ken app run as its own process.
 
 It is a thin shell: the flows come from ``swarmmesh.dataplane.rules`` (pure functions of
-the cluster model); this app only carries them to each node's bridge when it
-connects, and reports errors.  Every rule is proactive: the app asks for no
-packet-in, so it is never in the path of a connection.
+the cluster model) and ``swarmmesh.control.ofp`` translates them; this app only carries
+them to each node's bridge when it connects, and reports errors.  Every rule is
+proactive: the app asks for no packet-in, so it is never in the path of a connection.
 
 Run it (as the experiments do)::
 
@@ -11,8 +11,9 @@ Run it (as the experiments do)::
 
 Each node's vswitchd lives in the node's own network namespace, where the
 controller's 127.0.0.1 listener cannot be reached; the process therefore also
-serves a unix socket (``--unix-socket``) that relays to that listener.
-Unix sockets are not network-namespaced, so every node reaches it.
+serves a unix socket (``--unix-socket``) that relays to that listener
+(``swarmmesh.control.relay``).  Unix sockets are not network-namespaced, so
+every node reaches it.
 """
 
 from __future__ import annotations
@@ -22,93 +23,27 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
 from pathlib import Path
 
+from os_ken import cfg
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER,
                                         set_ev_cls)
 from os_ken.ofproto import ofproto_v1_3
 
+from swarmmesh.control.ofp import delete_mod, flow_mod
+from swarmmesh.control.relay import DEFAULT_UNIX_SOCKET, close_unix_relay, serve_unix_relay
 from swarmmesh.dataplane import rules, sync
-from swarmmesh.dataplane.flows import (COOKIE_LEARNED, Ct, Flow, Goto, Learn, Move, Output,
-                                       Resubmit, SetField)
+from swarmmesh.dataplane.flows import Flow
 from swarmmesh.model import Cluster, InvalidConfigError
 
 LOG = logging.getLogger("swarmmesh.controller")
 
-DEFAULT_UNIX_SOCKET = "/run/swarmmesh/openflow.sock"
 DEFAULT_PORT = 6653
-
-# Field widths for register moves and learn specs.
-_WIDTH = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48,
-          "arp_spa": 32, "arp_tpa": 32, "ipv4_src": 32, "ipv4_dst": 32,
-          "eth_type": 16, "ip_proto": 8, "tcp_src": 16, "tcp_dst": 16,
-          "udp_src": 16, "udp_dst": 16, "arp_op": 16, "reg1": 32, "reg2": 32, "reg3": 32}
-NX_NAT_F_SRC, NX_NAT_F_DST = 1, 2
-
-
-def _nxm(field: str) -> str:
-    """os-ken's name of a field in NXM form, as ``learn`` and moves want."""
-    return field if field.startswith("reg") else f"{field}_nxm"
-
-
-def _ip_int(ip: str) -> int:
-    return int.from_bytes(socket.inet_aton(ip), "big")
-
-
-def to_actions(parser, ofp, actions) -> tuple[list, int | None]:
-    """Translate rule actions into os-ken actions; also return a goto table."""
-    out, goto = [], None
-    for a in actions:
-        if isinstance(a, Output):
-            port = ofp.OFPP_IN_PORT if a.port == "in_port" else a.port
-            out.append(parser.OFPActionOutput(port))
-        elif isinstance(a, SetField):
-            out.append(parser.OFPActionSetField(**{a.field: a.value}))
-        elif isinstance(a, Move):
-            out.append(parser.NXActionRegMove(src_field=_nxm(a.src), dst_field=_nxm(a.dst),
-                                              n_bits=_WIDTH[a.src]))
-        elif isinstance(a, Resubmit):
-            out.append(parser.NXActionResubmitTable(table_id=a.table))
-        elif isinstance(a, Ct):
-            nat = []
-            if a.nat is not None:
-                flags = NX_NAT_F_SRC if a.nat.kind == "src" else NX_NAT_F_DST
-                kw = {"range_ipv4_min": a.nat.ip, "range_ipv4_max": a.nat.ip}
-                if a.nat.port is not None:
-                    kw.update(range_proto_min=a.nat.port, range_proto_max=a.nat.port)
-                nat = [parser.NXActionNAT(flags=flags, **kw)]
-            elif a.nat_existing:
-                nat = [parser.NXActionNAT(flags=0)]
-            if a.mark is not None:   # first: os-ken does not pad a nested NAT action
-                nat.insert(0, parser.OFPActionSetField(ct_mark=a.mark))
-            out.append(parser.NXActionCT(flags=1 if a.commit else 0, zone_src="",
-                                         zone_ofs_nbits=a.zone, recirc_table=a.table,
-                                         alg=0, actions=nat))
-        elif isinstance(a, Learn):
-            specs = []
-            for f, v in a.match:
-                if isinstance(v, str):
-                    v = _ip_int(v)
-                specs.append(parser.NXFlowSpecMatch(src=v, dst=(_nxm(f), 0), n_bits=_WIDTH[f]))
-            for f in a.copy:
-                specs.append(parser.NXFlowSpecMatch(src=(_nxm(f), 0), dst=(_nxm(f), 0),
-                                                    n_bits=_WIDTH[f]))
-            for f, v in a.load:
-                specs.append(parser.NXFlowSpecLoad(src=v, dst=(_nxm(f), 0), n_bits=_WIDTH[f]))
-            out.append(parser.NXActionLearn(table_id=a.table, specs=specs, priority=a.priority,
-                                            cookie=COOKIE_LEARNED,
-                                            hard_timeout=a.hard_timeout))
-        elif isinstance(a, Goto):
-            goto = a.table
-        else:  # pragma: no cover - the rule language is closed
-            raise TypeError(f"unknown action {a!r}")
-    return out, goto
 
 
 class MeshController(app_manager.OSKenApp):
@@ -170,15 +105,11 @@ class MeshController(app_manager.OSKenApp):
                          len(desired) - len(plan.add))
 
     def _apply(self, dp, node: str, plan: "sync.Plan", revision: int) -> None:
-        parser, ofp = dp.ofproto_parser, dp.ofproto
         for f in plan.add:
             self.add_flow(dp, f)
         for i in plan.delete:
-            dp.send_msg(parser.OFPFlowMod(dp, cookie=i.cookie, cookie_mask=0xFFFFFFFFFFFFFFFF,
-                                          table_id=i.table, command=ofp.OFPFC_DELETE_STRICT,
-                                          priority=i.priority, match=parser.OFPMatch(**dict(i.match)),
-                                          out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY))
-        barrier = parser.OFPBarrierRequest(dp)
+            dp.send_msg(delete_mod(dp, i))
+        barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
         dp.set_xid(barrier)
         self.barriers[barrier.xid] = (node, revision)
         dp.send_msg(barrier)
@@ -190,17 +121,7 @@ class MeshController(app_manager.OSKenApp):
             self._ready(*done)
 
     def add_flow(self, dp, f: Flow) -> None:
-        parser, ofp = dp.ofproto_parser, dp.ofproto
-        actions, goto = to_actions(parser, ofp, f.actions)
-        inst = []
-        if actions:
-            inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
-        if goto is not None:
-            inst.append(parser.OFPInstructionGotoTable(goto))
-        dp.send_msg(parser.OFPFlowMod(dp, cookie=sync.flow_cookie(f), table_id=f.table,
-                                      command=ofp.OFPFC_ADD, priority=f.priority,
-                                      match=parser.OFPMatch(**f.match_dict),
-                                      instructions=inst))
+        dp.send_msg(flow_mod(dp, f))
 
     # -- the model changes: every connected switch gets the difference
     def _revision_of_file(self) -> int:
@@ -264,58 +185,13 @@ class MeshController(app_manager.OSKenApp):
             tmp.replace(d / node)
 
 
-# --- the unix-socket relay --------------------------------------------------
-
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-def serve_unix_relay(path: str, port: int) -> socket.socket:
-    """Relay every connection on unix socket ``path`` to 127.0.0.1:``port``."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if os.path.exists(path):
-        os.unlink(path)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(64)
-
-    def accept_loop():
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            try:
-                up = socket.create_connection(("127.0.0.1", port))
-            except OSError:
-                conn.close()
-                continue
-            for a, b in ((conn, up), (up, conn)):
-                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
-
-    threading.Thread(target=accept_loop, daemon=True).start()
-    return server
-
-
 def load_cluster(path: str) -> Cluster:
     with open(path) as f:
         return Cluster.from_dict(json.load(f))
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
     ap = argparse.ArgumentParser(prog="swarmmesh.control.app", description=__doc__.splitlines()[0])
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--model", help="cluster model JSON (Cluster.to_dict), as the experiments "
@@ -329,35 +205,37 @@ def main(argv: list[str] | None = None) -> int:
                     help="relay socket the namespaced switches connect to")
     ap.add_argument("--state-dir", help="where to write ready/<node> once a node is programmed")
     ap.add_argument("--log-file", help="log here instead of stderr")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def cluster_of(args: argparse.Namespace) -> Cluster:
+    """The cluster to program: the model file, a stack file, or the quick service."""
+    if args.model:
+        return load_cluster(args.model)
+    if args.stack:
+        return Cluster.from_stack(args.stack, nodes=args.nodes)
+    return Cluster.quick(nodes=args.nodes, replicas=args.replicas)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(filename=args.log_file, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        if args.model:
-            MeshController.cluster = load_cluster(args.model)
-        elif args.stack:
-            MeshController.cluster = Cluster.from_stack(args.stack, nodes=args.nodes)
-        else:
-            MeshController.cluster = Cluster.quick(nodes=args.nodes, replicas=args.replicas)
+        MeshController.cluster = cluster_of(args)
     except InvalidConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     MeshController.state_dir = Path(args.state_dir) if args.state_dir else None
     MeshController.model_path = Path(args.model) if args.model else None
 
-    from os_ken import cfg
     cfg.CONF(args=[], project="os_ken")
     cfg.CONF.set_override("ofp_listen_host", "127.0.0.1")
     cfg.CONF.set_override("ofp_tcp_listen_port", args.port)
     relay = serve_unix_relay(args.unix_socket, args.port)
     def stop(*_):
         # os-ken's native hub cannot unwind its threads: leave at once.
-        relay.close()
-        try:
-            os.unlink(args.unix_socket)
-        except OSError:
-            pass
+        close_unix_relay(relay, args.unix_socket)
         logging.shutdown()
         os._exit(0)
 
@@ -367,11 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app_manager.AppManager.run_apps([MeshController.__module__])
     finally:
-        relay.close()
-        try:
-            os.unlink(args.unix_socket)
-        except OSError:
-            pass
+        close_unix_relay(relay, args.unix_socket)
     return 0
 
 

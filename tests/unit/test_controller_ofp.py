@@ -12,6 +12,7 @@ from os_ken.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from swarmmesh.control import app as mesh
+from swarmmesh.control.ofp import NX_NAT_F_DST, NX_NAT_F_SRC, to_actions
 from swarmmesh.dataplane import rules, sync
 from swarmmesh.dataplane.flows import COOKIE_LEARNED, Ct, Flow, Goto, Learn, Output, Resubmit, SetField
 from swarmmesh.model import Cluster
@@ -114,7 +115,7 @@ def test_ct_with_dnat_carries_ip_and_port():
                 1, rules.ZONE_DNAT, rules.T_SNAT_CT)               # commit, zone 1
             assert not ct.zone_src
             nat, = [a for a in ct.actions if isinstance(a, parser.NXActionNAT)]
-            assert nat.flags == mesh.NX_NAT_F_DST
+            assert nat.flags == NX_NAT_F_DST
             ip = str(task.addresses["ingress"])
             assert (nat.range_ipv4_min, nat.range_ipv4_max) == (ip, ip)
             assert (nat.range_proto_min, nat.range_proto_max) == (80, 80)
@@ -126,7 +127,7 @@ def test_ct_snat_and_bare_nat():
     ct, = apply_actions(round_trip(dp, flow_mod(dp, snat)))
     nat, = ct.actions
     assert (ct.flags, ct.zone_ofs_nbits, ct.recirc_table) == (1, rules.ZONE_SNAT, rules.T_FWD_OUT)
-    assert nat.flags == mesh.NX_NAT_F_SRC
+    assert nat.flags == NX_NAT_F_SRC
     ip = str(CLUSTER.node("node1").ingress_ip)
     assert (nat.range_ipv4_min, nat.range_ipv4_max) == (ip, ip)
     assert not nat.range_proto_min and not nat.range_proto_max
@@ -234,10 +235,10 @@ def test_register_set_field():
 
 
 def test_to_actions_returns_goto_separately():
-    acts, goto = mesh.to_actions(parser, ofp, (SetField("eth_src", "02:42:0a:ff:00:02"),
-                                               Goto(40)))
+    acts, goto = to_actions(parser, ofp, (SetField("eth_src", "02:42:0a:ff:00:02"),
+                                          Goto(40)))
     assert goto == 40 and len(acts) == 1
-    assert mesh.to_actions(parser, ofp, ()) == ([], None)
+    assert to_actions(parser, ofp, ()) == ([], None)
 
 
 def test_east_west_flows_serialize_and_parse_back():
