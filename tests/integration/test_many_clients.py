@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmmesh.traffic.scapygen import SPOOF_PREFIX
+from swarmmesh.traffic.scapygen_plan import SPOOF_PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
 NODES, REPLICAS, SOURCES = 3, 2, 600

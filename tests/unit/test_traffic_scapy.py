@@ -10,42 +10,47 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-from swarmmesh.traffic import scapygen as g
+from swarmmesh.traffic.scapygen_capture import bpf_dst_net
+from swarmmesh.traffic.scapygen_frames import build_frames, checksum
+from swarmmesh.traffic.scapygen_match import HTTP_GET, Matcher, parse_frame
+from swarmmesh.traffic.scapygen_pacing import due_count, offered_rate, send_paced
+from swarmmesh.traffic.scapygen_plan import (PORT_RANGE, SPOOF_PREFIX, Request, Target,
+                                             plan_requests, source_plan)
 
 CLIENT_MAC = "02:00:00:00:00:c1"
-T1 = g.Target("node1", "192.168.99.1", "02:00:00:00:00:01", 8000)
-T2 = g.Target("node2", "192.168.99.2", "02:00:00:00:00:02", 8000)
+T1 = Target("node1", "192.168.99.1", "02:00:00:00:00:01", 8000)
+T2 = Target("node2", "192.168.99.2", "02:00:00:00:00:02", 8000)
 
 
 # -- the source plan ------------------------------------------------------------
 
 def test_source_plan_distinct_in_prefix_and_deterministic():
-    a = g.source_plan(5000, seed=7)
-    assert a == g.source_plan(5000, seed=7)
-    assert a != g.source_plan(5000, seed=8)
+    a = source_plan(5000, seed=7)
+    assert a == source_plan(5000, seed=7)
+    assert a != source_plan(5000, seed=8)
     assert len(set(a)) == 5000
     assert len({ip for ip, _ in a}) > 4800           # mostly distinct addresses too
-    net = g.SPOOF_PREFIX
+    net = SPOOF_PREFIX
     for ip, port in a:
         addr = IPv4Address(ip)
         assert addr in net and addr not in (net.network_address, net.broadcast_address)
-        assert g.PORT_RANGE[0] <= port <= g.PORT_RANGE[1]
+        assert PORT_RANGE[0] <= port <= PORT_RANGE[1]
 
 
 def test_source_plan_fills_a_tiny_space_exactly_and_refuses_more():
     net = IPv4Network("10.9.9.0/30")                 # 2 usable hosts
-    plan = g.source_plan(6, seed=1, prefix=net, ports=(100, 102))
+    plan = source_plan(6, seed=1, prefix=net, ports=(100, 102))
     assert sorted(plan) == [(ip, p) for ip in ("10.9.9.1", "10.9.9.2") for p in (100, 101, 102)]
     with pytest.raises(ValueError, match="do not fit"):
-        g.source_plan(7, seed=1, prefix=net, ports=(100, 102))
+        source_plan(7, seed=1, prefix=net, ports=(100, 102))
 
 
 def test_requests_interleave_targets_evenly():
-    reqs = g.plan_requests([T1, T2], 101, seed=3)
+    reqs = plan_requests([T1, T2], 101, seed=3)
     assert [r.target.node for r in reqs[:4]] == ["node1", "node2", "node1", "node2"]
     assert sum(r.target is T1 for r in reqs) == 51
     assert [r.seq for r in reqs] == list(range(101))
-    assert reqs == g.plan_requests([T1, T2], 101, seed=3)
+    assert reqs == plan_requests([T1, T2], 101, seed=3)
 
 
 # -- frames -------------------------------------------------------------------
@@ -53,8 +58,8 @@ def test_requests_interleave_targets_evenly():
 @pytest.mark.parametrize("proto", ["udp", "tcp"])
 def test_patched_frames_equal_scapy_frames(proto):
     payload = b"swarmmesh\n" if proto == "udp" else b""
-    reqs = g.plan_requests([T1, T2], 300, seed=11)
-    frames = g.build_frames(reqs, proto, CLIENT_MAC, payload)
+    reqs = plan_requests([T1, T2], 300, seed=11)
+    frames = build_frames(reqs, proto, CLIENT_MAC, payload)
     for r, f in zip(reqs, frames):
         l4 = (UDP(sport=r.src_port, dport=8000) / payload if proto == "udp" else
               TCP(sport=r.src_port, dport=8000, flags="S", seq=r.isn, window=65535))
@@ -64,18 +69,18 @@ def test_patched_frames_equal_scapy_frames(proto):
 
 def test_checksum_known_vector():
     # RFC 1071 example words 0001 f203 f4f5 f6f7 sum to ddf2 (checksum 220d).
-    assert g.checksum(bytes.fromhex("0001f203f4f5f6f7")) == 0x220d
-    assert g.checksum(b"\x01") == (~0x0100 & 0xffff)      # odd length is zero-padded
+    assert checksum(bytes.fromhex("0001f203f4f5f6f7")) == 0x220d
+    assert checksum(b"\x01") == (~0x0100 & 0xffff)      # odd length is zero-padded
 
 
 # -- pacing -------------------------------------------------------------------
 
 def test_due_count():
-    assert g.due_count(-0.1, 1000, 10) == 0
-    assert g.due_count(0.0, 1000, 10) == 1                # packet 0 is due at once
-    assert g.due_count(0.0049, 1000, 10) == 5
-    assert g.due_count(0.005, 1000, 10) == 6
-    assert g.due_count(10.0, 1000, 10) == 10              # never more than there are
+    assert due_count(-0.1, 1000, 10) == 0
+    assert due_count(0.0, 1000, 10) == 1                # packet 0 is due at once
+    assert due_count(0.0049, 1000, 10) == 5
+    assert due_count(0.005, 1000, 10) == 6
+    assert due_count(10.0, 1000, 10) == 10              # never more than there are
 
 
 class FakeClock:
@@ -103,8 +108,8 @@ class FakeClock:
 def test_paced_schedule_holds_and_does_not_drift_despite_oversleeping():
     fc = FakeClock(late=0.0007)                           # every sleep 0.7 ms late
     frames = [b"x"] * 2000
-    stamps, failed = g.send_paced(fc.send, frames, rate=10000, batch=8, clock=fc.clock,
-                                  sleep=fc.sleep, stamp=fc.stamp)
+    stamps, failed = send_paced(fc.send, frames, rate=10000, batch=8, clock=fc.clock,
+                                sleep=fc.sleep, stamp=fc.stamp)
     assert failed == 0
     t0 = stamps[0]
     for k, s in enumerate(stamps):
@@ -113,7 +118,7 @@ def test_paced_schedule_holds_and_does_not_drift_despite_oversleeping():
         assert s - due < 0.7e6 + 8 * 1e5 + 1              # late by at most one oversleep + a batch
     # The last packet is on schedule: the delays did not accumulate.
     assert (stamps[-1] - t0) / 1e9 == pytest.approx(1999 / 10000, abs=0.0009)
-    assert g.offered_rate(stamps) == pytest.approx(10000, rel=0.005)
+    assert offered_rate(stamps) == pytest.approx(10000, rel=0.005)
 
 
 def test_paced_loop_rereads_the_schedule_every_batch():
@@ -128,8 +133,8 @@ def test_paced_loop_rereads_the_schedule_every_batch():
         events.append("s")
         fc.send(frame)
 
-    stamps, _ = g.send_paced(send, [b"x"] * 300, rate=10000, batch=8, clock=clock,
-                             sleep=fc.sleep, stamp=fc.stamp)
+    stamps, _ = send_paced(send, [b"x"] * 300, rate=10000, batch=8, clock=clock,
+                           sleep=fc.sleep, stamp=fc.stamp)
     runs = [len(r) for r in "".join(events).split("c") if r]
     assert sum(runs) == 300
     assert max(runs) == 8                                 # caught up in full batches, no more
@@ -146,18 +151,18 @@ def test_fast_mode_never_sleeps_and_counts_failures():
         if len(calls) % 10 == 0:
             raise OSError(105, "No buffer space available")
 
-    stamps, failed = g.send_paced(send, [b"a"] * 100, rate=0, clock=fc.clock, sleep=fc.sleep,
-                                  stamp=fc.stamp)
+    stamps, failed = send_paced(send, [b"a"] * 100, rate=0, clock=fc.clock, sleep=fc.sleep,
+                                stamp=fc.stamp)
     assert fc.sleeps == 0 and len(calls) == 100
     assert failed == 10 and stamps.count(0) == 10
     # Only the 90 frames that went out count: (90 - 1) frames over 98 us.
-    assert g.offered_rate(stamps) == pytest.approx(89 / 98e-6, rel=1e-6)
-    assert g.offered_rate([0, 5]) is None
+    assert offered_rate(stamps) == pytest.approx(89 / 98e-6, rel=1e-6)
+    assert offered_rate([0, 5]) is None
 
 
 # -- replies and matching --------------------------------------------------------
 
-def _udp_reply(req: g.Request, task="app.2", node="node3", seen="10.255.0.2") -> bytes:
+def _udp_reply(req: Request, task="app.2", node="node3", seen="10.255.0.2") -> bytes:
     body = (f'{{"task": "{task}", "node": "{node}", "client": "{seen}", '
             f'"client_port": {req.src_port}, "port": 80, "seq": 1}}\n').encode()
     return bytes(Ether(src=req.target.mac, dst=CLIENT_MAC) /
@@ -165,7 +170,7 @@ def _udp_reply(req: g.Request, task="app.2", node="node3", seen="10.255.0.2") ->
                  UDP(sport=req.target.port, dport=req.src_port) / body)
 
 
-def _tcp(req: g.Request, flags: str, seq: int, ack: int, payload: bytes = b"") -> bytes:
+def _tcp(req: Request, flags: str, seq: int, ack: int, payload: bytes = b"") -> bytes:
     return bytes(Ether(src=req.target.mac, dst=CLIENT_MAC) /
                  IP(src=req.target.ip, dst=req.src_ip) /
                  TCP(sport=req.target.port, dport=req.src_port, flags=flags, seq=seq, ack=ack) /
@@ -173,38 +178,38 @@ def _tcp(req: g.Request, flags: str, seq: int, ack: int, payload: bytes = b"") -
 
 
 def test_parse_udp_reply_names_the_task():
-    req = g.plan_requests([T1], 1, seed=1)[0]
-    r = g.parse_frame(_udp_reply(req))
+    req = plan_requests([T1], 1, seed=1)[0]
+    r = parse_frame(_udp_reply(req))
     assert r.kind == "udp" and r.key == req.key and r.peer == ("192.168.99.1", 8000)
     assert (r.task, r.task_node, r.seen_source) == ("app.2", "node3", "10.255.0.2")
 
 
 def test_parse_ignores_other_frames():
-    assert g.parse_frame(b"\x00" * 10) is None
+    assert parse_frame(b"\x00" * 10) is None
     arp = bytes(Ether(type=0x0806) / (b"\x00" * 28))
-    assert g.parse_frame(arp) is None
-    req = g.plan_requests([T1], 1, seed=1)[0]
-    assert g.parse_frame(_tcp(req, "A", 1, 2)) is None        # a bare ACK says nothing
+    assert parse_frame(arp) is None
+    req = plan_requests([T1], 1, seed=1)[0]
+    assert parse_frame(_tcp(req, "A", 1, 2)) is None        # a bare ACK says nothing
 
 
 def test_parse_icmp_unreachable_points_at_the_request():
-    req = g.plan_requests([T1], 1, seed=1)[0]
+    req = plan_requests([T1], 1, seed=1)[0]
     inner = IP(src=req.src_ip, dst=req.target.ip) / UDP(sport=req.src_port, dport=8000)
     f = bytes(Ether() / IP(src=req.target.ip, dst=req.src_ip) / ICMP(type=3, code=3) /
               bytes(inner))
-    r = g.parse_frame(f)
+    r = parse_frame(f)
     assert r.kind == "icmp" and r.key == req.key
 
 
 def test_matcher_udp_first_reply_wins_duplicates_and_strangers_counted():
-    reqs = g.plan_requests([T1, T2], 4, seed=5)
-    m = g.Matcher(reqs, "udp", CLIENT_MAC)
-    assert m.on_reply(g.parse_frame(_udp_reply(reqs[1], "app.1", "node1")), 2_000) == []
-    m.on_reply(g.parse_frame(_udp_reply(reqs[1], "app.2", "node2")), 3_000)
-    stranger = g.Request(9, "198.18.0.9", 4242, T1)
-    m.on_reply(g.parse_frame(_udp_reply(stranger)), 4_000)
-    wrong_peer = g.Request(0, reqs[0].src_ip, reqs[0].src_port, T2)   # right key, wrong node
-    m.on_reply(g.parse_frame(_udp_reply(wrong_peer)), 4_000)
+    reqs = plan_requests([T1, T2], 4, seed=5)
+    m = Matcher(reqs, "udp", CLIENT_MAC)
+    assert m.on_reply(parse_frame(_udp_reply(reqs[1], "app.1", "node1")), 2_000) == []
+    m.on_reply(parse_frame(_udp_reply(reqs[1], "app.2", "node2")), 3_000)
+    stranger = Request(9, "198.18.0.9", 4242, T1)
+    m.on_reply(parse_frame(_udp_reply(stranger)), 4_000)
+    wrong_peer = Request(0, reqs[0].src_ip, reqs[0].src_port, T2)   # right key, wrong node
+    m.on_reply(parse_frame(_udp_reply(wrong_peer)), 4_000)
     rows = m.records([1_000, 1_500, 1_000, 0], t0_ns=1_000)
     assert [r["ok"] for r in rows] == [False, True, False, False]
     assert rows[1]["task"] == "app.1" and rows[1]["duplicates"] == 1
@@ -214,50 +219,50 @@ def test_matcher_udp_first_reply_wins_duplicates_and_strangers_counted():
 
 
 def test_matcher_tcp_http_handshake_then_rst():
-    req = g.plan_requests([T1], 1, seed=2)[0]
-    m = g.Matcher([req], "tcp", CLIENT_MAC, tcp_mode="http")
+    req = plan_requests([T1], 1, seed=2)[0]
+    m = Matcher([req], "tcp", CLIENT_MAC, tcp_mode="http")
     server_isn = 777
-    out = m.on_reply(g.parse_frame(_tcp(req, "SA", server_isn, req.isn + 1)), 10)
+    out = m.on_reply(parse_frame(_tcp(req, "SA", server_isn, req.isn + 1)), 10)
     assert len(out) == 1
     ack = Ether(out[0])
     assert ack[IP].src == req.src_ip and ack[IP].dst == T1.ip
     assert ack[TCP].flags == "PA" and ack[TCP].seq == req.isn + 1 and ack[TCP].ack == server_isn + 1
-    assert bytes(ack[TCP].payload) == g.HTTP_GET
+    assert bytes(ack[TCP].payload) == HTTP_GET
     assert ack[TCP].chksum == TCP(bytes(ack[TCP]))[TCP].chksum
     # A retransmitted SYN-ACK changes nothing and sends nothing.
-    assert m.on_reply(g.parse_frame(_tcp(req, "SA", server_isn, req.isn + 1)), 11) == []
+    assert m.on_reply(parse_frame(_tcp(req, "SA", server_isn, req.isn + 1)), 11) == []
     body = b'HTTP/1.1 200 OK\r\n\r\n{"task": "app.3", "node": "node2", "client": "10.255.0.2"}'
-    out = m.on_reply(g.parse_frame(_tcp(req, "PA", server_isn + 1,
-                                        req.isn + 1 + len(g.HTTP_GET), body)), 20)
+    out = m.on_reply(parse_frame(_tcp(req, "PA", server_isn + 1,
+                                      req.isn + 1 + len(HTTP_GET), body)), 20)
     rst = Ether(out[0])
-    assert rst[TCP].flags == "R" and rst[TCP].seq == req.isn + 1 + len(g.HTTP_GET)
+    assert rst[TCP].flags == "R" and rst[TCP].seq == req.isn + 1 + len(HTTP_GET)
     # The server's FIN after the answer is neither answered nor a duplicate.
-    assert m.on_reply(g.parse_frame(_tcp(req, "FA", server_isn + 200, 1)), 21) == []
+    assert m.on_reply(parse_frame(_tcp(req, "FA", server_isn + 200, 1)), 21) == []
     row = m.records([5], t0_ns=0)[0]
     assert row["ok"] and row["task"] == "app.3" and row["reply"] == "synack"
     assert row["duplicates"] == 1                         # the retransmitted SYN-ACK
 
 
 def test_matcher_tcp_syn_mode_resets_at_the_ack_number():
-    req = g.plan_requests([T2], 1, seed=2)[0]
-    m = g.Matcher([req], "tcp", CLIENT_MAC, tcp_mode="syn")
-    out = m.on_reply(g.parse_frame(_tcp(req, "SA", 5, req.isn + 1)), 10)
+    req = plan_requests([T2], 1, seed=2)[0]
+    m = Matcher([req], "tcp", CLIENT_MAC, tcp_mode="syn")
+    out = m.on_reply(parse_frame(_tcp(req, "SA", 5, req.isn + 1)), 10)
     rst = Ether(out[0])
     assert rst[TCP].flags == "R" and rst[TCP].seq == (req.isn + 1) & 0xffffffff
     assert m.records([1], 0)[0]["ok"] is True
 
 
 def test_matcher_tcp_reset_by_server_is_not_ok():
-    req = g.plan_requests([T1], 1, seed=2)[0]
-    m = g.Matcher([req], "tcp", CLIENT_MAC)
-    assert m.on_reply(g.parse_frame(_tcp(req, "RA", 0, req.isn + 1)), 10) == []
+    req = plan_requests([T1], 1, seed=2)[0]
+    m = Matcher([req], "tcp", CLIENT_MAC)
+    assert m.on_reply(parse_frame(_tcp(req, "RA", 0, req.isn + 1)), 10) == []
     row = m.records([1], 0)[0]
     assert row["reply"] == "rst" and row["ok"] is False
 
 
 def test_bpf_program_accepts_only_the_prefix():
     """Run the classic BPF program on frames with a tiny interpreter."""
-    prog = g.bpf_dst_net(g.SPOOF_PREFIX)
+    prog = bpf_dst_net(SPOOF_PREFIX)
 
     def run(frame: bytes) -> int:
         pc, a = 0, 0
