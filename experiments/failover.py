@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 
 from swarmmesh.runs import experiment, plots, report, timeline
-from swarmmesh.lifecycle import health
+from swarmmesh.lifecycle import profiles
 from swarmmesh.model import InvalidConfigError
 
 NAME = "failover"
@@ -58,7 +58,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--task", default="app.1", help="the task to kill")
 
 
-def profiles(args) -> list[str]:
+def variants(args) -> list[str]:
     return ["fast", "swarm"] if args.profile == "both" else [args.profile]
 
 
@@ -70,7 +70,7 @@ def kill_at(args, profile: str) -> float:
 
 def minimum(profile: str, kill: float) -> float:
     """Seconds of load needed to see the kill detected and the task removed."""
-    p = health.profile(profile)
+    p = profiles.profile(profile)
     return kill + p.detection_window()[1] + p.lb_leave_delay + 2.0
 
 
@@ -79,7 +79,7 @@ def duration(args, profile: str) -> float:
         return args.duration
     if profile == "fast":
         return 20.0
-    p = health.profile(profile)
+    p = profiles.profile(profile)
     return kill_at(args, profile) + p.detection_window()[1] + p.lb_leave_delay + p.interval + 8
 
 
@@ -92,13 +92,13 @@ def validate(args):
     if args.task not in names:
         raise InvalidConfigError("task", f"no task {args.task!r}; the tasks are "
                                          f"{', '.join(names)}")
-    for prof in profiles(args):
+    for prof in variants(args):
         need = minimum(prof, kill_at(args, prof))
         if duration(args, prof) < need:
             raise InvalidConfigError(
                 "duration", f"with the {prof} profile the load must last at least {need:g} s "
                             f"(kill at {kill_at(args, prof):g} s + detection up to "
-                            f"{health.profile(prof).detection_window()[1]:g} s + removal), "
+                            f"{profiles.profile(prof).detection_window()[1]:g} s + removal), "
                             f"got {duration(args, prof):g}")
     return cluster
 
@@ -113,7 +113,7 @@ def run(args, cluster, ctx) -> None:
 
     plans = [{"variant": p, "profile": p, "duration": duration(args, p),
               "script": script_for(p), "facts": {"kill_at_s": kill_at(args, p)}}
-             for p in profiles(args)]
+             for p in variants(args)]
     results = timeline.run_variants(args, ctx, plans)
     problems = []
     for plan, res in zip(plans, results):

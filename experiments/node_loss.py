@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from swarmmesh.runs import experiment, plots, report, timeline
-from swarmmesh.lifecycle import health
+from swarmmesh.lifecycle import profiles
 from swarmmesh.model import InvalidConfigError
 
 NAME = "node_loss"
@@ -48,7 +48,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def times(args) -> tuple[float, float]:
-    p = health.profile(args.profile)
+    p = profiles.profile(args.profile)
     fast = p.name == "fast"
     at = args.down_at if args.down_at is not None else (3.0 if fast else 10.0)
     need = at + p.node_down_after + p.interval + (1.0 if fast else 10.0)
@@ -67,7 +67,7 @@ def validate(args):
     at, dur = times(args)
     if at <= 0:
         raise InvalidConfigError("down-at", f"must be > 0, got {at:g}")
-    p = health.profile(args.profile)
+    p = profiles.profile(args.profile)
     if dur < at + p.node_down_after + 1:
         raise InvalidConfigError("duration", f"must last past the node being marked down "
                                              f"({at:g} + {p.node_down_after:g} s), got {dur:g}")

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 from swarmmesh.runs import experiment, plots, report, timeline
-from swarmmesh.lifecycle import health
+from swarmmesh.lifecycle import profiles
 from swarmmesh.model import InvalidConfigError
 from swarmmesh.lifecycle.orchestrator import UPDATE_ORDERS
 
@@ -62,7 +62,7 @@ def orders(args) -> list[str]:
 
 def times(args) -> tuple[float, float]:
     """(update at, duration)."""
-    p = health.profile(args.profile)
+    p = profiles.profile(args.profile)
     fast = p.name == "fast"
     at = args.update_at if args.update_at is not None else (3.0 if fast else 10.0)
     batches = math.ceil(args.replicas / args.parallelism)

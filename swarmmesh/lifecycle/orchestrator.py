@@ -35,7 +35,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from swarmmesh.lifecycle import health
+from swarmmesh.lifecycle import health, probes, profiles
+from swarmmesh.lifecycle.checker import Checker
 from swarmmesh.model import Cluster, HealthCheck, InvalidConfigError, Task
 
 LOG = logging.getLogger("swarmmesh.lifecycle.orchestrator")
@@ -58,7 +59,7 @@ class Orchestrator:
     def __init__(self, tb, profile: str = "swarm", t0: float | None = None,
                  health_checks: bool = True) -> None:
         self.tb = tb
-        self.profile = health.profile(profile)
+        self.profile = profiles.profile(profile)
         self.t0 = time.monotonic() if t0 is None else t0
         self.events: list[Event] = []
         self.lock = threading.RLock()
@@ -66,7 +67,7 @@ class Orchestrator:
         self.timers: list[tuple[float, int, object]] = []
         self._seq = itertools.count()
         self.stopping = False
-        self.checker = health.Checker(self._on_transition) if health_checks else None
+        self.checker = Checker(self._on_transition) if health_checks else None
         self.thread = threading.Thread(target=self._loop, name="orchestrator", daemon=True)
         self.busy = 0                  # steps in flight (building, waiting on delays)
         self.build_lock = threading.RLock()  # one Mininet change at a time (the CLI nests it)
@@ -164,14 +165,14 @@ class Orchestrator:
         hc = self.cluster.service(service).healthcheck
         if hc is None or not hc.active:
             return None
-        return HealthCheck.for_profile(self.profile.name, hc)
+        return profiles.check_for(self.profile.name, hc)
 
     def _watch_health(self, task: Task) -> None:
         hc = self.healthcheck_of(task)
         if self.checker is None or hc is None:
             return
         host = self.tb.net.get(task.host)
-        probe = health.probe_for(hc.test, netns_pid=host.pid)
+        probe = probes.probe_for(hc.test, netns_pid=host.pid)
         if probe is not None:
             self.checker.add(task.name, hc, probe)
 

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from swarmmesh import agents
+from swarmmesh.lifecycle import profiles
 
 
 TIMELINE_COLUMNS = ["t_send", "ingress_node", "task", "ok", "latency_ms",
@@ -337,8 +338,7 @@ def cluster_for(args):
 def profile_facts(name: str) -> dict:
     """The profile's timings, for summary.json."""
     import dataclasses
-    from swarmmesh.lifecycle import health
-    p = health.profile(name)
+    p = profiles.profile(name)
     return {**dataclasses.asdict(p), "detection_window_s": list(p.detection_window())}
 
 

@@ -31,7 +31,8 @@ from typing import Callable, Iterable, Sequence
 
 from mininet.cli import CLI
 
-from swarmmesh.lifecycle.health import parse_duration
+from swarmmesh.lifecycle import profiles
+from swarmmesh.model.healthcheck import parse_duration
 from swarmmesh.model import Cluster, InvalidConfigError, Task
 
 KILL_HOWS = ("hang", "unhealthy")
@@ -641,8 +642,7 @@ class SwarmCLI(CLI):
 def plan(args) -> Cluster:
     """The cluster the flags ask for; bad input raises InvalidConfigError
     before anything is built."""
-    from swarmmesh.lifecycle import health
-    health.profile(args.profile)
+    profiles.profile(args.profile)
     if args.stack is not None:
         if args.replicas is not None:
             raise InvalidConfigError("replicas", "not with --stack (the stack file sets them)")

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from swarmmesh.lifecycle.health import (
-    HEALTHY, UNHEALTHY, Checker, CommandProbe, HttpProbe, Transition, probe_for, run_probe,
-)
-from swarmmesh.model import HealthCheck
+from swarmmesh.lifecycle.checker import Checker
+from swarmmesh.lifecycle.health import HEALTHY, UNHEALTHY, Transition
+from swarmmesh.lifecycle.probeloop import run_probe
+from swarmmesh.lifecycle.probes import CommandProbe, HttpProbe, probe_for
+from swarmmesh.lifecycle.profiles import check_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (Mininet)")
 
@@ -106,7 +107,7 @@ def test_checker_in_namespace_detects_dead_and_recovery(net):
                 cond.wait(left)
             return next(t for t in seen if t.new == new)
 
-    fast = HealthCheck.for_profile("fast")
+    fast = check_for("fast")
     with Checker(on_transition) as checker:
         checker.add("app.1", fast, probe_for(fast.test, netns_pid=hk2.pid))
         assert wait_for(HEALTHY).old == "starting"

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from swarmmesh.lifecycle import health
+from swarmmesh.lifecycle import profiles
 from swarmmesh.model import Cluster
 from swarmmesh.lifecycle.orchestrator import Orchestrator
 from swarmmesh.testbed.testbed import Testbed
@@ -87,7 +87,7 @@ def test_unhealthy_task_stops_receiving_new_connections_within_one_detection_win
     assert all(r["ok"] for r in rows)
     to_victim = [r["ts"] for r in rows if r["body"]["task"] == victim.name]
     assert to_victim and min(to_victim) < t_kill           # it was in the balancer before
-    window = health.FAST_PROFILE.detection_window()[1]
+    window = profiles.FAST_PROFILE.detection_window()[1]
     last = max(to_victim) - t_kill
     assert last <= window + 0.3, f"last new connection to {victim.name} {last:.2f}s after the kill"
     after = [r for r in rows if r["ts"] > t_kill + window + 0.3]

@@ -15,11 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from swarmmesh.lifecycle import health
-from swarmmesh.lifecycle.health import (
-    HEALTHY, STARTING, UNHEALTHY, Checker, CommandProbe, HealthMonitor, HttpProbe,
-    ProbeResult, Transition, parse_duration, probe_for, run_probe,
-)
+from swarmmesh.lifecycle import profiles
+from swarmmesh.lifecycle.checker import Checker
+from swarmmesh.lifecycle.health import (HEALTHY, STARTING, UNHEALTHY, HealthMonitor, ProbeResult,
+                                        Transition)
+from swarmmesh.lifecycle.probeloop import run_probe
+from swarmmesh.lifecycle.probes import CommandProbe, HttpProbe, probe_for
+from swarmmesh.lifecycle.profiles import check_for
+from swarmmesh.model.healthcheck import parse_duration
 from swarmmesh.model import HealthCheck
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +57,7 @@ def test_parse_duration_rejects_non_strings(value):
 
 
 def test_swarm_profile_is_swarms_numbers():
-    p = health.profile("swarm")
+    p = profiles.profile("swarm")
     assert (p.interval, p.timeout, p.retries, p.start_period) == (30.0, 30.0, 3, 0.0)
     assert p.lb_leave_delay == 2.0 and p.node_down_after == 15.0
     assert p.node_failure_detection == (4.0, 24.0)
@@ -63,7 +66,7 @@ def test_swarm_profile_is_swarms_numbers():
 
 
 def test_fast_profile_detects_within_one_second():
-    p = health.profile("fast")
+    p = profiles.profile("fast")
     assert p.detection_window()[1] <= 0.25
     assert p.detection_window(hung=True)[1] + p.lb_leave_delay < 1.0
     assert p.retries >= 2  # one slow check alone never evicts a healthy task
@@ -354,7 +357,7 @@ def test_checker_scales_50_tasks_at_fast_interval_without_drift(task_server):
     """50 tasks at the fast profile's interval, 2 s: every task is checked on
     schedule (Docker's: interval after the previous check ended)."""
     port, _ = task_server
-    fast = HealthCheck.for_profile("fast", hc())
+    fast = check_for("fast", hc())
     counts: dict[str, int] = {}
     lock = threading.Lock()
 

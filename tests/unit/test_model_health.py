@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from swarmmesh.lifecycle import health
+from swarmmesh.lifecycle import probes, profiles
+from swarmmesh.lifecycle.profiles import check_for
+from swarmmesh.model import healthcheck
 from swarmmesh.model import Cluster, HealthCheck, InvalidConfigError
 
 
@@ -127,15 +129,15 @@ services:
 
 def test_for_profile():
     base = HealthCheck(test=("CMD-SHELL", "true"), interval=5.0, retries=4)
-    assert HealthCheck.for_profile("swarm", base) is base
-    swarm = HealthCheck.for_profile("swarm")
-    assert swarm.test == health.DEFAULT_TEST and swarm.interval == 30.0 and swarm.retries == 3
-    fast = HealthCheck.for_profile("fast", base)
+    assert check_for("swarm", base) is base
+    swarm = check_for("swarm")
+    assert swarm.test == healthcheck.DEFAULT_TEST and swarm.interval == 30.0 and swarm.retries == 3
+    fast = check_for("fast", base)
     assert fast.test == base.test
     assert (fast.interval, fast.timeout, fast.retries) == (
-        health.FAST_PROFILE.interval, health.FAST_PROFILE.timeout, health.FAST_PROFILE.retries)
+        profiles.FAST_PROFILE.interval, profiles.FAST_PROFILE.timeout, profiles.FAST_PROFILE.retries)
     with pytest.raises(InvalidConfigError, match="^profile: must be one of swarm, fast"):
-        HealthCheck.for_profile("turbo")
+        check_for("turbo")
 
 
 def test_realistic_fixture_healthchecks_parse():
@@ -147,6 +149,6 @@ def test_realistic_fixture_healthchecks_parse():
     assert (web.interval, web.timeout, web.retries) == (10.0, 3.0, 3)
     assert api.test == ("CMD-SHELL", "curl -fsS http://localhost:5000/health || exit 1")
     assert (api.interval, api.timeout, api.start_period) == (15.0, 30.0, 20.0)
-    assert health.probe_for(web.test) == health.HttpProbe(port=80, path="/healthz")
-    assert health.probe_for(api.test) == health.HttpProbe(port=5000, path="/health")
+    assert probes.probe_for(web.test) == probes.HttpProbe(port=80, path="/healthz")
+    assert probes.probe_for(api.test) == probes.HttpProbe(port=5000, path="/health")
     assert "services.web.healthcheck" not in c.ignored_keys

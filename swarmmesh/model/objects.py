@@ -1,0 +1,138 @@
+"""The model's plain data: nodes, networks, services, tasks, clients, and the address plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+
+from swarmmesh.model.errors import check, is_int
+from swarmmesh.model.healthcheck import HealthCheck
+
+INGRESS_NETWORK = "ingress"
+INGRESS_SUBNET = IPv4Network("10.255.0.0/16")
+INGRESS_VNI = 4096
+UNDERLAY_SUBNET = IPv4Network("192.168.99.0/24")
+USER_POOL = IPv4Network("10.0.0.0/16")  # default user subnets: 10.0.1.0/24, 10.0.2.0/24, ...
+CLIENT_BASE = 200  # client i -> 192.168.99.(200 + i)
+MAX_NODES = 200
+MAX_CLIENTS = 254 - CLIENT_BASE
+AUTO_PORT_FIRST, AUTO_PORT_LAST = 30000, 32767
+PROTOCOLS = ("tcp", "udp", "sctp")
+PORT_MODES = ("ingress", "host")
+ENDPOINT_MODES = ("vip", "dnsrr")
+DEPLOY_MODES = ("replicated", "global")
+CONSTRAINT_FIELD = "node.hostname"
+DNSRR_INGRESS_ERROR = "port published with ingress mode can't be used with dnsrr mode"
+
+
+def docker_mac(ip: IPv4Address | str) -> str:
+    """Docker-style MAC for an IPv4 address: ``02:42`` + the four address bytes."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in IPv4Address(ip).packed)
+
+
+# --------------------------------------------------------------------------
+# Data classes
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishedPort:
+    """One published port of a service."""
+
+    published: int
+    target: int
+    protocol: str = "tcp"
+    mode: str = "ingress"
+
+    def __post_init__(self) -> None:
+        for name in ("published", "target"):
+            value = getattr(self, name)
+            check(is_int(value) and 1 <= value <= 65535, name,
+                   f"must be an integer in 1..65535, got {value!r}")
+        check(self.protocol in PROTOCOLS, "protocol",
+               f"must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        check(self.mode in PORT_MODES, "mode",
+               f"must be one of {', '.join(PORT_MODES)}, got {self.mode!r}")
+
+
+@dataclass
+class Network:
+    """An overlay network (the ingress one or a user network)."""
+
+    name: str
+    subnet: IPv4Network
+    vni: int
+    ingress: bool
+
+    @property
+    def gateway(self) -> IPv4Address:
+        """The ``.1`` address, reserved, never given to a task."""
+        return self.subnet.network_address + 1
+
+
+@dataclass
+class Node:
+    """A Swarm node (a Mininet host on the underlay)."""
+
+    name: str
+    index: int
+    underlay_ip: IPv4Address
+    ingress_ip: IPv4Address
+    ingress_mac: str
+    lb_ips: dict[str, IPv4Address] = field(default_factory=dict)
+    availability: str = "active"   # "active" | "drain" (no task is scheduled here)
+    status: str = "ready"          # "ready" | "down"
+
+
+@dataclass
+class Service:
+    """A Swarm service, normalised."""
+
+    name: str
+    replicas: int
+    ports: tuple[PublishedPort, ...]
+    endpoint_mode: str = "vip"
+    networks: tuple[str, ...] = ()
+    constraints: tuple[tuple[str, str, str], ...] = ()
+    mode: str = "replicated"
+    max_replicas_per_node: int = 0  # 0 = unlimited
+    vips: dict[str, IPv4Address] = field(default_factory=dict)  # user network -> VIP
+    healthcheck: HealthCheck | None = None  # None: no healthcheck key (no check runs)
+
+    def ingress_ports(self) -> tuple[PublishedPort, ...]:
+        """Ports published through the routing mesh."""
+        return tuple(p for p in self.ports if p.mode == "ingress")
+
+    def host_ports(self) -> tuple[PublishedPort, ...]:
+        """Ports published in host mode (bound only where a task runs)."""
+        return tuple(p for p in self.ports if p.mode == "host")
+
+
+@dataclass
+class Task:
+    """One task (container) of a service, placed on a node."""
+
+    name: str
+    service: str
+    slot: int
+    node: str
+    host: str
+    addresses: dict[str, IPv4Address] = field(default_factory=dict)
+    macs: dict[str, str] = field(default_factory=dict)
+    # Lifecycle: "starting" (not yet healthy: not in the load balancer),
+    # "running" (in it), "draining" (weight 0: no new connection, the
+    # established ones go on; Swarm's 2 s before removal).
+    state: str = "running"
+    version: int = 1           # the service spec version the task runs (rolling updates)
+
+
+TASK_STATES = ("starting", "running", "draining")
+
+
+@dataclass
+class Client:
+    """An external client on the underlay, outside the cluster."""
+
+    name: str
+    underlay_ip: IPv4Address

@@ -1,0 +1,434 @@
+"""A docker stack / compose v3 file, parsed and validated before anything is built.
+
+FAUCET config_parser style: every problem raises :class:`InvalidConfigError`, whose
+message starts with the field path; unknown keys are rejected, keys Swarm has but the
+testbed ignores are listed.  The result (:class:`ParsedStack`) is plain specs that
+:mod:`~swarmmesh.model.placement` turns into nodes, services and tasks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from typing import Any, Mapping
+
+
+from swarmmesh.model import healthcheck
+from swarmmesh.model.errors import InvalidConfigError, check, is_int, type_name
+from swarmmesh.model.healthcheck import HealthCheck
+from swarmmesh.model.stackfile import Ignored, as_list, as_mapping, load_stack
+from swarmmesh.model.objects import (AUTO_PORT_FIRST, AUTO_PORT_LAST, DEPLOY_MODES,
+                                     DNSRR_INGRESS_ERROR, ENDPOINT_MODES, PORT_MODES, PROTOCOLS,
+                                     CONSTRAINT_FIELD, INGRESS_NETWORK, INGRESS_SUBNET,
+                                     UNDERLAY_SUBNET)
+
+_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
+_CONSTRAINT_RE = re.compile(r"\s*([A-Za-z0-9_.\-]+)\s*(==|!=)\s*(\S.*?)\s*\Z")
+_TOP_LEVEL_IGNORED = ("volumes", "configs", "secrets", "name", "include")
+
+
+HEALTHCHECK_KEYS = ("test", "interval", "timeout", "retries", "start_period",
+                    "start_interval", "disable")
+
+
+def _hc_duration(value: Any, path: str, default: float) -> float:
+    try:
+        seconds = healthcheck.parse_duration(value)
+    except ValueError as exc:
+        raise InvalidConfigError(path, str(exc)) from None
+    check(seconds >= 0, path, f"must not be negative, got {value!r}")
+    check(seconds == 0 or seconds >= healthcheck.MINIMUM_DURATION, path,
+           f"must be 0 (the default) or at least 1ms, got {value!r}")
+    return seconds or default
+
+
+def _hc_test(value: Any, path: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        check(value.strip() != "", path, "must not be empty")
+        return ("CMD-SHELL", value)
+    items = as_list(value, path)
+    check(len(items) > 0, path, "must not be empty")
+    for item in items:
+        check(isinstance(item, str), path, f"items must be strings, got {item!r}")
+    kind = items[0]
+    check(kind in ("CMD", "CMD-SHELL", "NONE"), path,
+           f"must start with CMD, CMD-SHELL or NONE, got {kind!r}")
+    if kind == "NONE":
+        check(len(items) == 1, path, "NONE takes no arguments")
+    elif kind == "CMD":
+        check(len(items) >= 2, path, "CMD needs a command")
+    else:
+        check(len(items) == 2 and items[1].strip() != "", path,
+               "CMD-SHELL takes exactly one command string")
+    return tuple(items)
+
+
+def _parse_healthcheck(raw: Any, path: str, ignored: Ignored) -> HealthCheck:
+    """``services.X.healthcheck`` (compose v3): 0 or a missing key means Docker's default."""
+    body = as_mapping(raw, path)
+    for key in body:
+        check(key in HEALTHCHECK_KEYS, f"{path}.{key}",
+               f"unknown key (expected one of {', '.join(HEALTHCHECK_KEYS)})")
+    test: tuple[str, ...] = ()
+    if body.get("test") is not None:
+        test = _hc_test(body["test"], f"{path}.test")
+    disable = body.get("disable", False)
+    check(isinstance(disable, bool), f"{path}.disable", f"must be true or false, got {disable!r}")
+    if disable:
+        check(test in ((), ("NONE",)), f"{path}.disable",
+               "cannot be used together with a test other than NONE")
+        test = ("NONE",)
+    if not test:
+        ignored.add(f"{path}.test")  # no test: the image's, and ours has no HEALTHCHECK
+    retries = body.get("retries")
+    if retries is None:
+        retries = 0
+    check(is_int(retries) and retries >= 0, f"{path}.retries",
+           f"must be an integer >= 0, got {retries!r}")
+    return HealthCheck(
+        test=test,
+        interval=_hc_duration(body.get("interval", 0), f"{path}.interval",
+                              healthcheck.DEFAULT_INTERVAL),
+        timeout=_hc_duration(body.get("timeout", 0), f"{path}.timeout",
+                             healthcheck.DEFAULT_TIMEOUT),
+        retries=retries or healthcheck.DEFAULT_RETRIES,
+        start_period=_hc_duration(body.get("start_period", 0), f"{path}.start_period",
+                                  healthcheck.DEFAULT_START_PERIOD),
+        start_interval=_hc_duration(body.get("start_interval", 0), f"{path}.start_interval",
+                                    healthcheck.DEFAULT_START_INTERVAL),
+    )
+
+
+@dataclass
+class PortSpec:
+    published: int | None
+    target: int
+    protocol: str
+    mode: str
+    path: str
+
+
+def _port_number(value: Any, what: str, path: str) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    check(is_int(value), path, f"{what} port must be an integer, got {value!r}")
+    check(1 <= value <= 65535, path, f"{what} port must be in 1..65535, got {value}")
+    return value
+
+
+def _port_range(text: str, what: str, path: str) -> list[int]:
+    text = text.strip()
+    check(text != "", path, f"empty {what} port")
+    if "-" in text:
+        lo_s, _, hi_s = text.partition("-")
+        lo, hi = _port_number(lo_s, what, path), _port_number(hi_s, what, path)
+        check(lo <= hi, path, f"{what} port range {text!r} is reversed")
+        return list(range(lo, hi + 1))
+    return [_port_number(text, what, path)]
+
+
+def _protocol(value: Any, path: str) -> str:
+    proto = value.strip().lower() if isinstance(value, str) else value
+    check(proto in PROTOCOLS, path,
+           f"protocol must be one of {', '.join(PROTOCOLS)}, got {value!r}")
+    return proto
+
+
+def _parse_port(item: Any, path: str, ignored: Ignored) -> list[PortSpec]:
+    """One entry of ``services.X.ports`` (short or long syntax)."""
+    if is_int(item):
+        return [PortSpec(None, _port_number(item, "target", path), "tcp", "ingress", path)]
+    if isinstance(item, str):
+        spec, proto = item.strip(), "tcp"
+        if "/" in spec:
+            spec, _, proto_s = spec.rpartition("/")
+            proto = _protocol(proto_s, path)
+        check(not spec.startswith("["), path,
+               f"host IP in {item!r} is not emulated (the mesh listens on every address)")
+        parts = spec.split(":")
+        check(len(parts) <= 3, path, f"cannot parse port {item!r}")
+        check(len(parts) < 3, path,
+               f"host IP {parts[0]!r} in {item!r} is not emulated "
+               "(the mesh listens on every address)")
+        targets = _port_range(parts[-1], "target", path)
+        if len(parts) == 1:
+            return [PortSpec(None, t, proto, "ingress", path) for t in targets]
+        published = _port_range(parts[0], "published", path)
+        check(len(published) == len(targets), path,
+               f"published and target ranges differ in length in {item!r} "
+               f"({len(published)} vs {len(targets)})")
+        return [PortSpec(p, t, proto, "ingress", path) for p, t in zip(published, targets)]
+    if isinstance(item, Mapping):
+        for key in item:
+            if key in ("name", "app_protocol"):
+                ignored.add(f"{path}.{key}")
+            elif key == "host_ip":
+                raise InvalidConfigError(
+                    path, f"host_ip {item[key]!r} is not emulated "
+                          "(the mesh listens on every address)")
+            else:
+                check(key in ("target", "published", "protocol", "mode"), path,
+                       f"unknown key {key!r} in long port syntax")
+        check(item.get("target") is not None, path, "target is required in long port syntax")
+        target = _port_number(item["target"], "target", path)
+        published = item.get("published")
+        if published is not None:
+            published = _port_number(published, "published", path)
+        proto = _protocol(item.get("protocol", "tcp"), path)
+        mode = item.get("mode", "ingress")
+        check(mode in PORT_MODES, path,
+               f"mode must be one of {', '.join(PORT_MODES)}, got {mode!r}")
+        check(mode != "host" or published is not None, path,
+               "mode host needs an explicit published port "
+               "(Swarm would pick a random one per task)")
+        return [PortSpec(published, target, proto, mode, path)]
+    raise InvalidConfigError(path, f"must be a string, an integer or a mapping, "
+                                   f"got {type_name(item)}")
+
+
+def _parse_constraint(text: Any, path: str) -> tuple[str, str, str]:
+    check(isinstance(text, str), path, f"constraints must be strings, got {text!r}")
+    match = _CONSTRAINT_RE.match(text)
+    check(match is not None, path,
+           f"cannot parse constraint {text!r} (expected 'node.hostname == NAME' "
+           "or 'node.hostname != NAME')")
+    fld, op, value = match.groups()
+    check(fld.lower() == CONSTRAINT_FIELD, path,
+           f"constraint field {fld!r} in {text!r} is not emulated "
+           f"(only {CONSTRAINT_FIELD} is)")
+    return CONSTRAINT_FIELD, op, value.strip("\"'")
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    mode: str
+    replicas: int | None
+    endpoint_mode: str
+    networks: list[str]
+    constraints: list[tuple[str, str, str]]
+    max_replicas_per_node: int
+    ports: list[PortSpec]
+    depends_on: list[str]
+    healthcheck: HealthCheck | None = None
+
+
+def _parse_service(name: str, raw: Any, networks: Mapping[str, Any],
+                   ignored: Ignored) -> ServiceSpec:
+    path = f"services.{name}"
+    check(_NAME_RE.match(name) is not None, path,
+           f"invalid service name {name!r} (must match [a-zA-Z0-9][a-zA-Z0-9_.-]*)")
+    body = as_mapping(raw, path)
+    spec = ServiceSpec(name, "replicated", None, "vip", [], [], 0, [], [])
+    for key, value in body.items():
+        kpath = f"{path}.{key}"
+        if key == "deploy":
+            _parse_deploy(spec, value, kpath, ignored)
+        elif key == "ports":
+            for i, item in enumerate(as_list(value, kpath)):
+                spec.ports.extend(_parse_port(item, f"{kpath}[{i}]", ignored))
+        elif key == "networks":
+            spec.networks = _parse_service_networks(value, kpath, networks, ignored)
+        elif key == "depends_on":
+            deps = value
+            if isinstance(deps, Mapping):
+                deps = list(as_mapping(deps, kpath))
+            for dep in as_list(deps, kpath):
+                check(isinstance(dep, str), kpath, f"must name services, got {dep!r}")
+                spec.depends_on.append(dep)
+            ignored.add(kpath)  # docker stack deploy ignores depends_on
+        elif key == "healthcheck":
+            spec.healthcheck = _parse_healthcheck(value, kpath, ignored)
+        else:
+            ignored.add(kpath)
+    return spec
+
+
+def _parse_deploy(spec: ServiceSpec, raw: Any, path: str, ignored: Ignored) -> None:
+    deploy = as_mapping(raw, path)
+    for key, value in deploy.items():
+        kpath = f"{path}.{key}"
+        if key == "mode":
+            check(value in DEPLOY_MODES, kpath,
+                   f"must be one of {', '.join(DEPLOY_MODES)}, got {value!r}")
+            spec.mode = value
+        elif key == "replicas":
+            check(is_int(value), kpath, f"must be an integer, got {value!r}")
+            check(value >= 0, kpath, f"must be >= 0, got {value}")
+            spec.replicas = value
+        elif key == "endpoint_mode":
+            check(value in ENDPOINT_MODES, kpath,
+                   f"must be one of {', '.join(ENDPOINT_MODES)}, got {value!r}")
+            spec.endpoint_mode = value
+        elif key == "placement":
+            for pkey, pvalue in as_mapping(value, kpath).items():
+                ppath = f"{kpath}.{pkey}"
+                if pkey == "constraints":
+                    spec.constraints = [_parse_constraint(c, ppath)
+                                        for c in as_list(pvalue, ppath)]
+                elif pkey == "max_replicas_per_node":
+                    check(is_int(pvalue) and pvalue >= 0, ppath,
+                           f"must be an integer >= 0, got {pvalue!r}")
+                    spec.max_replicas_per_node = pvalue
+                else:  # preferences: no node labels here, so spreading is unchanged
+                    ignored.add(ppath)
+        else:
+            ignored.add(kpath)
+    if spec.mode == "global":
+        check(spec.replicas is None, f"{path}.replicas",
+               "replicas can only be used with replicated mode")
+
+
+def _parse_service_networks(raw: Any, path: str, networks: Mapping[str, Any],
+                            ignored: Ignored) -> list[str]:
+    if isinstance(raw, Mapping):
+        names = list(as_mapping(raw, path))
+        for net, opts in raw.items():
+            for okey in as_mapping(opts, f"{path}.{net}"):
+                ignored.add(f"{path}.{net}.{okey}")  # aliases, ipv4_address, ...
+    else:
+        names = as_list(raw, path)
+    result: list[str] = []
+    for net in names:
+        check(isinstance(net, str), path, f"network names must be strings, got {net!r}")
+        check(net != INGRESS_NETWORK, path,
+               f"a service cannot be attached explicitly to the {INGRESS_NETWORK!r} "
+               "network (publish a port instead)")
+        check(net in networks, path,
+               f"unknown network {net!r} (declared: {', '.join(networks) or 'none'})")
+        check(net not in result, path, f"network {net!r} listed twice")
+        result.append(net)
+    return result
+
+
+@dataclass
+class NetworkSpec:
+    name: str
+    subnet: IPv4Network | None
+    subnet_path: str
+
+
+def _parse_networks(raw: Any, ignored: Ignored) -> dict[str, NetworkSpec]:
+    result: dict[str, NetworkSpec] = {}
+    for name, body in as_mapping(raw, "networks").items():
+        path = f"networks.{name}"
+        check(name != INGRESS_NETWORK, path,
+               f"the name {INGRESS_NETWORK!r} is reserved for the routing-mesh network")
+        check(_NAME_RE.match(name) is not None, path,
+               f"invalid network name {name!r} (must match [a-zA-Z0-9][a-zA-Z0-9_.-]*)")
+        spec = NetworkSpec(name, None, path)
+        for key, value in as_mapping(body, path).items():
+            kpath = f"{path}.{key}"
+            if key == "driver":
+                check(value == "overlay", kpath,
+                       f"only the overlay driver is emulated, got {value!r}")
+            elif key == "ipam":
+                for ikey, ivalue in as_mapping(value, kpath).items():
+                    ipath = f"{kpath}.{ikey}"
+                    if ikey != "config":
+                        ignored.add(ipath)
+                        continue
+                    for i, entry in enumerate(as_list(ivalue, ipath)):
+                        epath = f"{ipath}[{i}]"
+                        for ekey, evalue in as_mapping(entry, epath).items():
+                            if i == 0 and ekey == "subnet":
+                                spec.subnet = _parse_subnet(evalue, f"{epath}.subnet")
+                                spec.subnet_path = f"{epath}.subnet"
+                            else:
+                                ignored.add(f"{epath}.{ekey}")
+            else:  # attachable, external, internal, labels, driver_opts, name, ...
+                ignored.add(kpath)
+        result[name] = spec
+    return result
+
+
+def _parse_subnet(value: Any, path: str) -> IPv4Network:
+    check(isinstance(value, str), path, f"must be a CIDR string, got {value!r}")
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise InvalidConfigError(path, f"invalid subnet {value!r}: {exc}") from None
+    check(isinstance(net, IPv4Network), path, f"only IPv4 is emulated, got {value!r}")
+    check(net.prefixlen <= 29, path, f"subnet {value!r} is too small (at most /29)")
+    for other, what in ((INGRESS_SUBNET, "the ingress network"),
+                        (UNDERLAY_SUBNET, "the underlay")):
+        check(not net.overlaps(other), path, f"subnet {value} overlaps {what} ({other})")
+    return net
+
+
+def _assign_ports(specs: list[ServiceSpec]) -> None:
+    """Check published-port conflicts, then fill auto-assigned ports in order."""
+    owner: dict[tuple[int, str], tuple[str, str, str]] = {}
+    used: dict[str, set[int]] = {proto: set() for proto in PROTOCOLS}
+    for s in specs:
+        for p in s.ports:
+            if p.published is None:
+                continue
+            key = (p.published, p.protocol)
+            used[p.protocol].add(p.published)
+            if key in owner:
+                other_service, other_path, other_mode = owner[key]
+                if p.mode == "host" and other_mode == "host":
+                    continue  # host ports clash per node only; placement handles it
+                raise InvalidConfigError(
+                    p.path, f"published port {p.published}/{p.protocol} of service "
+                            f"{s.name!r} conflicts with service {other_service!r} "
+                            f"({other_path})")
+            owner[key] = (s.name, p.path, p.mode)
+    for s in specs:
+        for p in s.ports:
+            if p.published is not None:
+                continue
+            free = next((n for n in range(AUTO_PORT_FIRST, AUTO_PORT_LAST + 1)
+                         if n not in used[p.protocol]), None)
+            check(free is not None, p.path,
+                   f"no free {p.protocol} port left in {AUTO_PORT_FIRST}..{AUTO_PORT_LAST}")
+            p.published = free
+            used[p.protocol].add(free)
+
+
+@dataclass
+class ParsedStack:
+    """A whole stack file, parsed and validated: nothing is built yet."""
+
+    networks: dict[str, NetworkSpec]
+    services: list[ServiceSpec]
+    ignored: list[str]
+
+
+def parse(stack: str | os.PathLike | Mapping) -> ParsedStack:
+    """Parse and validate a stack file path, YAML text or mapping (every error names its field)."""
+    data = load_stack(stack)
+
+    # 1. parse and validate everything
+    ignored = Ignored()
+    for key in data:
+        check(isinstance(key, str), "stack", f"top-level keys must be strings, got {key!r}")
+        if key in ("version", "services", "networks"):
+            continue
+        check(key in _TOP_LEVEL_IGNORED or key.startswith("x-"), key,
+               "unknown top-level key")
+        ignored.add(key)
+    check("services" in data, "services", "required")
+    net_specs = _parse_networks(data.get("networks"), ignored)
+    raw_services = data["services"]
+    check(isinstance(raw_services, Mapping), "services",
+           f"must be a mapping, got {type_name(raw_services)}")
+    check(len(raw_services) > 0, "services", "must define at least one service")
+    specs: list[ServiceSpec] = []
+    for name, body in raw_services.items():
+        check(isinstance(name, str), "services", f"service names must be strings, got {name!r}")
+        specs.append(_parse_service(name, body, net_specs, ignored))
+    names = {s.name for s in specs}
+    for s in specs:
+        for dep in s.depends_on:
+            check(dep in names, f"services.{s.name}.depends_on", f"unknown service {dep!r}")
+        if s.endpoint_mode == "dnsrr" and any(p.mode == "ingress" for p in s.ports):
+            raise InvalidConfigError(f"services.{s.name}.deploy.endpoint_mode",
+                                     DNSRR_INGRESS_ERROR)
+    _assign_ports(specs)
+
+    return ParsedStack(net_specs, specs, ignored.keys)

@@ -1,0 +1,128 @@
+"""Reading a stack file: YAML as compose reads it, and the shape checks every parser uses."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Mapping
+
+import yaml
+
+from swarmmesh.model.errors import InvalidConfigError, check, type_name
+
+
+# --------------------------------------------------------------------------
+# YAML loading
+# --------------------------------------------------------------------------
+
+
+class _StackLoader(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1 sexagesimal numbers (``22:22`` stays a
+    string, as Compose users expect) and with duplicate keys rejected."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # let the base class report it
+            if key in seen:
+                raise InvalidConfigError(
+                    "stack", f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                             f"(first at line {seen[key]})")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+_StackLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers
+            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StackLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)"
+               r"|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"))
+_StackLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?"
+               r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)"
+               r"|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def load_stack(stack: str | os.PathLike | Mapping) -> Mapping:
+    """Read a stack from a mapping, a YAML text (a str with a newline) or a file."""
+    if isinstance(stack, Mapping):
+        return stack
+    if isinstance(stack, str) and "\n" in stack:
+        text, source = stack, "<string>"
+    elif isinstance(stack, (str, os.PathLike)):
+        source = os.fspath(stack)
+        try:
+            with open(source, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise InvalidConfigError(
+                "stack", f"cannot read {source}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise InvalidConfigError("stack", f"{source} is not UTF-8 text: {exc}") from None
+    else:
+        raise InvalidConfigError(
+            "stack", f"must be a path, YAML text or a mapping, got {type(stack).__name__}")
+    try:
+        data = yaml.load(text, Loader=_StackLoader)  # noqa: S506 (safe loader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where, snippet = "", ""
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+            lines = text.splitlines()
+            if mark.line < len(lines):
+                snippet = f" in {lines[mark.line].strip()!r}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InvalidConfigError(
+            "stack", f"YAML syntax error in {source}{where}: {problem}{snippet}") from None
+    check(data is not None, "stack", f"{source} is empty")
+    check(isinstance(data, Mapping), "stack",
+           f"top level must be a mapping, got {type_name(data)}")
+    return data
+
+
+# --------------------------------------------------------------------------
+# Parsing helpers
+# --------------------------------------------------------------------------
+
+
+def as_mapping(value: Any, path: str) -> Mapping:
+    """A mapping, or empty for null."""
+    if value is None:
+        return {}
+    check(isinstance(value, Mapping), path, f"must be a mapping, got {type_name(value)}")
+    for key in value:
+        check(isinstance(key, str), path, f"keys must be strings, got {key!r}")
+    return value
+
+
+def as_list(value: Any, path: str) -> list:
+    """A list, or empty for null."""
+    if value is None:
+        return []
+    check(isinstance(value, (list, tuple)), path, f"must be a list, got {type_name(value)}")
+    return list(value)
+
+
+class Ignored:
+    """Ordered set of dotted paths we parse but do not emulate."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def add(self, path: str) -> None:
+        if path not in self.keys:
+            self.keys.append(path)
