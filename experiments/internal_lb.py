@@ -33,6 +33,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.agents.nameclient import POLICIES
 from swarmmesh.model import Cluster, InvalidConfigError
 
 NAME = "internal_lb"
@@ -45,7 +46,6 @@ PORT = 80
 COLUMNS = ["client_task", "client_node", "resolved", "task", "task_node", "seen_source",
            "latency_ms", "ok", "dns", "seq", "used", "path", "connect_ms", "resolve_ms",
            "error"]
-POLICIES = ("fresh", "raw", "cached")
 POLICY_LABEL = {"fresh": "a) glibc, before\neach request", "raw": "b) raw query, before\neach request",
                 "cached": "c) one raw answer,\ncached"}
 

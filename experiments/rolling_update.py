@@ -35,7 +35,7 @@ from pathlib import Path
 from swarmmesh.runs import experiment, plots, report, timeline
 from swarmmesh.lifecycle import profiles
 from swarmmesh.model import InvalidConfigError
-from swarmmesh.lifecycle.orchestrator import UPDATE_ORDERS
+from swarmmesh.lifecycle.decisions import UPDATE_ORDERS
 
 NAME = "rolling_update"
 DESCRIPTION = ("rolling update under load through every node, start-first against "

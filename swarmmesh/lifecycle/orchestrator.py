@@ -29,18 +29,15 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import os
-import signal
 import threading
 import time
 from dataclasses import dataclass
 
-from swarmmesh.lifecycle import health, probes, profiles
+from swarmmesh.lifecycle import decisions, health, probes, profiles
 from swarmmesh.lifecycle.checker import Checker
-from swarmmesh.model import Cluster, HealthCheck, InvalidConfigError, Task
+from swarmmesh.model import Cluster, HealthCheck, Task
 
 LOG = logging.getLogger("swarmmesh.lifecycle.orchestrator")
-UPDATE_ORDERS = ("stop-first", "start-first")
 
 
 @dataclass(frozen=True)
@@ -217,7 +214,7 @@ class Orchestrator:
         self.publish(f"{task.name} removed")
         with self.build_lock:
             self.tb.flush_conntrack(task)   # IPVS expire_nodest_conn
-        if replace and self._missing(task.service) > 0:
+        if replace and decisions.replace_after_removal(self.cluster, task):
             self._start_task(task.service, version=task.version, slot=task.slot)
 
     def _on_transition(self, tr: "health.Transition") -> None:
@@ -228,17 +225,11 @@ class Orchestrator:
             return
         self.record(f"health {tr.new}", f"{task.name} (after {tr.failing_streak} failed checks)"
                     if tr.new == health.UNHEALTHY else task.name, t=tr.t)
-        if tr.new == health.HEALTHY and task.state == "starting":
+        action = decisions.on_health(task, tr.new)
+        if action == "admit":
             self.busy_call(self._admit, task)
-        elif tr.new == health.UNHEALTHY and task.state != "draining":
+        elif action == "leave":
             self.busy_call(self._leave, task, "unhealthy", True)
-
-    def _missing(self, service: str) -> int:
-        """Tasks the service lacks against its desired count (leaving ones not counted)."""
-        with self.lock:
-            svc = self.cluster.service(service)
-            live = [t for t in self.cluster.tasks_of(service) if t.state != "draining"]
-            return svc.replicas - len(live)
 
     def busy_call(self, fn, *args) -> None:
         self.after(0.0, fn, *args)
@@ -253,44 +244,30 @@ class Orchestrator:
     # -- operations (the CLI's and the experiments') ------------------------------
     def scale(self, service: str, replicas: int) -> None:
         """``docker service scale SERVICE=N``: start or retire tasks (highest slots go)."""
-        svc = self.cluster.service(service)
-        if replicas < 0:
-            raise InvalidConfigError("replicas", f"must be >= 0, got {replicas}")
-        if svc.mode == "global":
-            raise InvalidConfigError(f"services.{service}.deploy.mode",
-                                     "a global service cannot be scaled")
         with self.lock:
-            live = [t for t in self.cluster.tasks_of(service) if t.state != "draining"]
-            svc.replicas = replicas
-        self.record("scale", f"{service}: {len(live)} -> {replicas}")
-        for _ in range(replicas - len(live)):
+            before = len(decisions.live_tasks(self.cluster, service))
+            plan = decisions.plan_scale(self.cluster, service, replicas)
+            self.cluster.service(service).replicas = replicas
+        self.record("scale", f"{service}: {before} -> {replicas}")
+        for _ in range(plan.start):
             self.busy_call(self._start_task, service)
-        for t in sorted(live, key=lambda t: t.slot)[replicas:]:
+        for t in plan.retire:
             self.busy_call(self._leave, t, "scaled down")
 
     def update(self, service: str, parallelism: int = 1, delay: float = 0.0,
                order: str = "stop-first") -> None:
         """``docker service update``: replace every task by one of the next
         version, ``parallelism`` at a time, ``delay`` s between batches."""
-        self.cluster.service(service)
-        if parallelism < 1:
-            raise InvalidConfigError("parallelism", f"must be >= 1, got {parallelism}")
-        if delay < 0:
-            raise InvalidConfigError("delay", f"must be >= 0, got {delay}")
-        if order not in UPDATE_ORDERS:
-            raise InvalidConfigError("order", f"must be one of {', '.join(UPDATE_ORDERS)}, "
-                                              f"got {order!r}")
-        old = sorted((t for t in self.cluster.tasks_of(service) if t.state != "draining"),
-                     key=lambda t: t.slot)
-        version = self.cluster.service_version(service) + 1
-        self.record("update", f"{service}: version {version}, parallelism {parallelism}, "
+        with self.lock:
+            plan = decisions.plan_update(self.cluster, service, parallelism, delay, order)
+        self.record("update", f"{service}: version {plan.version}, parallelism {parallelism}, "
                               f"delay {delay}s, {order}")
         # Its own thread: a batch waits for health checks, which the
         # orchestrator thread must stay free to act on.
         with self.lock:
             self.busy += 1
         threading.Thread(target=self._update_thread, name="update", daemon=True,
-                         args=(service, old, version, parallelism, delay, order)).start()
+                         args=(service, plan, delay)).start()
 
     def _update_thread(self, *args) -> None:
         try:
@@ -303,25 +280,24 @@ class Orchestrator:
                 self.busy -= 1
                 self.work.notify_all()
 
-    def _update_batches(self, service, old, version, parallelism, delay, order) -> None:
-        for i in range(0, len(old), parallelism):
-            batch = old[i:i + parallelism]
-            if order == "start-first":
-                new = [self._start_task(service, version=version, slot=t.slot) for t in batch]
-                self._wait_running(new)
-                for t in batch:
-                    self._leave(t, f"replaced by version {version}")
-                self._wait_gone(batch)
-            else:
-                for t in batch:
-                    self._leave(t, f"replaced by version {version}")
-                self._wait_gone(batch)
-                new = [self._start_task(service, version=version, slot=t.slot) for t in batch]
-                self._wait_running(new)
+    def _update_batches(self, service: str, plan: "decisions.UpdatePlan", delay: float) -> None:
+        for i, batch in enumerate(plan.batches):
+            new: list[Task] = []
+            for step in decisions.batch_steps(plan.order):
+                if step == "start":
+                    new = [self._start_task(service, version=plan.version, slot=t.slot)
+                           for t in batch]
+                elif step == "wait running":
+                    self._wait_running(new)
+                elif step == "leave":
+                    for t in batch:
+                        self._leave(t, f"replaced by version {plan.version}")
+                else:
+                    self._wait_gone(list(batch))
             self.record("update batch done", ", ".join(t.name for t in batch))
-            if delay and i + parallelism < len(old):
+            if delay and i + 1 < len(plan.batches):
                 time.sleep(delay)
-        self.record("update done", f"{service} at version {version}")
+        self.record("update done", f"{service} at version {plan.version}")
 
     def _wait_running(self, tasks: list[Task], timeout: float = 600.0) -> None:
         deadline = time.monotonic() + timeout
@@ -344,15 +320,9 @@ class Orchestrator:
         refused, the task server closes every socket) or ``unhealthy``
         (still answers, fails its check)."""
         task = self.cluster.task(name)
-        if how not in ("hang", "unhealthy"):
-            raise InvalidConfigError("how", f"must be hang or unhealthy, got {how!r}")
+        decisions.check_kill(how)
         with self.build_lock:                     # one command at a time in a host's shell
-            host = self.tb.net.get(task.host)
-            if how == "hang":
-                os.kill(host.server.pid, signal.SIGUSR2)
-            else:
-                host.cmd("curl -s -m 2 'http://127.0.0.1:9999/control?mode=unhealthy' "
-                         ">/dev/null")
+            self.tb.kill_app(task, how)
         self.record("task killed", f"{task.name} on {task.node} ({how})")
         if self.healthcheck_of(task) is None:      # nothing will ever notice: say so
             self.record("note", f"{task.service} has no health check: {task.name} stays in "
@@ -364,7 +334,7 @@ class Orchestrator:
         after the profile's delay, then reschedules its tasks elsewhere."""
         node = self.cluster.node(name)
         with self.build_lock:
-            self.tb.net.get(name).cmd(f"ip link set {name}-eth0 down")
+            self.tb.cut_node(name)
         self.record("node down", f"{name} (link down: it answers nothing)")
         self.after(self.profile.node_down_after, self._node_lost, node.name)
 
@@ -388,18 +358,17 @@ class Orchestrator:
         with self.build_lock:
             for t in gone:
                 self.tb.flush_conntrack(t)
-        for t in gone:
-            if self.cluster.service(t.service).mode != "global" and self._missing(t.service) > 0:
-                self._start_task(t.service, version=t.version, slot=t.slot)
+        for t in decisions.reschedule(self.cluster, gone):
+            self._start_task(t.service, version=t.version, slot=t.slot)
 
     def node_drain(self, name: str) -> None:
         """``docker node update --availability drain``: its tasks move away."""
         with self.lock:
             self.cluster.node(name).availability = "drain"
-            tasks = [t for t in self.cluster.tasks_on(name) if t.state != "draining"]
-        self.record("node drain", f"{name}: {len(tasks)} tasks move")
-        for t in tasks:
-            if self.cluster.service(t.service).mode != "global":   # a global task just stops
+            plan = decisions.plan_drain(self.cluster, name)
+        self.record("node drain", f"{name}: {len(plan)} tasks move")
+        for t, replace in plan:
+            if replace:
                 self.busy_call(self._start_task, t.service, None, t.version, t.slot)
             self.busy_call(self._leave, t, f"{name} drained")
 

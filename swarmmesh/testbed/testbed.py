@@ -315,6 +315,22 @@ class Testbed:
         for n in self.cluster.nodes:
             self.net.get(n.name).sync_fdb(self.cluster)
 
+    def kill_app(self, task: Task, how: str) -> None:
+        """The task's application dies inside its container: ``hang`` (SIGUSR2: the task
+        server closes every socket, connections are refused) or ``unhealthy`` (it still
+        answers, and fails its health check)."""
+        from swarmmesh.testbed.topology import PRIVATE_PORT   # Mininet only once running
+        host = self.net.get(task.host)
+        if how == "hang":
+            os.kill(host.server.pid, signal.SIGUSR2)
+        else:
+            host.cmd(f"curl -s -m 2 'http://127.0.0.1:{PRIVATE_PORT}/control?mode=unhealthy' "
+                     ">/dev/null")
+
+    def cut_node(self, name: str) -> None:
+        """The node loses power: its underlay link goes down, it answers nothing."""
+        self.net.get(name).cmd(f"ip link set {name}-eth0 down")
+
     def kill_controller(self) -> None:
         """SIGKILL the controller (a crash): the switches keep their flows."""
         self.controller.kill()

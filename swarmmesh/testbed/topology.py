@@ -33,6 +33,7 @@ from mininet.topo import Topo
 
 from swarmmesh import agents
 from swarmmesh.agents import dns
+from swarmmesh.control.relay import DEFAULT_UNIX_SOCKET
 from swarmmesh.dataplane import rules
 from swarmmesh.model import Cluster, UNDERLAY_SUBNET
 from swarmmesh.testbed.runtime import RunState, kill_pid
@@ -41,7 +42,6 @@ from swarmmesh.machine.datapath import choose_datapath
 PRIVATE_PORT = 9999          # every task also listens here; it is never published
 APP_PORT = 80                # every task's application port (the usual target port)
 VXLAN_PORT = 4789
-DEFAULT_UNIX_SOCKET = "/run/swarmmesh/openflow.sock"
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 
 

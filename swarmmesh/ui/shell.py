@@ -32,11 +32,10 @@ from typing import Callable, Iterable, Sequence
 from mininet.cli import CLI
 
 from swarmmesh.lifecycle import profiles
+from swarmmesh.lifecycle.decisions import KILL_MODES, UPDATE_ORDERS
 from swarmmesh.model.healthcheck import parse_duration
 from swarmmesh.model import Cluster, InvalidConfigError, Task
 
-KILL_HOWS = ("hang", "unhealthy")
-UPDATE_ORDERS = ("stop-first", "start-first")
 OP_TIMEOUT = 600.0          # a background operation not done by then is reported as stuck
 
 
@@ -144,7 +143,7 @@ def parse_update(args: Sequence[str]) -> UpdateArgs:
 
 def parse_kill(args: Sequence[str]) -> tuple[str, str]:
     """``TASK [--how hang|unhealthy]``."""
-    pos, v = parse_flags(args, {"how": _choice(KILL_HOWS)}, {"how": "hang"}, "task kill")
+    pos, v = parse_flags(args, {"how": _choice(KILL_MODES)}, {"how": "hang"}, "task kill")
     if len(pos) != 1:
         raise InvalidConfigError("task kill", "usage: task kill TASK [--how hang|unhealthy]")
     return pos[0], v["how"]
