@@ -76,7 +76,8 @@ def package_checks(packages: Iterable[deps.Package], installed: Mapping[str, str
     return out
 
 
-_PIN = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*==\s*([^;\s]+)\s*(;.*)?$")
+# "name==1.0" or, as some setuptools write Requires-Dist, "name (==1.0)"; then a marker.
+_PIN = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*\(?\s*==\s*([^;\s)]+)\s*\)?\s*(;.*)?$")
 
 
 def python_checks(requirements: Iterable[str], version_of: Callable[[str], str | None],
@@ -245,12 +246,14 @@ def summary_items(checks: Iterable[Check]) -> list[dict]:
     return [asdict(c) for c in checks]
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="swarmmesh doctor", description=__doc__.split("\n\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--vm", action="store_true",
                     help="also require what `make vm-test` needs (the vm group)")
     ap.add_argument("--json", action="store_true", help="the items as JSON")
-    args = ap.parse_args(argv)
+
+
+def report(args: argparse.Namespace) -> int:
+    """Run every check, print one line per item (or JSON); 1 if something required is missing."""
     groups = deps.SETUP_GROUPS + (("vm",) if args.vm else ())
     checks = all_checks(groups)
     if args.json:
@@ -262,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"doctor: {len(bad)} required item(s) missing" if bad else
               "doctor: everything required is here")
     return verdict(checks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="swarmmesh doctor", description=__doc__.split("\n\n")[0])
+    add_arguments(ap)
+    return report(ap.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The command-line tool: ``swarmmesh list | run | replot | clean | doctor | cli``.
+"""The command-line tool: ``swarmmesh list | run | replot | clean | doctor | stack check | cli``.
 
     swarmmesh list                              the experiments, one line each
     sudo swarmmesh run routing_mesh --nodes 4   run one (its flags: swarmmesh run NAME --help)
@@ -6,6 +6,7 @@
     swarmmesh replot RUN_DIR                    redraw figures + report.md from the raw data
     sudo swarmmesh clean                        remove what a killed run left (as `make clean`)
     sudo swarmmesh doctor                       can this machine run it? one line per item
+    swarmmesh stack check FILE [--nodes N]      validate a stack file (exit 2 naming the field)
 
 ``run`` exits as the experiment does (0 ok, 1 failed, 2 bad input, 130
 Ctrl-C); ``replot`` exits 2 if RUN_DIR is not a run folder; ``cli`` exits 0
@@ -20,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from swarmmesh.machine import doctor
 from swarmmesh.runs import experiment
 from swarmmesh.model import InvalidConfigError
 
@@ -71,9 +73,28 @@ def cmd_clean(args) -> int:
     return 0
 
 
+def cmd_stack_check(args) -> int:
+    """Validate a stack file as the testbed would deploy it; nothing is built."""
+    from swarmmesh.model import Cluster
+    try:
+        cluster = Cluster.from_stack(args.file, nodes=args.nodes)
+    except (InvalidConfigError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for svc in cluster.services.values():
+        tasks = cluster.tasks_of(svc.name)
+        ports = ", ".join(f"{p.published}:{p.target}/{p.protocol} ({p.mode})" for p in svc.ports)
+        print(f"{svc.name:<16} {len(tasks)} task(s) on {', '.join(sorted({t.node for t in tasks}))}"
+              + (f"; ports {ports}" if ports else ""))
+    if cluster.ignored_keys:
+        print(f"ignored (Swarm has them, the testbed does not emulate them): "
+              f"{', '.join(cluster.ignored_keys)}")
+    print(f"{args.file}: ok, {len(cluster.services)} service(s) on {args.nodes} node(s)")
+    return 0
+
+
 def cmd_doctor(args) -> int:
-    from swarmmesh.machine import doctor
-    return doctor.main(args.flags)
+    return doctor.report(args)
 
 
 def cmd_cli(args) -> int:
@@ -98,9 +119,15 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="also clean runs whose owner process still lives")
     p.set_defaults(func=cmd_clean)
+    p = sub.add_parser("stack", help="check a stack file (no root, nothing built): "
+                                     "exit 2 naming the field if it is bad")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--nodes", type=int, default=3, help="swarm nodes to place it on")
+    p.set_defaults(func=cmd_stack_check)
     p = sub.add_parser("doctor", help="check the kernel, packages, Open vSwitch and Python "
-                                      "(exit 1 if something required is missing)", add_help=False)
-    p.add_argument("flags", nargs=argparse.REMAINDER, metavar="FLAGS")
+                                      "(exit 1 if something required is missing)")
+    doctor.add_arguments(p)
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("cli", help="build a cluster and run Mininet's CLI with Swarm's "
                                    "service/task/node commands (as root)")

@@ -60,6 +60,14 @@ def test_python_packages_are_checked_against_their_pins():
     assert len(checks) == 5                                  # 'plain' has no pin: not checked
 
 
+def test_pins_in_either_metadata_form():
+    reqs = ["os-ken (==4.2.2)", "pytest (==9.2.0) ; extra == 'test'"]
+    checks = doctor.python_checks(reqs, {"os-ken": "4.2.2", "pytest": "9.2.0"}.get, (3, 11),
+                                  "2.3.0")
+    assert [(c.what, c.status) for c in checks[2:]] == [("python: os-ken", "ok"),
+                                                        ("python: pytest (tests)", "ok")]
+
+
 def test_an_old_python_and_no_mininet_are_missing():
     checks = doctor.python_checks([], {}.get, (3, 8), None)
     assert [c.status for c in checks] == ["missing", "missing"]
