@@ -39,6 +39,9 @@ import sys
 from pathlib import Path
 
 from swarmmesh.runs import experiment, plots, report, timeline
+from swarmmesh.runs.timeline_metrics import (achieved_rate, by_variant, failover_metrics,
+                                             read_events, read_timeline)
+from swarmmesh.runs.timeline_plots import bin_for, timeline_figure
 from swarmmesh.lifecycle import profiles
 from swarmmesh.model import InvalidConfigError
 
@@ -119,7 +122,7 @@ def run(args, cluster, ctx) -> None:
     for plan, res in zip(plans, results):
         v = plan["variant"]
         rows = [dict(r, t_send=float(r["t_send"]), ok=r["ok"] == "True") for r in res["rows"]]
-        m = timeline.failover_metrics(rows, res["events"])
+        m = failover_metrics(rows, res["events"])
         ctx.summary["variants"][v]["failover"] = m
         problems += judge(v, m, ctx.summary["variants"][v]["timings"])
     ctx.summary["checks"] = problems or ["all met"]
@@ -149,12 +152,12 @@ def judge(variant: str, m: dict, timings: dict) -> list[str]:
 
 # -- plots ----------------------------------------------------------------------
 def panels(run_dir: Path, summary: dict, label: str = "") -> list[dict]:
-    rows = timeline.read_timeline(run_dir / "timeline.csv")
-    events = timeline.read_events(run_dir / "events.csv")
-    evs = timeline.by_variant(events)
+    rows = read_timeline(run_dir / "timeline.csv")
+    events = read_events(run_dir / "events.csv")
+    evs = by_variant(events)
     out = []
-    for v, vrows in timeline.by_variant(rows).items():
-        m = timeline.failover_metrics(vrows, evs.get(v, []))
+    for v, vrows in by_variant(rows).items():
+        m = failover_metrics(vrows, evs.get(v, []))
         out.append({"variant": v, "rows": vrows, "events": evs.get(v, []), "marks": MARKS,
                     "metrics": m, "title": panel_title(v, m, summary, label)})
     return out
@@ -182,7 +185,7 @@ def zoom_of(panel: dict) -> dict | None:
     span = m["t_removed"] - m["t_kill"] + 1.3
     if span > 15:
         return None
-    b = timeline.bin_for(span, timeline.achieved_rate(panel["rows"]), 1, 60)
+    b = bin_for(span, achieved_rate(panel["rows"]), 1, 60)
     lo = m["t_kill"] - math.ceil(0.5 / b) * b
     return {**panel, "xlim": (lo, m["t_removed"] + 0.8), "bin_s": b,
             "title": panel["title"].split(";")[0] + ": around the kill"}
@@ -192,11 +195,11 @@ def plot(run_dir: Path) -> None:
     summary = experiment.read_summary(run_dir)
     ps = panels(run_dir, summary)
     what = "requests/s answered per task, failed requests (red), kill/detection/convergence"
-    fig = timeline.timeline_figure(ps, run_dir / "timeline",
-                                   plots.run_title(summary, f"Failover: {what}"))
+    fig = timeline_figure(ps, run_dir / "timeline",
+                          plots.run_title(summary, f"Failover: {what}"))
     zooms = [z for z in (zoom_of(p) for p in ps) if z]
-    zfig = (timeline.timeline_figure(zooms, run_dir / "timeline_zoom",
-                                     plots.run_title(summary, "Failover, around the kill"))
+    zfig = (timeline_figure(zooms, run_dir / "timeline_zoom",
+                            plots.run_title(summary, "Failover, around the kill"))
             if zooms else None)
     rep = report.Report(run_dir, "Failover: a task dies under steady load", summary)
     rep.text("An open-loop load, each request on a new connection, spread round-robin over "
@@ -248,7 +251,7 @@ def combine(run_dirs: list[Path], path: Path) -> list[Path]:
     ps = []
     for d in run_dirs:
         ps += panels(Path(d), experiment.read_summary(d), label=f"{Path(d).name}: ")
-    return timeline.timeline_figure(ps, path, "Failover: requests/s per task around a kill")
+    return timeline_figure(ps, path, "Failover: requests/s per task around a kill")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ import sys
 from pathlib import Path
 
 from swarmmesh.runs import experiment, plots, report, timeline
+from swarmmesh.runs.timeline_metrics import (failures_between, first_event, joins, load_panels,
+                                             read_events, read_timeline)
+from swarmmesh.runs.timeline_plots import timeline_figure
 from swarmmesh.lifecycle import profiles
 from swarmmesh.model import InvalidConfigError
 
@@ -84,8 +87,8 @@ def run(args, cluster, ctx) -> None:
     timeline.run_variants(args, ctx, [{"variant": args.profile, "profile": args.profile,
                                        "duration": dur, "script": script,
                                        "facts": {"down_at_s": at, "node": args.node}}])
-    rows = timeline.read_timeline(ctx.run_dir / "timeline.csv")
-    m = metrics(rows, timeline.read_events(ctx.run_dir / "events.csv"), args.node)
+    rows = read_timeline(ctx.run_dir / "timeline.csv")
+    m = metrics(rows, read_events(ctx.run_dir / "events.csv"), args.node)
     ctx.summary["node_loss"] = m
     if m["via_others"]["failed_after_convergence"]:
         ctx.failed = (f"{m['via_others']['failed_after_convergence']} requests through the "
@@ -93,15 +96,15 @@ def run(args, cluster, ctx) -> None:
 
 
 def metrics(rows: list[dict], events: list[dict], node: str) -> dict:
-    down = timeline.first_event(events, "node down")
+    down = first_event(events, "node down")
     t_down = down["t"] if down else None
-    marked = timeline.first_event(events, "node marked down", node)
-    conv = timeline.first_event(events, "published", f"{node} down", marked["t"]) if marked \
+    marked = first_event(events, "node marked down", node)
+    conv = first_event(events, "published", f"{node} down", marked["t"]) if marked \
         else None
     t_conv = conv["t"] if conv else None
     started = [e["t"] for e in events if e["event"] == "task started"
                and marked and e["t"] >= marked["t"]]
-    joined = [t for t in timeline.joins(events).values() if marked and t >= marked["t"]]
+    joined = [t for t in joins(events).values() if marked and t >= marked["t"]]
     others = [r for r in rows if r["ingress_node"] != node]
     lost = [r for r in rows if r["ingress_node"] == node]
     fail_others = [r for r in others if not r["ok"]]
@@ -114,16 +117,16 @@ def metrics(rows: list[dict], events: list[dict], node: str) -> dict:
         "down_to_recovered_s": after(max(joined, default=None)),
         "via_lost_node": {"requests": len(lost),
                           "failed": sum(1 for r in lost if not r["ok"]),
-                          "failed_before_down": timeline.failures_between(
+                          "failed_before_down": failures_between(
                               lost, float("-inf"), t_down if t_down is not None else
                               float("inf"))},
         "via_others": {
             "requests": len(others), "failed": len(fail_others),
-            "failed_before_down": timeline.failures_between(
+            "failed_before_down": failures_between(
                 others, float("-inf"), t_down if t_down is not None else float("inf")),
-            "failed_down_to_converged": (timeline.failures_between(others, t_down, t_conv)
+            "failed_down_to_converged": (failures_between(others, t_down, t_conv)
                                          if t_down is not None and t_conv is not None else None),
-            "failed_after_convergence": (timeline.failures_between(others, t_conv)
+            "failed_after_convergence": (failures_between(others, t_conv)
                                          if t_conv is not None else len(fail_others)),
             "last_failure_after_down_s": after(max((r["t_send"] for r in fail_others),
                                                    default=None)),
@@ -135,7 +138,7 @@ def metrics(rows: list[dict], events: list[dict], node: str) -> dict:
 def plot(run_dir: Path) -> None:
     summary = experiment.read_summary(run_dir)
     p = summary["parameters"]
-    ps = timeline.load_panels(run_dir, MARKS)
+    ps = load_panels(run_dir, MARKS)
     node = p["node"]
     panels = []
     for panel in ps:
@@ -149,7 +152,7 @@ def plot(run_dir: Path) -> None:
                        "title": f"profile {panel['variant']}: through {node} (lost at "
                                 f"{report.fmt(m['t_down'])} s): {m['via_lost_node']['failed']} "
                                 f"of {m['via_lost_node']['requests']} failed"})
-    fig = timeline.timeline_figure(panels, run_dir / "timeline", plots.run_title(
+    fig = timeline_figure(panels, run_dir / "timeline", plots.run_title(
         summary, f"Node loss under load: {node} goes down ({p['nodes']} nodes, "
                  f"{p['replicas']} replicas, {p['rate']}/s)"))
     m = metrics(ps[0]["rows"], ps[0]["events"], node)

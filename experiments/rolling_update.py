@@ -33,6 +33,9 @@ import sys
 from pathlib import Path
 
 from swarmmesh.runs import experiment, plots, report, timeline
+from swarmmesh.runs.timeline_metrics import (by_variant, failures_between, first_event,
+                                             load_panels, read_events, read_timeline, task_of)
+from swarmmesh.runs.timeline_plots import timeline_figure
 from swarmmesh.lifecycle import profiles
 from swarmmesh.model import InvalidConfigError
 from swarmmesh.lifecycle.decisions import UPDATE_ORDERS
@@ -101,8 +104,8 @@ def run(args, cluster, ctx) -> None:
     timeline.run_variants(args, ctx, [
         {"variant": o, "profile": args.profile, "duration": dur, "script": script_for(o),
          "facts": {"update_at_s": at}} for o in orders(args)])
-    rows = timeline.by_variant(timeline.read_timeline(ctx.run_dir / "timeline.csv"))
-    events = timeline.by_variant(timeline.read_events(ctx.run_dir / "events.csv"))
+    rows = by_variant(read_timeline(ctx.run_dir / "timeline.csv"))
+    events = by_variant(read_events(ctx.run_dir / "events.csv"))
     out = {o: metrics(rows.get(o, []), events.get(o, []), args.replicas) for o in orders(args)}
     ctx.summary["rolling_update"] = out
     misses = [f"{o}: the update did not finish within the load ({dur:g} s)"
@@ -119,13 +122,13 @@ def versions(events: list[dict], placement: dict | None = None) -> dict[str, int
     for e in events:
         if e["event"] == "task started":
             m = re.search(r"version (\d+)", e["detail"])
-            out[timeline.task_of(e["detail"])] = int(m.group(1)) if m else 1
+            out[task_of(e["detail"])] = int(m.group(1)) if m else 1
     return out
 
 
 def metrics(rows: list[dict], events: list[dict], initial: int) -> dict:
-    up = timeline.first_event(events, "update")
-    done = timeline.first_event(events, "update done")
+    up = first_event(events, "update")
+    done = first_event(events, "update done")
     t_up = up["t"] if up else None
     t_done = done["t"] if done else None
     removed = [e["t"] for e in events if e["event"] == "task removed"]
@@ -134,7 +137,7 @@ def metrics(rows: list[dict], events: list[dict], initial: int) -> dict:
     per_version = collections.Counter(f"version {ver.get(r['task'], 1)}" for r in rows if r["ok"])
     failed = [r for r in rows if not r["ok"]]
     return {"requests": len(rows), "failed": len(failed),
-            "failed_during_update": (timeline.failures_between(rows, t_up, t_end + 1e-6)
+            "failed_during_update": (failures_between(rows, t_up, t_end + 1e-6)
                                      if t_up is not None and t_end is not None else None),
             "failed_by_error": dict(collections.Counter(r["error"] for r in failed)),
             "t_update": t_up, "t_done": t_done,
@@ -169,7 +172,7 @@ def min_in_lb(events: list[dict], initial: int) -> int | None:
 def plot(run_dir: Path) -> None:
     summary = experiment.read_summary(run_dir)
     p = summary["parameters"]
-    ps = timeline.load_panels(run_dir, MARKS)
+    ps = load_panels(run_dir, MARKS)
     ms = {}
     for panel in ps:
         m = ms[panel["variant"]] = metrics(panel["rows"], panel["events"], p["replicas"])
@@ -177,7 +180,7 @@ def plot(run_dir: Path) -> None:
                           f"{p['parallelism']}): update took {report.fmt(m['update_s'])} s; "
                           f"{m['failed']} of {m['requests']} requests failed "
                           f"({p['nodes']} nodes, {p['replicas']} replicas, {p['rate']}/s)")
-    fig = timeline.timeline_figure(ps, run_dir / "timeline", plots.run_title(
+    fig = timeline_figure(ps, run_dir / "timeline", plots.run_title(
         summary, "Rolling update under load: requests/s answered per task (stacked)"))
     rep = report.Report(run_dir, "Rolling update under load: start-first against stop-first",
                         summary)

@@ -28,6 +28,9 @@ import sys
 from pathlib import Path
 
 from swarmmesh.runs import experiment, plots, report, timeline
+from swarmmesh.runs.timeline_metrics import (converged, failures_between, first_last, joins,
+                                             load_panels, read_events, read_timeline, task_of)
+from swarmmesh.runs.timeline_plots import timeline_figure
 from swarmmesh.model import InvalidConfigError
 
 NAME = "scaling"
@@ -86,8 +89,8 @@ def run(args, cluster, ctx) -> None:
     timeline.run_variants(args, ctx, [{"variant": args.profile, "profile": args.profile,
                                        "duration": dur, "script": script,
                                        "facts": {"up_at_s": up, "down_at_s": down}}])
-    rows = timeline.read_timeline(ctx.run_dir / "timeline.csv")
-    events = timeline.read_events(ctx.run_dir / "events.csv")
+    rows = read_timeline(ctx.run_dir / "timeline.csv")
+    events = read_events(ctx.run_dir / "events.csv")
     m = metrics(rows, events)
     ctx.summary["scaling"] = m
     if m["failed"]:
@@ -98,11 +101,11 @@ def metrics(rows: list[dict], events: list[dict]) -> dict:
     scales = [e for e in sorted(events, key=lambda e: e["t"]) if e["event"] == "scale"]
     up = scales[0]["t"] if scales else None
     down = scales[1]["t"] if len(scales) > 1 else None
-    started = {timeline.task_of(e["detail"]): e["t"] for e in events
+    started = {task_of(e["detail"]): e["t"] for e in events
                if e["event"] == "task started"}
-    joined = timeline.joins(events)
-    conv = timeline.converged(events)
-    fl = timeline.first_last(rows)
+    joined = joins(events)
+    conv = converged(events)
+    fl = first_last(rows)
     new = {t: {"started_s": round(started[t] - up, 4),
                "joined_s": round(joined[t] - up, 4) if t in joined else None,
                "first_request_s": round(fl[t][0] - up, 4) if t in fl else None}
@@ -122,7 +125,7 @@ def metrics(rows: list[dict], events: list[dict]) -> dict:
         c = collections.Counter(r["task"] for r in rows if r["ok"] and a <= r["t_send"] < b)
         phases[name] = {"from_s": round(a, 3), "to_s": round(b, 3), "per_task": dict(c),
                         "jain": jain(list(c.values())),
-                        "failed": timeline.failures_between(rows, a, b)}
+                        "failed": failures_between(rows, a, b)}
     return {"requests": len(rows), "failed": sum(1 for r in rows if not r["ok"]),
             "t_scale_up": up, "t_scale_down": down, "new_tasks": new,
             "retired_tasks": retired, "phases": phases}
@@ -135,14 +138,14 @@ def jain(xs: list[float]) -> float | None:
 
 def plot(run_dir: Path) -> None:
     summary = experiment.read_summary(run_dir)
-    ps = timeline.load_panels(run_dir, MARKS)
+    ps = load_panels(run_dir, MARKS)
     p = summary["parameters"]
     for panel in ps:
         m = metrics(panel["rows"], panel["events"])
         panel["title"] = (f"profile {panel['variant']}: {p['replicas']} -> {p['to']} -> "
                           f"{p['replicas']} replicas, {m['failed']} of {m['requests']} requests "
                           f"failed ({p['nodes']} nodes, {p['rate']}/s)")
-    fig = timeline.timeline_figure(ps, run_dir / "timeline", plots.run_title(
+    fig = timeline_figure(ps, run_dir / "timeline", plots.run_title(
         summary, "Scaling under load: requests/s answered per task (stacked)"))
     m = metrics(ps[0]["rows"], ps[0]["events"])
     rep = report.Report(run_dir, f"Scaling under load: {p['replicas']} → {p['to']} → "

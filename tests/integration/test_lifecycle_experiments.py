@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmmesh.runs import timeline
+from swarmmesh.runs.timeline_metrics import read_events, read_timeline
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="integration tests need root")
@@ -43,8 +43,8 @@ def test_failover_fast(tmp_path):
     assert m["failed_total"] >= 1                        # the dead task refused some
     assert m["kill_to_last_new_connection_s"] <= 1.0, m
     assert m["kill_to_detect_s"] <= m["kill_to_convergence_s"] <= m["kill_to_removed_s"]
-    rows = timeline.read_timeline(run_dir / "timeline.csv")
-    events = timeline.read_events(run_dir / "events.csv")
+    rows = read_timeline(run_dir / "timeline.csv")
+    events = read_events(run_dir / "events.csv")
     assert len(rows) == 1000 and {r["ingress_node"] for r in rows} == {"node1", "node2", "node3"}
     assert {"task killed", "health unhealthy", "weight 0", "task removed"} <= \
         {e["event"] for e in events}

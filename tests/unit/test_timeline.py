@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from swarmmesh.runs import timeline
+from swarmmesh.agents.loadgen import generate, parse_answer
+from swarmmesh.runs.timeline import EVENT_COLUMNS, TIMELINE_COLUMNS
+from swarmmesh.runs.timeline_metrics import (converged, failover_metrics, joins, load_panels,
+                                             rates, read_timeline, task_of)
+from swarmmesh.runs.timeline_plots import (auto_bin, bin_for, marks_for, task_colours,
+                                           timeline_figure)
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = REPO / "tests" / "fixtures" / "runs"
@@ -47,11 +52,11 @@ EVENTS = [{"t": t, "event": e, "detail": d, "variant": "fast"} for t, e, d in [
 def test_parse_answer_needs_the_whole_body():
     body = b'{"task": "app.2", "node": "node1"}'
     head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
-    assert timeline.parse_answer(head + body[:5]) == (False, 200, None)
-    assert timeline.parse_answer(head + body) == (True, 200, {"task": "app.2", "node": "node1"})
-    assert timeline.parse_answer(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n"
-                                 b"\r\n{}")[:2] == (True, 503)
-    assert timeline.parse_answer(b"HTTP/1.1 200") == (False, None, None)
+    assert parse_answer(head + body[:5]) == (False, 200, None)
+    assert parse_answer(head + body) == (True, 200, {"task": "app.2", "node": "node1"})
+    assert parse_answer(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n"
+                        b"\r\n{}")[:2] == (True, 503)
+    assert parse_answer(b"HTTP/1.1 200") == (False, None, None)
 
 
 def _server(answers: int):
@@ -81,15 +86,15 @@ def test_generator_keeps_the_rate_and_names_the_task_and_failures():
     dead = closed.getsockname()[1]
     rows = []
     t0 = time.monotonic() + 0.05
-    stats = timeline.generate([("node1", "127.0.0.1")], port, 200.0, 0.1, t0, 2.0, rows.append)
+    stats = generate([("node1", "127.0.0.1")], port, 200.0, 0.1, t0, 2.0, rows.append)
     assert stats["requests"] == 20 and stats["ok"] == 20 and stats["failed"] == 0
     assert 150 < stats["achieved_rps"] < 260
     assert {r["task"] for r in rows} == {"app.7"} and {r["task_node"] for r in rows} == {"node3"}
     assert sorted(r["seq"] for r in rows) == list(range(20))
     assert all(0 <= r["t_send"] < 0.2 for r in rows)     # relative to the given origin
     rows2 = []
-    stats2 = timeline.generate([("node9", "127.0.0.1")], dead, 100.0, 0.03,
-                               time.monotonic(), 1.0, rows2.append)
+    stats2 = generate([("node9", "127.0.0.1")], dead, 100.0, 0.03,
+                      time.monotonic(), 1.0, rows2.append)
     closed.close()
     assert stats2["failed"] == 3 and {r["error"] for r in rows2} == {"refused"}
     assert not any(r["ok"] for r in rows2) and {r["ingress_node"] for r in rows2} == {"node9"}
@@ -98,7 +103,7 @@ def test_generator_keeps_the_rate_and_names_the_task_and_failures():
 def test_generator_cli_writes_csv_and_stats(tmp_path):
     port = _server(6)
     csv_path = tmp_path / "t.csv"
-    r = subprocess.run([sys.executable, "-m", "swarmmesh.runs.timeline", "--target",
+    r = subprocess.run([sys.executable, "-m", "swarmmesh.agents.loadgen", "--target",
                         "node1=127.0.0.1", "--target", "node2=127.0.0.1", "--port", str(port),
                         "--rate", "100", "--duration", "0.06", "--t0", repr(time.monotonic()),
                         "--csv", str(csv_path)], cwd=REPO, capture_output=True, text=True,
@@ -113,7 +118,7 @@ def test_generator_cli_writes_csv_and_stats(tmp_path):
 
 
 def test_generator_cli_rejects_bad_targets():
-    r = subprocess.run([sys.executable, "-m", "swarmmesh.runs.timeline", "--target", "node1",
+    r = subprocess.run([sys.executable, "-m", "swarmmesh.agents.loadgen", "--target", "node1",
                         "--port", "1", "--rate", "1", "--duration", "1", "--t0", "0",
                         "--csv", "/dev/null"], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "NODE=ADDRESS" in r.stderr
@@ -124,7 +129,7 @@ def test_failover_metrics_from_a_small_timeline():
     rows = _rows([(1.0, "app.1", ""), (1.5, "app.2", ""), (2.05, "", "refused"),
                   (2.1, "app.3", ""), (2.18, "", "refused"), (2.3, "app.2", ""),
                   (2.5, "", "timeout (connect)"), (3.0, "app.1.t4", "")])
-    m = timeline.failover_metrics(rows, EVENTS)
+    m = failover_metrics(rows, EVENTS)
     assert m["task"] == "app.1" and m["t_kill"] == 2.0
     assert m["kill_to_detect_s"] == pytest.approx(0.15)
     assert m["kill_to_convergence_s"] == pytest.approx(0.2)
@@ -138,59 +143,59 @@ def test_failover_metrics_from_a_small_timeline():
 
 
 def test_failover_metrics_without_a_kill():
-    m = timeline.failover_metrics(_rows([(0.1, "app.1", "")]), [])
+    m = failover_metrics(_rows([(0.1, "app.1", "")]), [])
     assert m == {"task": None, "requests": 1, "failed_total": 0}
 
 
 def test_rates_bins_by_send_time():
     rows = _rows([(0.0, "app.1", ""), (0.05, "app.2", ""), (0.1, "app.1", ""),
                   (0.15, "", "refused"), (0.19, "app.1", "")])
-    edges, per, failed = timeline.rates(rows, 0.1)
+    edges, per, failed = rates(rows, 0.1)
     assert edges == [0.0, 0.1]
     assert per == {"app.1": [10.0, 20.0], "app.2": [10.0, 0.0]}
     assert failed == [0.0, 10.0]
-    edges, per, _ = timeline.rates(rows, 0.1, start=0.0, end=0.1)
+    edges, per, _ = rates(rows, 0.1, start=0.0, end=0.1)
     assert edges == [0.0] and per["app.1"] == [10.0]
 
 
 def test_event_helpers():
-    assert timeline.task_of("revision 4: app.1.t4 healthy: joins the load balancer") == "app.1.t4"
-    assert timeline.task_of("app.3: scaled down") == "app.3"
-    assert timeline.task_of("app.5 on node2 (t7, version 2, starting)") == "app.5"
-    assert timeline.joins(EVENTS) == {"app.1.t4": 2.75}
-    assert timeline.converged(EVENTS) == {"app.1": 2.2}
-    marks = timeline.marks_for(EVENTS, ("task killed", "health unhealthy", "convergence",
-                                        "joins"))
+    assert task_of("revision 4: app.1.t4 healthy: joins the load balancer") == "app.1.t4"
+    assert task_of("app.3: scaled down") == "app.3"
+    assert task_of("app.5 on node2 (t7, version 2, starting)") == "app.5"
+    assert joins(EVENTS) == {"app.1.t4": 2.75}
+    assert converged(EVENTS) == {"app.1": 2.2}
+    marks = marks_for(EVENTS, ("task killed", "health unhealthy", "convergence",
+                               "joins"))
     assert marks == [(2.0, "task killed"), (2.15, "health unhealthy"), (2.2, "convergence"),
                      (2.75, "joins")]
 
 
 def test_task_colours_are_stable_and_distinct():
     from swarmmesh.runs import plots
-    c = timeline.task_colours(["app.4", "app.1.t4", "app.1", "app.2"])
+    c = task_colours(["app.4", "app.1.t4", "app.1", "app.2"])
     assert c["app.1"] == plots.colour_for("app.1") and c["app.4"] == plots.colour_for("app.4")
     assert len(set(c.values())) == 4          # app.1.t4 would share app.4's colour
 
 
 def test_bin_width_keeps_enough_requests_per_bin():
-    assert timeline.auto_bin(8.0) == 0.1
-    assert timeline.bin_for(8.0, 300, 3) == 0.1        # 10 per task per bin
-    assert timeline.bin_for(8.0, 30, 3) == 0.5
-    assert timeline.bin_for(140.0, 100, 3) == 2.0
+    assert auto_bin(8.0) == 0.1
+    assert bin_for(8.0, 300, 3) == 0.1        # 10 per task per bin
+    assert bin_for(8.0, 30, 3) == 0.5
+    assert bin_for(140.0, 100, 3) == 2.0
 
 
 def test_timeline_figure_from_csv(tmp_path):
     from swarmmesh.runs.runfolder import write_csv
     rows = _rows([(i * 0.01, f"app.{1 + i % 3}" if not 200 <= i < 215 or i % 3 else "",
                    "" if not 200 <= i < 215 or i % 3 else "refused") for i in range(600)])
-    write_csv(tmp_path / "timeline.csv", rows, timeline.TIMELINE_COLUMNS)
-    write_csv(tmp_path / "events.csv", EVENTS, timeline.EVENT_COLUMNS)
-    back = timeline.read_timeline(tmp_path / "timeline.csv")
+    write_csv(tmp_path / "timeline.csv", rows, TIMELINE_COLUMNS)
+    write_csv(tmp_path / "events.csv", EVENTS, EVENT_COLUMNS)
+    back = read_timeline(tmp_path / "timeline.csv")
     assert back[0]["ok"] is True and isinstance(back[0]["t_send"], float)
     assert sum(1 for r in back if not r["ok"]) == 5
-    panels = timeline.load_panels(tmp_path, ("task killed", "convergence"))
+    panels = load_panels(tmp_path, ("task killed", "convergence"))
     assert [p["variant"] for p in panels] == ["fast"] and len(panels[0]["rows"]) == 600
-    out = timeline.timeline_figure(panels, tmp_path / "fig", "test")
+    out = timeline_figure(panels, tmp_path / "fig", "test")
     assert [p.suffix for p in out] == [".png", ".pdf"]
     assert out[0].read_bytes().startswith(b"\x89PNG") and out[0].stat().st_size > 10_000
 
