@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from swarmmesh.ui.shell import SwarmCLI
+from swarmmesh.ui.shell_cli import SwarmCLI
 from swarmmesh.model import Cluster
 from swarmmesh.lifecycle.orchestrator import Orchestrator
 

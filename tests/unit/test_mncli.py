@@ -14,7 +14,10 @@ import time
 import pytest
 
 from swarmmesh.ui import cli as swarmmesh_cli
-from swarmmesh.ui import shell as mncli
+from swarmmesh.ui.shell_cli import SwarmCLI
+from swarmmesh.ui.shell_format import events_text, node_ls, service_ls, service_ps, table
+from swarmmesh.ui.shell_ops import unconverged
+from swarmmesh.ui.shell_parse import UpdateArgs, parse_kill, parse_scale, parse_update
 from swarmmesh.model import Cluster, InvalidConfigError
 from swarmmesh.lifecycle.orchestrator import Event
 
@@ -127,7 +130,7 @@ def run_script(orch, tmp_path, text: str) -> str:
     script.write_text(text)
     out = io.StringIO()
     with open(os.devnull) as devnull:
-        mncli.SwarmCLI(orch, stdin=devnull, script=str(script), stdout=out)
+        SwarmCLI(orch, stdin=devnull, script=str(script), stdout=out)
     return out.getvalue()
 
 
@@ -139,7 +142,7 @@ def section(out: str, command: str) -> str:
 # -- tables -------------------------------------------------------------------------
 
 def test_table_aligns_columns_three_spaces_apart():
-    assert mncli.table(("A", "LONGER"), [("xyz", 1), ("q", 22)]) == (
+    assert table(("A", "LONGER"), [("xyz", 1), ("q", 22)]) == (
         "A     LONGER\n"
         "xyz   1\n"
         "q     22\n")
@@ -149,15 +152,15 @@ def test_service_ls_counts_running_over_desired():
     c = Cluster.quick(nodes=3, replicas=3)
     c.tasks[0].state = "starting"                      # not yet healthy: not counted
     c.node(c.tasks[1].node).status = "down"            # on a down node: not counted
-    assert mncli.service_ls(c) == ("NAME   MODE         REPLICAS   PORTS\n"
-                                   "app    replicated   1/3        *:8000->80/tcp\n")
+    assert service_ls(c) == ("NAME   MODE         REPLICAS   PORTS\n"
+                             "app    replicated   1/3        *:8000->80/tcp\n")
 
 
 def test_service_ls_global_service_wants_one_per_schedulable_node():
     c = Cluster.from_stack({"services": {"web": {"deploy": {"mode": "global"},
                                                  "ports": ["8080:80/udp"]}}}, nodes=3)
     c.node("node3").availability = "drain"
-    line = mncli.service_ls(c).splitlines()[1].split()
+    line = service_ls(c).splitlines()[1].split()
     assert line == ["web", "global", "3/2", "*:8080->80/udp"]
 
 
@@ -165,7 +168,7 @@ def test_service_ps_states_in_dockers_words():
     c = Cluster.quick(nodes=2, replicas=3)
     c.tasks[1].state = "starting"
     c.tasks[2].state = "draining"
-    out = mncli.service_ps(c, "app", {"app.1": "healthy", "app.2": "starting"}).splitlines()
+    out = service_ps(c, "app", {"app.1": "healthy", "app.2": "starting"}).splitlines()
     assert re.split(r"\s{3,}", out[0]) == ["ID", "NAME", "VERSION", "NODE", "DESIRED STATE",
                                            "CURRENT STATE", "PORTS"]
     assert out[1].split() == ["t1", "app.1", "1", "node1", "Running", "Running", "(healthy)"]
@@ -178,7 +181,7 @@ def test_node_ls_status_and_availability():
     c = Cluster.quick(nodes=3, replicas=2)
     c.node("node2").availability = "drain"
     c.node("node3").status = "down"
-    assert mncli.node_ls(c).splitlines() == [
+    assert node_ls(c).splitlines() == [
         "HOSTNAME   STATUS   AVAILABILITY   TASKS",
         "node1      Ready    Active         1",
         "node2      Ready    Drain          1",
@@ -187,17 +190,17 @@ def test_node_ls_status_and_availability():
 
 def test_events_last_n():
     evs = [Event(0.5, "scale", "app: 2 -> 3"), Event(1.25, "task started", "app.3 on node1")]
-    assert mncli.events_text(evs, last=1) == ("T       EVENT          DETAIL\n"
-                                              "1.250   task started   app.3 on node1\n")
-    assert len(mncli.events_text(evs).splitlines()) == 3
+    assert events_text(evs, last=1) == ("T       EVENT          DETAIL\n"
+                                        "1.250   task started   app.3 on node1\n")
+    assert len(events_text(evs).splitlines()) == 3
 
 
 def test_unconverged_names_what_is_moving():
     c = Cluster.quick(nodes=2, replicas=2)
-    assert mncli.unconverged(c) is None
+    assert unconverged(c) is None
     c.tasks[0].state = "starting"
     c.service("app").replicas = 3
-    assert mncli.unconverged(c) == "app.1 starting, app 2/3"
+    assert unconverged(c) == "app.1 starting, app 2/3"
 
 
 def test_wait_gives_up_naming_what_did_not_converge(orch, tmp_path):
@@ -217,19 +220,19 @@ def test_wait_gives_up_naming_what_did_not_converge(orch, tmp_path):
 ])
 def test_parse_scale_errors_name_the_field(args, field, reason):
     with pytest.raises(InvalidConfigError) as e:
-        mncli.parse_scale(args)
+        parse_scale(args)
     assert e.value.field == field and reason in e.value.reason
 
 
 def test_parse_scale_several():
-    assert mncli.parse_scale(["app=3", "web=0"]) == [("app", 3), ("web", 0)]
+    assert parse_scale(["app=3", "web=0"]) == [("app", 3), ("web", 0)]
 
 
 def test_parse_update_flags_both_spellings_and_durations():
-    u = mncli.parse_update(["app", "--parallelism", "2", "--delay=1m30s", "--order=start-first"])
-    assert u == mncli.UpdateArgs("app", 2, 90.0, "start-first")
-    assert mncli.parse_update(["app", "--delay", "0.5"]).delay == 0.5
-    assert mncli.parse_update(["app"]) == mncli.UpdateArgs("app")
+    u = parse_update(["app", "--parallelism", "2", "--delay=1m30s", "--order=start-first"])
+    assert u == UpdateArgs("app", 2, 90.0, "start-first")
+    assert parse_update(["app", "--delay", "0.5"]).delay == 0.5
+    assert parse_update(["app"]) == UpdateArgs("app")
 
 
 @pytest.mark.parametrize("args, field", [
@@ -245,15 +248,15 @@ def test_parse_update_flags_both_spellings_and_durations():
 ])
 def test_parse_update_errors_name_the_field(args, field):
     with pytest.raises(InvalidConfigError) as e:
-        mncli.parse_update(args)
+        parse_update(args)
     assert e.value.field == field
 
 
 def test_parse_kill():
-    assert mncli.parse_kill(["app.1"]) == ("app.1", "hang")
-    assert mncli.parse_kill(["--how", "unhealthy", "t2"]) == ("t2", "unhealthy")
+    assert parse_kill(["app.1"]) == ("app.1", "hang")
+    assert parse_kill(["--how", "unhealthy", "t2"]) == ("t2", "unhealthy")
     with pytest.raises(InvalidConfigError, match=r"^--how: must be one of hang, unhealthy"):
-        mncli.parse_kill(["app.1", "--how", "dead"])
+        parse_kill(["app.1", "--how", "dead"])
 
 
 # -- the CLI over a (fake) orchestrator ---------------------------------------------------
@@ -357,7 +360,7 @@ def test_events_and_flows(orch, tmp_path):
 
 def test_completion(orch):
     with open(os.devnull) as devnull:
-        c = mncli.SwarmCLI(orch, stdin=devnull, script=os.devnull, stdout=io.StringIO())
+        c = SwarmCLI(orch, stdin=devnull, script=os.devnull, stdout=io.StringIO())
     assert c.complete_service("s", "service s", 8, 9) == ["scale"]
     assert c.complete_service("a", "service ps a", 11, 12) == ["app"]
     assert c.complete_node("", "node drain ", 11, 11) == ["node1", "node2", "node3"]
