@@ -158,21 +158,11 @@ def read_summary(run_dir: Path) -> dict:
 # -- running ------------------------------------------------------------------
 def main(module: ModuleType, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Parse, validate, run and plot one experiment; return the exit code."""
-    ap = build_parser(module, prog)
-    args = ap.parse_args(argv)                     # argparse itself exits 2, naming the flag
-    try:
-        _check_common(args)
-        plan = module.validate(args)
-    except InvalidConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+    args = build_parser(module, prog).parse_args(argv)  # argparse itself exits 2, naming the flag
+    plan, error = _plan_or_error(module, args)
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    if getattr(module, "NEEDS_ROOT", True):
-        from swarmmesh.testbed.testbed import TestbedError, check_machine
-        try:
-            check_machine()
-        except TestbedError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(2 ** 32)
     random.seed(args.seed)
@@ -182,33 +172,11 @@ def main(module: ModuleType, argv: Sequence[str] | None = None, prog: str | None
     summary = base_summary(module, args)
     ctx = Context(args, run_dir, progress)
     write_summary(run_dir, summary, None)
-    code = 0
-    try:
-        module.run(args, plan, ctx)
-        summary["status"] = "ok" if not ctx.failed else f"failed: {ctx.failed}"
-        code = 1 if ctx.failed else 0
-    except KeyboardInterrupt:
-        summary["status"] = "interrupted (Ctrl-C)"
-        code = 130
-    except SystemExit as e:                        # SIGTERM, raised by the Testbed's handler
-        summary["status"] = f"stopped (exit {e.code})"
-        code = e.code if isinstance(e.code, int) else 1
-    except Exception as e:                         # noqa: BLE001 - recorded, then exit 1
-        summary["status"] = f"error: {type(e).__name__}: {e}"
-        progress.close()
-        traceback.print_exc()
-        code = 1
+    code = _run(module, args, plan, ctx, summary)
     summary["finished"] = results.now_iso()
     full = write_summary(run_dir, summary, ctx)
     if code in (0, 1) and not full["status"].startswith("error"):
-        try:
-            progress.phase("plotting")
-            module.plot(run_dir)
-        except Exception:                          # noqa: BLE001 - data is kept; replot later
-            progress.close()
-            traceback.print_exc()
-            print(f"error: plotting failed; the raw data is in {run_dir}; fix and run "
-                  f"`swarmmesh replot {run_dir}`", file=sys.stderr)
+        if not _plot(module, run_dir, progress):
             code = 1
     progress.close()
     if ctx.failed:
@@ -217,6 +185,57 @@ def main(module: ModuleType, argv: Sequence[str] | None = None, prog: str | None
         print(f"[{module.NAME}] interrupted; partial data kept", file=sys.stderr)
     print(run_dir, flush=True)
     return code
+
+
+def _plan_or_error(module: ModuleType, args: argparse.Namespace) -> tuple[object, str | None]:
+    """The experiment's plan, or why nothing may be built: bad input, or (for an
+    experiment that needs root) a machine that cannot run it."""
+    try:
+        _check_common(args)
+        plan = module.validate(args)
+    except InvalidConfigError as e:
+        return None, str(e)
+    if getattr(module, "NEEDS_ROOT", True):
+        from swarmmesh.testbed.testbed import TestbedError, check_machine
+        try:
+            check_machine()
+        except TestbedError as e:
+            return None, str(e)
+    return plan, None
+
+
+def _run(module: ModuleType, args: argparse.Namespace, plan: object, ctx: Context,
+         summary: dict) -> int:
+    """``module.run``, its outcome in ``summary["status"]``; the exit code."""
+    try:
+        module.run(args, plan, ctx)
+        summary["status"] = "ok" if not ctx.failed else f"failed: {ctx.failed}"
+        return 1 if ctx.failed else 0
+    except KeyboardInterrupt:
+        summary["status"] = "interrupted (Ctrl-C)"
+        return 130
+    except SystemExit as e:                        # SIGTERM, raised by the Testbed's handler
+        summary["status"] = f"stopped (exit {e.code})"
+        return e.code if isinstance(e.code, int) else 1
+    except Exception as e:                         # noqa: BLE001 - recorded, then exit 1
+        summary["status"] = f"error: {type(e).__name__}: {e}"
+        ctx.progress.close()
+        traceback.print_exc()
+        return 1
+
+
+def _plot(module: ModuleType, run_dir: Path, progress: Progress) -> bool:
+    """``module.plot``; False (the raw data kept, how to replot said) if it broke."""
+    try:
+        progress.phase("plotting")
+        module.plot(run_dir)
+        return True
+    except Exception:                              # noqa: BLE001 - data is kept; replot later
+        progress.close()
+        traceback.print_exc()
+        print(f"error: plotting failed; the raw data is in {run_dir}; fix and run "
+              f"`swarmmesh replot {run_dir}`", file=sys.stderr)
+        return False
 
 
 # -- finding experiments --------------------------------------------------------
