@@ -33,6 +33,7 @@ ovs:
 $(STAMP): requirements.txt setup.py pyproject.toml
 	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@rm -rf *.egg-info build   # an in-tree build's metadata would shadow the editable install's
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
@@ -61,7 +62,7 @@ docker-test:
 	docker run --rm --privileged -v /lib/modules:/lib/modules:ro swarmmesh-test make test
 
 benchmark: setup
-	$(VENV)/bin/swarmmesh run overhead
+	$(VENV)/bin/swarmmesh run overlay_rtt
 
 # Remove what a killed run left behind: by recorded PID and name only.
 clean:

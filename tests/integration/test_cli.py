@@ -96,8 +96,8 @@ def test_ctrl_c_exits_130_records_it_and_leaves_nothing(tmp_path):
     assert not state.exists()
 
 
-def test_run_overhead_small(tmp_path):
-    r = subprocess.run(swarmmesh() + ["run", "overhead", "--sizes", "2x2", "--count", "10",
+def test_run_overlay_rtt_small(tmp_path):
+    r = subprocess.run(swarmmesh() + ["run", "overlay_rtt", "--sizes", "2x2", "--count", "10",
                                       "--quiet", "--out", str(tmp_path)],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -11,6 +11,7 @@ folders' generic names (``experiments``, ``topologies``, ``controllers``) is imp
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,8 +32,11 @@ def run(argv: list, cwd: Path, timeout: float = 120) -> subprocess.CompletedProc
 def installed(tmp_path_factory) -> tuple[Path, Path]:
     """(venv, an empty folder to work from)."""
     base = tmp_path_factory.mktemp("wheel")
+    source = base / "source"                  # a copy: the build leaves build/ behind
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "results", "*.egg-info", "__pycache__", ".pytest_cache"))
     built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                 "-q", "-w", base / "dist", REPO], base, timeout=300)
+                 "-q", "-w", base / "dist", source], base, timeout=300)
     assert built.returncode == 0, built.stderr[-3000:]
     wheel = next((base / "dist").glob("swarmmesh-*.whl"))
     venv = base / "venv"

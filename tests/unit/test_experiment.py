@@ -180,5 +180,5 @@ def test_load_rejects_unknown_names_and_lists_the_known():
     with pytest.raises(experiment.InvalidConfigError) as e:
         experiment.load("nope")
     assert e.value.field == "experiment" and "routing_mesh" in str(e.value)
-    assert {"routing_mesh", "overhead"} <= set(experiment.experiment_names())
+    assert {"routing_mesh", "overlay_rtt"} <= set(experiment.experiment_names())
     assert "replot" not in experiment.experiment_names()

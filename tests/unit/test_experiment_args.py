@@ -55,8 +55,8 @@ def test_dnsrr_with_ingress_port_gets_swarms_message(tmp_path):
     (["--interval", "0"], "interval"),
 ])
 @pytest.mark.parametrize("how", ["script", "cli"])
-def test_overhead_rejects_bad_input(tmp_path, args, field, how):
-    r = run_experiment(how, "overhead", [*args, "--out", str(tmp_path)])
+def test_overlay_rtt_rejects_bad_input(tmp_path, args, field, how):
+    r = run_experiment(how, "overlay_rtt", [*args, "--out", str(tmp_path)])
     assert r.returncode == 2
     assert r.stderr.startswith(f"error: {field}"), r.stderr
     assert list(tmp_path.iterdir()) == []

@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "runs"
-FIGURES = {"routing_mesh": ["requests_per_task", "latency_cdf"], "overhead": ["rtt"]}
+FIGURES = {"routing_mesh": ["requests_per_task", "latency_cdf"], "overlay_rtt": ["rtt"]}
 
 
 def _as_nobody() -> list[str]:

@@ -15,8 +15,8 @@ builds the testbed and pings, in the same run:
 Figures are ratios against the baseline measured in the same run.  Target
 (issue 2): overlay RTT <= 1 ms, and the large cluster <= 2x the small one.
 
-    sudo .venv/bin/swarmmesh run overhead [--sizes 3x2,10x100] [--count 200]
-    sudo .venv/bin/python experiments/overhead.py [--sizes 3x2,10x100] [--count 200]
+    sudo .venv/bin/swarmmesh run overlay_rtt [--sizes 3x2,10x100] [--count 200]
+    sudo .venv/bin/python experiments/overlay_rtt.py [--sizes 3x2,10x100] [--count 200]
 
 Writes ``rtt.csv`` (size, nodes, tasks, path, seq, rtt_ms), ``summary.json``,
 ``rtt.png``/``rtt.pdf`` and ``report.md``.
@@ -34,7 +34,7 @@ from pathlib import Path
 from swarmmesh.runs import experiment, plots, report, runfolder as results
 from swarmmesh.model import Cluster, InvalidConfigError
 
-NAME = "overhead"
+NAME = "overlay_rtt"
 DESCRIPTION = ("emulator overhead: task-to-task RTT over the overlay vs the underlay "
                "baseline, small and large cluster")
 
@@ -68,7 +68,7 @@ def measure(ctx, size: tuple[int, int], count: int, interval: float) -> list[dic
     cluster = Cluster.quick(nodes=nodes, replicas=tasks)
     tag = f"{nodes}x{tasks}"
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="swarmmesh-overhead-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="swarmmesh-overlay-rtt-") as tmp:
         ctx.progress.note(f"{tag}: {nodes} nodes, {tasks} tasks")
         with ctx.testbed(cluster, run_dir=Path(tmp)) as tb:
             a = cluster.tasks_on("node1")[0]
