@@ -157,7 +157,6 @@ def summarise(rows: list[dict], tasks: list[str]) -> dict:
 
 
 def plot(run_dir: Path) -> None:
-    import matplotlib.pyplot as plt
     summary = experiment.read_summary(run_dir)
     rows = results.read_csv(run_dir / "requests.csv")
     wrk_rows = results.read_csv(run_dir / "wrk.csv")
@@ -166,15 +165,40 @@ def plot(run_dir: Path) -> None:
     p = summary["parameters"]
     what = (f"1 client -> {summary['ingress_node']}:{PUBLISHED}, {len(tasks)} replicas on "
             f"{p['nodes']} nodes")
-    groups = {MODE_LABELS[m] + f"\n({facts['connections'][m]} TCP connection"
-              f"{'s' if facts['connections'][m] != 1 else ''})": facts["counts"][m] for m in MODES}
+    wrk_by = wrk_counts(wrk_rows)
+    share = share_figure(run_dir, summary, tasks, bar_groups(facts, wrk_by), what)
+    lat = {MODE_LABELS[m]: [r["total_ms"] for r in rows if r["mode"] == m and r["ok"] == "True"]
+           for m in MODES}
+    cdf = plots.cdf(lat, "request latency, send to last byte (ms, log scale)",
+                    plots.run_title(summary, f"Request latency by connection mode: {what}"),
+                    run_dir / "latency_cdf", log=True, unit="ms")
+    write_report(run_dir, summary, what, facts, tasks, wrk_rows, wrk_by,
+                 {"share": share, "cdf": cdf, "lat": lat})
+
+
+def wrk_counts(wrk_rows: list[dict]) -> dict[int, dict]:
+    """wrk's connections -> {task: requests it answered}."""
     wrk_by: dict[int, dict] = {}
     for r in wrk_rows:
         got = wrk_by.setdefault(int(r["connections"]), {})
         if r["task"]:
             got[r["task"]] = int(r["requests"])
+    return wrk_by
+
+
+def bar_groups(facts: dict, wrk_by: dict[int, dict]) -> dict[str, dict]:
+    """The bar chart's groups (label -> {task: count}): each mode, then each wrk run."""
+    groups = {MODE_LABELS[m] + f"\n({facts['connections'][m]} TCP connection"
+              f"{'s' if facts['connections'][m] != 1 else ''})": facts["counts"][m] for m in MODES}
     for c, cnt in sorted(wrk_by.items()):
         groups[f"wrk keep-alive\n{c} connection{'s' if c != 1 else ''}"] = cnt
+    return groups
+
+
+def share_figure(run_dir: Path, summary: dict, tasks: list[str], groups: dict[str, dict],
+                 what: str) -> list[Path]:
+    """Share of requests per task in each group, one bar per task (count on it)."""
+    import matplotlib.pyplot as plt
     colours = plots.colours_for(tasks)
     fig, ax = plt.subplots(figsize=(10, 4.8))
     width = 0.8 / len(tasks)
@@ -191,13 +215,12 @@ def plot(run_dir: Path) -> None:
     ax.legend(title="task", fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(plots.run_title(summary, f"Keep-alive vs new connections: {what}"), fontsize=10)
-    share = plots.save(fig, run_dir / "requests_per_task")
-    lat = {MODE_LABELS[m]: [r["total_ms"] for r in rows if r["mode"] == m and r["ok"] == "True"]
-           for m in MODES}
-    cdf = plots.cdf(lat, "request latency, send to last byte (ms, log scale)",
-                    plots.run_title(summary, f"Request latency by connection mode: {what}"),
-                    run_dir / "latency_cdf", log=True, unit="ms")
+    return plots.save(fig, run_dir / "requests_per_task")
 
+
+def write_report(run_dir: Path, summary: dict, what: str, facts: dict, tasks: list[str],
+                 wrk_rows: list[dict], wrk_by: dict[int, dict], figs: dict) -> None:
+    """report.md; ``figs``: the ``share`` and ``cdf`` figures, the latencies ``lat``."""
     rep = report.Report(run_dir, f"Keep-alive: {what}", summary)
     rep.text(
         f"Keep-alive, one connection: **{facts['keepalive_tasks_hit']}** task(s) answered all "
@@ -205,31 +228,40 @@ def plot(run_dir: Path) -> None:
         f"(pinned: **{facts['keepalive_pinned']}**). New connection per request: "
         f"**{facts['new_connection_tasks_hit']}** of {len(tasks)} tasks answered, counts differ "
         f"by at most {facts['new_connection_max_minus_min']} (even: "
-        f"**{facts['new_connection_even']}**). Failed: {facts['failed']}.\n\n"
-        "The mesh balances TCP connections, as IPVS does: the pick is made on a connection's "
-        "first packet and conntrack keeps every later packet of it on that task. HTTP "
-        "keep-alive (browsers, connection pools, gRPC) sends many requests on one connection, "
-        "so they all reach one container. To spread requests, open more connections or "
-        "balance at L7. In the wrk run with several connections, each connection was given "
-        "its own task in turn; the counts still differ, because every connection runs "
-        "closed-loop and one over a faster path (e.g. to the ingress node's own task, no "
-        "VXLAN) completes more requests.")
+        f"**{facts['new_connection_even']}**). Failed: {facts['failed']}.\n\n" + EXPLANATION)
     rep.heading("Requests per task")
     rep.table(["mode", "TCP connections", *[f"{t} (on {summary['placement'][t]})" for t in tasks]],
               [[MODE_LABELS[m], facts["connections"][m],
                 *[facts["counts"][m][t] for t in tasks]] for m in MODES] +
-              [[f"wrk keep-alive, {c} connection(s), {float(next(r['rps'] for r in wrk_rows if int(r['connections']) == c)):.0f} req/s",
+              [[f"wrk keep-alive, {c} connection(s), {wrk_rps(wrk_rows, c):.0f} req/s",
                 c, *[cnt.get(t, 0) for t in tasks]] for c, cnt in sorted(wrk_by.items())])
-    rep.figure(share, "Share of requests per task for each connection mode (count on each bar)")
+    rep.figure(figs["share"], "Share of requests per task for each connection mode "
+                              "(count on each bar)")
     rep.heading("Latency")
-    rep.numbers(lat, unit="ms", what="Request latency (keep-alive: no handshake after the first)",
-                label="mode")
-    rep.figure(cdf, "CDF of request latency per mode")
+    rep.numbers(figs["lat"], unit="ms",
+                what="Request latency (keep-alive: no handshake after the first)", label="mode")
+    rep.figure(figs["cdf"], "CDF of request latency per mode")
     rep.heading("Tools")
     for k, v in (summary.get("tools") or {}).items():
         cmds = "; ".join(f"`{c}`" for c in v["commands"].values())
         rep.text(f"- **{k}**: {v['tool']} — {v['why']}. Commands: {cmds}")
     rep.write()
+
+
+def wrk_rps(wrk_rows: list[dict], connections: int) -> float:
+    """The requests/s of the wrk run with that many connections."""
+    return float(next(r["rps"] for r in wrk_rows if int(r["connections"]) == connections))
+
+
+EXPLANATION = (
+    "The mesh balances TCP connections, as IPVS does: the pick is made on a connection's "
+    "first packet and conntrack keeps every later packet of it on that task. HTTP "
+    "keep-alive (browsers, connection pools, gRPC) sends many requests on one connection, "
+    "so they all reach one container. To spread requests, open more connections or "
+    "balance at L7. In the wrk run with several connections, each connection was given "
+    "its own task in turn; the counts still differ, because every connection runs "
+    "closed-loop and one over a faster path (e.g. to the ingress node's own task, no "
+    "VXLAN) completes more requests.")
 
 
 if __name__ == "__main__":

@@ -186,36 +186,14 @@ def run(args, cluster: Cluster, ctx) -> None:
     tasks = [t.name for t in cluster.tasks_of("app")]
     with ctx.testbed(cluster) as tb:
         c = tb.host(client)
-        ctx.progress.phase("routing the spoofed prefix")
-        routing = scapygen.route_spoofed_prefix(tb, client)
-        ctx.summary["routing"] = routing
-        if routing["client"]["ip_forward"] != "0" or routing["client"]["owns_prefix"]:
-            raise RuntimeError(f"{client} would answer or forward the replies itself: {routing['client']}")
+        route_spoofed(tb, client, ctx)
         if args.bench_packets:
-            ctx.progress.phase("generator capacity (to a sink)")
-            ul0 = tb.host("underlay").cmd("cat /sys/class/net/ul0/address").strip()
-            sink = [scapygen.Target("sink", SINK_IP, ul0, 9)]
-            bench = scapygen.run_in_client(tb, client, sink, "/dev/null", protocol=args.protocol,
-                                           sources=args.bench_packets, rate=0, seed=args.seed,
-                                           batch=args.batch, capture=False)
-            ctx.summary["generator_capacity"] = {
-                "what": f"{args.bench_packets} pre-built {args.protocol} frames, as fast as "
-                        "possible, one send() each on an AF_PACKET socket, to the underlay "
-                        "bridge's own MAC (dropped there)",
-                **bench}
-            ctx.progress.note(f"generator alone: {bench['offered_rate_pps']:.0f} packets/s")
+            bench_generator(tb, client, args, ctx)
         ctx.progress.phase("warming up")
         for n in cluster.nodes:                    # ARP both ways before the first reply
             c.cmd(f"ping -c 1 -W 1 {n.underlay_ip}")
         before = scapygen.kernel_reply_counters(c)
-        ctx.progress.phase("sending")
-        ctx.progress.note(f"{args.sources} spoofed {args.protocol} sources at "
-                          f"{args.rate or 'max'} /s over {len(cluster.nodes)} nodes")
-        targets = scapygen.targets_of(tb, [n.name for n in cluster.nodes], args.published)
-        gen = scapygen.run_in_client(tb, client, targets, (ctx.run_dir / "requests.csv").resolve(),
-                                     protocol=args.protocol, sources=args.sources,
-                                     rate=args.rate, seed=args.seed, batch=args.batch,
-                                     wait=args.wait)
+        gen = send_sources(tb, client, cluster, args, ctx)
         after = scapygen.kernel_reply_counters(c)
         datapaths = {n.name: datapath_counters(tb.host(n.name)) for n in cluster.nodes}
     rows = results.read_csv(ctx.run_dir / "requests.csv")
@@ -224,10 +202,7 @@ def run(args, cluster: Cluster, ctx) -> None:
                              gen.get("t0_unix_ns"))
     kernel = {k: after[k] - before[k] for k in after}
     ctx.summary.update({
-        "traffic": ("swarmmesh.traffic.scapygen: spoofed sources, frames pre-built from scapy "
-                    "templates and sent on an AF_PACKET socket, paced open-loop; replies captured "
-                    "with a BPF filter and matched by the spoofed address and port. Chosen "
-                    "because thousands of distinct sources from one host need raw packets."),
+        "traffic": TRAFFIC,
         "generator": gen,
         "offered_rate_pps": gen["offered_rate_pps"],
         "achieved_rate_pps": gen["achieved_rate_pps"],
@@ -241,17 +216,70 @@ def run(args, cluster: Cluster, ctx) -> None:
     ctx.progress.note(f"answered {overall['answered']}/{overall['requests']}, "
                       f"Jain {overall['jain']:.4f}, max/mean {overall['max_over_mean']:.3f}"
                       if overall["jain"] else "no answers")
+    reasons = failures(spread, kernel, args.max_loss)
+    if reasons:
+        ctx.failed = "; ".join(reasons)
+
+
+TRAFFIC = ("swarmmesh.traffic.scapygen: spoofed sources, frames pre-built from scapy "
+           "templates and sent on an AF_PACKET socket, paced open-loop; replies captured "
+           "with a BPF filter and matched by the spoofed address and port. Chosen "
+           "because thousands of distinct sources from one host need raw packets.")
+
+
+def route_spoofed(tb, client: str, ctx) -> None:
+    """Route the spoofed prefix back to the client, which must neither answer
+    nor forward the replies itself."""
+    ctx.progress.phase("routing the spoofed prefix")
+    routing = scapygen.route_spoofed_prefix(tb, client)
+    ctx.summary["routing"] = routing
+    if routing["client"]["ip_forward"] != "0" or routing["client"]["owns_prefix"]:
+        raise RuntimeError(f"{client} would answer or forward the replies itself: {routing['client']}")
+
+
+def bench_generator(tb, client: str, args, ctx) -> None:
+    """The generator alone, as fast as it can, to a sink: its capacity on this host."""
+    ctx.progress.phase("generator capacity (to a sink)")
+    ul0 = tb.host("underlay").cmd("cat /sys/class/net/ul0/address").strip()
+    sink = [scapygen.Target("sink", SINK_IP, ul0, 9)]
+    bench = scapygen.run_in_client(tb, client, sink, "/dev/null", protocol=args.protocol,
+                                   sources=args.bench_packets, rate=0, seed=args.seed,
+                                   batch=args.batch, capture=False)
+    ctx.summary["generator_capacity"] = {
+        "what": f"{args.bench_packets} pre-built {args.protocol} frames, as fast as "
+                "possible, one send() each on an AF_PACKET socket, to the underlay "
+                "bridge's own MAC (dropped there)",
+        **bench}
+    ctx.progress.note(f"generator alone: {bench['offered_rate_pps']:.0f} packets/s")
+
+
+def send_sources(tb, client: str, cluster: Cluster, args, ctx) -> dict:
+    """The run: every spoofed source through the nodes, in ``requests.csv``; the
+    generator's statistics."""
+    ctx.progress.phase("sending")
+    ctx.progress.note(f"{args.sources} spoofed {args.protocol} sources at "
+                      f"{args.rate or 'max'} /s over {len(cluster.nodes)} nodes")
+    targets = scapygen.targets_of(tb, [n.name for n in cluster.nodes], args.published)
+    return scapygen.run_in_client(tb, client, targets, (ctx.run_dir / "requests.csv").resolve(),
+                                  protocol=args.protocol, sources=args.sources,
+                                  rate=args.rate, seed=args.seed, batch=args.batch,
+                                  wait=args.wait)
+
+
+def failures(spread: dict, kernel: dict, max_loss: float) -> list[str]:
+    """Why the run failed: too many unanswered, a node that reached no task,
+    the client's kernel answering the replies."""
+    overall = spread["all"]
     reasons = []
-    if overall["loss"] > args.max_loss:
+    if overall["loss"] > max_loss:
         reasons.append(f"{overall['lost']} of {overall['requests']} requests unanswered "
-                       f"({overall['loss']:.1%} > --max-loss {args.max_loss:.1%})")
+                       f"({overall['loss']:.1%} > --max-loss {max_loss:.1%})")
     dead = [n for n, s in spread.items() if n != "all" and s["answered"] == 0]
     if dead:
         reasons.append(f"no task answered through {', '.join(dead)}")
     if any(kernel.values()):
         reasons.append(f"the client's kernel sent {kernel} during the run")
-    if reasons:
-        ctx.failed = "; ".join(reasons)
+    return reasons
 
 
 # -- figures and report -------------------------------------------------------------
@@ -331,21 +359,38 @@ def plot(run_dir: Path) -> None:
     s = experiment.read_summary(run_dir)
     p = s["parameters"]
     rows = results.read_csv(run_dir / "requests.csv")
-    spread = s["spread"]
     gen = s["generator"]
     what = (f"{p['sources']} spoofed {p['protocol'].upper()} sources, {p['nodes']} nodes, "
             f"{p['replicas']} replicas, {gen['offered_rate_pps'] or 0:.0f} /s offered")
-    fig_tasks = plots.requests_per_task(rows, plots.run_title(s, f"Many clients: answers per task "
-                                                                 f"and ingress node\n{what}"),
-                                        run_dir / "per_task")
-    fig_fair = fairness_figure(spread, plots.run_title(s, f"Many clients: fairness\n{what}"),
-                               run_dir / "fairness")
-    fig_lat = plots.latency_cdf(rows, plots.run_title(s, f"Many clients: request to answer\n{what}"),
-                                run_dir / "latency_cdf")
-    fig_time = timeline_figure(rows, plots.run_title(s, f"Many clients: sent and answered over "
-                                                         f"time\n{what}"), run_dir / "timeline",
-                               s.get("vswitchd_stalls"))
+    figs = figures(run_dir, s, rows, what)
     rep = report.Report(run_dir, f"Many clients: {what}", s)
+    rep.text(generator_text(s))
+    spread_section(rep, s["spread"], figs)
+    losses_section(rep, s, figs["time"])
+    latency_section(rep, rows, figs["lat"])
+    rep.write()
+
+
+def figures(run_dir: Path, s: dict, rows: list[dict], what: str) -> dict[str, list[Path]]:
+    """Answers per task, fairness, latency CDF and losses over time."""
+    return {
+        "tasks": plots.requests_per_task(rows, plots.run_title(
+            s, f"Many clients: answers per task and ingress node\n{what}"),
+            run_dir / "per_task"),
+        "fair": fairness_figure(s["spread"], plots.run_title(s, f"Many clients: fairness\n{what}"),
+                                run_dir / "fairness"),
+        "lat": plots.latency_cdf(rows, plots.run_title(
+            s, f"Many clients: request to answer\n{what}"), run_dir / "latency_cdf"),
+        "time": timeline_figure(rows, plots.run_title(
+            s, f"Many clients: sent and answered over time\n{what}"), run_dir / "timeline",
+            s.get("vswitchd_stalls")),
+    }
+
+
+def generator_text(s: dict) -> str:
+    """The report's first paragraph: the generator's rates and capacity, what
+    the capture and the datapaths lost, what the client's kernel sent."""
+    gen = s["generator"]
     cap = s.get("generator_capacity")
     lines = [f"**Generator.** Offered {_rate(gen['offered_rate_pps'])} packets/s in the run "
              f"(asked: {gen['requested_rate_pps']}), {gen['sent']} sent, {gen['send_failed']} "
@@ -368,7 +413,10 @@ def plot(run_dir: Path) -> None:
     k = s.get("client_kernel_sent_during_run", {})
     lines.append(f"The client's own kernel sent {k.get('tcp_out_rsts', '?')} TCP RSTs and "
                  f"{k.get('icmp_out_msgs', '?')} ICMP messages during the run (it must send none).")
-    rep.text(" ".join(lines))
+    return " ".join(lines)
+
+
+def spread_section(rep, spread: dict, figs: dict) -> None:
     rep.heading("Per-task spread and fairness")
     tasks = list(spread["all"]["per_task"])
     rep.table(["ingress node", "requests", "answered", "lost", *tasks, "min–max",
@@ -380,8 +428,11 @@ def plot(run_dir: Path) -> None:
     rep.text("Jain's index is (Σx)²/(n·Σx²) over the answered requests per task (1 = even, "
              f"1/{len(tasks)} = one task takes all); unanswered requests are not attributed "
              "to any task, so losses concentrated on one path show as unfairness too.")
-    rep.figure(fig_tasks, "Answers per task for each ingress node (colour = task)")
-    rep.figure(fig_fair, "Jain's index and max/mean, per ingress node and overall")
+    rep.figure(figs["tasks"], "Answers per task for each ingress node (colour = task)")
+    rep.figure(figs["fair"], "Jain's index and max/mean, per ingress node and overall")
+
+
+def losses_section(rep, s: dict, fig_time: list[Path]) -> None:
     rep.heading("Losses over time")
     rep.text("Every request is one packet with no retransmission (open loop), so a packet "
              "lost anywhere (the client's capture, the nodes' kernels, a vswitchd busy with "
@@ -400,6 +451,9 @@ def plot(run_dir: Path) -> None:
         rep.text("No vswitchd main thread logged a stall (1 s or more) during the run.")
     rep.figure(fig_time, "Requests sent, answered and unanswered per 100 ms, by send time "
                          "(shaded: a node's vswitchd not scheduled)")
+
+
+def latency_section(rep, rows: list[dict], fig_lat: list[Path]) -> None:
     lat = {}
     for r in rows:
         if str(r["ok"]) == "True" and r["latency_ms"]:
@@ -411,7 +465,6 @@ def plot(run_dir: Path) -> None:
                      "TCP: the SYN-ACK)",
                 label="ingress node, task")
     rep.figure(fig_lat, "Latency CDF per ingress node; solid = task on the ingress node")
-    rep.write()
 
 
 if __name__ == "__main__":

@@ -121,13 +121,10 @@ def _targets(cluster: Cluster, plan: dict, lb_ip: str) -> dict:
 
 def run(args, plan, ctx) -> None:
     from swarmmesh.testbed import l4lb
-    from swarmmesh.traffic import tools
     cluster: Cluster = plan["cluster"]
     client = cluster.clients[0].name
-    lat_rows, ab_rows, checks, commands = [], [], {}, {}
     ctx.summary["load_average_start"] = os.getloadavg()
     with ctx.testbed(cluster) as tb:
-        reg = tb.state.register
         ctx.progress.phase("building load balancer")
         lb = l4lb.build(tb, cluster, "app", PUBLISHED, TARGET)
         route = l4lb.route_client_to_tasks(tb, client, cluster, lb)
@@ -135,41 +132,8 @@ def run(args, plan, ctx) -> None:
         ctx.summary["direct_route"] = f"{client}: ip route {route} (lb1 only forwards, no NAT)"
         targets = _targets(cluster, plan, lb.ip)
         c1 = tb.host(client)
-        ctx.progress.phase("warming up", total=len(PATHS))
-        for path in PATHS:
-            _, ip, port = targets[path](0)
-            res = tools.curl(c1, f"http://{ip}:{port}/", timeout=args.timeout, register=reg)
-            checks[path] = {"command": res.command, "ok": res.data["ok"],
-                            "error": res.data.get("error"),
-                            "answer": res.data.get("body"), "total_ms": res.data["total_ms"]}
-            ctx.progress.advance()
-        bad = [p for p, c in checks.items() if not c["ok"]]
-        if bad:
-            ctx.summary["check"] = checks
-            raise RuntimeError(f"paths not answering before measuring: {bad}: "
-                               + "; ".join(str(checks[p]["error"]) for p in bad))
-        ctx.progress.phase("sending", total=args.repeats * len(PATHS))
-        for r in range(args.repeats):
-            order = PATHS[r % len(PATHS):] + PATHS[:r % len(PATHS)]
-            for path in order:
-                name, ip, port = targets[path](r)
-                ol = tools.open_loop(c1, ip, port, args.rate, args.requests,
-                                     timeout=args.timeout, register=reg)
-                commands.setdefault("latency", ol.command)
-                for row in ol.data["requests"]:
-                    lat_rows.append({"repeat": r, "path": path, "target": name, **row})
-                ab = tools.ab(c1, f"http://{ip}:{port}/", args.ab_requests, args.concurrency,
-                              timeout=args.timeout, register=reg)
-                commands.setdefault("connection_rate", ab.command)
-                d, pct = ab.data, ab.data["percentiles_ms"]
-                ab_rows.append({"repeat": r, "path": path, "target": name,
-                                "requests": args.ab_requests, "concurrency": args.concurrency,
-                                "complete": d["complete"], "failed": d["failed"],
-                                "non_2xx": d["non_2xx"], "rps": d["rps"],
-                                "mean_ms": d.get("mean_ms"), "p50_ms": pct.get(50),
-                                "p90_ms": pct.get(90), "p99_ms": pct.get(99),
-                                "duration_s": d.get("duration_s")})
-                ctx.progress.advance()
+        checks = check_paths(c1, targets, args, tb.state.register, ctx)
+        lat_rows, ab_rows, commands = measure(c1, targets, args, tb.state.register, ctx)
     ctx.write_csv("latency.csv", lat_rows, LAT_COLUMNS)
     ctx.write_csv("connection_rate.csv", ab_rows, AB_COLUMNS)
     ctx.summary["load_average_end"] = os.getloadavg()
@@ -191,6 +155,62 @@ def run(args, plan, ctx) -> None:
                           f"{row['rps_median']:.0f} conn/s (x{row['rps_ratio_to_direct']:.2f})")
     if failed:
         ctx.failed = f"{failed} requests failed"
+
+
+def check_paths(c1, targets: dict, args, reg, ctx) -> dict:
+    """One curl per path before measuring: each must answer (RuntimeError naming
+    the ones that do not, their checks in the summary)."""
+    from swarmmesh.traffic import tools
+    checks = {}
+    ctx.progress.phase("warming up", total=len(PATHS))
+    for path in PATHS:
+        _, ip, port = targets[path](0)
+        res = tools.curl(c1, f"http://{ip}:{port}/", timeout=args.timeout, register=reg)
+        checks[path] = {"command": res.command, "ok": res.data["ok"],
+                        "error": res.data.get("error"),
+                        "answer": res.data.get("body"), "total_ms": res.data["total_ms"]}
+        ctx.progress.advance()
+    bad = [p for p, c in checks.items() if not c["ok"]]
+    if bad:
+        ctx.summary["check"] = checks
+        raise RuntimeError(f"paths not answering before measuring: {bad}: "
+                           + "; ".join(str(checks[p]["error"]) for p in bad))
+    return checks
+
+
+def measure(c1, targets: dict, args, reg, ctx) -> tuple[list[dict], list[dict], dict]:
+    """``--repeats`` rounds over the four paths, in a rotated order: the
+    open-loop latency rows, the ab rows, and one command of each tool."""
+    from swarmmesh.traffic import tools
+    lat_rows, ab_rows, commands = [], [], {}
+    ctx.progress.phase("sending", total=args.repeats * len(PATHS))
+    for r in range(args.repeats):
+        order = PATHS[r % len(PATHS):] + PATHS[:r % len(PATHS)]
+        for path in order:
+            name, ip, port = targets[path](r)
+            ol = tools.open_loop(c1, ip, port, args.rate, args.requests,
+                                 timeout=args.timeout, register=reg)
+            commands.setdefault("latency", ol.command)
+            for row in ol.data["requests"]:
+                lat_rows.append({"repeat": r, "path": path, "target": name, **row})
+            ab = tools.ab(c1, f"http://{ip}:{port}/", args.ab_requests, args.concurrency,
+                          timeout=args.timeout, register=reg)
+            commands.setdefault("connection_rate", ab.command)
+            ab_rows.append(ab_row(r, path, name, args, ab.data))
+            ctx.progress.advance()
+    return lat_rows, ab_rows, commands
+
+
+def ab_row(repeat: int, path: str, name: str, args, d: dict) -> dict:
+    """One ab run as a row of ``connection_rate.csv``."""
+    pct = d["percentiles_ms"]
+    return {"repeat": repeat, "path": path, "target": name,
+            "requests": args.ab_requests, "concurrency": args.concurrency,
+            "complete": d["complete"], "failed": d["failed"],
+            "non_2xx": d["non_2xx"], "rps": d["rps"],
+            "mean_ms": d.get("mean_ms"), "p50_ms": pct.get(50),
+            "p90_ms": pct.get(90), "p99_ms": pct.get(99),
+            "duration_s": d.get("duration_s")}
 
 
 def _as_text(rows: list[dict]) -> list[dict]:
@@ -238,77 +258,75 @@ def _ratio(a, b):
 
 
 def plot(run_dir: Path) -> None:
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
     summary = experiment.read_summary(run_dir)
     lat = results.read_csv(run_dir / "latency.csv")
     ab = results.read_csv(run_dir / "connection_rate.csv")
     table = summarise(lat, ab)
     results.write_csv(run_dir / "paths.csv", table, TABLE_COLUMNS)
     p = summary["parameters"]
-    colours = dict(zip(PATHS, (plots.colour(i) for i in (7, 0, 1, 3))))
     what = (f"{p['nodes']} nodes, {p['replicas']} replicas; client c1 on the underlay; "
             f"{p['repeats']} repeats")
+    fig_paths = paths_figure(run_dir, summary, lat, ab, what)
+    write_report(run_dir, summary, what, table, lat, ab, fig_paths)
+
+
+def paths_figure(run_dir: Path, summary: dict, lat: list[dict], ab: list[dict],
+                 what: str) -> list[Path]:
+    """Left: the latency CDF per path; right: ab's connection rate per path."""
+    import matplotlib.pyplot as plt
+    p = summary["parameters"]
+    colours = dict(zip(PATHS, (plots.colour(i) for i in (7, 0, 1, 3))))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8),
                                    gridspec_kw={"width_ratios": [1.5, 1]})
+    latency_panel(ax1, lat, colours, p["rate"])
+    rate_panel(ax2, ab, colours, p["concurrency"])
+    fig.suptitle(plots.run_title(summary, f"Mesh overhead: {what}"), fontsize=10)
+    return plots.save(fig, run_dir / "mesh_overhead")
+
+
+def latency_panel(ax, lat: list[dict], colours: dict, rate: float) -> None:
+    import matplotlib.ticker
     for path in PATHS:
         xs = sorted(_f([r for r in lat if r["path"] == path and r["ok"] == "True"], "total_ms"))
         if xs:
-            ax1.step(xs, [(k + 1) / len(xs) for k in range(len(xs))], where="post",
-                     color=colours[path],
-                     label=f"{LABELS[path]} (n={len(xs)}, median "
-                           f"{report.fmt(report.percentile(xs, 50))} ms)")
-    ax1.set_xscale("log")
-    ax1.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
-    ax1.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax1.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax1.set_xlabel("request latency, new connection: connect to last byte (ms, log scale)")
-    ax1.set_ylabel("fraction of requests (CDF)")
-    ax1.set_ylim(0, 1.02)
-    ax1.grid(alpha=0.3, which="both")
-    ax1.legend(fontsize=7, loc="lower right")
-    ax1.set_title(f"Latency, open loop at {p['rate']:g} req/s", fontsize=9)
+            ax.step(xs, [(k + 1) / len(xs) for k in range(len(xs))], where="post",
+                    color=colours[path],
+                    label=f"{LABELS[path]} (n={len(xs)}, median "
+                          f"{report.fmt(report.percentile(xs, 50))} ms)")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("request latency, new connection: connect to last byte (ms, log scale)")
+    ax.set_ylabel("fraction of requests (CDF)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"Latency, open loop at {rate:g} req/s", fontsize=9)
+
+
+def rate_panel(ax, ab: list[dict], colours: dict, concurrency: int) -> None:
     groups = [_f([r for r in ab if r["path"] == path], "rps") for path in PATHS]
-    bp = ax2.boxplot(groups, whis=(0, 100), widths=0.55, patch_artist=True,
-                     medianprops={"color": "black"})
+    bp = ax.boxplot(groups, whis=(0, 100), widths=0.55, patch_artist=True,
+                    medianprops={"color": "black"})
     for patch, path in zip(bp["boxes"], PATHS):
         patch.set_facecolor(colours[path])
         patch.set_alpha(0.5)
     for i, (path, xs) in enumerate(zip(PATHS, groups), start=1):
-        ax2.scatter([i] * len(xs), xs, color=colours[path], s=14, zorder=3)
-    ax2.set_xticks(range(1, len(PATHS) + 1), ["(a) direct", "(b) mesh,\ntask node",
-                                              "(c) mesh,\nempty node", "(d) nft LB"], fontsize=8)
-    ax2.set_ylabel("connection rate, ab (new connections/s)")
-    ax2.set_ylim(bottom=0)
-    ax2.grid(axis="y", alpha=0.3)
-    ax2.set_title(f"Connection rate, ab -c {p['concurrency']}, one dot per repeat\n"
-                  "(box p25-p75, line median, whiskers min-max)", fontsize=9)
-    fig.suptitle(plots.run_title(summary, f"Mesh overhead: {what}"), fontsize=10)
-    fig_paths = plots.save(fig, run_dir / "mesh_overhead")
+        ax.scatter([i] * len(xs), xs, color=colours[path], s=14, zorder=3)
+    ax.set_xticks(range(1, len(PATHS) + 1), ["(a) direct", "(b) mesh,\ntask node",
+                                             "(c) mesh,\nempty node", "(d) nft LB"], fontsize=8)
+    ax.set_ylabel("connection rate, ab (new connections/s)")
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(f"Connection rate, ab -c {concurrency}, one dot per repeat\n"
+                 "(box p25-p75, line median, whiskers min-max)", fontsize=9)
 
+
+def write_report(run_dir: Path, summary: dict, what: str, table: list[dict], lat: list[dict],
+                 ab: list[dict], fig_paths: list[Path]) -> None:
     rep = report.Report(run_dir, f"Mesh overhead: {what}", summary)
-    lb = summary.get("load_balancer", {})
-    rep.text(
-        "The same service (`app`, published 8000 -> target 80) reached four ways from the "
-        "external client c1, all in this run:\n\n"
-        f"- **(a) direct**: c1 -> a task's ingress address :80; c1 routes the ingress subnet via "
-        f"lb1 ({lb.get('address')}), which only forwards (no NAT). The tasks take turns by "
-        "repeat.\n"
-        f"- **(b)** c1 -> {summary.get('task_node')}:8000, a node that runs a task "
-        "(the mesh's rr sends connections to its local task and over VXLAN to the others).\n"
-        f"- **(c)** c1 -> {summary.get('empty_node')}:8000, a node that runs none "
-        "(every connection crosses the overlay).\n"
-        f"- **(d)** c1 -> lb1:8000: nftables `numgen inc` DNAT to the tasks' ingress addresses "
-        f"+ masquerade, over its own backend network {lb.get('backend_network')} "
-        "(a veth from lb1's bridge to every task; no OVS on this path).\n\n"
-        f"Placement: {summary.get('placement')}. Failed requests: {summary.get('failed')}. "
-        f"Load average at start / end: {summary.get('load_average_start')} / "
-        f"{summary.get('load_average_end')} (the CPU is shared; timings under contention).\n\n"
-        "What the ratios measure: (d) against (a) is the cost of a kernel DNAT + conntrack + "
-        "masquerade on the same hop; (b) and (c) against (a) are the cost of the mesh *as "
-        f"emulated here* ({summary.get('datapath')} Open vSwitch: every new connection goes "
-        "through conntrack twice and a `learn` upcall in the node's vswitchd, and over VXLAN "
-        "when the task is on another node), not of Swarm's kernel IPVS.")
+    rep.text(intro(summary))
     rep.heading("All four paths")
     rep.table(["path", "n", "latency median (ms)", "p5–p95 (ms)", "connect median (ms)",
                "first byte median (ms)", "latency / direct", "conn/s median (min–max)",
@@ -335,6 +353,33 @@ def plot(run_dir: Path) -> None:
         cmd = v["command_example"].replace("\n", "\\n")
         rep.text(f"- **{k}**: {v['tool']} — {v['why']}. Command: `{cmd}`")
     rep.write()
+
+
+def intro(summary: dict) -> str:
+    """The report's first paragraphs: the four paths, the run's conditions,
+    what the ratios measure."""
+    lb = summary.get("load_balancer", {})
+    return (
+        "The same service (`app`, published 8000 -> target 80) reached four ways from the "
+        "external client c1, all in this run:\n\n"
+        f"- **(a) direct**: c1 -> a task's ingress address :80; c1 routes the ingress subnet via "
+        f"lb1 ({lb.get('address')}), which only forwards (no NAT). The tasks take turns by "
+        "repeat.\n"
+        f"- **(b)** c1 -> {summary.get('task_node')}:8000, a node that runs a task "
+        "(the mesh's rr sends connections to its local task and over VXLAN to the others).\n"
+        f"- **(c)** c1 -> {summary.get('empty_node')}:8000, a node that runs none "
+        "(every connection crosses the overlay).\n"
+        f"- **(d)** c1 -> lb1:8000: nftables `numgen inc` DNAT to the tasks' ingress addresses "
+        f"+ masquerade, over its own backend network {lb.get('backend_network')} "
+        "(a veth from lb1's bridge to every task; no OVS on this path).\n\n"
+        f"Placement: {summary.get('placement')}. Failed requests: {summary.get('failed')}. "
+        f"Load average at start / end: {summary.get('load_average_start')} / "
+        f"{summary.get('load_average_end')} (the CPU is shared; timings under contention).\n\n"
+        "What the ratios measure: (d) against (a) is the cost of a kernel DNAT + conntrack + "
+        "masquerade on the same hop; (b) and (c) against (a) are the cost of the mesh *as "
+        f"emulated here* ({summary.get('datapath')} Open vSwitch: every new connection goes "
+        "through conntrack twice and a `learn` upcall in the node's vswitchd, and over VXLAN "
+        "when the task is on another node), not of Swarm's kernel IPVS.")
 
 
 if __name__ == "__main__":
