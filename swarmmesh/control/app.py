@@ -37,7 +37,7 @@ from os_ken.ofproto import ofproto_v1_3
 
 from swarmmesh.control.ofp import delete_mod, flow_mod
 from swarmmesh.control.relay import DEFAULT_UNIX_SOCKET, close_unix_relay, serve_unix_relay
-from swarmmesh.dataplane import rules, sync
+from swarmmesh.dataplane import layout, rules, sync
 from swarmmesh.dataplane.flows import Flow
 from swarmmesh.model import Cluster, InvalidConfigError
 
@@ -72,7 +72,7 @@ class MeshController(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def switch_features(self, ev):
         dp = ev.msg.datapath
-        node = rules.node_of_dpid(self.cluster, dp.id)
+        node = layout.node_of_dpid(self.cluster, dp.id)
         if node is None:
             self.logger.warning("datapath %016x is not a node of this cluster; ignored", dp.id)
             return
@@ -93,7 +93,7 @@ class MeshController(app_manager.OSKenApp):
         installed = [sync.Installed(s.table_id, s.priority, tuple(s.match.items()), s.cookie)
                      for s in body]
         with self.lock:
-            node = rules.node_of_dpid(self.cluster, dp.id)
+            node = layout.node_of_dpid(self.cluster, dp.id)
             desired = rules.node_flows(self.cluster, node.name)
             plan = sync.plan_sync(desired, installed)
             self._apply(dp, node.name, plan, self.revision)
@@ -152,7 +152,7 @@ class MeshController(app_manager.OSKenApp):
         with self.lock:
             self.cluster, self.revision = cluster, revision
             for dpid, dp in list(self.datapaths.items()):
-                node = rules.node_of_dpid(cluster, dpid)
+                node = layout.node_of_dpid(cluster, dpid)
                 if node is None:
                     continue
                 desired = rules.node_flows(cluster, node.name)

@@ -34,7 +34,7 @@ from mininet.topo import Topo
 from swarmmesh import agents
 from swarmmesh.agents import dns
 from swarmmesh.control.relay import DEFAULT_UNIX_SOCKET
-from swarmmesh.dataplane import rules
+from swarmmesh.dataplane import layout, rules
 from swarmmesh.model import Cluster, UNDERLAY_SUBNET
 from swarmmesh.testbed.runtime import RunState, kill_pid
 from swarmmesh.machine.datapath import choose_datapath
@@ -163,21 +163,21 @@ class SwarmNode(_Recorded, _Quiet):
         eth0 = self.defaultIntf().name
         self.run("sysctl -qw net.ipv4.ip_forward=1")
         # Swarm's docker_gwbridge leg to the ingress sandbox.
-        self.run(f"ip link add {rules.GW_INTF} type veth peer name {rules.GW_OVS_INTF}")
-        self.run(f"ip link set {rules.GW_INTF} address {rules.GW_MAC}")
-        self.run(f"ip addr add {rules.GW_IP}/{rules.GW_PREFIX} dev {rules.GW_INTF}")
-        for intf in (rules.GW_INTF, rules.GW_OVS_INTF):
+        self.run(f"ip link add {layout.GW_INTF} type veth peer name {layout.GW_OVS_INTF}")
+        self.run(f"ip link set {layout.GW_INTF} address {layout.GW_MAC}")
+        self.run(f"ip addr add {layout.GW_IP}/{layout.GW_PREFIX} dev {layout.GW_INTF}")
+        for intf in (layout.GW_INTF, layout.GW_OVS_INTF):
             self.run(f"ip link set {intf} up")
             _tx_off(self, intf)
         # The ingress overlay: kernel VXLAN, no learning, static FDB from the model.
-        self.run(f"ip link add {rules.VXLAN_INTF} type vxlan id {self.cluster.networks['ingress'].vni} "
+        self.run(f"ip link add {layout.VXLAN_INTF} type vxlan id {self.cluster.networks['ingress'].vni} "
                  f"dstport {VXLAN_PORT} local {node.underlay_ip} dev {eth0} nolearning")
-        self.run(f"ip link set {rules.VXLAN_INTF} mtu 1450 up")
+        self.run(f"ip link set {layout.VXLAN_INTF} mtu 1450 up")
         for mac, remote in rules.overlay_fdb(self.cluster, self.name):
-            self.run(f"bridge fdb append {mac} dev {rules.VXLAN_INTF} dst {remote}")
+            self.run(f"bridge fdb append {mac} dev {layout.VXLAN_INTF} dst {remote}")
         # One more VXLAN device (its own VNI) per user overlay network.
-        for net in rules.user_networks(self.cluster):
-            vx = rules.vxlan_intf(net)
+        for net in layout.user_networks(self.cluster):
+            vx = layout.vxlan_intf(net)
             self.run(f"ip link add {vx} type vxlan id {net.vni} dstport {VXLAN_PORT} "
                      f"local {node.underlay_ip} dev {eth0} nolearning")
             self.run(f"ip link set {vx} mtu 1450 up")
@@ -212,15 +212,15 @@ class SwarmNode(_Recorded, _Quiet):
         out = [" chain output { type nat hook output priority -100; policy accept;"]
         for p in rules.published_ports(self.cluster):
             rule = (f"  fib daddr type local {p.protocol} dport {p.published} "
-                    f"dnat to {rules.SBOX_GW_IP}:{p.published}")
+                    f"dnat to {layout.SBOX_GW_IP}:{p.published}")
             lines.append(rule)
             out.append(rule)
         # localhost too, as in Swarm: 127.0.0.1 may leave on gwbr (route_localnet)
         # and is masqueraded to the node's gateway address, as Docker does.
         post = [" chain postrouting { type nat hook postrouting priority 100; policy accept;",
-                f"  oifname \"{rules.GW_INTF}\" ip saddr 127.0.0.0/8 masquerade", " }"]
+                f"  oifname \"{layout.GW_INTF}\" ip saddr 127.0.0.0/8 masquerade", " }"]
         lines += [" }"] + out + [" }"] + post + ["}"]
-        self.run(f"sysctl -qw net.ipv4.conf.{rules.GW_INTF}.route_localnet=1")
+        self.run(f"sysctl -qw net.ipv4.conf.{layout.GW_INTF}.route_localnet=1")
         path = self.state.node_dir(self.name) / "nft.conf" if self.state else None
         if path is None:
             raise RuntimeError(f"{self.name}: no run state")
@@ -241,33 +241,33 @@ class SwarmNode(_Recorded, _Quiet):
                  f"--detach --log-file={d}/ovs-vswitchd.log")
         self._register_pidfile(d / "ovs-vswitchd.pid", "ovs-vswitchd")
         node = self.cluster.node(self.name)
-        cmd = [f"add-br {rules.BRIDGE}",
-               f"set bridge {rules.BRIDGE} datapath_type={self.datapath} fail-mode=secure "
-               f"protocols=OpenFlow13 other-config:datapath-id={rules.dpid_of(node):016x}",
-               f"add-port {rules.BRIDGE} {rules.GW_OVS_INTF} "
-               f"-- set interface {rules.GW_OVS_INTF} ofport_request={rules.PORT_GW}",
-               f"add-port {rules.BRIDGE} {rules.VXLAN_INTF} "
-               f"-- set interface {rules.VXLAN_INTF} ofport_request={rules.PORT_VXLAN}"]
-        for net in rules.user_networks(self.cluster):
-            vx = rules.vxlan_intf(net)
-            cmd.append(f"add-port {rules.BRIDGE} {vx} -- set interface {vx} "
-                       f"ofport_request={rules.vxlan_port(net)}")
+        cmd = [f"add-br {layout.BRIDGE}",
+               f"set bridge {layout.BRIDGE} datapath_type={self.datapath} fail-mode=secure "
+               f"protocols=OpenFlow13 other-config:datapath-id={layout.dpid_of(node):016x}",
+               f"add-port {layout.BRIDGE} {layout.GW_OVS_INTF} "
+               f"-- set interface {layout.GW_OVS_INTF} ofport_request={layout.PORT_GW}",
+               f"add-port {layout.BRIDGE} {layout.VXLAN_INTF} "
+               f"-- set interface {layout.VXLAN_INTF} ofport_request={layout.PORT_VXLAN}"]
+        for net in layout.user_networks(self.cluster):
+            vx = layout.vxlan_intf(net)
+            cmd.append(f"add-port {layout.BRIDGE} {vx} -- set interface {vx} "
+                       f"ofport_request={layout.vxlan_port(net)}")
         for task in self.cluster.tasks_on(self.name):
-            port = rules.task_ports(self.cluster, self.name).get(task.host)
+            port = layout.task_ports(self.cluster, self.name).get(task.host)
             if port is not None:
-                intf = rules.task_intf(task)
-                cmd.append(f"add-port {rules.BRIDGE} {intf} -- set interface {intf} "
+                intf = layout.task_intf(task)
+                cmd.append(f"add-port {layout.BRIDGE} {intf} -- set interface {intf} "
                            f"ofport_request={port}")
             for name in task.addresses:
                 net = self.cluster.networks[name]
                 if not net.ingress:
-                    intf = rules.net_intf(task, net)
-                    cmd.append(f"add-port {rules.BRIDGE} {intf} -- set interface {intf} "
-                               f"ofport_request={rules.net_port(task, net)}")
+                    intf = layout.net_intf(task, net)
+                    cmd.append(f"add-port {layout.BRIDGE} {intf} -- set interface {intf} "
+                               f"ofport_request={layout.net_port(task, net)}")
         # vswitchd only dials unix sockets inside its own run dir: link to the relay.
         (d / "controller.sock").symlink_to(self.controller_target)
-        cmd.append(f"set-controller {rules.BRIDGE} unix:{d}/controller.sock")
-        cmd.append(f"set controller {rules.BRIDGE} max_backoff=1000 inactivity_probe=0")
+        cmd.append(f"set-controller {layout.BRIDGE} unix:{d}/controller.sock")
+        cmd.append(f"set controller {layout.BRIDGE} max_backoff=1000 inactivity_probe=0")
         self.run(f"{env} ovs-vsctl --db=unix:{d}/db.sock -- " + " -- ".join(cmd))
 
     def sync_fdb(self, cluster: Cluster) -> None:
@@ -275,7 +275,7 @@ class SwarmNode(_Recorded, _Quiet):
         (tasks and LB endpoints come and go at run time)."""
         self.cluster = cluster
         for net in cluster.networks.values():
-            vx = rules.vxlan_intf(net)
+            vx = layout.vxlan_intf(net)
             want = {(m.lower(), ip) for m, ip in rules.overlay_fdb(cluster, self.name, net.name)}
             have = set()
             for line in self.cmd(f"bridge fdb show dev {vx}").splitlines():
@@ -296,21 +296,21 @@ class SwarmNode(_Recorded, _Quiet):
         for name in task.addresses:
             net = cluster.networks[name]
             if net.ingress:
-                intf, port = rules.task_intf(task), rules.ingress_port(task)
+                intf, port = layout.task_intf(task), layout.ingress_port(task)
             else:
-                intf, port = rules.net_intf(task, net), rules.net_port(task, net)
+                intf, port = layout.net_intf(task, net), layout.net_port(task, net)
             _tx_off(self, intf)
             self.run(f"ip link set {intf} mtu 1450 up")
-            self.ovs_vsctl(f"--may-exist add-port {rules.BRIDGE} {intf} -- set interface {intf} "
+            self.ovs_vsctl(f"--may-exist add-port {layout.BRIDGE} {intf} -- set interface {intf} "
                            f"ofport_request={port}")
 
     def detach_task(self, task, cluster: Cluster) -> None:
         for name in task.addresses:
             net = cluster.networks[name]
-            intf = rules.task_intf(task) if net.ingress else rules.net_intf(task, net)
+            intf = layout.task_intf(task) if net.ingress else layout.net_intf(task, net)
             if self.ovs_dir is not None:
                 self.cmd(f"OVS_RUNDIR={self.ovs_dir} ovs-vsctl --db=unix:{self.ovs_dir}/db.sock "
-                         f"--if-exists del-port {rules.BRIDGE} {intf}")
+                         f"--if-exists del-port {layout.BRIDGE} {intf}")
 
     def appctl(self, *args: str) -> str:
         """``ovs-appctl`` against this node's vswitchd."""
@@ -338,7 +338,7 @@ class SwarmNode(_Recorded, _Quiet):
     # -- helpers for experiments and tests ---------------------------------
     def ofctl(self, *args: str) -> str:
         """Run ``ovs-ofctl`` against this node's bridge."""
-        mgmt = f"unix:{self.ovs_dir}/{rules.BRIDGE}.mgmt"
+        mgmt = f"unix:{self.ovs_dir}/{layout.BRIDGE}.mgmt"
         return self.cmd(f"ovs-ofctl -O OpenFlow13 {' '.join(args[:1])} {mgmt} "
                         f"{' '.join(args[1:])}")
 
@@ -379,10 +379,10 @@ def task_legs(task, cluster: Cluster) -> list[dict]:
         net = cluster.networks[name]
         leg = {"params1": {"ip": f"{addr}/{net.subnet.prefixlen}"}, "addr1": task.macs[name]}
         if net.ingress:
-            leg.update(intfName1=f"{task.host}-eth0", intfName2=rules.task_intf(task))
+            leg.update(intfName1=f"{task.host}-eth0", intfName2=layout.task_intf(task))
         else:
-            leg.update(intfName1=rules.task_net_intf(task, net),
-                       intfName2=rules.net_intf(task, net))
+            leg.update(intfName1=layout.task_net_intf(task, net),
+                       intfName2=layout.net_intf(task, net))
         legs.append(leg)
     return legs
 

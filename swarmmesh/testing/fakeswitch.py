@@ -44,7 +44,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from swarmmesh.dataplane import rules
+from swarmmesh.dataplane import layout, rules
 from swarmmesh.model import Cluster, Task
 from swarmmesh.dataplane.flows import (COOKIE_LEARNED, CT_EST, CT_NEW, CT_RPL, CT_TRK, Ct, Flow, Goto,
                                       Learn, Move, Nat, Output, Resubmit, SetField)
@@ -325,15 +325,15 @@ class FakeCluster:
                          for n in cluster.nodes}
         by_host = {t.host: t for t in cluster.tasks}
         self.port_task = {n.name: {port: by_host[host] for host, port
-                                   in rules.task_ports(cluster, n.name).items()}
+                                   in layout.task_ports(cluster, n.name).items()}
                           for n in cluster.nodes}
         for n in cluster.nodes:
-            for (host, _net), port in rules.net_ports(cluster, n.name).items():
+            for (host, _net), port in layout.net_ports(cluster, n.name).items():
                 self.port_task[n.name][port] = by_host[host]
         # VXLAN port -> network name (the ingress one is PORT_VXLAN)
-        self.vxlan_net = {rules.PORT_VXLAN: "ingress"}
-        self.vxlan_net.update({rules.vxlan_port(net): net.name
-                               for net in rules.user_networks(cluster)})
+        self.vxlan_net = {layout.PORT_VXLAN: "ingress"}
+        self.vxlan_net.update({layout.vxlan_port(net): net.name
+                               for net in layout.user_networks(cluster)})
         by_underlay = {str(n.underlay_ip): n.name for n in cluster.nodes}
         self.fdb = {(n.name, net): {mac.lower(): by_underlay[ip]
                                     for mac, ip in rules.overlay_fdb(cluster, n.name, net)}
@@ -345,10 +345,10 @@ class FakeCluster:
         """The packet the node's kernel hands to port 1 after its DNAT."""
         self.cluster.node(node)
         sport, dport = L4[rules.IP_PROTO[proto]]
-        return {"in_port": rules.PORT_GW, "eth_src": rules.GW_MAC,
-                "eth_dst": rules.SBOX_GW_MAC, "eth_type": rules.ETH_IP,
+        return {"in_port": layout.PORT_GW, "eth_src": layout.GW_MAC,
+                "eth_dst": layout.SBOX_GW_MAC, "eth_type": rules.ETH_IP,
                 "ip_proto": rules.IP_PROTO[proto], "ipv4_src": str(client_ip),
-                "ipv4_dst": rules.SBOX_GW_IP, sport: client_port, dport: published}
+                "ipv4_dst": layout.SBOX_GW_IP, sport: client_port, dport: published}
 
     def deliver(self, node: str, packet: dict) -> list[Arrival]:
         """Run ``packet`` into ``node``'s bridge and follow it to where it ends."""
@@ -367,7 +367,7 @@ class FakeCluster:
                     continue
                 arrivals += self._deliver(remote, {**pkt, "in_port": port},
                                           hops + [remote])
-            elif port == rules.PORT_GW:
+            elif port == layout.PORT_GW:
                 arrivals.append(Arrival(node, port, pkt, None, hops))
             elif port in self.port_task[node]:
                 arrivals.append(Arrival(node, port, pkt, self.port_task[node][port], hops))
@@ -386,8 +386,8 @@ class FakeCluster:
         for name, addr in task.addresses.items():
             if str(addr) == str(address):
                 if name == "ingress":
-                    return rules.task_ports(self.cluster, task.node)[task.host]
-                return rules.net_port(task, self.cluster.networks[name])
+                    return layout.task_ports(self.cluster, task.node)[task.host]
+                return layout.net_port(task, self.cluster.networks[name])
         raise ValueError(f"{task.host} has no address {address}")
 
     def from_task(self, task: Task | str, network: str, dst_ip: str, dport: int,
@@ -395,7 +395,7 @@ class FakeCluster:
         """A packet a task sends on its leg on ``network`` (after its own ARP)."""
         task = self.task(task)
         sname, dname = L4[rules.IP_PROTO[proto]]
-        return {"in_port": rules.net_port(task, self.cluster.networks[network]),
+        return {"in_port": layout.net_port(task, self.cluster.networks[network]),
                 "eth_src": task.macs[network],
                 "eth_dst": dst_mac or rules.docker_mac(dst_ip), "eth_type": rules.ETH_IP,
                 "ip_proto": rules.IP_PROTO[proto], "ipv4_src": str(task.addresses[network]),

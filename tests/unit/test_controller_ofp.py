@@ -13,7 +13,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from swarmmesh.control import app as mesh
 from swarmmesh.control.ofp import NX_NAT_F_DST, NX_NAT_F_SRC, to_actions
-from swarmmesh.dataplane import rules, sync
+from swarmmesh.dataplane import layout, rules, sync
 from swarmmesh.dataplane.flows import COOKIE_LEARNED, Ct, Flow, Goto, Learn, Output, Resubmit, SetField
 from swarmmesh.model import Cluster
 
@@ -157,7 +157,7 @@ def test_learn_has_the_right_specs():
             parser.NXFlowSpecLoad]
         assert {s.dst[0]: s.src for s in ptr.specs[:4]} == {
             "eth_type_nxm": rules.ETH_IP, "ip_proto_nxm": 6,
-            "ipv4_dst_nxm": ip_int(rules.SBOX_GW_IP), "tcp_dst_nxm": 8000}
+            "ipv4_dst_nxm": ip_int(layout.SBOX_GW_IP), "tcp_dst_nxm": 8000}
         load = ptr.specs[4]
         assert (load.dst, load.n_bits, load.src) == (("reg1", 0), 32, (k + 1) % 3)
         # the per-connection flow: 2 immediate + 4 copied fields + the task loaded in reg3
@@ -173,7 +173,7 @@ def test_learn_has_the_right_specs():
             (("tcp_dst_nxm", 0), ("tcp_dst_nxm", 0), 16)]
         picked, = [s for s in conn.specs if isinstance(s, parser.NXFlowSpecLoad)]
         task = [t for t in CLUSTER.tasks_of("app")][k]
-        assert (picked.dst, picked.src) == (("reg3", 0), rules.task_number(task))
+        assert (picked.dst, picked.src) == (("reg3", 0), layout.task_number(task))
 
 
 def test_output_in_port_and_arp_moves():
@@ -197,7 +197,7 @@ def test_numbered_output_resubmit_goto_and_drop():
     # Output(PORT_GW) on the reply path
     out, = flows_with(Output, rules.T_RPL_OUT)
     acts = apply_actions(round_trip(dp, flow_mod(dp, out)))
-    assert acts[-1].port == rules.PORT_GW
+    assert acts[-1].port == layout.PORT_GW
     # TCP: a new connection resubmits to the pointer and the pick
     new = [f for f in flows_with(Resubmit, rules.T_DNAT_STATE)]
     acts = apply_actions(round_trip(dp, flow_mod(dp, new[0])))

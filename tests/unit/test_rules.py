@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from swarmmesh.dataplane import rules
+from swarmmesh.dataplane import layout, rules
 from swarmmesh.testing.fakeswitch import AmbiguousMatch, FakeCluster, FakeSwitch
 from swarmmesh.model import Cluster
 from swarmmesh.dataplane.flows import (COOKIE_LEARNED, CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK,
@@ -34,7 +34,7 @@ def connect(fc: FakeCluster, node: str, port: int, published: int = 8000,
 
 
 def arp_request(in_port: int, tpa: str, spa: str = "172.18.0.1",
-                sha: str = rules.GW_MAC) -> dict:
+                sha: str = layout.GW_MAC) -> dict:
     return {"in_port": in_port, "eth_type": ARP, "eth_src": sha, "eth_dst": "ff:ff:ff:ff:ff:ff",
             "arp_op": 1, "arp_sha": sha, "arp_spa": spa, "arp_tha": "00:00:00:00:00:00",
             "arp_tpa": tpa}
@@ -57,7 +57,7 @@ def test_syn_to_replica_less_node_leaves_on_vxlan():
     c = Cluster.quick(3, 2)
     fc = FakeCluster(c)
     outs = fc.switches["node3"].process(fc.from_client("node3", CLIENT, 40000, 8000))
-    assert [port for port, _ in outs] == [rules.PORT_VXLAN]
+    assert [port for port, _ in outs] == [layout.PORT_VXLAN]
     _, pkt = outs[0]
     first = tasks_of(c)[0]
     assert pkt["ipv4_dst"] == str(first.addresses["ingress"])
@@ -75,7 +75,7 @@ def test_connection_round_trip_from_every_node(nodes, replicas):
             got = connect(fc, entry.name, cport)
             assert got is not None and got.task == task
             # Rewritten by the entry node: DNAT to the task, SNAT to the entry node.
-            assert got.node == task.node and got.port == rules.task_ports(c, task.node)[task.host]
+            assert got.node == task.node and got.port == layout.task_ports(c, task.node)[task.host]
             assert got.packet["ipv4_dst"] == str(task.addresses["ingress"])
             assert got.packet["tcp_dst"] == 80
             assert got.packet["ipv4_src"] == str(entry.ingress_ip)
@@ -86,12 +86,12 @@ def test_connection_round_trip_from_every_node(nodes, replicas):
             # The answer goes back to the entry node, un-rewritten, to its kernel.
             back = fc.reply(task, got.packet)
             assert len(back) == 1 and back[0].at_kernel
-            assert back[0].node == entry.name and back[0].port == rules.PORT_GW
+            assert back[0].node == entry.name and back[0].port == layout.PORT_GW
             assert back[0].hops == ([task.node] if task.node == entry.name
                                     else [task.node, entry.name])
             assert back[0].packet == {
-                "eth_src": rules.SBOX_GW_MAC, "eth_dst": rules.GW_MAC, "eth_type": IP,
-                "ip_proto": 6, "ipv4_src": rules.SBOX_GW_IP, "ipv4_dst": CLIENT,
+                "eth_src": layout.SBOX_GW_MAC, "eth_dst": layout.GW_MAC, "eth_type": IP,
+                "ip_proto": 6, "ipv4_src": layout.SBOX_GW_IP, "ipv4_dst": CLIENT,
                 "tcp_src": 8000, "tcp_dst": cport}
 
 
@@ -119,7 +119,7 @@ def test_established_packets_stay_on_their_task(cluster):
         assert len(again) == 1
         assert again[0].task == first.task and again[0].packet == first.packet
     ct1 = fc.switches[entry].conntrack[rules.ZONE_DNAT]
-    assert ct1[(6, CLIENT, 42000, rules.SBOX_GW_IP, 8000)][0].seen_reply
+    assert ct1[(6, CLIENT, 42000, layout.SBOX_GW_IP, 8000)][0].seen_reply
 
 
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
@@ -217,17 +217,17 @@ def _arp_reply(req: dict, mac: str, ip: str) -> dict:
 def test_arp_for_the_sandbox_is_answered_to_the_kernel(cluster):
     for node in cluster.nodes:
         sw = FakeSwitch(rules.node_flows(cluster, node.name))
-        req = arp_request(rules.PORT_GW, rules.SBOX_GW_IP)
-        assert sw.process(req) == [(rules.PORT_GW,
-                                    _arp_reply(req, rules.SBOX_GW_MAC, rules.SBOX_GW_IP))]
+        req = arp_request(layout.PORT_GW, layout.SBOX_GW_IP)
+        assert sw.process(req) == [(layout.PORT_GW,
+                                    _arp_reply(req, layout.SBOX_GW_MAC, layout.SBOX_GW_IP))]
         # the sandbox address is not answered on the overlay side
-        assert sw.process(arp_request(rules.PORT_VXLAN, rules.SBOX_GW_IP)) == []
+        assert sw.process(arp_request(layout.PORT_VXLAN, layout.SBOX_GW_IP)) == []
 
 
 def test_arp_for_tasks_and_nodes_is_answered_on_the_in_port(cluster):
     for node in cluster.nodes:
         sw = FakeSwitch(rules.node_flows(cluster, node.name))
-        in_ports = [rules.PORT_VXLAN, *rules.task_ports(cluster, node.name).values()]
+        in_ports = [layout.PORT_VXLAN, *layout.task_ports(cluster, node.name).values()]
         for in_port in in_ports:
             targets = [(str(t.addresses["ingress"]), t.macs["ingress"]) for t in cluster.tasks]
             targets += [(str(n.ingress_ip), n.ingress_mac) for n in cluster.nodes]
@@ -239,11 +239,11 @@ def test_arp_for_tasks_and_nodes_is_answered_on_the_in_port(cluster):
 def test_unknown_arp_is_dropped_not_flooded(cluster):
     for node in cluster.nodes:
         sw = FakeSwitch(rules.node_flows(cluster, node.name))
-        for in_port in (rules.PORT_GW, rules.PORT_VXLAN):
+        for in_port in (layout.PORT_GW, layout.PORT_VXLAN):
             assert sw.process(arp_request(in_port, "10.255.0.250")) == []
             assert sw.process(arp_request(in_port, "172.18.0.1")) == []
         # an ARP reply is not forwarded either
-        reply = dict(arp_request(rules.PORT_GW, rules.SBOX_GW_IP), arp_op=2)
+        reply = dict(arp_request(layout.PORT_GW, layout.SBOX_GW_IP), arp_op=2)
         assert sw.process(reply) == []
     # nowhere a flood: every output is a concrete port or the in_port
     for node in cluster.nodes:
@@ -251,8 +251,8 @@ def test_unknown_arp_is_dropped_not_flooded(cluster):
             for a in f.actions:
                 if isinstance(a, Output):
                     assert a.port == "in_port" or a.port in (
-                        rules.PORT_GW, rules.PORT_VXLAN,
-                        *rules.task_ports(cluster, node.name).values())
+                        layout.PORT_GW, layout.PORT_VXLAN,
+                        *layout.task_ports(cluster, node.name).values())
 
 
 def test_unpublished_port_is_dropped(cluster):
@@ -276,7 +276,7 @@ def test_gw_port_to_another_destination_is_dropped(cluster):
 def test_overlay_packet_for_nobody_is_dropped():
     c = Cluster.quick(3, 2)
     fc = FakeCluster(c)
-    pkt = {"in_port": rules.PORT_VXLAN, "eth_type": IP, "ip_proto": 6, "eth_src": "02:42:0a:ff:00:63",
+    pkt = {"in_port": layout.PORT_VXLAN, "eth_type": IP, "ip_proto": 6, "eth_src": "02:42:0a:ff:00:63",
            "eth_dst": c.node("node3").ingress_mac, "ipv4_src": "10.255.0.99",
            "ipv4_dst": "10.255.0.200", "tcp_src": 1, "tcp_dst": 80}
     assert fc.deliver("node3", pkt) == []
@@ -330,7 +330,7 @@ def test_udp_published_port():
         assert "tcp_dst" not in got[0].packet
         back = fc.reply(got[0].task, got[0].packet)
         assert len(back) == 1 and back[0].at_kernel and back[0].node == "node3"
-        assert (back[0].packet["ipv4_src"], back[0].packet["udp_src"]) == (rules.SBOX_GW_IP, 5353)
+        assert (back[0].packet["ipv4_src"], back[0].packet["udp_src"]) == (layout.SBOX_GW_IP, 5353)
         assert (back[0].packet["ipv4_dst"], back[0].packet["udp_dst"]) == (CLIENT, 50000 + i)
         # after the answer, the next datagram of the flow goes the same way
         assert fc.deliver("node3", pkt) == got

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from swarmmesh.dataplane import rules
+from swarmmesh.dataplane import layout, rules
 from swarmmesh.testing.fakeswitch import FakeCluster
 from swarmmesh.model import Cluster, docker_mac
 from tests.stacks import EASTWEST as STACK
@@ -105,12 +105,12 @@ def test_each_network_leaves_on_its_own_vxlan_port(cluster):
     remote_db = next(t for t in cluster.tasks_of("db") if t.node != api.node)
     remote_web = next(t for t in cluster.tasks_of("web") if t.node != api.node)
     sw = fc.switches[api.node]
-    for net, dst, port in (("back", remote_db, rules.vxlan_port(cluster.networks["back"])),
-                           ("front", remote_web, rules.vxlan_port(cluster.networks["front"]))):
+    for net, dst, port in (("back", remote_db, layout.vxlan_port(cluster.networks["back"])),
+                           ("front", remote_web, layout.vxlan_port(cluster.networks["front"]))):
         pkt = fc.from_task(api, net, str(dst.addresses[net]), 5432, dst_mac=dst.macs[net])
         assert [p for p, _ in sw.process(pkt)] == [port]
-    assert (rules.vxlan_port(cluster.networks["front"])
-            != rules.vxlan_port(cluster.networks["back"]))
+    assert (layout.vxlan_port(cluster.networks["front"])
+            != layout.vxlan_port(cluster.networks["back"]))
 
 
 def test_task_to_task_on_one_network_keeps_its_source(cluster):
@@ -133,7 +133,7 @@ def test_networks_are_isolated(cluster):
                                                 dst_mac=db.macs["back"])) == []
         assert fc.send(client, fc.from_task(client, "front", vip(cluster, "api", "back"),
                                             80)) == []
-        arp = {"in_port": rules.net_port(client, cluster.networks["front"]),
+        arp = {"in_port": layout.net_port(client, cluster.networks["front"]),
                "eth_type": rules.ETH_ARP, "eth_src": client.macs["front"],
                "eth_dst": "ff:ff:ff:ff:ff:ff", "arp_op": 1, "arp_sha": client.macs["front"],
                "arp_spa": str(client.addresses["front"]), "arp_tha": "00:00:00:00:00:00",
@@ -145,7 +145,7 @@ def test_networks_are_isolated(cluster):
 def test_arp_for_a_vip_is_answered_locally_with_the_vip_mac(cluster):
     fc = FakeCluster(cluster)
     client = cluster.tasks_of("client")[1]
-    port = rules.net_port(client, cluster.networks["front"])
+    port = layout.net_port(client, cluster.networks["front"])
     target = vip(cluster, "web")
     arp = {"in_port": port, "eth_type": rules.ETH_ARP, "eth_src": client.macs["front"],
            "eth_dst": "ff:ff:ff:ff:ff:ff", "arp_op": 1, "arp_sha": client.macs["front"],
@@ -160,7 +160,7 @@ def test_arp_for_a_vip_is_answered_locally_with_the_vip_mac(cluster):
 def test_vip_is_not_answered_for_icmp(cluster):
     fc = FakeCluster(cluster)
     client = cluster.tasks_of("client")[0]
-    pkt = {"in_port": rules.net_port(client, cluster.networks["front"]), "eth_type": IP,
+    pkt = {"in_port": layout.net_port(client, cluster.networks["front"]), "eth_type": IP,
            "ip_proto": 1, "eth_src": client.macs["front"], "eth_dst": docker_mac(vip(cluster, "web")),
            "ipv4_src": str(client.addresses["front"]), "ipv4_dst": vip(cluster, "web")}
     assert fc.switches[client.node].process(pkt) == []
@@ -194,13 +194,13 @@ def test_port_numbers_and_interface_names_fit_linux_and_ovs():
         nodes=3)
     seen = set()
     for node in c.nodes:
-        ports = rules.net_ports(c, node.name)
+        ports = layout.net_ports(c, node.name)
         assert not seen & set(ports.values())
         seen |= set(ports.values())
-        for net in rules.user_networks(c):
-            assert rules.vxlan_port(net) not in ports.values()
+        for net in layout.user_networks(c):
+            assert layout.vxlan_port(net) not in ports.values()
     for t in c.tasks:
         for name in t.addresses:
             net = c.networks[name]
-            assert len(rules.net_intf(t, net)) <= 15 and len(rules.task_net_intf(t, net)) <= 15
+            assert len(layout.net_intf(t, net)) <= 15 and len(layout.task_net_intf(t, net)) <= 15
     assert max(seen) < 0xFF00
