@@ -1,5 +1,6 @@
 """What runs inside emulated hosts: the task server, each node's embedded DNS, HTTP and
-name-resolving clients, long-lived connections.  They import the model at most.
+name-resolving clients, long-lived connections, the lifecycle experiments' open-loop load
+generator.  They import the model at most.
 
 Each agent is a module run as ``python -m swarmmesh.agents.<name>`` in a host's namespace;
 :func:`python_env` is the environment for it, so that the host runs the very swarmmesh this
