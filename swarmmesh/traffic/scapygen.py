@@ -1,11 +1,7 @@
 """Spoofed-source traffic: thousands of clients from one host, on a raw socket.
 
-A *source plan* gives every request its own spoofed source address and port,
-drawn without repetition from a seeded RNG inside ``SPOOF_PREFIX``
-(198.18.0.0/15, the RFC 2544 benchmarking range: nothing in the testbed
-uses it).  Request ``i`` goes to target ``i % len(targets)`` (a node's
-underlay address and a published port), so every node sees the same
-number of new flows, interleaved over the whole run.
+Every request has its own spoofed source address and port, spread evenly over
+the targets (:mod:`~swarmmesh.traffic.scapygen_plan`).
 
 Frames are built before the clock starts: scapy builds one template frame
 per target (Ethernet/IPv4/UDP or TCP SYN, checksums and all), and each
