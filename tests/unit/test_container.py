@@ -54,8 +54,8 @@ def test_the_image_installs_exactly_the_declared_list():
 
 
 def test_setup_installs_the_same_list():
-    dry = subprocess.run(["make", "--no-print-directory", "-n", "apt"], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "apt"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
     loop = re.search(r"for p in (.*?); do", dry).group(1).split()
     assert loop == _declared_setup_packages()
 
@@ -84,7 +84,7 @@ def test_the_workflow_builds_the_image_and_runs_both_tiers_privileged():
 
 
 def test_make_docker_test_runs_the_image_as_the_workflow_does():
-    dry = subprocess.run(["make", "--no-print-directory", "-n", "docker-test"], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout.splitlines()
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "docker-test"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout.splitlines()
     assert dry[0] == "docker build -t swarmmesh-test ."
     assert dry[1].startswith("docker run --rm --privileged") and dry[1].endswith("make test")
