@@ -33,7 +33,7 @@ ovs:
 $(STAMP): requirements.txt setup.py pyproject.toml
 	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
-	@rm -rf *.egg-info build   # an in-tree build's metadata would shadow the editable install's
+	@rm -rf *.egg-info build/lib   # an in-tree build's metadata would shadow the editable install's
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
@@ -71,3 +71,24 @@ clean:
 distclean: clean
 	rm -rf $(VENV) *.egg-info
 
+# ---- vm-test: the kernel datapath (openvswitch module) in a Debian 12 guest under QEMU (TCG) ----
+# Installs the `vm` group of swarmmesh/machine/debian-packages.txt, builds the guest image once
+# (cached in /var/cache/swarmmesh-vm/<recipe hash>/), boots it and runs the tests of
+# vm/tests.txt there (vm/test); `make vm-test VM_CMD='swarmmesh run mesh_overhead --quiet'`
+# runs that command in the guest instead (vm/run). Output in build/vm-test/ or build/vm/<stamp>/.
+VM_PKGLIST := swarmmesh/machine/debian-packages.txt
+
+.PHONY: vm-test vm-apt
+
+vm-apt:
+	@missing=""; for p in $$(awk '!/^#/ && $$2 == "vm" {print $$1}' $(VM_PKGLIST)); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "vm-test: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "vm-test: vm packages present"; fi
+
+# VM_CMD, given on make's command line, reaches the recipe through the environment (no quoting issues).
+vm-test: vm-apt
+	@if [ -n "$$VM_CMD" ]; then vm/run "$$VM_CMD"; else vm/test; fi
