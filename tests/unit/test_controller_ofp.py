@@ -270,3 +270,15 @@ def test_vip_dnat_keeps_the_port_and_learn_matches_the_network():
     ct = [a for a in acts if isinstance(a, parser.NXActionCT)][0]
     nat = [a for a in ct.actions if isinstance(a, parser.NXActionNAT)][0]
     assert nat.range_proto_min is None or nat.range_proto_min == 0
+
+
+def test_replies_to_the_first_sync_are_handled_before_the_switch_reaches_main():
+    """The flow-stats request leaves while the switch is in CONFIG_DISPATCHER; its reply and
+    the barrier's may arrive before os-ken moves it to MAIN, and os-ken delivers an event
+    only to handlers of the switch's state at arrival (seen on the kernel datapath)."""
+    from os_ken.controller import ofp_event
+    from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER
+    from swarmmesh.control.app import MeshController
+    for handler, event in ((MeshController.flow_stats, ofp_event.EventOFPFlowStatsReply),
+                           (MeshController.barrier_reply, ofp_event.EventOFPBarrierReply)):
+        assert {CONFIG_DISPATCHER, MAIN_DISPATCHER} <= set(handler.callers[event].dispatchers)
