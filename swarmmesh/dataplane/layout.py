@@ -6,6 +6,8 @@ Pure functions of the model.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
+
 from swarmmesh.model import INGRESS_VNI, Cluster, Network, Node, Task
 
 BRIDGE = "br-ingress"
@@ -21,6 +23,11 @@ GW_MAC = "02:42:ac:12:00:01"
 SBOX_GW_IP = "172.18.0.2"      # the ingress sandbox's address on docker_gwbridge
 SBOX_GW_MAC = "02:42:ac:12:00:02"
 NET_PORT_STRIDE = 1000         # network j: VXLAN on port 1000*j, task t<n> on 1000*j + n
+# A task with a host-mode port has its own leg on docker_gwbridge (a veth to its node, no
+# bridge port): 172.18.0.0/24 is kept for the gateway and the sandbox, t<n> takes
+# 172.18.1.0 + n, so tasks t1..t65278 fit below the /16's broadcast address.
+GW_TASK_BASE = IPv4Address("172.18.1.0")
+GW_TASK_MAX = int(IPv4Address("172.18.255.254")) - int(GW_TASK_BASE)
 
 
 def ingress_port(task: Task) -> int:
@@ -96,3 +103,28 @@ def net_ports(cluster: Cluster, node: str) -> dict[tuple[str, str], int]:
             if not net.ingress and name in t.addresses:
                 out[(t.host, name)] = net_port(t, net)
     return out
+
+
+def has_gw_leg(task: Task, cluster: Cluster) -> bool:
+    """Does the task have a leg on docker_gwbridge (its service publishes a host-mode port)?"""
+    return bool(cluster.service(task.service).host_ports())
+
+
+def task_gw_ip(task: Task) -> IPv4Address:
+    """The task's address on docker_gwbridge: 172.18.1.0 + n for task ``t<n>`` (prefix
+    GW_PREFIX, default route via GW_IP)."""
+    n = task_number(task)
+    if not 1 <= n <= GW_TASK_MAX:
+        raise ValueError(f"task {task.host}: no docker_gwbridge address for task numbers "
+                         f"beyond {GW_TASK_MAX}")
+    return GW_TASK_BASE + n
+
+
+def task_gw_intf(task: Task) -> str:
+    """Name of the task's docker_gwbridge leg, inside the task (``t<n>-ethgw``)."""
+    return f"{task.host}-ethgw"
+
+
+def gw_intf(task: Task) -> str:
+    """Name of the node's end of a task's docker_gwbridge leg (``t<n>-gw``)."""
+    return f"{task.host}-gw"
