@@ -191,11 +191,13 @@ class Testbed:
 
     def wait_dns(self) -> None:
         """Until every node's embedded DNS serves all of its tasks."""
+        from swarmmesh.testbed.topology import is_built
         deadline = time.monotonic() + self.ready_timeout
         while True:
             missing = []
             for node in self.cluster.nodes:
-                want = {t.host for t in self.cluster.tasks_on(node.name) if t.addresses}
+                want = {t.host for t in self.cluster.tasks_on(node.name)
+                        if is_built(t, self.cluster)}
                 try:
                     have = set(json.loads((self.state.dir / "dns" / f"{node.name}.json")
                                           .read_text())["tasks"])
@@ -283,7 +285,8 @@ class Testbed:
 
     def start_task(self, task: Task) -> None:
         """Build a task added to ``self.cluster`` at run time: its host, its
-        legs, its bridge ports, its server; every node's FDB learns it."""
+        legs, its bridge ports, its server; every node's FDB learns it, and its
+        node binds its host-mode ports once the server listens."""
         from swarmmesh.testbed.topology import task_legs, task_params
         host = self.net.addHost(task.host, **task_params(task, self.cluster, self.state))
         node = self.net.get(task.node)
@@ -294,11 +297,14 @@ class Testbed:
         node.attach_task(task, self.cluster)
         host.configDefault()
         self.sync_fdb()
+        self.sync_nft()
 
     def stop_task(self, task: Task) -> None:
-        """Stop a task's container: its server, its host and its legs."""
+        """Stop a task's container: its server, its host and its legs.  Its node
+        unbinds its host-mode ports first (the task is out of ``self.cluster``)."""
         host = self.net.get(task.host) if task.host in self.net else None
         node = self.net.get(task.node)
+        self.sync_nft()
         node.detach_task(task, self.cluster)
         if host is not None:
             for link in [l for l in self.net.links if host in (l.intf1.node, l.intf2.node)]:
@@ -314,6 +320,12 @@ class Testbed:
     def sync_fdb(self) -> None:
         for n in self.cluster.nodes:
             self.net.get(n.name).sync_fdb(self.cluster)
+
+    def sync_nft(self) -> list[str]:
+        """Every node whose nftables table differs from ``self.cluster`` reloads it (host-mode
+        ports follow their tasks); returns those nodes."""
+        return [n.name for n in self.cluster.nodes
+                if self.net.get(n.name).sync_nft(self.cluster)]
 
     def kill_app(self, task: Task, how: str) -> None:
         """The task's application dies inside its container: ``hang`` (SIGUSR2: the task

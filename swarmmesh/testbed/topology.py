@@ -6,12 +6,14 @@ a Mininet host in its own network namespace:
 * ``underlay``: a Linux bridge in its own namespace, the cluster's L2 network
   (192.168.99.0/24).  Every node and client has one leg on it.
 * ``node1..N`` (``SwarmNode``): the node's kernel (its underlay address, an
-  nftables DNAT of published ports to the ingress sandbox, a kernel VXLAN
-  device for the ``ingress`` overlay with a static FDB) and the node's own
-  ``ovs-vswitchd`` with bridge ``br-ingress``, which the controller programs
-  to act as the ingress sandbox (IPVS rr + SNAT in Swarm).
+  nftables DNAT of published ports to the ingress sandbox, and of host-mode
+  ports to a local task, a kernel VXLAN device for the ``ingress`` overlay
+  with a static FDB) and the node's own ``ovs-vswitchd`` with bridge
+  ``br-ingress``, which the controller programs to act as the ingress
+  sandbox (IPVS rr + SNAT in Swarm).
 * ``t1..`` (``SwarmTask``): one per task container, linked to its node's
-  bridge, running the task server.
+  bridge, running the task server; a task with a host-mode port also has a
+  leg on docker_gwbridge (a veth straight to its node's kernel).
 * ``c1..`` : external clients on the underlay.
 
 Use it from Mininet directly (start the controller first, see the README)::
@@ -34,8 +36,8 @@ from mininet.topo import Topo
 from swarmmesh import agents
 from swarmmesh.agents import dns
 from swarmmesh.control.relay import DEFAULT_UNIX_SOCKET
-from swarmmesh.dataplane import layout, rules
-from swarmmesh.model import Cluster, UNDERLAY_SUBNET
+from swarmmesh.dataplane import kernel, layout, rules
+from swarmmesh.model import Cluster, UNDERLAY_SUBNET, docker_mac
 from swarmmesh.testbed.runtime import RunState, kill_pid
 from swarmmesh.machine.datapath import choose_datapath
 
@@ -98,9 +100,10 @@ class SwarmTask(_Recorded, _Quiet):
     """A task container: one leg per network it is on, its resolver
     configuration (the embedded DNS at 127.0.0.11) and the task server."""
 
-    def __init__(self, name, task_name="", node_name="", ports=(), **params):
+    def __init__(self, name, task_name="", node_name="", ports=(), gw_intf=None, **params):
         self.task_name, self.node_name = task_name, node_name
         self.target_ports = tuple(ports)
+        self.gw_intf = gw_intf           # the docker_gwbridge leg (host-mode ports), or None
         self.server = None
         super().__init__(name, **params)
 
@@ -109,7 +112,10 @@ class SwarmTask(_Recorded, _Quiet):
         for intf in self.intfList():
             if intf.name != "lo":
                 _tx_off(self, intf.name)
-                self.run(f"ip link set {intf.name} mtu 1450")
+                if intf.name != self.gw_intf:      # docker_gwbridge is no overlay: 1500
+                    self.run(f"ip link set {intf.name} mtu 1450")
+        if self.gw_intf:             # as a container's: the default route is docker_gwbridge
+            self.run(f"ip route replace default via {layout.GW_IP} dev {self.gw_intf}")
         self._resolver()
         self.start_server()
         return r
@@ -154,6 +160,7 @@ class SwarmNode(_Recorded, _Quiet):
         self.cluster, self.datapath = cluster, datapath
         self.controller_target = controller
         self.ovs_dir: Path | None = None
+        self.nft_loaded: str | None = None     # the nft script last loaded
         super().__init__(name, **params)
 
     # -- configuration ---------------------------------------------------
@@ -183,11 +190,16 @@ class SwarmNode(_Recorded, _Quiet):
             self.run(f"ip link set {vx} mtu 1450 up")
             for mac, remote in rules.overlay_fdb(self.cluster, self.name, net.name):
                 self.run(f"bridge fdb append {mac} dev {vx} dst {remote}")
+        gw_legs = {layout.gw_intf(t) for t in kernel.gw_legs(self.cluster, self.name)}
         for intf in self.intfList():
             if intf.name != "lo" and intf != self.defaultIntf():
                 _tx_off(self, intf.name)
-                self.run(f"ip link set {intf.name} mtu 1450")
-        self._dnat_published_ports()
+                if intf.name not in gw_legs:
+                    self.run(f"ip link set {intf.name} mtu 1450")
+        for task in kernel.gw_legs(self.cluster, self.name):
+            self.plug_gw_leg(task)
+        self.run(f"sysctl -qw net.ipv4.conf.{layout.GW_INTF}.route_localnet=1")
+        self.sync_nft(self.cluster)
         self._start_ovs()
         self._start_dns()
         return r
@@ -205,27 +217,32 @@ class SwarmNode(_Recorded, _Quiet):
         log.close()
         self.state.register(self.dns.pid, "swarmmesh.agents.dns")
 
-    def _dnat_published_ports(self):
-        """Swarm's DOCKER-INGRESS chain: local address + published port -> sandbox."""
-        lines = ["table ip swarmmesh {",
-                 " chain prerouting { type nat hook prerouting priority -100; policy accept;"]
-        out = [" chain output { type nat hook output priority -100; policy accept;"]
-        for p in rules.published_ports(self.cluster):
-            rule = (f"  fib daddr type local {p.protocol} dport {p.published} "
-                    f"dnat to {layout.SBOX_GW_IP}:{p.published}")
-            lines.append(rule)
-            out.append(rule)
-        # localhost too, as in Swarm: 127.0.0.1 may leave on gwbr (route_localnet)
-        # and is masqueraded to the node's gateway address, as Docker does.
-        post = [" chain postrouting { type nat hook postrouting priority 100; policy accept;",
-                f"  oifname \"{layout.GW_INTF}\" ip saddr 127.0.0.0/8 masquerade", " }"]
-        lines += [" }"] + out + [" }"] + post + ["}"]
-        self.run(f"sysctl -qw net.ipv4.conf.{layout.GW_INTF}.route_localnet=1")
-        path = self.state.node_dir(self.name) / "nft.conf" if self.state else None
-        if path is None:
+    def sync_nft(self, cluster: Cluster) -> bool:
+        """Load the node's nftables table as ``cluster`` says (Swarm's DOCKER-INGRESS
+        chain, and the host-mode ports of its local tasks), in one transaction, unless
+        it is loaded already.  True if it was (re)loaded."""
+        script = kernel.nft_script(cluster, self.name)
+        if script == self.nft_loaded:
+            return False
+        if self.state is None:
             raise RuntimeError(f"{self.name}: no run state")
-        path.write_text("\n".join(lines) + "\n")
-        self.run(f"nft -f {path}")
+        path = self.state.node_dir(self.name) / "nft.conf"
+        tmp = path.with_name(".nft.conf.tmp")
+        tmp.write_text(script)
+        self.run(f"nft -f {tmp}")
+        tmp.replace(path)
+        self.nft_loaded = script
+        return True
+
+    def plug_gw_leg(self, task) -> None:
+        """The node's end of a task's docker_gwbridge leg: up, a /32 route to the task
+        (the node answers ARP for its gateway address on it, as for any local address),
+        and localhost allowed out as on gwbr."""
+        intf = layout.gw_intf(task)
+        _tx_off(self, intf)
+        self.run(f"ip link set {intf} up")
+        self.run(f"ip route replace {layout.task_gw_ip(task)}/32 dev {intf}")
+        self.run(f"sysctl -qw net.ipv4.conf.{intf}.route_localnet=1")
 
     def _start_ovs(self):
         d = self.state.node_dir(self.name) / "ovs"
@@ -292,7 +309,10 @@ class SwarmNode(_Recorded, _Quiet):
         return self.run(f"OVS_RUNDIR={d} ovs-vsctl --db=unix:{d}/db.sock " + " ".join(args))
 
     def attach_task(self, task, cluster: Cluster) -> None:
-        """Plug a task started at run time into the bridge (its legs exist)."""
+        """Plug a task started at run time into the bridge (its legs exist), and its
+        docker_gwbridge leg into the node's kernel (the nft table follows apart)."""
+        if layout.has_gw_leg(task, cluster):
+            self.plug_gw_leg(task)
         for name in task.addresses:
             net = cluster.networks[name]
             if net.ingress:
@@ -367,13 +387,19 @@ class SwarmNode(_Recorded, _Quiet):
 def task_params(task, cluster: Cluster, state: RunState | None) -> dict:
     """Mininet host parameters of a task (for addHost, at build or run time)."""
     svc = cluster.service(task.service)
+    gw = layout.task_gw_intf(task) if layout.has_gw_leg(task, cluster) else None
     return dict(cls=SwarmTask, task_name=task.name, node_name=task.node,
-                ports=[p.target for p in svc.ports], ip=None, state=state)
+                ports=[p.target for p in svc.ports], ip=None, state=state, gw_intf=gw)
+
+
+def is_built(task, cluster: Cluster) -> bool:
+    """Is the task a host at all?  Not if it is on no network and has no host-mode port."""
+    return bool(task.addresses) or layout.has_gw_leg(task, cluster)
 
 
 def task_legs(task, cluster: Cluster) -> list[dict]:
     """addLink arguments of a task's legs to its node: ingress first, then
-    one per user network."""
+    one per user network, then its docker_gwbridge leg if it publishes a host-mode port."""
     legs = []
     for name, addr in task.addresses.items():
         net = cluster.networks[name]
@@ -384,6 +410,10 @@ def task_legs(task, cluster: Cluster) -> list[dict]:
             leg.update(intfName1=layout.task_net_intf(task, net),
                        intfName2=layout.net_intf(task, net))
         legs.append(leg)
+    if layout.has_gw_leg(task, cluster):
+        ip = layout.task_gw_ip(task)
+        legs.append({"params1": {"ip": f"{ip}/{layout.GW_PREFIX}"}, "addr1": docker_mac(ip),
+                     "intfName1": layout.task_gw_intf(task), "intfName2": layout.gw_intf(task)})
     return legs
 
 
@@ -419,7 +449,7 @@ class SwarmTopo(Topo):
             self.addLink(client.name, ul, intfName1=f"{client.name}-eth0",
                          intfName2=f"ul-{client.name}")
         for task in cluster.tasks:
-            if not task.addresses:             # on no network at all: nothing to build
+            if not is_built(task, cluster):    # no network, no host-mode port: no host
                 continue
             self.addHost(task.host, **task_params(task, cluster, state))
             for leg in task_legs(task, cluster):
