@@ -14,6 +14,12 @@ Writes ``requests.csv``, ``underlay-vxlan.pcap``, ``summary.json``, two
 figures (PNG and PDF) and ``report.md`` into a new run folder under ``--out``
 and prints that folder on its last line.  Exits 1 if any request failed, 2
 on bad input.
+
+``--service S`` may name a service whose TCP port is published in host mode
+(``mode: host``): every node is measured the same way, the port answers only
+on the nodes that run a task of S (by that local task, which sees the
+client's own address), and the connections any other node refuses are
+recorded per node (``refused`` in summary.json): a result, not a failure.
 """
 
 from __future__ import annotations
@@ -62,9 +68,12 @@ def validate(args) -> tuple[Cluster, str, object]:
     else:
         raise InvalidConfigError("service", "no service publishes a port in ingress mode")
     ports = [p for p in svc.ports if p.mode == "ingress" and p.protocol == "tcp"]
+    if not ports and args.service:               # a service named on purpose: host mode too
+        ports = [p for p in svc.ports if p.mode == "host" and p.protocol == "tcp"]
     if not ports:
+        modes = "ingress or host mode" if args.service else "ingress mode"
         raise InvalidConfigError(f"services.{svc.name}.ports",
-                                 "no TCP port published in ingress mode to send HTTP to")
+                                 f"no TCP port published in {modes} to send HTTP to")
     return cluster, svc.name, ports[0]
 
 
@@ -131,7 +140,7 @@ def facts(cluster: Cluster, service: str, port, rows: list[dict]) -> dict:
                   for r in rows if r["ok"])
     tasks = [t.name for t in cluster.tasks_of(service)]
     lat = report.spread(r["latency_ms"] for r in rows if r["ok"])
-    return {
+    out = {
         "cluster": {"nodes": len(cluster.nodes), "replicas": len(tasks), "service": service,
                     "published": port.published, "target": port.target},
         "traffic": "swarmmesh.agents.httpclient: one HTTP GET per new TCP connection, sequential "
@@ -145,6 +154,39 @@ def facts(cluster: Cluster, service: str, port, rows: list[dict]) -> dict:
         "seen_source_is_entry_node_ingress_ip": seen_ok,
         "latency_ms": lat,
     }
+    return out if port.mode == "ingress" else host_facts(out, cluster, service, rows)
+
+
+def refused(row: dict) -> bool:
+    """The node refused the connection: nothing listens there (TCP RST)."""
+    return str(row["error"]).startswith("connect: ConnectionRefusedError")
+
+
+def host_facts(out: dict, cluster: Cluster, service: str, rows: list[dict]) -> dict:
+    """A host-mode port: bound only on the nodes that run a task, by the local task, the
+    client's own address seen.  A node without a task refusing is Swarm's behaviour (a
+    result); anything else that differs is a failure."""
+    with_task = {t.node for t in cluster.tasks_of(service)}
+    client = str(cluster.clients[0].underlay_ip)
+    answered = [r for r in rows if r["ok"]]
+
+    def as_expected(r: dict) -> bool:
+        if r["ingress_node"] in with_task:
+            return r["ok"] and r["task_node"] == r["ingress_node"]
+        return refused(r)
+
+    out = {k: v for k, v in out.items()
+           if k not in ("every_node_reached_every_task", "seen_source_is_entry_node_ingress_ip")}
+    out["cluster"] = {**out["cluster"], "mode": "host"}
+    return {**out, "port_mode": "host", "client": client,
+            "nodes_with_task": sorted(with_task, key=plots._natural),
+            "refused": {n.name: sum(1 for r in rows if r["ingress_node"] == n.name and refused(r))
+                        for n in cluster.nodes},
+            "failed": sum(1 for r in rows if not as_expected(r)),
+            "answered_by_the_local_task": bool(answered) and all(
+                r["task_node"] == r["ingress_node"] for r in answered),
+            "seen_source_is_client": bool(answered) and all(
+                r["seen_source"] == client for r in answered)}
 
 
 def run(args, plan, ctx) -> None:
@@ -165,6 +207,9 @@ def run(args, plan, ctx) -> None:
     ctx.summary["vxlan_on_underlay"] = {"interface": intf, **count_vxlan(pcap)}
     for n, c in ctx.summary["counts"].items():
         ctx.progress.note(f"{n}: " + ", ".join(f"{t}={k}" for t, k in c.items()))
+    for n, k in ctx.summary.get("refused", {}).items():
+        if k:
+            ctx.progress.note(f"{n}: {k} connections refused (host-mode port)")
     if ctx.summary["failed"]:
         ctx.failed = f"{ctx.summary['failed']} of {len(rows)} requests failed"
 
@@ -172,6 +217,8 @@ def run(args, plan, ctx) -> None:
 def plot(run_dir: Path) -> None:
     summary = experiment.read_summary(run_dir)
     rows = results.read_csv(run_dir / "requests.csv")
+    if summary.get("port_mode") == "host":
+        return plot_host(run_dir, summary, rows)
     c = summary["cluster"]
     what = (f"{c['nodes']} nodes, {c['replicas']} replicas of {c['service']}, "
             f"{summary['parameters']['requests']} new connections per node")
@@ -206,6 +253,67 @@ def plot(run_dir: Path) -> None:
                 unit="ms", what="Connect and first-byte time, all requests", label="phase")
     rep.figure(cdf, "CDF of request latency per ingress node; solid: the task ran on the "
                     "ingress node, dashed: on another node (over the overlay)")
+    rep.write()
+
+
+def plot_host(run_dir: Path, summary: dict, rows: list[dict]) -> None:
+    """Figures and report.md of a host-mode port: answered only where a task runs."""
+    c = summary["cluster"]
+    with_task, closed = summary["nodes_with_task"], summary["refused"]
+    what = (f"{c['nodes']} nodes, {c['replicas']} replicas of {c['service']}, "
+            f"{summary['parameters']['requests']} new connections per node")
+    headline = (f"Host-mode port {c['published']}: answered only on nodes with a task, "
+                f"by the local task")
+    nodes = sorted(closed, key=plots._natural)
+    failed = Counter(r["ingress_node"] for r in rows if r["ok"] != "True" and not refused(r))
+    notes = {n: ("\n(task here)" if n in with_task else "\n(no task: port closed)")
+             + (f"\n{closed[n]} refused" if closed[n] else "")
+             + (f"\n{failed[n]} failed" if failed[n] else "") for n in nodes}
+    who = plots.requests_per_task(rows, plots.run_title(summary, f"{headline}\n{what}"),
+                                  run_dir / "requests_per_task", node_notes=notes,
+                                  xlabel="node the client connected to")
+    lat: dict[str, list] = {}
+    for r in sorted(rows, key=lambda r: plots._natural(r["ingress_node"])):
+        if r["ok"] == "True":
+            where = "local" if r["task_node"] == r["ingress_node"] else "remote"
+            lat.setdefault(f"{r['ingress_node']}, {where} task", []).append(r["latency_ms"])
+    cdf = plots.cdf(lat, "request latency, connect to last byte (ms)",
+                    plots.run_title(summary, f"Host-mode port {c['published']}: request latency "
+                                             f"(the local task, no mesh)\n{what}"),
+                    run_dir / "latency_cdf", unit="ms",
+                    colours={k: plots.colour_for(k.split(",")[0]) for k in lat})
+    ok = [r for r in rows if r["ok"] == "True"]
+    without = [n for n in nodes if n not in with_task]
+    vx = summary.get("vxlan_on_underlay", {})
+    rep = report.Report(run_dir, f"Host-mode port: {what}", summary)
+    rep.text(f"Port {c['published']}/tcp (target {c['target']}) of {c['service']} is published "
+             f"in **host mode**: it is bound only on the nodes that run one of its tasks "
+             f"({', '.join(with_task) or 'none'}), where the node's kernel DNATs it straight to "
+             f"the local task: no routing mesh, no SNAT. {len(ok)} of {len(rows)} requests "
+             f"answered. Every answer came from the task on the node the client connected to: "
+             f"**{summary['answered_by_the_local_task']}**. Every task saw the client's own "
+             f"address ({summary['client']}): **{summary['seen_source_is_client']}**. "
+             + (f"On the nodes without a task ({', '.join(without)}) the port is closed: "
+                f"{sum(closed[n] for n in without)} connections refused at once, as in Swarm "
+                f"(a result, not a failure). " if without else "")
+             + f"Requests that went otherwise: {summary['failed']}. VXLAN packets captured on "
+             f"{vx.get('interface')}: {vx.get('packets')} (host mode crosses no overlay).")
+    rep.heading("Who answered")
+    tasks = sorted({r["task"] for r in ok}, key=plots._natural)
+    counts = summary["counts"]
+    rep.table(["node", *[f"{t} (on {summary['placement'].get(t, '?')})" for t in tasks],
+               "refused"],
+              [[n, *[counts.get(n, {}).get(t, 0) for t in tasks], closed[n]] for n in nodes])
+    rep.figure(who, "Requests answered per task, for each node the client connected to; a "
+                    "node without a task refuses every connection (its port is closed)")
+    rep.heading("Latency")
+    rep.numbers({"all": [r["latency_ms"] for r in ok], **lat},
+                unit="ms", what="Request latency, connect to last byte", label="node, path")
+    rep.numbers({"connect": [r["connect_ms"] for r in ok],
+                 "first byte": [r["ttfb_ms"] for r in ok]},
+                unit="ms", what="Connect and first-byte time, all requests", label="phase")
+    rep.figure(cdf, "CDF of request latency per node: each answered by its own local task, "
+                    "DNATed by the node's kernel (no mesh, no overlay)")
     rep.write()
 
 

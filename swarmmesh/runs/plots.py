@@ -180,8 +180,12 @@ def counts(table: dict[str, dict[str, int]], xlabel: str, ylabel: str, title: st
     return save(fig, path)
 
 
-def requests_per_task(rows: list[dict], title: str, path: Path) -> list[Path]:
-    """Grouped bars: for each ingress node, how many requests each task got."""
+def requests_per_task(rows: list[dict], title: str, path: Path,
+                      node_notes: dict[str, str] | None = None,
+                      xlabel: str = "ingress node (the node the client connected to)"
+                      ) -> list[Path]:
+    """Grouped bars: for each ingress node, how many requests each task got.  Under each
+    node's name: "(no replica)" and the failures, or ``node_notes[node]`` if given."""
     ok = [r for r in rows if r["ok"] in ("True", True)]
     nodes = sorted({r["ingress_node"] for r in rows}, key=_natural)
     tasks = sorted({r["task"] for r in ok}, key=_natural)
@@ -201,9 +205,9 @@ def requests_per_task(rows: list[dict], title: str, path: Path) -> list[Path]:
         extra = "" if n in task_nodes else "\n(no replica)"
         if failed[n]:
             extra += f"\n{failed[n]} failed"
-        labels.append(n + extra)
+        labels.append(n + (extra if node_notes is None else node_notes.get(n, "")))
     ax.set_xticks(range(len(nodes)), labels)
-    ax.set_xlabel("ingress node (the node the client connected to)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("requests answered")
     ax.set_title(title, fontsize=10)
     ax.legend(title="task", fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
