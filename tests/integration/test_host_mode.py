@@ -6,6 +6,7 @@ the tasks at run time.  Beside them an ingress service still answers on every no
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -13,7 +14,7 @@ from swarmmesh.dataplane import layout
 from swarmmesh.lifecycle.orchestrator import Orchestrator
 from swarmmesh.model import Cluster
 
-from .conftest import http
+from .conftest import PY, REPO, http
 
 CLIENT_IP = "192.168.99.201"
 STACK = {"services": {
@@ -58,6 +59,9 @@ def test_tasks_on_no_network_are_built_with_only_their_gw_leg(hostmode):
         links = hostmode.task_host(t).cmd("ip -o link show").split("\n")
         names = sorted(line.split(":")[1].strip().split("@")[0] for line in links if line)
         assert names == sorted(["lo", layout.task_gw_intf(t)])
+    recorded = set((hostmode.state.dir / "links").read_text().split())   # for a cleanup
+    assert {layout.gw_intf(t) for t in hostmode.cluster.tasks_of("web")} <= recorded
+    assert {layout.task_gw_intf(t) for t in hostmode.cluster.tasks_of("web")} <= recorded
     [app] = hostmode.cluster.tasks_of("app")               # no host-mode port: as before
     assert "ethgw" not in hostmode.task_host(app).cmd("ip -o link show")
     assert "-gw" not in hostmode.host("node3").cmd("ip -o link show")
@@ -133,3 +137,25 @@ def test_scaling_binds_and_unbinds_the_port_on_the_new_node(hostmode):
     for node, task in web_nodes(tb).items():  # the others never noticed
         [a] = http(tb, "c1", str(tb.cluster.node(node).underlay_ip), 8080)
         assert a["ok"] and a["body"]["task"] == task, a
+
+
+def test_routing_mesh_experiment_on_a_host_mode_service(tmp_path):
+    """Every node measured the same way; node3's refusals are the result, not a failure."""
+    stack = tmp_path / "stack.yml"
+    stack.write_text("services:\n"
+                     "  web:\n    deploy: {replicas: 2}\n"
+                     "    ports: [{target: 80, published: 8080, mode: host}]\n"
+                     "  app:\n    ports: ['8000:80']\n")
+    r = subprocess.run([PY, "experiments/routing_mesh.py", "--stack", str(stack), "--service",
+                        "web", "--requests", "10", "--out", str(tmp_path / "out"), "--quiet"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run_dir = tmp_path / "out" / r.stdout.strip().splitlines()[-1].rsplit("/", 1)[-1]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["port_mode"] == "host" and summary["failed"] == 0
+    assert summary["nodes_with_task"] == ["node1", "node2"]
+    assert summary["refused"] == {"node1": 0, "node2": 0, "node3": 10}
+    assert summary["counts"] == {"node1": {"web.1": 10}, "node2": {"web.2": 10}}
+    assert summary["answered_by_the_local_task"] and summary["seen_source_is_client"]
+    assert summary["vxlan_on_underlay"]["packets"] == 0          # no mesh, no overlay
+    assert "**host mode**" in (run_dir / "report.md").read_text()
