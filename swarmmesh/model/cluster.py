@@ -7,10 +7,9 @@ orchestrator (every change a new revision, see :meth:`Cluster.to_dict`).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
-from typing import Mapping
+from typing import Mapping, Sequence
 
 
 from swarmmesh.model import placement
@@ -18,9 +17,9 @@ from swarmmesh.model import stack as stack_file
 from swarmmesh.model.errors import InvalidConfigError, check, is_int
 from swarmmesh.model.healthcheck import HealthCheck
 from swarmmesh.model.objects import (INGRESS_NETWORK, MAX_CLIENTS, MAX_NODES, TASK_STATES,
-                                     Client, Network, Node, PublishedPort,
+                                     Client, Network, Node, Pending, PublishedPort,
                                      Service, Task, docker_mac)
-from swarmmesh.model.placement import satisfies
+from swarmmesh.model.nodes import NodeSetup
 
 @dataclass
 class Cluster:
@@ -32,38 +31,49 @@ class Cluster:
     tasks: list[Task]
     clients: list[Client]
     ignored_keys: list[str] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)   # created, no node can take them
+    warnings: list[str] = field(default_factory=list)      # from the stack file, once
     retired: set[str] = field(default_factory=set)         # removed tasks' names (run time only)
     retired_hosts: set[str] = field(default_factory=set)   # and their host names
 
     # ---- construction ---------------------------------------------------
 
     @classmethod
-    def from_stack(cls, stack: str | os.PathLike | Mapping, nodes: int = 3,
-                   clients: int = 1) -> "Cluster":
-        """Build a cluster from a stack file path, YAML text or parsed mapping."""
-        check(is_int(nodes), "nodes", f"must be an integer, got {nodes!r}")
-        check(nodes >= 1, "nodes", f"must be >= 1, got {nodes}")
-        check(nodes <= MAX_NODES, "nodes",
-               f"at most {MAX_NODES} nodes fit the address plan, got {nodes}")
+    def from_stack(cls, stack: stack_file.Source | Sequence[stack_file.Source],
+                   nodes: int | NodeSetup = 3, clients: int = 1,
+                   env: Mapping[str, str] | None = None,
+                   implicit_network: bool = True) -> "Cluster":
+        """Build a cluster from stack file paths, YAML texts or parsed mappings (several
+        are merged in order), on ``nodes`` nodes (a count: node1 the manager, no labels;
+        or a :class:`NodeSetup`), with ``${VAR}`` taken from ``env``."""
+        if not isinstance(nodes, NodeSetup):
+            check(is_int(nodes), "nodes", f"must be an integer, got {nodes!r}")
+            check(nodes >= 1, "nodes", f"must be >= 1, got {nodes}")
+            check(nodes <= MAX_NODES, "nodes",
+                  f"at most {MAX_NODES} nodes fit the address plan, got {nodes}")
+            nodes = NodeSetup(count=nodes)
         check(is_int(clients), "clients", f"must be an integer, got {clients!r}")
         check(clients >= 0, "clients", f"must be >= 0, got {clients}")
         check(clients <= MAX_CLIENTS, "clients",
                f"at most {MAX_CLIENTS} clients fit the address plan, got {clients}")
-        parsed = stack_file.parse(stack)
-        parts = placement.build(parsed, nodes, clients)
-        return cls(*parts, parsed.ignored)
+        parsed = stack_file.parse(stack, env, implicit_network)
+        node_list, networks, services, tasks, client_list, pending = \
+            placement.build(parsed, nodes, clients)
+        return cls(node_list, networks, services, tasks, client_list, parsed.ignored,
+                   pending=pending, warnings=parsed.warnings)
 
     @classmethod
-    def quick(cls, nodes: int = 3, replicas: int = 2, published: int = 8000,
+    def quick(cls, nodes: int | NodeSetup = 3, replicas: int = 2, published: int = 8000,
               target: int = 80, service: str = "app", clients: int = 1,
               protocol: str = "tcp") -> "Cluster":
-        """One service with one ingress-published port (the classic demo)."""
+        """One service with one ingress-published port (the classic demo): ``docker
+        service create --publish``, so no stack network."""
         stack = {"services": {service: {
             "deploy": {"replicas": replicas},
             "ports": [{"target": target, "published": published,
                        "protocol": protocol, "mode": "ingress"}],
         }}}
-        return cls.from_stack(stack, nodes=nodes, clients=clients)
+        return cls.from_stack(stack, nodes=nodes, clients=clients, implicit_network=False)
 
     # ---- lookups --------------------------------------------------------
 
@@ -120,21 +130,21 @@ class Cluster:
         raise InvalidConfigError(f"networks.{net_name}",
                                  f"subnet {net.subnet} has no free address left")
 
-    def schedulable_nodes(self, service: str) -> list[Node]:
-        """Nodes a new task of *service* may go to: active, ready, constraints met,
-        under max_replicas_per_node."""
+    def candidates(self, service: str) -> tuple[list[Node], str]:
+        """Nodes a new task of *service* may go to (Swarm's filters: active and ready,
+        constraints met, host-mode ports free, under max_replicas_per_node), and the
+        scheduler's reason when there is none."""
         svc = self.service(service)
-        out = []
-        for n in self.nodes:
-            if n.availability != "active" or n.status != "ready":
-                continue
-            if not satisfies(svc.constraints, n):
-                continue
-            mine = sum(1 for t in self.tasks_of(service) if t.node == n.name)
-            if svc.max_replicas_per_node and mine >= svc.max_replicas_per_node:
-                continue
-            out.append(n)
-        return out
+        return placement.candidates(svc, self.nodes, placement.Load.of(self.services,
+                                                                       self.tasks))
+
+    def schedulable_nodes(self, service: str) -> list[Node]:
+        """Nodes a new task of *service* may go to."""
+        return self.candidates(service)[0]
+
+    def pending_of(self, service: str) -> list[Pending]:
+        self.service(service)
+        return [p for p in self.pending if p.service == service]
 
     def place_task(self, service: str, node: str | None = None, state: str = "starting",
                    version: int | None = None, slot: int | None = None) -> Task:
@@ -145,12 +155,9 @@ class Cluster:
         check(state in TASK_STATES, "state", f"must be one of {', '.join(TASK_STATES)}, "
                                               f"got {state!r}")
         if node is None:
-            candidates = self.schedulable_nodes(service)
-            check(bool(candidates), f"services.{service}",
-                   "no node can take a new task (all drained, down or constrained)")
-            target = min(candidates, key=lambda n: (
-                sum(1 for t in self.tasks_of(service) if t.node == n.name),
-                sum(1 for t in self.tasks if t.node == n.name), n.index))
+            nodes, why = self.candidates(service)
+            check(bool(nodes), f"services.{service}", why)
+            target = placement.choose(svc, nodes, placement.Load.of(self.services, self.tasks))
         else:
             target = self.node(node)
         slots = [t.slot for t in self.tasks_of(service)]
@@ -201,6 +208,8 @@ class Cluster:
                 "ingress_ip": str(n.ingress_ip), "ingress_mac": n.ingress_mac,
                 "lb_ips": {k: str(v) for k, v in n.lb_ips.items()},
                 "availability": n.availability, "status": n.status,
+                "role": n.role, "labels": dict(n.labels),
+                "engine_labels": dict(n.engine_labels), "os": n.os, "arch": n.arch,
             } for n in self.nodes],
             "networks": {k: {"name": n.name, "subnet": str(n.subnet), "vni": n.vni,
                              "ingress": n.ingress} for k, n in self.networks.items()},
@@ -213,6 +222,7 @@ class Cluster:
                 "max_replicas_per_node": s.max_replicas_per_node,
                 "vips": {n: str(v) for n, v in s.vips.items()},
                 "healthcheck": s.healthcheck.to_dict() if s.healthcheck else None,
+                "preferences": list(s.preferences),
             } for k, s in self.services.items()},
             "tasks": [{
                 "name": t.name, "service": t.service, "slot": t.slot, "node": t.node,
@@ -222,6 +232,9 @@ class Cluster:
             "clients": [{"name": c.name, "underlay_ip": str(c.underlay_ip)}
                         for c in self.clients],
             "ignored_keys": list(self.ignored_keys),
+            "pending": [{"service": p.service, "slot": p.slot, "reason": p.reason,
+                         "version": p.version} for p in self.pending],
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -232,7 +245,10 @@ class Cluster:
                 nodes=[Node(n["name"], int(n["index"]), IPv4Address(n["underlay_ip"]),
                             IPv4Address(n["ingress_ip"]), n["ingress_mac"],
                             {k: IPv4Address(v) for k, v in n.get("lb_ips", {}).items()},
-                            n.get("availability", "active"), n.get("status", "ready"))
+                            n.get("availability", "active"), n.get("status", "ready"),
+                            n.get("role", "worker"), dict(n.get("labels", {})),
+                            dict(n.get("engine_labels", {})), n.get("os", "linux"),
+                            n.get("arch", "x86_64"))
                        for n in d["nodes"]],
                 networks={k: Network(n["name"], IPv4Network(n["subnet"]), int(n["vni"]),
                                      bool(n["ingress"])) for k, n in d["networks"].items()},
@@ -247,6 +263,7 @@ class Cluster:
                     vips={n: IPv4Address(v) for n, v in s.get("vips", {}).items()},
                     healthcheck=(HealthCheck.from_dict(s["healthcheck"])
                                  if s.get("healthcheck") else None),
+                    preferences=tuple(s.get("preferences", ())),
                 ) for k, s in d["services"].items()},
                 tasks=[Task(t["name"], t["service"], int(t["slot"]), t["node"], t["host"],
                             {k: IPv4Address(v) for k, v in t["addresses"].items()},
@@ -255,6 +272,9 @@ class Cluster:
                 clients=[Client(c["name"], IPv4Address(c["underlay_ip"]))
                          for c in d["clients"]],
                 ignored_keys=list(d.get("ignored_keys", [])),
+                pending=[Pending(p["service"], int(p["slot"]), p["reason"],
+                                 int(p.get("version", 1))) for p in d.get("pending", [])],
+                warnings=list(d.get("warnings", [])),
             )
         except InvalidConfigError as exc:
             raise InvalidConfigError("cluster", f"malformed cluster dict: {exc}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
@@ -22,8 +23,22 @@ PROTOCOLS = ("tcp", "udp", "sctp")
 PORT_MODES = ("ingress", "host")
 ENDPOINT_MODES = ("vip", "dnsrr")
 DEPLOY_MODES = ("replicated", "global")
-CONSTRAINT_FIELD = "node.hostname"
 DNSRR_INGRESS_ERROR = "port published with ingress mode can't be used with dnsrr mode"
+
+
+NODE_ROLES = ("manager", "worker")
+NODE_AVAILABILITIES = ("active", "pause", "drain")
+
+
+def node_id(name: str) -> str:
+    """Swarm-style node ID: 25 characters of [0-9a-z], a function of the name."""
+    digest = int.from_bytes(hashlib.sha256(f"swarmmesh:{name}".encode()).digest(), "big")
+    chars = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = []
+    for _ in range(25):
+        digest, r = divmod(digest, 36)
+        out.append(chars[r])
+    return "".join(out)
 
 
 def docker_mac(ip: IPv4Address | str) -> str:
@@ -81,8 +96,18 @@ class Node:
     ingress_ip: IPv4Address
     ingress_mac: str
     lb_ips: dict[str, IPv4Address] = field(default_factory=dict)
-    availability: str = "active"   # "active" | "drain" (no task is scheduled here)
+    availability: str = "active"   # "active" | "drain" | "pause" (no new task here)
     status: str = "ready"          # "ready" | "down"
+    role: str = "worker"           # "manager" | "worker"
+    labels: dict[str, str] = field(default_factory=dict)         # docker node update --label-add
+    engine_labels: dict[str, str] = field(default_factory=dict)  # the daemon's own labels
+    os: str = "linux"
+    arch: str = "x86_64"
+
+    @property
+    def id(self) -> str:
+        """A stable Swarm-style node ID (25 lower-case characters), from the name."""
+        return node_id(self.name)
 
 
 @dataclass
@@ -99,6 +124,7 @@ class Service:
     max_replicas_per_node: int = 0  # 0 = unlimited
     vips: dict[str, IPv4Address] = field(default_factory=dict)  # user network -> VIP
     healthcheck: HealthCheck | None = None  # None: no healthcheck key (no check runs)
+    preferences: tuple[str, ...] = ()  # placement.preferences: spread descriptors, outermost first
 
     def ingress_ports(self) -> tuple[PublishedPort, ...]:
         """Ports published through the routing mesh."""
@@ -128,6 +154,17 @@ class Task:
 
 
 TASK_STATES = ("starting", "running", "draining")
+
+
+@dataclass
+class Pending:
+    """A task Swarm created but could not place (``docker service ps``: Pending, with
+    the scheduler's reason); placed when a node that satisfies it appears."""
+
+    service: str
+    slot: int
+    reason: str
+    version: int = 1
 
 
 @dataclass

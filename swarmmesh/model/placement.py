@@ -5,32 +5,122 @@ Deterministic: the same stack and node count give the same placement and address
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from typing import Iterable
 
-
+from swarmmesh.model import constraints
 from swarmmesh.model.errors import check
+from swarmmesh.model.nodes import NodeSetup
 from swarmmesh.model.objects import (CLIENT_BASE, INGRESS_NETWORK, INGRESS_SUBNET, INGRESS_VNI,
                                      UNDERLAY_SUBNET, USER_POOL, Client, Network, Node,
-                                     PublishedPort, Service, Task, docker_mac)
-from swarmmesh.model.stack import NetworkSpec, ParsedStack, ServiceSpec
+                                     Pending, PublishedPort, Service, Task, docker_mac)
+from swarmmesh.model.stack import NetworkSpec, ParsedStack
 
-def satisfies(constraints: Iterable[tuple[str, str, str]], node: Node) -> bool:
-    for _, op, value in constraints:
-        same = node.name.lower() == value.lower()
-        if same != (op == "=="):
-            return False
-    return True
+satisfies = constraints.satisfies
 
 
-def build(parsed: ParsedStack, nodes: int, clients: int
-          ) -> tuple[list[Node], dict[str, Network], dict[str, Service], list[Task], list[Client]]:
-    """Nodes, networks, services, placed tasks and clients for a parsed stack."""
+# --- Swarm's scheduler: filters, then spread -------------------------------------------
+
+
+@dataclass
+class Load:
+    """What is placed already: tasks per service and node, host-mode ports per node."""
+
+    of_service: Counter = field(default_factory=Counter)     # (service, node) -> tasks
+    total: Counter = field(default_factory=Counter)          # node -> tasks
+    host_ports: dict = field(default_factory=lambda: defaultdict(set))  # node -> {(port, proto)}
+
+    def add(self, svc: Service, node: str) -> None:
+        self.of_service[(svc.name, node)] += 1
+        self.total[node] += 1
+        self.host_ports[node].update((p.published, p.protocol) for p in svc.host_ports())
+
+    @classmethod
+    def of(cls, services: dict[str, Service], tasks: list[Task]) -> "Load":
+        load = cls()
+        for t in tasks:
+            if t.state != "draining":
+                load.add(services[t.service], t.node)
+        return load
+
+
+# swarmkit's pipeline, in its order: a node is counted under the first filter it fails.
+_FILTERS = (
+    ("ready", "not available for new tasks"),
+    ("constraints", "scheduling constraints not satisfied on"),
+    ("host port", "host-mode port already in use on"),
+    ("max replicas", "max replicas per node limit exceed"),
+)
+
+
+def _failing(svc: Service, node: Node, load: Load) -> str | None:
+    if node.status != "ready" or node.availability != "active":
+        return "ready"
+    if not satisfies(svc.constraints, node):
+        return "constraints"
+    if any((p.published, p.protocol) in load.host_ports[node.name] for p in svc.host_ports()):
+        return "host port"
+    if svc.max_replicas_per_node and \
+            load.of_service[(svc.name, node.name)] >= svc.max_replicas_per_node:
+        return "max replicas"
+    return None
+
+
+def explain(failures: Counter) -> str:
+    """The scheduler's reason, as ``docker service ps`` shows it: most failures first."""
+    parts = []
+    order = sorted(_FILTERS, key=lambda f: -failures[f[0]])       # stable: pipeline order
+    for key, words in order:
+        n = failures[key]
+        if not n:
+            continue
+        if key == "max replicas":
+            parts.append(words)
+        elif key == "ready":
+            parts.append(f"{n} node{'s' if n != 1 else ''} {words}")
+        else:
+            parts.append(f"{words} {n} node{'s' if n != 1 else ''}")
+    return f"no suitable node ({'; '.join(parts) or 'no nodes'})"
+
+
+def candidates(svc: Service, nodes: list[Node], load: Load) -> tuple[list[Node], str]:
+    """Nodes that pass every filter, and the reason if there is none."""
+    failures: Counter = Counter()
+    ok = []
+    for n in nodes:
+        why = _failing(svc, n, load)
+        if why is None:
+            ok.append(n)
+        else:
+            failures[why] += 1
+    return ok, ("" if ok else explain(failures))
+
+
+def choose(svc: Service, nodes: list[Node], load: Load) -> Node:
+    """Swarm's spread: over the preferences' label values first (fewest tasks of the
+    service per branch, ties by value), then fewest tasks of the service, then fewest
+    tasks (ties by node index; swarmkit breaks them arbitrarily)."""
+    group = nodes
+    for descriptor in svc.preferences:
+        branches: dict[str, list[Node]] = defaultdict(list)
+        for n in group:
+            branches[constraints.spread_value(descriptor, n)].append(n)
+        group = min(sorted(branches.items()),
+                    key=lambda kv: sum(load.of_service[(svc.name, n.name)] for n in kv[1]))[1]
+    return min(group, key=lambda n: (load.of_service[(svc.name, n.name)], load.total[n.name],
+                                     n.index))
+
+
+# --- building the cluster from a parsed stack ---------------------------------------------
+
+
+def build(parsed: ParsedStack, nodes: NodeSetup, clients: int) -> tuple:
+    """Nodes, networks, services, placed tasks, clients and pending tasks for a stack."""
     specs, net_specs = parsed.services, parsed.networks
-    node_list = [_make_node(i) for i in range(1, nodes + 1)]
+    node_list = [_make_node(i, nodes) for i in range(1, nodes.count + 1)]
     services: dict[str, Service] = {}
     for s in specs:
-        _check_placement(s, node_list)
         services[s.name] = Service(
             name=s.name,
             replicas=s.replicas if s.replicas is not None else 1,
@@ -42,71 +132,54 @@ def build(parsed: ParsedStack, nodes: int, clients: int
             mode=s.mode,
             max_replicas_per_node=s.max_replicas_per_node,
             healthcheck=s.healthcheck,
+            preferences=tuple(s.preferences),
         )
-    placement = _place(specs, services, node_list)
+    placement, pending = _place(services, node_list)
     networks = _allocate_networks(net_specs)
-
-    # 2. build
     tasks = _make_tasks(placement, services, node_list, networks, net_specs)
     client_list = [Client(f"c{i}", UNDERLAY_SUBNET.network_address + CLIENT_BASE + i)
                    for i in range(1, clients + 1)]
-    return node_list, networks, services, tasks, client_list
+    return node_list, networks, services, tasks, client_list, pending
 
 
-def _make_node(index: int) -> Node:
+def _make_node(index: int, setup: NodeSetup) -> Node:
     ingress_ip = INGRESS_SUBNET.network_address + 1 + index
+    a = setup.of(index)
     return Node(name=f"node{index}", index=index,
                 underlay_ip=UNDERLAY_SUBNET.network_address + index,
-                ingress_ip=ingress_ip, ingress_mac=docker_mac(ingress_ip))
+                ingress_ip=ingress_ip, ingress_mac=docker_mac(ingress_ip),
+                availability=a.availability, role=a.role, labels=dict(a.labels),
+                engine_labels=dict(a.engine_labels), os=a.os, arch=a.arch)
 
 
-def _check_placement(s: ServiceSpec, nodes: list[Node]) -> None:
-    path = f"services.{s.name}.deploy.placement.constraints"
-    known = {n.name.lower() for n in nodes}
-    for fld, op, value in s.constraints:
-        check(op != "==" or value.lower() in known, path,
-               f"{fld} {op} {value}: no such node "
-               f"(nodes are {nodes[0].name}..{nodes[-1].name})")
-    check(any(satisfies(s.constraints, n) for n in nodes), path,
-           "no node satisfies " + " and ".join(f"{f} {o} {v}" for f, o, v in s.constraints))
-
-
-def _place(specs: list[ServiceSpec], services: dict[str, Service],
-           nodes: list[Node]) -> list[tuple[str, int, Node]]:
-    """Swarm's spread: (service, slot, node) in creation order."""
-    total = {n.name: 0 for n in nodes}
-    host_ports = {n.name: set() for n in nodes}  # (published, protocol) bound on the node
+def _place(services: dict[str, Service], nodes: list[Node]
+           ) -> tuple[list[tuple[str, int, Node]], list[Pending]]:
+    """(service, slot, node) in creation order, and the tasks no node can take."""
+    load = Load()
     result: list[tuple[str, int, Node]] = []
-    for s in specs:
-        svc = services[s.name]
-        eligible = [n for n in nodes if satisfies(s.constraints, n)]
-        mine = {n.name: 0 for n in nodes}
-        wanted = [(p.published, p.protocol, p.path) for p in s.ports if p.mode == "host"]
-        if s.mode == "global":
-            svc.replicas = len(eligible)
+    pending: list[Pending] = []
+    for svc in services.values():
+        if svc.mode == "global":
+            targets = [n for n in nodes if n.status == "ready" and n.availability == "active"
+                       and satisfies(svc.constraints, n)]
+            svc.replicas = len(targets)
+            for slot, node in enumerate(targets, start=1):
+                ok, why = candidates(svc, [node], load)
+                if ok:
+                    load.add(svc, node.name)
+                    result.append((svc.name, slot, node))
+                else:
+                    pending.append(Pending(svc.name, slot, why))
+            continue
         for slot in range(1, svc.replicas + 1):
-            if s.mode == "global":
-                candidates = [eligible[slot - 1]]
-            else:
-                candidates = [n for n in eligible if not s.max_replicas_per_node
-                              or mine[n.name] < s.max_replicas_per_node]
-                check(bool(candidates),
-                       f"services.{s.name}.deploy.placement.max_replicas_per_node",
-                       f"task {s.name}.{slot} cannot be placed: every eligible node "
-                       f"already runs {s.max_replicas_per_node} replicas")
-            for pub, proto, ppath in wanted:
-                before = candidates
-                candidates = [n for n in candidates if (pub, proto) not in host_ports[n.name]]
-                check(bool(candidates), ppath,
-                       f"task {s.name}.{slot} cannot be placed: host-mode port "
-                       f"{pub}/{proto} is already bound on "
-                       + ", ".join(n.name for n in before))
-            node = min(candidates, key=lambda n: (mine[n.name], total[n.name], n.index))
-            mine[node.name] += 1
-            total[node.name] += 1
-            host_ports[node.name].update((pub, proto) for pub, proto, _ in wanted)
-            result.append((s.name, slot, node))
-    return result
+            ok, why = candidates(svc, nodes, load)
+            if not ok:
+                pending.append(Pending(svc.name, slot, why))
+                continue
+            node = choose(svc, ok, load)
+            load.add(svc, node.name)
+            result.append((svc.name, slot, node))
+    return result, pending
 
 
 def _allocate_networks(specs: dict[str, NetworkSpec]) -> dict[str, Network]:

@@ -11,22 +11,22 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 
-from swarmmesh.model import healthcheck
+from swarmmesh.model import compose, constraints, healthcheck
 from swarmmesh.model.errors import InvalidConfigError, check, is_int, type_name
 from swarmmesh.model.healthcheck import HealthCheck
 from swarmmesh.model.stackfile import Ignored, as_list, as_mapping, load_stack
 from swarmmesh.model.objects import (AUTO_PORT_FIRST, AUTO_PORT_LAST, DEPLOY_MODES,
                                      DNSRR_INGRESS_ERROR, ENDPOINT_MODES, PORT_MODES, PROTOCOLS,
-                                     CONSTRAINT_FIELD, INGRESS_NETWORK, INGRESS_SUBNET,
+                                     INGRESS_NETWORK, INGRESS_SUBNET,
                                      UNDERLAY_SUBNET)
 
 _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
-_CONSTRAINT_RE = re.compile(r"\s*([A-Za-z0-9_.\-]+)\s*(==|!=)\s*(\S.*?)\s*\Z")
+DEFAULT_NETWORK = "default"      # the stack's implicit network (<stack>_default in Swarm)
 _TOP_LEVEL_IGNORED = ("volumes", "configs", "secrets", "name", "include")
 
 
@@ -137,6 +137,23 @@ def _protocol(value: Any, path: str) -> str:
     return proto
 
 
+def _drop_host_ip(spec: str, item: str, path: str, ignored: Ignored) -> str:
+    """``IP:PUBLISHED:TARGET`` -> ``PUBLISHED:TARGET`` with a warning: the docker CLI
+    ignores the address for a service (it listens on every address)."""
+    if spec.startswith("["):                         # [::1]:8080:80
+        ip, sep, rest = spec[1:].partition("]:")
+        check(bool(sep), path, f"cannot parse port {item!r}")
+    elif spec.count(":") == 2:
+        ip, _, rest = spec.partition(":")
+    else:
+        return spec
+    check(ip != "", path, f"cannot parse port {item!r}")
+    ignored.warnings.append(f"{path}: host IP {ip} in {item!r} ignored, as docker stack "
+                            "deploy does: the service listens on every address")
+    published, _, target = rest.partition(":")
+    return f"{published}:{target}" if published else target
+
+
 def _parse_port(item: Any, path: str, ignored: Ignored) -> list[PortSpec]:
     """One entry of ``services.X.ports`` (short or long syntax)."""
     if is_int(item):
@@ -146,13 +163,9 @@ def _parse_port(item: Any, path: str, ignored: Ignored) -> list[PortSpec]:
         if "/" in spec:
             spec, _, proto_s = spec.rpartition("/")
             proto = _protocol(proto_s, path)
-        check(not spec.startswith("["), path,
-               f"host IP in {item!r} is not emulated (the mesh listens on every address)")
+        spec = _drop_host_ip(spec, item, path, ignored)
         parts = spec.split(":")
-        check(len(parts) <= 3, path, f"cannot parse port {item!r}")
-        check(len(parts) < 3, path,
-               f"host IP {parts[0]!r} in {item!r} is not emulated "
-               "(the mesh listens on every address)")
+        check(len(parts) <= 2, path, f"cannot parse port {item!r}")
         targets = _port_range(parts[-1], "target", path)
         if len(parts) == 1:
             return [PortSpec(None, t, proto, "ingress", path) for t in targets]
@@ -166,9 +179,9 @@ def _parse_port(item: Any, path: str, ignored: Ignored) -> list[PortSpec]:
             if key in ("name", "app_protocol"):
                 ignored.add(f"{path}.{key}")
             elif key == "host_ip":
-                raise InvalidConfigError(
-                    path, f"host_ip {item[key]!r} is not emulated "
-                          "(the mesh listens on every address)")
+                ignored.warnings.append(
+                    f"{path}.host_ip: {item[key]!r} ignored, as docker stack deploy does: "
+                    "the service listens on every address of every node")
             else:
                 check(key in ("target", "published", "protocol", "mode"), path,
                        f"unknown key {key!r} in long port syntax")
@@ -189,19 +202,6 @@ def _parse_port(item: Any, path: str, ignored: Ignored) -> list[PortSpec]:
                                    f"got {type_name(item)}")
 
 
-def _parse_constraint(text: Any, path: str) -> tuple[str, str, str]:
-    check(isinstance(text, str), path, f"constraints must be strings, got {text!r}")
-    match = _CONSTRAINT_RE.match(text)
-    check(match is not None, path,
-           f"cannot parse constraint {text!r} (expected 'node.hostname == NAME' "
-           "or 'node.hostname != NAME')")
-    fld, op, value = match.groups()
-    check(fld.lower() == CONSTRAINT_FIELD, path,
-           f"constraint field {fld!r} in {text!r} is not emulated "
-           f"(only {CONSTRAINT_FIELD} is)")
-    return CONSTRAINT_FIELD, op, value.strip("\"'")
-
-
 @dataclass
 class ServiceSpec:
     name: str
@@ -214,6 +214,7 @@ class ServiceSpec:
     ports: list[PortSpec]
     depends_on: list[str]
     healthcheck: HealthCheck | None = None
+    preferences: list[str] = field(default_factory=list)   # spread descriptors, outermost first
 
 
 def _parse_service(name: str, raw: Any, networks: Mapping[str, Any],
@@ -242,7 +243,7 @@ def _parse_service(name: str, raw: Any, networks: Mapping[str, Any],
             ignored.add(kpath)  # docker stack deploy ignores depends_on
         elif key == "healthcheck":
             spec.healthcheck = _parse_healthcheck(value, kpath, ignored)
-        else:
+        elif not key.startswith("x-"):           # extension fields: for the user's tools
             ignored.add(kpath)
     return spec
 
@@ -267,13 +268,22 @@ def _parse_deploy(spec: ServiceSpec, raw: Any, path: str, ignored: Ignored) -> N
             for pkey, pvalue in as_mapping(value, kpath).items():
                 ppath = f"{kpath}.{pkey}"
                 if pkey == "constraints":
-                    spec.constraints = [_parse_constraint(c, ppath)
-                                        for c in as_list(pvalue, ppath)]
+                    spec.constraints = [constraints.parse(c, f"{ppath}[{i}]")
+                                        for i, c in enumerate(as_list(pvalue, ppath))]
+                    for i, (key, _, _) in enumerate(spec.constraints):
+                        if constraints.unknown_key(key):
+                            ignored.warnings.append(f"{ppath}[{i}]: Swarm knows no constraint key "
+                                            f"{key!r}: no node satisfies it, the service's "
+                                            "tasks stay pending")
+                elif pkey == "preferences":
+                    spec.preferences = [constraints.parse_preference(p, f"{ppath}[{i}]",
+                                                                     ignored.warnings)
+                                        for i, p in enumerate(as_list(pvalue, ppath))]
                 elif pkey == "max_replicas_per_node":
                     check(is_int(pvalue) and pvalue >= 0, ppath,
                            f"must be an integer >= 0, got {pvalue!r}")
                     spec.max_replicas_per_node = pvalue
-                else:  # preferences: no node labels here, so spreading is unchanged
+                else:  # platforms (no image here to take them from)
                     ignored.add(ppath)
         else:
             ignored.add(kpath)
@@ -297,8 +307,9 @@ def _parse_service_networks(raw: Any, path: str, networks: Mapping[str, Any],
         check(net != INGRESS_NETWORK, path,
                f"a service cannot be attached explicitly to the {INGRESS_NETWORK!r} "
                "network (publish a port instead)")
-        check(net in networks, path,
-               f"unknown network {net!r} (declared: {', '.join(networks) or 'none'})")
+        check(net in networks or net == DEFAULT_NETWORK, path,
+               f"unknown network {net!r} (declared: {', '.join(networks) or 'none'}, "
+               f"and the stack's implicit {DEFAULT_NETWORK!r})")
         check(net not in result, path, f"network {net!r} listed twice")
         result.append(net)
     return result
@@ -339,7 +350,7 @@ def _parse_networks(raw: Any, ignored: Ignored) -> dict[str, NetworkSpec]:
                                 spec.subnet_path = f"{epath}.subnet"
                             else:
                                 ignored.add(f"{epath}.{ekey}")
-            else:  # attachable, external, internal, labels, driver_opts, name, ...
+            elif not key.startswith("x-"):  # attachable, external, internal, labels, ...
                 ignored.add(kpath)
         result[name] = spec
     return result
@@ -390,6 +401,24 @@ def _assign_ports(specs: list[ServiceSpec]) -> None:
             used[p.protocol].add(free)
 
 
+def _default_network(specs: list[ServiceSpec], net_specs: dict[str, NetworkSpec]) -> None:
+    """``docker stack deploy``: a service that lists no network is on the stack's
+    ``<stack>_default`` overlay, created when some service is on it (and then
+    shaped by a ``networks: default:`` entry, if the file has one)."""
+    for s in specs:
+        if not s.networks:
+            s.networks = [DEFAULT_NETWORK]
+    if DEFAULT_NETWORK not in net_specs and any(DEFAULT_NETWORK in s.networks for s in specs):
+        net_specs[DEFAULT_NETWORK] = NetworkSpec(DEFAULT_NETWORK, None,
+                                                 f"networks.{DEFAULT_NETWORK}")
+
+
+def _source_name(src: Source, i: int) -> str:
+    if isinstance(src, (str, os.PathLike)) and "\n" not in str(src):
+        return os.fspath(src)
+    return f"stack[{i}]"
+
+
 @dataclass
 class ParsedStack:
     """A whole stack file, parsed and validated: nothing is built yet."""
@@ -397,17 +426,30 @@ class ParsedStack:
     networks: dict[str, NetworkSpec]
     services: list[ServiceSpec]
     ignored: list[str]
+    warnings: list[str] = field(default_factory=list)
 
 
-def parse(stack: str | os.PathLike | Mapping) -> ParsedStack:
-    """Parse and validate a stack file path, YAML text or mapping (every error names its field)."""
-    data = load_stack(stack)
+Source = str | os.PathLike | Mapping
+
+
+def parse(stack: Source | Sequence[Source], env: Mapping[str, str] | None = None,
+          implicit_network: bool = True) -> ParsedStack:
+    """Parse and validate a stack: a file path, YAML text or mapping, or several of them
+    merged in order (``docker stack deploy -c a.yml -c b.yml``), after the variables
+    are substituted from ``env`` (none set if ``None``).  Every error names its field.
+    ``implicit_network=False``: no ``default`` network for services that list none
+    (``docker service create``, not ``docker stack deploy``)."""
+    sources = list(stack) if isinstance(stack, (list, tuple)) else [stack]
+    check(bool(sources), "stack", "no stack file given")
+    documents = [(_source_name(src, i), load_stack(src)) for i, src in enumerate(sources)]
+    data, warnings = compose.prepare(documents, env or {})
 
     # 1. parse and validate everything
     ignored = Ignored()
+    ignored.warnings.extend(warnings)
     for key in data:
         check(isinstance(key, str), "stack", f"top-level keys must be strings, got {key!r}")
-        if key in ("version", "services", "networks"):
+        if key in ("version", "services", "networks") or key.startswith("x-"):
             continue
         check(key in _TOP_LEVEL_IGNORED or key.startswith("x-"), key,
                "unknown top-level key")
@@ -422,13 +464,17 @@ def parse(stack: str | os.PathLike | Mapping) -> ParsedStack:
     for name, body in raw_services.items():
         check(isinstance(name, str), "services", f"service names must be strings, got {name!r}")
         specs.append(_parse_service(name, body, net_specs, ignored))
+    if implicit_network:
+        _default_network(specs, net_specs)
     names = {s.name for s in specs}
     for s in specs:
         for dep in s.depends_on:
-            check(dep in names, f"services.{s.name}.depends_on", f"unknown service {dep!r}")
+            if dep not in names:            # docker stack deploy does not look at depends_on
+                ignored.warnings.append(f"services.{s.name}.depends_on: unknown service "
+                                        f"{dep!r} (ignored, as by docker stack deploy)")
         if s.endpoint_mode == "dnsrr" and any(p.mode == "ingress" for p in s.ports):
             raise InvalidConfigError(f"services.{s.name}.deploy.endpoint_mode",
                                      DNSRR_INGRESS_ERROR)
     _assign_ports(specs)
 
-    return ParsedStack(net_specs, specs, ignored.keys)
+    return ParsedStack(net_specs, specs, ignored.keys, ignored.warnings)

@@ -56,8 +56,9 @@ _StackLoader.add_implicit_resolver(
     list("-+0123456789."))
 
 
-def load_stack(stack: str | os.PathLike | Mapping) -> Mapping:
-    """Read a stack from a mapping, a YAML text (a str with a newline) or a file."""
+def load_stack(stack: str | os.PathLike | Mapping, what: str = "stack") -> Mapping:
+    """Read a stack from a mapping, a YAML text (a str with a newline) or a file;
+    errors name ``what`` (the flag or field the file came from)."""
     if isinstance(stack, Mapping):
         return stack
     if isinstance(stack, str) and "\n" in stack:
@@ -69,12 +70,12 @@ def load_stack(stack: str | os.PathLike | Mapping) -> Mapping:
                 text = fh.read()
         except OSError as exc:
             raise InvalidConfigError(
-                "stack", f"cannot read {source}: {exc.strerror or exc}") from None
+                what, f"cannot read {source}: {exc.strerror or exc}") from None
         except UnicodeDecodeError as exc:
-            raise InvalidConfigError("stack", f"{source} is not UTF-8 text: {exc}") from None
+            raise InvalidConfigError(what, f"{source} is not UTF-8 text: {exc}") from None
     else:
         raise InvalidConfigError(
-            "stack", f"must be a path, YAML text or a mapping, got {type(stack).__name__}")
+            what, f"must be a path, YAML text or a mapping, got {type(stack).__name__}")
     try:
         data = yaml.load(text, Loader=_StackLoader)  # noqa: S506 (safe loader subclass)
     except yaml.YAMLError as exc:
@@ -87,9 +88,9 @@ def load_stack(stack: str | os.PathLike | Mapping) -> Mapping:
                 snippet = f" in {lines[mark.line].strip()!r}"
         problem = getattr(exc, "problem", None) or str(exc)
         raise InvalidConfigError(
-            "stack", f"YAML syntax error in {source}{where}: {problem}{snippet}") from None
-    check(data is not None, "stack", f"{source} is empty")
-    check(isinstance(data, Mapping), "stack",
+            what, f"YAML syntax error in {source}{where}: {problem}{snippet}") from None
+    check(data is not None, what, f"{source} is empty")
+    check(isinstance(data, Mapping), what,
            f"top level must be a mapping, got {type_name(data)}")
     return data
 
@@ -118,10 +119,11 @@ def as_list(value: Any, path: str) -> list:
 
 
 class Ignored:
-    """Ordered set of dotted paths we parse but do not emulate."""
+    """Ordered set of dotted paths we parse but do not emulate, and the warnings."""
 
     def __init__(self) -> None:
         self.keys: list[str] = []
+        self.warnings: list[str] = []   # accepted, but not as the user may think
 
     def add(self, path: str) -> None:
         if path not in self.keys:

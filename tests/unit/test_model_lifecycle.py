@@ -38,7 +38,7 @@ def test_drained_and_down_nodes_take_no_task():
     assert [n.name for n in c.schedulable_nodes("app")] == ["node1"]
     assert c.place_task("app").node == "node1"
     c.node("node1").availability = "drain"
-    with pytest.raises(InvalidConfigError, match="no node can take a new task"):
+    with pytest.raises(InvalidConfigError, match="no suitable node .3 nodes not available"):
         c.place_task("app")
 
 
