@@ -9,9 +9,12 @@ order, which to reschedule), or raises :class:`InvalidConfigError` naming the fi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from swarmmesh.lifecycle.health import HEALTHY, UNHEALTHY
 from swarmmesh.model import Cluster, InvalidConfigError, Task
+from swarmmesh.model.constraints import satisfies
+from swarmmesh.model.objects import NODE_AVAILABILITIES, NODE_ROLES, Node, Pending
 
 UPDATE_ORDERS = ("stop-first", "start-first")
 KILL_MODES = ("hang", "unhealthy")       # the app stops answering, or fails its check
@@ -23,18 +26,22 @@ def live_tasks(cluster: Cluster, service: str) -> list[Task]:
 
 
 def missing(cluster: Cluster, service: str) -> int:
-    """Tasks the service lacks against its desired count (negative: too many)."""
-    return cluster.service(service).replicas - len(live_tasks(cluster, service))
+    """Tasks the service lacks against its desired count (negative: too many); a pending
+    task counts as there: it is placed when a node can take it."""
+    return (cluster.service(service).replicas - len(live_tasks(cluster, service))
+            - len(cluster.pending_of(service)))
 
 
 @dataclass(frozen=True)
 class ScalePlan:
     start: int                    # new tasks to start
     retire: tuple[Task, ...]      # tasks to take out (the highest slots)
+    drop_pending: tuple[int, ...] = ()   # pending tasks no longer wanted (their slots)
 
 
 def plan_scale(cluster: Cluster, service: str, replicas: int) -> ScalePlan:
-    """``docker service scale SERVICE=N``: start what is missing, retire the highest slots."""
+    """``docker service scale SERVICE=N``: start what is missing, retire the highest slots
+    (pending tasks first: see :func:`pending_to_drop`)."""
     svc = cluster.service(service)
     if replicas < 0:
         raise InvalidConfigError("replicas", f"must be >= 0, got {replicas}")
@@ -42,7 +49,15 @@ def plan_scale(cluster: Cluster, service: str, replicas: int) -> ScalePlan:
         raise InvalidConfigError(f"services.{service}.deploy.mode",
                                  "a global service cannot be scaled")
     live = sorted(live_tasks(cluster, service), key=lambda t: t.slot)
-    return ScalePlan(max(0, replicas - len(live)), tuple(live[replicas:]))
+    keep = max(0, replicas - len(live))              # pending tasks that stay wanted
+    return ScalePlan(max(0, replicas - len(live) - len(cluster.pending_of(service))),
+                     tuple(live[replicas:]), pending_to_drop(cluster, service, keep))
+
+
+def pending_to_drop(cluster: Cluster, service: str, keep: int) -> tuple[int, ...]:
+    """Slots of the pending tasks a scale-down removes (the highest, beyond ``keep``)."""
+    slots = sorted(p.slot for p in cluster.pending_of(service))
+    return tuple(slots[keep:])
 
 
 @dataclass(frozen=True)
@@ -113,3 +128,60 @@ def plan_drain(cluster: Cluster, node: str) -> list[tuple[Task, bool]]:
     a replacement starts elsewhere (a global service's task just stops)."""
     return [(t, cluster.service(t.service).mode != "global")
             for t in cluster.tasks_on(node) if t.state != "draining"]
+
+
+# --- node changes: constraints, pending tasks, global services ---------------------------
+
+
+def violations(cluster: Cluster, node: str) -> list[Task]:
+    """Live tasks on the node whose service's constraints no longer hold there (a label
+    removed, a role changed): swarmkit's constraint enforcer stops them, and the
+    orchestrator starts replacements where the constraints hold."""
+    n = cluster.node(node)
+    return [t for t in cluster.tasks_on(node) if t.state != "draining"
+            and not satisfies(cluster.service(t.service).constraints, n)]
+
+
+def placeable(cluster: Cluster) -> list[Pending]:
+    """Pending tasks some node can take now, in creation order."""
+    return [p for p in cluster.pending if cluster.candidates(p.service)[0]]
+
+
+def global_gaps(cluster: Cluster) -> list[tuple[str, str]]:
+    """(service, node): a global service's missing task on a node that can take one."""
+    out = []
+    for svc in cluster.services.values():
+        if svc.mode != "global":
+            continue
+        have = {t.node for t in live_tasks(cluster, svc.name)}
+        out += [(svc.name, n.name) for n in cluster.schedulable_nodes(svc.name)
+                if n.name not in have]
+    return out
+
+
+def plan_node_update(node: Node, label_add: Sequence[tuple[str, str]] = (),
+                     label_rm: Sequence[str] = (), role: str | None = None,
+                     availability: str | None = None, managers: int = 1) -> str:
+    """``docker node update``: check it (errors name the flag, as docker's do) and say
+    what changes.  ``managers``: how many managers the swarm has now."""
+    path = f"nodes.{node.name}"
+    for key in label_rm:
+        if key not in node.labels and key not in dict(label_add):
+            raise InvalidConfigError(f"{path}.labels.{key}",
+                                     "key doesn't exist in node's labels (--label-rm)")
+    if role is not None and role not in NODE_ROLES:
+        raise InvalidConfigError("--role", f"must be one of {', '.join(NODE_ROLES)}, "
+                                           f"got {role!r}")
+    if role == "worker" and node.role == "manager" and managers <= 1:
+        raise InvalidConfigError("--role", f"{node.name} is the last manager of the swarm: "
+                                           "it cannot be demoted")
+    if availability is not None and availability not in NODE_AVAILABILITIES:
+        raise InvalidConfigError("--availability",
+                                 f"must be one of {', '.join(NODE_AVAILABILITIES)}, "
+                                 f"got {availability!r}")
+    parts = [f"label {k}={v}" for k, v in label_add] + [f"label -{k}" for k in label_rm]
+    if role is not None and role != node.role:
+        parts.append(f"role {role}")
+    if availability is not None and availability != node.availability:
+        parts.append(f"availability {availability}")
+    return ", ".join(parts) or "no change"

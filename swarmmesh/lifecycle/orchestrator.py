@@ -14,6 +14,11 @@ nodes' embedded DNS re-reads it.  It follows Swarm's lifecycle:
   stopped and removed;
 * **failure**: ``retries`` failed checks make a task ``unhealthy``; it
   leaves as above and a replacement is scheduled (restart policy ``any``);
+* **pending**: a task no node can take (constraints, host-mode ports,
+  ``max_replicas_per_node``, nodes drained or down) waits with the scheduler's
+  reason, and is placed when a node changes so that it can (``node_update``:
+  a label added, a node activated); a task whose constraints stop holding
+  on its node is replaced where they hold (swarmkit's constraint enforcer);
 * **node loss**: a node that goes down stops answering at once; after the
   profile's detection delay (Swarm: node marked down after 15 s) its tasks
   leave every load balancer and are rescheduled on the other nodes.
@@ -32,10 +37,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 from swarmmesh.lifecycle import decisions, health, probes, profiles
 from swarmmesh.lifecycle.checker import Checker
 from swarmmesh.model import Cluster, HealthCheck, Task
+from swarmmesh.model.objects import Pending
 
 LOG = logging.getLogger("swarmmesh.lifecycle.orchestrator")
 
@@ -175,10 +182,13 @@ class Orchestrator:
 
     # -- tasks ------------------------------------------------------------------
     def _start_task(self, service: str, node: str | None = None, version: int | None = None,
-                    slot: int | None = None) -> Task:
-        """Schedule, build and (health permitting) admit a new task."""
+                    slot: int | None = None) -> Task | None:
+        """Schedule, build and (health permitting) admit a new task; with no node to
+        take it, the task is pending (None), as in Swarm, until one appears."""
         with self.lock:
             probe_first = self._healthcheck(service) is not None
+            if node is None and self._pend(service, version, slot):
+                return None
             task = self.cluster.place_task(service, node=node, version=version, slot=slot,
                                            state="starting" if probe_first else "running")
         with self.build_lock:
@@ -189,6 +199,68 @@ class Orchestrator:
         if probe_first:
             self._watch_health(task)
         return task
+
+    def _pend(self, service: str, version: int | None, slot: int | None) -> bool:
+        """No node can take a new task of the service: record it pending."""
+        nodes, why = self.cluster.candidates(service)
+        if nodes:
+            return False
+        if slot is None:
+            taken = [t.slot for t in self.cluster.tasks_of(service)]
+            slot = max(taken + [p.slot for p in self.cluster.pending_of(service)], default=0) + 1
+        version = self.cluster.service_version(service) if version is None else version
+        self.cluster.pending.append(Pending(service, slot, why, version))
+        self.record("task pending", f"{service}.{slot}: {why}")
+        self.publish(f"{service}.{slot} pending")
+        return True
+
+    def reconcile(self) -> None:
+        """After a node change: stop the tasks whose constraints no longer hold there
+        (they are replaced where they do), place the pending tasks a node can now take,
+        and start a global service's task on every node newly eligible."""
+        with self.lock:
+            gone = [t for n in self.cluster.nodes for t in decisions.violations(self.cluster,
+                                                                                 n.name)]
+        for t in gone:
+            self._leave(t, f"constraints no longer hold on {t.node}", replace=True)
+        while True:
+            with self.lock:
+                ready = decisions.placeable(self.cluster)
+                if not ready:
+                    break
+                p = ready[0]
+                self.cluster.pending.remove(p)
+            self.record("task placed", f"{p.service}.{p.slot} (was pending: {p.reason})")
+            self._start_task(p.service, version=p.version, slot=p.slot)
+        with self.lock:
+            gaps = decisions.global_gaps(self.cluster)
+        for service, node in gaps:
+            self._start_task(service, node=node)
+
+    def node_update(self, name: str, label_add: Sequence[tuple[str, str]] = (),
+                    label_rm: Sequence[str] = (), role: str | None = None,
+                    availability: str | None = None) -> None:
+        """``docker node update``: labels, role, availability; then Swarm reconciles."""
+        with self.lock:
+            node = self.cluster.node(name)
+            managers = sum(1 for n in self.cluster.nodes if n.role == "manager")
+            change = decisions.plan_node_update(node, label_add, label_rm, role, availability,
+                                                managers)
+            for key, value in label_add:
+                node.labels[key] = value
+            for key in label_rm:
+                node.labels.pop(key, None)
+            node.role = role or node.role
+        self.record("node update", f"{name}: {change}")
+        self.publish(f"{name} updated")
+        if availability == "drain":
+            self.node_drain(name)
+        elif availability is not None:
+            with self.lock:
+                node.availability = availability
+            self.busy_call(self.reconcile)
+        else:
+            self.busy_call(self.reconcile)
 
     def _leave(self, task: Task, why: str, replace: bool = False) -> None:
         """Weight 0 now, removal after the convergence delay (Swarm's 2 s)."""
@@ -249,6 +321,9 @@ class Orchestrator:
             plan = decisions.plan_scale(self.cluster, service, replicas)
             self.cluster.service(service).replicas = replicas
         self.record("scale", f"{service}: {before} -> {replicas}")
+        with self.lock:
+            self.cluster.pending[:] = [p for p in self.cluster.pending if not (
+                p.service == service and p.slot in plan.drop_pending)]
         for _ in range(plan.start):
             self.busy_call(self._start_task, service)
         for t in plan.retire:
@@ -285,8 +360,9 @@ class Orchestrator:
             new: list[Task] = []
             for step in decisions.batch_steps(plan.order):
                 if step == "start":
-                    new = [self._start_task(service, version=plan.version, slot=t.slot)
-                           for t in batch]
+                    started = [self._start_task(service, version=plan.version, slot=t.slot)
+                               for t in batch]
+                    new = [t for t in started if t is not None]     # None: pending
                 elif step == "wait running":
                     self._wait_running(new)
                 elif step == "leave":
@@ -376,3 +452,4 @@ class Orchestrator:
         with self.lock:
             self.cluster.node(name).availability = "active"
         self.record("node active", name)
+        self.busy_call(self.reconcile)
