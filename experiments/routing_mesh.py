@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.runs import experiment, plots, report, runfolder as results, stackargs
 from swarmmesh.model import Cluster, InvalidConfigError
 
 NAME = "routing_mesh"
@@ -43,11 +43,10 @@ COLUMNS = ["ingress_node", "seq", "task", "task_node", "path", "seen_source", "s
            "client_port", "latency_ms", "connect_ms", "ttfb_ms", "ok", "error"]
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--nodes", type=int, default=3, help="swarm nodes")
+    stackargs.add_arguments(ap)
     ap.add_argument("--replicas", type=int, default=2,
                     help="replicas of the quick service `app` (ignored with --stack)")
     ap.add_argument("--requests", type=int, default=30, help="new connections per node")
-    ap.add_argument("--stack", help="docker stack / compose v3 file instead of the quick service")
     ap.add_argument("--service", help="service to measure (default: the first with a published port)")
     ap.add_argument("--timeout", type=float, default=2.0, help="per-request timeout, seconds")
 
@@ -58,8 +57,7 @@ def validate(args) -> tuple[Cluster, str, object]:
         raise InvalidConfigError("requests", f"must be >= 1, got {args.requests}")
     if args.timeout <= 0:
         raise InvalidConfigError("timeout", f"must be > 0, got {args.timeout}")
-    cluster = (Cluster.from_stack(args.stack, nodes=args.nodes) if args.stack
-               else Cluster.quick(nodes=args.nodes, replicas=args.replicas))
+    cluster = stackargs.cluster(args, replicas=args.replicas)
     services = cluster.ingress_services()
     if args.service:
         svc = cluster.service(args.service)

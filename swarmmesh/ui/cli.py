@@ -6,7 +6,7 @@
     swarmmesh replot RUN_DIR                    redraw figures + report.md from the raw data
     sudo swarmmesh clean                        remove what a killed run left (as `make clean`)
     sudo swarmmesh doctor                       can this machine run it? one line per item
-    swarmmesh stack check FILE [--nodes N]      validate a stack file (exit 2 naming the field)
+    swarmmesh stack check FILE... [--nodes N]   what would be deployed (exit 2 naming the field)
 
 ``run`` exits as the experiment does (0 ok, 1 failed, 2 bad input, 130
 Ctrl-C); ``replot`` exits 2 if RUN_DIR is not a run folder; ``cli`` exits 0
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from swarmmesh.machine import doctor
-from swarmmesh.runs import experiment
+from swarmmesh.runs import experiment, stackargs
 from swarmmesh.model import InvalidConfigError
 
 
@@ -74,22 +74,20 @@ def cmd_clean(args) -> int:
 
 
 def cmd_stack_check(args) -> int:
-    """Validate a stack file as the testbed would deploy it; nothing is built."""
-    from swarmmesh.model import Cluster
+    """What the testbed would deploy from a stack on these nodes; nothing is built."""
+    import json
+
+    from swarmmesh.runs import stackargs
+    from swarmmesh.ui.stackcheck import render
     try:
-        cluster = Cluster.from_stack(args.file, nodes=args.nodes)
-    except (InvalidConfigError, OSError) as e:
+        cluster = stackargs.cluster(args, clients=0)
+    except InvalidConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for svc in cluster.services.values():
-        tasks = cluster.tasks_of(svc.name)
-        ports = ", ".join(f"{p.published}:{p.target}/{p.protocol} ({p.mode})" for p in svc.ports)
-        print(f"{svc.name:<16} {len(tasks)} task(s) on {', '.join(sorted({t.node for t in tasks}))}"
-              + (f"; ports {ports}" if ports else ""))
-    if cluster.ignored_keys:
-        print(f"ignored (Swarm has them, the testbed does not emulate them): "
-              f"{', '.join(cluster.ignored_keys)}")
-    print(f"{args.file}: ok, {len(cluster.services)} service(s) on {args.nodes} node(s)")
+    if args.json:
+        print(json.dumps(cluster.to_dict(), indent=1))
+    else:
+        print(render(cluster, args.stack), end="")
     return 0
 
 
@@ -122,8 +120,12 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("stack", help="check a stack file (no root, nothing built): "
                                      "exit 2 naming the field if it is bad")
     p.add_argument("action", choices=["check"])
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--nodes", type=int, default=3, help="swarm nodes to place it on")
+    p.add_argument("stack", nargs="+", metavar="FILE",
+                   help="stack files, merged in order (as docker stack deploy -c a -c b)")
+    stackargs.add_arguments(p, stack=False)
+    p.add_argument("--env-file", default=None, metavar="FILE",
+                   help="KEY=VALUE lines for ${VAR} (a variable set in the environment wins)")
+    p.add_argument("--json", action="store_true", help="the model as JSON instead")
     p.set_defaults(func=cmd_stack_check)
     p = sub.add_parser("doctor", help="check the kernel, packages, Open vSwitch and Python "
                                       "(exit 1 if something required is missing)")
@@ -131,10 +133,9 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("cli", help="build a cluster and run Mininet's CLI with Swarm's "
                                    "service/task/node commands (as root)")
-    p.add_argument("--nodes", type=int, default=None, help="swarm nodes (default 3)")
+    stackargs.add_arguments(p)
     p.add_argument("--replicas", type=int, default=None,
                    help="replicas of the one service 'app' (default 2; not with --stack)")
-    p.add_argument("--stack", default=None, metavar="FILE", help="a docker stack file")
     p.add_argument("--profile", default="swarm", metavar="swarm|fast",
                    help="lifecycle timings: Swarm's own, or the fast profile")
     p.add_argument("--datapath", choices=experiment.DATAPATHS, default="auto",

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from swarmmesh.lifecycle import profiles
 from swarmmesh.model import Cluster, InvalidConfigError
+from swarmmesh.runs import stackargs
 from swarmmesh.ui.shell_cli import SwarmCLI
 
 
@@ -38,13 +39,9 @@ def plan(args) -> Cluster:
     """The cluster the flags ask for; bad input raises InvalidConfigError
     before anything is built."""
     profiles.profile(args.profile)
-    if args.stack is not None:
-        if args.replicas is not None:
-            raise InvalidConfigError("replicas", "not with --stack (the stack file sets them)")
-        cluster = Cluster.from_stack(args.stack, nodes=3 if args.nodes is None else args.nodes)
-    else:
-        cluster = Cluster.quick(nodes=3 if args.nodes is None else args.nodes,
-                                replicas=2 if args.replicas is None else args.replicas)
+    if args.stack and args.replicas is not None:
+        raise InvalidConfigError("replicas", "not with --stack (the stack file sets them)")
+    cluster = stackargs.cluster(args, replicas=2 if args.replicas is None else args.replicas)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InvalidConfigError("out", f"{out} exists and is not a folder")

@@ -20,9 +20,10 @@ from mininet.cli import CLI
 from swarmmesh.model import Cluster, InvalidConfigError
 from swarmmesh.ui.shell_format import events_text, node_ls, service_ls, service_ps
 from swarmmesh.ui.shell_ops import (OP_TIMEOUT, Op, errors_since, replaced, scale_done,
-                                    unconverged, update_done)
-from swarmmesh.ui.shell_parse import (UpdateArgs, int_at_least, one_name, parse_kill,
-                                      parse_scale, parse_update, seconds)
+                                    settled, unconverged, update_done)
+from swarmmesh.ui.shell_parse import (NodeUpdateArgs, UpdateArgs, int_at_least, one_name,
+                                      parse_kill, parse_node_update, parse_scale, parse_update,
+                                      seconds)
 
 
 class SwarmCLI(CLI):
@@ -155,7 +156,9 @@ class SwarmCLI(CLI):
             "  service update SVC [--parallelism N] [--delay S] [--order start-first|stop-first]\n"
             "                                              rolling update to the next version (background)\n"
             "  task kill TASK [--how hang|unhealthy]      the task's app dies (hang) or fails its checks\n"
-            "  node ls                                     nodes: STATUS, AVAILABILITY, TASKS\n"
+            "  node ls                                     nodes: STATUS, AVAILABILITY, ROLE, LABELS, TASKS\n"
+            "  node update [--label-add K=V] [--label-rm K] [--role R] [--availability A] NODE\n"
+            "                                              labels, role: pending tasks placed, constraints enforced\n"
             "  node down NODE                              power loss: link down, detected after the profile's delay\n"
             "  node drain NODE | node active NODE          availability\n"
             "  events [N]                                  the orchestrator's event log (last N)\n"
@@ -233,18 +236,22 @@ class SwarmCLI(CLI):
 
     # -- node ------------------------------------------------------------------------
     def do_node(self, line: str) -> None:
-        """node ls | down NODE | drain NODE | active NODE  (help swarm)"""
+        """node ls | update [flags] NODE | down NODE | drain NODE | active NODE  (help swarm)"""
         sub, *args = line.split() or [""]
+        usage = "usage: node ls | update [flags] NODE | down NODE | drain NODE | active NODE"
         if not sub:
-            raise InvalidConfigError("node", "usage: node ls | down NODE | drain NODE | active NODE")
+            raise InvalidConfigError("node", usage)
         if sub == "ls":
             self._no_args("node ls", args)
             with self.orch.lock:
                 self.say(node_ls(self.cluster))
             return
+        if sub == "update":
+            self._node_update(parse_node_update(args))
+            return
         if sub not in ("down", "drain", "active"):
             raise InvalidConfigError("node", f"unknown subcommand {sub!r} "
-                                             "(ls, down, drain, active)")
+                                             "(ls, update, down, drain, active)")
         node = self.cluster.node(one_name(args, f"node {sub} NODE"))
         if sub == "down":
             if node.name in self.downed or node.status == "down":
@@ -260,6 +267,16 @@ class SwarmCLI(CLI):
         else:
             self.orch.node_activate(node.name)
             self.say(f"{node.name} active")
+
+    def _node_update(self, u: NodeUpdateArgs) -> None:
+        node = self.cluster.node(u.node)
+        index = len(self.orch.events)
+        with self.orch.lock:
+            pending = len(self.cluster.pending)
+        self.orch.node_update(node.name, u.label_add, u.label_rm, u.role, u.availability)
+        self.say(node.name)
+        if pending:
+            self.start_op(f"node update {node.name}", lambda: settled(self.cluster), index)
 
     # -- events, flows, wait ------------------------------------------------------------
     def do_events(self, line: str) -> None:

@@ -64,17 +64,32 @@ def service_ps(cluster: Cluster, service: str, health: dict[str, str] | None = N
     rows = []
     for t in sorted(cluster.tasks_of(service), key=lambda t: (t.slot, t.name)):
         desired, current = task_states(t, cluster.node(t.node).status, health.get(t.name))
-        rows.append((t.host, t.name, t.version, t.node, desired, current,
+        rows.append((t.host, t.name, t.version, t.node, desired, current, "",
                      ports_text(svc.host_ports())))
-    return table(("ID", "NAME", "VERSION", "NODE", "DESIRED STATE", "CURRENT STATE", "PORTS"),
-                 rows)
+    for p in cluster.pending_of(service):
+        rows.append(("-", f"{service}.{p.slot}", p.version, "", "Running", "Pending",
+                     f'"{p.reason}"', ""))
+    return table(("ID", "NAME", "VERSION", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR",
+                  "PORTS"), rows)
+
+
+def manager_status(cluster: Cluster, name: str) -> str:
+    """docker's MANAGER STATUS: Leader (the first manager), Reachable, or empty."""
+    managers = [n.name for n in cluster.nodes if n.role == "manager"]
+    if name not in managers:
+        return ""
+    return "Leader" if name == managers[0] else "Reachable"
 
 
 def node_ls(cluster: Cluster) -> str:
-    """``docker node ls``: HOSTNAME STATUS AVAILABILITY, plus the tasks on it."""
-    rows = [(n.name, n.status.capitalize(), n.availability.capitalize(),
+    """``docker node ls``: ID HOSTNAME STATUS AVAILABILITY MANAGER STATUS, plus the
+    node's labels and the tasks on it."""
+    rows = [(n.id, n.name, n.status.capitalize(), n.availability.capitalize(),
+             manager_status(cluster, n.name),
+             ",".join(f"{k}={v}" if v else k for k, v in sorted(n.labels.items())) or "-",
              len(cluster.tasks_on(n.name))) for n in cluster.nodes]
-    return table(("HOSTNAME", "STATUS", "AVAILABILITY", "TASKS"), rows)
+    return table(("ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "LABELS",
+                  "TASKS"), rows)
 
 
 def events_text(events: Sequence, last: int | None = None) -> str:

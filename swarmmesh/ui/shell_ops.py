@@ -28,10 +28,12 @@ class Op:
 
 
 def scale_done(cluster: Cluster, service: str, replicas: int) -> str | None:
-    """Done when exactly ``replicas`` tasks exist and all are in the balancer."""
-    tasks = cluster.tasks_of(service)
-    if len(tasks) == replicas and all(cluster.in_balancer(t) for t in tasks):
-        return f"{service} scaled to {replicas} ({replicas}/{replicas} running)"
+    """Done when exactly ``replicas`` tasks exist (placed or pending) and every placed
+    one is in the balancer."""
+    tasks, pending = cluster.tasks_of(service), cluster.pending_of(service)
+    if len(tasks) + len(pending) == replicas and all(cluster.in_balancer(t) for t in tasks):
+        extra = f", {len(pending)} pending: {pending[0].reason}" if pending else ""
+        return f"{service} scaled to {replicas} ({len(tasks)}/{replicas} running{extra})"
     return None
 
 
@@ -53,9 +55,18 @@ def unconverged(cluster: Cluster) -> str | None:
     replicated service off its count), or None."""
     moving = [f"{t.name} {t.state}" for t in cluster.tasks if t.state != "running"]
     off = [f"{s.name} {len(cluster.tasks_of(s.name))}/{s.replicas}"
-           for s in cluster.services.values()
-           if s.mode != "global" and len(cluster.tasks_of(s.name)) != s.replicas]
+           for s in cluster.services.values() if s.mode != "global"
+           and len(cluster.tasks_of(s.name)) + len(cluster.pending_of(s.name)) != s.replicas]
     return ", ".join(moving + off) or None
+
+
+def settled(cluster: Cluster) -> str | None:
+    """Done once the cluster is at rest: what is still pending, or None while moving."""
+    if unconverged(cluster):
+        return None
+    left = [f"{p.service}.{p.slot}" for p in cluster.pending]
+    return (f"converged; pending: {', '.join(left)}" if left
+            else "converged; no task pending")
 
 
 def errors_since(events: Sequence, index: int) -> list:

@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 from swarmmesh.lifecycle.decisions import KILL_MODES, UPDATE_ORDERS
 from swarmmesh.model.healthcheck import parse_duration
 from swarmmesh.model import InvalidConfigError
+from swarmmesh.model.nodes import split_label
+from swarmmesh.model.objects import NODE_AVAILABILITIES, NODE_ROLES
 
 
 def parse_flags(args: Sequence[str], spec: dict[str, Callable[[str, str], object]],
@@ -128,3 +130,38 @@ def one_name(args: Sequence[str], usage: str) -> str:
         command = " ".join(w for w in usage.split() if w.islower())
         raise InvalidConfigError(command, f"usage: {usage}")
     return args[0]
+
+
+@dataclass(frozen=True)
+class NodeUpdateArgs:
+    node: str
+    label_add: tuple[tuple[str, str], ...] = ()
+    label_rm: tuple[str, ...] = ()
+    role: str | None = None
+    availability: str | None = None
+
+
+NODE_UPDATE_USAGE = ("usage: node update [--label-add KEY[=VALUE]]... [--label-rm KEY]... "
+                     "[--role manager|worker] [--availability active|pause|drain] NODE")
+
+
+def parse_node_update(args: Sequence[str]) -> NodeUpdateArgs:
+    """``docker node update``'s flags; ``--label-add`` and ``--label-rm`` repeat."""
+    adds: list[tuple[str, str]] = []
+    rms: list[str] = []
+
+    def add(flag: str, value: str) -> list:
+        adds.append(split_label(value, flag))
+        return adds
+
+    def rm(flag: str, value: str) -> list:
+        rms.append(split_label(value, flag)[0])
+        return rms
+
+    pos, v = parse_flags(args, {"label-add": add, "label-rm": rm,
+                                "role": choice(NODE_ROLES),
+                                "availability": choice(NODE_AVAILABILITIES)},
+                         {"role": None, "availability": None}, "node update")
+    if len(pos) != 1:
+        raise InvalidConfigError("node update", NODE_UPDATE_USAGE)
+    return NodeUpdateArgs(pos[0], tuple(adds), tuple(rms), v["role"], v["availability"])

@@ -170,7 +170,7 @@ def test_service_ps_states_in_dockers_words():
     c.tasks[2].state = "draining"
     out = service_ps(c, "app", {"app.1": "healthy", "app.2": "starting"}).splitlines()
     assert re.split(r"\s{3,}", out[0]) == ["ID", "NAME", "VERSION", "NODE", "DESIRED STATE",
-                                           "CURRENT STATE", "PORTS"]
+                                           "CURRENT STATE", "ERROR", "PORTS"]
     assert out[1].split() == ["t1", "app.1", "1", "node1", "Running", "Running", "(healthy)"]
     assert out[2].split() == ["t2", "app.2", "1", "node2", "Running", "Starting", "(starting)"]
     assert re.split(r"\s{3,}", out[3]) == ["t3", "app.3", "1", "node1", "Shutdown",
@@ -181,11 +181,14 @@ def test_node_ls_status_and_availability():
     c = Cluster.quick(nodes=3, replicas=2)
     c.node("node2").availability = "drain"
     c.node("node3").status = "down"
-    assert node_ls(c).splitlines() == [
-        "HOSTNAME   STATUS   AVAILABILITY   TASKS",
-        "node1      Ready    Active         1",
-        "node2      Ready    Drain          1",
-        "node3      Down     Active         0"]
+    c.node("node2").labels.update(zone="east", ssd="")
+    lines = node_ls(c).splitlines()
+    assert re.split(r"\s{3,}", lines[0]) == ["ID", "HOSTNAME", "STATUS", "AVAILABILITY",
+                                             "MANAGER STATUS", "LABELS", "TASKS"]
+    assert [line.split() for line in lines[1:]] == [
+        [c.node("node1").id, "node1", "Ready", "Active", "Leader", "-", "1"],
+        [c.node("node2").id, "node2", "Ready", "Drain", "ssd,zone=east", "1"],
+        [c.node("node3").id, "node3", "Down", "Active", "-", "0"]]
 
 
 def test_events_last_n():
@@ -289,7 +292,7 @@ def test_errors_are_one_line_and_the_cli_goes_on(orch, tmp_path):
         "error: service: unknown subcommand 'frobnicate' (ls, ps, scale, update)",
         "error: service: usage: service ls | ps SERVICE | scale SERVICE=N ... "
         "| update SERVICE [flags]",
-        "error: node: usage: node ls | down NODE | drain NODE | active NODE",
+        "error: node: usage: node ls | update [flags] NODE | down NODE | drain NODE | active NODE",
         "error: events N: must be >= 1, got 0"]
     assert "HOSTNAME   STATUS" in section(out, "node ls")          # still alive at the end
     assert orch.calls == []                                          # nothing reached it
@@ -371,7 +374,9 @@ def test_completion(orch):
 
 @pytest.mark.parametrize("argv, message", [
     (["--profile", "slow"], "error: profile: must be one of swarm, fast, got 'slow'"),
-    (["--nodes", "0"], "error: nodes: must be >= 1, got 0"),
+    (["--nodes", "0"], "error: nodes: must be in 1..200, got 0"),
+    (["--node-label", "node4:zone=e"], "error: node_label[0]: node4 does not exist"),
+    (["--managers", "5"], "error: managers: must be an integer in 1..3"),
     (["--replicas", "-1"], "error: services.app.deploy.replicas: must be >= 0, got -1"),
     (["--stack", "x.yml", "--replicas", "2"], "error: replicas: not with --stack"),
 ])
