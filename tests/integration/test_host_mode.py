@@ -41,7 +41,9 @@ except socket.timeout:
 
 @pytest.fixture(scope="module")
 def hostmode(testbed_factory):
-    return testbed_factory(Cluster.from_stack(STACK, nodes=3))
+    # as `docker service create`: no stack network, so `web`'s tasks are on no network
+    # at all (test_real_stacks.py runs host mode beside the stack's default network)
+    return testbed_factory(Cluster.from_stack(STACK, nodes=3, implicit_network=False))
 
 
 def web_nodes(tb) -> dict[str, str]:
