@@ -276,7 +276,8 @@ class SwarmCLI(CLI):
         self.orch.node_update(node.name, u.label_add, u.label_rm, u.role, u.availability)
         self.say(node.name)
         if pending:
-            self.start_op(f"node update {node.name}", lambda: settled(self.cluster), index)
+            self.start_op(f"node update {node.name}",       # done once the orchestrator
+                          lambda: None if self.orch.busy else settled(self.cluster), index)
 
     # -- events, flows, wait ------------------------------------------------------------
     def do_events(self, line: str) -> None:

@@ -119,6 +119,19 @@ class FakeOrch:
         self.calls.append(("active", name))
         self.cluster.node(name).availability = "active"
 
+    def node_update(self, name, label_add=(), label_rm=(), role=None, availability=None):
+        self.calls.append(("node update", name, tuple(label_add), tuple(label_rm), role,
+                           availability))
+        node = self.cluster.node(name)
+        node.labels.update(label_add)
+
+        def place():
+            for p in list(self.cluster.pending):
+                if self.cluster.candidates(p.service)[0]:
+                    self.cluster.pending.remove(p)
+                    self.cluster.place_task(p.service, state="running", slot=p.slot)
+        self._later(place)
+
 
 @pytest.fixture
 def orch():
@@ -384,3 +397,28 @@ def test_cli_subcommand_bad_input_exits_2_naming_the_field(argv, message, capsys
     assert swarmmesh_cli.main(["cli", *argv, "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.startswith(message)
     assert not (tmp_path / "out").exists()                   # nothing made
+
+
+def test_node_update_places_the_pending_task_and_shows_it(tmp_path):
+    stack = {"services": {"app": {"deploy": {"replicas": 1}}, "db": {"deploy": {
+        "placement": {"constraints": ["node.labels.disk == ssd"]}}}}}
+    orch = FakeOrch(Cluster.from_stack(stack, nodes=3))
+    out = run_script(orch, tmp_path, "service ps db\nservice ls\n"
+                     "node update --label-add disk=ssd --label-add zone node2\nwait\n"
+                     "node ls\nnode update node2 --role boss\nnode update\n")
+    print(out)
+    ps = section(out, "service ps db").splitlines()
+    assert re.split(r"\s{3,}", ps[1]) == [
+        "-", "db.1", "1", "Running", "Pending",
+        '"no suitable node (scheduling constraints not satisfied on 3 nodes)"']
+    assert "db     replicated   0/1" in section(out, "service ls")
+    assert orch.calls == [("node update", "node2", (("disk", "ssd"), ("zone", "")), (),
+                           None, None)]
+    assert section(out, "wait").startswith("converged; no task pending")
+    assert [t.node for t in orch.cluster.tasks_of("db")] == ["node2"]
+    assert "disk=ssd,zone" in section(out, "node ls")
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: --role: must be one of manager, worker, got 'boss'",
+                      "error: node update: usage: node update [--label-add KEY[=VALUE]]... "
+                      "[--label-rm KEY]... [--role manager|worker] "
+                      "[--availability active|pause|drain] NODE"]
