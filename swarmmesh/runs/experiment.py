@@ -64,12 +64,28 @@ class Context:
         datapath flag and progress; records the datapath that actually ran
         in the summary (``datapath``)."""
         from swarmmesh.testbed.testbed import Testbed
+        self.record_stack(cluster)
         self.progress.phase("building")
         with Testbed(cluster, run_dir or self.run_dir, datapath=self.args.datapath,
                      progress=self.progress, **kwargs) as tb:
             self.summary["datapath"] = tb.datapath
             self.progress.note(f"datapath: {tb.datapath} OVS")
             yield tb
+
+    def record_stack(self, cluster) -> None:
+        """What Swarm would have said at deploy: the nodes' roles and labels, the tasks
+        no node can take (pending, with the reason), the warnings, the ignored keys;
+        in the summary (``stack``) and as progress notes."""
+        self.summary["stack"] = {
+            "nodes": {n.name: {"role": n.role, "labels": dict(n.labels),
+                               "availability": n.availability} for n in cluster.nodes},
+            "pending": [{"task": f"{p.service}.{p.slot}", "reason": p.reason}
+                        for p in cluster.pending],
+            "warnings": list(cluster.warnings), "ignored_keys": list(cluster.ignored_keys)}
+        for p in cluster.pending:
+            self.progress.note(f"pending: {p.service}.{p.slot}: {p.reason}")
+        for w in cluster.warnings:
+            self.progress.note(f"warning: {w}")
 
     def write_csv(self, name: str, rows: Iterable[Mapping], columns: list[str]) -> Path:
         path = self.run_dir / name

@@ -134,12 +134,27 @@ class Report:
         vers = s.get("versions") or {}
         if vers:
             lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + ".\n")
+        lines.append(stack_notes(s.get("stack") or {}))
         return "\n".join(x for x in lines if x)
 
     def write(self, name: str = "report.md") -> Path:
         path = self.run_dir / name
         path.write_text(self.header() + "\n" + "\n".join(self.parts))
         return path
+
+
+def stack_notes(stack: dict) -> str:
+    """Pending tasks and the stack's warnings, as docker stack deploy and service ps
+    would have shown them ("" when there are none)."""
+    out = []
+    if stack.get("pending"):
+        out.append("**Pending tasks** (no node can take them, as in Swarm):\n")
+        out.append(md_table(["task", "reason"], [[p["task"], p["reason"]]
+                                                 for p in stack["pending"]]))
+    if stack.get("warnings"):
+        out.append("**Stack warnings**:\n")
+        out.append("".join(f"- {w}\n" for w in stack["warnings"]))
+    return "\n".join(out)
 
 
 def _range(a, b) -> str:

@@ -121,6 +121,11 @@ def test_routing_mesh_runs_on_the_stack_files(tmp_path, service, mode):
     run_dir = tmp_path / r.stdout.strip().splitlines()[-1].rsplit("/", 1)[-1]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["failed"] == 0, summary
+    assert summary["stack"]["pending"] == [{"task": "db.1", "reason": (
+        "no suitable node (scheduling constraints not satisfied on 4 nodes)")}]
+    assert summary["stack"]["nodes"]["node2"] == {"role": "manager", "labels": {"zone": "west"},
+                                                  "availability": "active"}
+    assert "**Pending tasks**" in (run_dir / "report.md").read_text()
     if mode == "host":
         assert summary["port_mode"] == "host"
         assert summary["refused"] == {"node1": 0, "node2": 0, "node3": 8, "node4": 8}

@@ -85,3 +85,16 @@ def test_spread_figures_are_png_and_pdf(tmp_path, draw):
     png, pdf = getattr(plots, draw)(groups, "latency (ms)", "Toy run", tmp_path / draw)
     assert png.stat().st_size > 5000 and pdf.read_bytes().startswith(b"%PDF")
     assert matplotlib.image.imread(png).shape[2] in (3, 4)
+
+
+def test_report_header_lists_pending_tasks_and_stack_warnings(tmp_path):
+    from swarmmesh.runs.report import Report
+    summary = {"experiment": "x", "stack": {
+        "pending": [{"task": "db.1", "reason": "no suitable node (scheduling constraints "
+                                               "not satisfied on 3 nodes)"}],
+        "warnings": ["services.web.ports[0]: host IP 127.0.0.1 ignored"]}}
+    text = Report(tmp_path, "t", summary).header()
+    assert "| db.1 | no suitable node (scheduling constraints not satisfied on 3 nodes) |" \
+        in text
+    assert "- services.web.ports[0]: host IP 127.0.0.1 ignored" in text
+    assert "Pending" not in Report(tmp_path, "t", {"stack": {}}).header()
