@@ -112,11 +112,12 @@ def _sh(host, command: str) -> str:
     return body
 
 
-def add_underlay_host(tb, name: str, ip: str):
-    """A new host on the running testbed's underlay (a leg on ``ul0``)."""
+def add_underlay_host(tb, name: str, ip: str, cls=None):
+    """A new host on the running testbed's underlay (a leg on ``ul0``); ``cls``: a
+    Mininet host class taking ``state`` (default: the topology's client class)."""
     from swarmmesh.testbed.topology import SwarmClient
     ul = tb.host("underlay")
-    host = tb.net.addHost(name, cls=SwarmClient, ip=None, state=tb.state)
+    host = tb.net.addHost(name, cls=cls or SwarmClient, ip=None, state=tb.state)
     intf, peer = f"{name}-eth0", f"ul-{name}"
     tb.state.register_links([intf, peer])
     tb.net.addLink(host, ul, intfName1=intf, intfName2=peer)

@@ -1,0 +1,231 @@
+"""The external load balancer and the external DNS name, added to a running testbed.
+
+Swarm's documentation puts an external HAProxy in front of every node and an
+external DNS name on the nodes.  :func:`build` adds, through the Mininet API
+(nothing in the topology changes):
+
+* ``haproxy``: a host on the underlay at the highest free address
+  (192.168.99.254 unless taken), running Debian's ``haproxy`` in the foreground
+  with the configuration of :func:`swarmmesh.dataplane.haproxy.config`: one
+  frontend per pool (``mesh``: every node's published port; ``host``: every node's
+  host-mode port, the nodes without a task kept out by the checks; ``direct``:
+  every task), TCP checks, ``roundrobin`` or ``leastconn``, one log line per
+  connection on stdout (``haproxy.log`` in the run folder) and a stats socket
+  (``show stat``) in the run's state folder.
+* For ``direct``, a backend network (10.254.0.0/24 unless taken): a bridge in the
+  balancer (10.254.0.1) with one veth to every task (``<task>-xlb``, 10.254.0.10,
+  ...).  The balancer's connections to a task leave from 10.254.0.1, on-link for
+  the task: nothing of the task's routing changes (its mesh and host-mode replies
+  keep their paths).
+* ``extdns``: a host on the underlay (the next free address) running
+  :mod:`swarmmesh.agents.extdns`, authoritative for the cluster's external name.
+
+Both processes are recorded in the run state as they start (``swarmmesh clean``
+kills them after a crash) and stopped with their host.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from swarmmesh import agents
+from swarmmesh.dataplane import haproxy
+from swarmmesh.model import Cluster, InvalidConfigError, UNDERLAY_SUBNET
+from swarmmesh.testbed import l4lb
+from swarmmesh.testbed.topology import SwarmClient
+
+LB_HOST, DNS_HOST = "haproxy", "extdns"
+BRIDGE = "xbe0"
+DEFAULT_NAME = "swarm.example"
+
+
+class ExtLBError(RuntimeError):
+    """The balancer or the DNS did not come up; the message says what."""
+
+
+class ServiceHost(SwarmClient):
+    """An underlay host that runs one long-lived server, recorded and stopped with it."""
+
+    proc: subprocess.Popen | None = None
+
+    def start(self, argv: list[str], marker: str, log: Path, **kw) -> subprocess.Popen:
+        out = open(log, "w")
+        self.proc = self.popen(argv, stdout=out, stderr=subprocess.STDOUT, **kw)
+        out.close()
+        if self.state:
+            self.state.register(self.proc.pid, marker)
+        return self.proc
+
+    def terminate(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        super().terminate()
+
+
+@dataclass
+class ExternalLB:
+    host: str
+    address: str
+    dns_host: str
+    dns_address: str
+    dns_name: str
+    balance: str
+    checks: haproxy.Checks
+    pools: list[haproxy.Pool]
+    backend_network: str
+    legs: dict[str, str]                 # task -> its lb-side veth
+    config_path: Path
+    log_path: Path
+    stats_socket: Path
+    zone: dict[str, list[str]] = field(default_factory=dict)
+
+    def pool(self, name: str) -> haproxy.Pool:
+        return next(p for p in self.pools if p.name == name)
+
+    def describe(self) -> dict:
+        lo, hi = self.checks.window()
+        return {"host": self.host, "address": self.address, "balance": self.balance,
+                "checks": {"inter_s": self.checks.inter, "fall": self.checks.fall,
+                           "rise": self.checks.rise, "detection_window_s": [lo, hi]},
+                "pools": {p.name: {"frontend": f"{self.address}:{p.port}",
+                                   "servers": {s.name: f"{s.address}:{s.port}"
+                                               for s in p.servers}} for p in self.pools},
+                "backend_network": self.backend_network,
+                "dns": {"host": self.dns_host, "address": self.dns_address,
+                        "name": self.dns_name, "zone": self.zone},
+                "config": self.config_path.read_text() if self.config_path.exists() else ""}
+
+
+def free_underlay_ips(cluster: Cluster, count: int) -> list[str]:
+    """The ``count`` highest underlay addresses no node and no client uses."""
+    used = {str(n.underlay_ip) for n in cluster.nodes} | {str(c.underlay_ip)
+                                                         for c in cluster.clients}
+    free = [str(h) for h in reversed(list(UNDERLAY_SUBNET.hosts())) if str(h) not in used]
+    if len(free) < count:
+        raise InvalidConfigError("nodes", "no free underlay address left for the balancer")
+    return free[:count]
+
+
+def build(tb, cluster: Cluster, service: str, balance: str = "roundrobin",
+          checks: haproxy.Checks = haproxy.Checks(), dns_name: str = DEFAULT_NAME,
+          direct: bool = True, **cfg) -> ExternalLB:
+    """Add the balancer (and its backend network to the tasks), start HAProxy and the
+    DNS; returns once both run (not yet once the checks pass: see :func:`wait_up`)."""
+    zone = haproxy.zone(dns_name, cluster)        # bad names fail before anything is built
+    lb_ip, dns_ip = free_underlay_ips(cluster, 2)
+    net = l4lb.backend_network(cluster)
+    hosts = list(net.hosts())
+    gw = str(hosts[0])
+    host = l4lb.add_underlay_host(tb, LB_HOST, lb_ip, cls=ServiceHost)
+    legs, addrs = {}, {}
+    if direct:
+        l4lb._sh(host, f"ip link add {BRIDGE} type bridge && ip addr add {gw}/{net.prefixlen} "
+                       f"dev {BRIDGE} && ip link set {BRIDGE} up")
+        for i, t in enumerate(t for t in cluster.tasks_of(service) if t.host in tb.net):
+            ip, intf, peer = str(hosts[9 + i]), f"{LB_HOST}-{t.host}", f"{t.host}-xlb"
+            tb.state.register_links([intf, peer])
+            tb.net.addLink(host, tb.task_host(t), intfName1=intf, intfName2=peer)
+            l4lb._sh(host, f"ip link set {intf} master {BRIDGE} && ip link set {intf} up")
+            l4lb._sh(tb.task_host(t), f"ip addr add {ip}/{net.prefixlen} dev {peer} && "
+                                      f"ip link set {peer} up && ethtool -K {peer} tx off "
+                                      ">/dev/null 2>&1; true")
+            legs[t.name], addrs[t.name] = intf, ip
+    pools = haproxy.pools(cluster, service, addrs)
+    conf = tb.run_dir / "haproxy.cfg"
+    sock = tb.state.dir / "haproxy.sock"
+    conf.write_text(haproxy.config(pools, lb_ip, balance, checks, str(sock), **cfg))
+    lb = ExternalLB(LB_HOST, lb_ip, DNS_HOST, dns_ip, dns_name.rstrip(".").lower(), balance,
+                    checks, pools, str(net), legs, conf, tb.run_dir / "haproxy.log", sock, zone)
+    check = subprocess.run(["haproxy", "-c", "-q", "-f", str(conf)], capture_output=True, text=True)
+    if check.returncode != 0:
+        raise ExtLBError(f"haproxy -c refused {conf}: {(check.stdout + check.stderr).strip()}")
+    proc = host.start(["haproxy", "-db", "-f", str(conf)], str(conf), lb.log_path)
+    _wait(lambda: sock.exists() or proc.poll() is not None, 10, f"haproxy did not open {sock}")
+    if proc.poll() is not None:
+        raise ExtLBError(f"haproxy exited {proc.returncode}: {lb.log_path.read_text()[-800:]}")
+    _start_dns(tb, lb)
+    return lb
+
+
+def _start_dns(tb, lb: ExternalLB) -> None:
+    dns_host = l4lb.add_underlay_host(tb, DNS_HOST, lb.dns_address, cls=ServiceHost)
+    zone_file = tb.run_dir / "extdns-zone.json"
+    zone_file.write_text(json.dumps(lb.zone, indent=1))
+    proc = dns_host.start([sys.executable, "-m", "swarmmesh.agents.extdns", "--zone",
+                           str(zone_file), "--bind", lb.dns_address],
+                          "swarmmesh.agents.extdns", tb.run_dir / "extdns.log",
+                          env=agents.python_env())
+    log = tb.run_dir / "extdns.log"
+    _wait(lambda: "ready" in log.read_text() or proc.poll() is not None, 10,
+          "the external DNS did not start")
+    if proc.poll() is not None:
+        raise ExtLBError(f"the external DNS exited: {log.read_text()[-500:]}")
+
+
+def _wait(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise ExtLBError(what)
+        time.sleep(0.05)
+
+
+def admin(lb: ExternalLB, command: str, timeout: float = 2.0) -> str:
+    """One command on HAProxy's stats socket (a unix socket: reachable from any
+    namespace), its whole answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(lb.stats_socket))
+        s.sendall(command.encode() + b"\n")
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def servers(lb: ExternalLB) -> dict[tuple[str, str], dict]:
+    """(pool, server) -> status (UP, DOWN, ...), connections so far, last check."""
+    return haproxy.parse_stat(admin(lb, "show stat"))
+
+
+def wait_up(lb: ExternalLB, want: dict[str, set[str]], timeout: float = 20.0) -> dict:
+    """Until exactly the servers of ``want`` (pool -> names) are UP in their pools (the
+    others DOWN); returns the last ``show stat``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = servers(lb)
+        up = {p.name: {s for (b, s), v in st.items() if b == p.name and v["status"] == "UP"}
+              for p in lb.pools}
+        if all(up.get(p, set()) == set(names) for p, names in want.items()):
+            return st
+        if time.monotonic() > deadline:
+            raise ExtLBError(f"HAProxy's checks: want UP {want}, have {up}")
+        time.sleep(0.1)
+
+
+def cut_direct(tb, lb: ExternalLB, node: str) -> list[str]:
+    """A node loses power: its tasks' legs to the balancer go down too (the mesh's and
+    the host-mode paths lose them with the node's underlay link).  Returns the legs."""
+    gone = [lb.legs[t.name] for t in tb.cluster.tasks_on(node) if t.name in lb.legs]
+    for intf in gone:
+        tb.host(lb.host).cmd(f"ip link set {intf} down")
+    return gone
+
+
+def resolve(tb, client: str, lb: ExternalLB, name: str | None = None) -> list[str]:
+    """The addresses the external DNS gives ``client`` for ``name`` (default: the
+    cluster's name), asked with ``dig``."""
+    out = tb.host(client).cmd(f"dig +short +time=1 +tries=2 @{lb.dns_address} "
+                              f"{name or lb.dns_name} A")
+    return [w for w in out.split() if w.count(".") == 3 and w[0].isdigit()]
