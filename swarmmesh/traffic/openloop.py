@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from swarmmesh.agents import httpclient
 
 FIELDS = ["seq", "sched_ms", "late_ms", "ok", "status", "connect_ms", "ttfb_ms", "total_ms",
-          "task", "node", "seen_source", "local_port", "error"]
+          "task", "node", "seen_source", "local_port", "error", "ts"]
 
 
 def record(seq: int, sched_ms: float, late_ms: float, res: httpclient.Result) -> dict:
@@ -41,7 +41,7 @@ def record(seq: int, sched_ms: float, late_ms: float, res: httpclient.Result) ->
             "ok": res.ok, "status": res.status, "connect_ms": res.connect_ms,
             "ttfb_ms": res.ttfb_ms, "total_ms": res.total_ms, "task": body.get("task"),
             "node": body.get("node"), "seen_source": body.get("client"),
-            "local_port": res.local_port, "error": res.error}
+            "local_port": res.local_port, "error": res.error, "ts": res.ts}
 
 
 def run(host: str, port: int, rate: float, count: int, keepalive: bool = False,
