@@ -44,12 +44,13 @@ class Checks:
     rise: int = 2
 
     def window(self) -> tuple[float, float]:
-        """Bounds (s) from a server going silent to HAProxy marking it DOWN.  Without
-        ``timeout check`` HAProxy gives a check's connect ``inter`` to answer; the
-        first failing check starts between 0 and ``inter`` after the loss, and
-        ``fall`` of them, ``inter`` apart, must fail: ``fall x inter`` to
-        ``(fall + 1) x inter``."""
-        return self.fall * self.inter, (self.fall + 1) * self.inter
+        """Bounds (s) from a server going silent (a lost node: SYNs unanswered) to
+        HAProxy marking it DOWN.  Without ``timeout check`` a check has ``inter`` to
+        complete, and the next one starts ``inter`` after it ended: a failing check
+        takes ``2 x inter``.  The first one to fail starts between 0 and ``inter``
+        after the loss (or was already under way), and ``fall`` of them must fail:
+        ``(2 fall - 1) x inter`` to ``2 fall x inter``."""
+        return (2 * self.fall - 1) * self.inter, 2 * self.fall * self.inter
 
 
 @dataclass(frozen=True)

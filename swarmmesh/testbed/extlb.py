@@ -89,6 +89,7 @@ class ExternalLB:
     log_path: Path
     stats_socket: Path
     zone: dict[str, list[str]] = field(default_factory=dict)
+    config: str = ""
 
     def pool(self, name: str) -> haproxy.Pool:
         return next(p for p in self.pools if p.name == name)
@@ -104,7 +105,7 @@ class ExternalLB:
                 "backend_network": self.backend_network,
                 "dns": {"host": self.dns_host, "address": self.dns_address,
                         "name": self.dns_name, "zone": self.zone},
-                "config": self.config_path.read_text() if self.config_path.exists() else ""}
+                "config": self.config}
 
 
 def free_underlay_ips(cluster: Cluster, count: int) -> list[str]:
@@ -142,11 +143,13 @@ def build(tb, cluster: Cluster, service: str, balance: str = "roundrobin",
                                       ">/dev/null 2>&1; true")
             legs[t.name], addrs[t.name] = intf, ip
     pools = haproxy.pools(cluster, service, addrs)
-    conf = tb.run_dir / "haproxy.cfg"
+    conf = tb.state.dir / "haproxy.cfg"    # in the run state: its path is the PID's marker
     sock = tb.state.dir / "haproxy.sock"
     conf.write_text(haproxy.config(pools, lb_ip, balance, checks, str(sock), **cfg))
+    (tb.run_dir / "haproxy.cfg").write_text(conf.read_text())
     lb = ExternalLB(LB_HOST, lb_ip, DNS_HOST, dns_ip, dns_name.rstrip(".").lower(), balance,
-                    checks, pools, str(net), legs, conf, tb.run_dir / "haproxy.log", sock, zone)
+                    checks, pools, str(net), legs, conf, tb.run_dir / "haproxy.log", sock, zone,
+                    conf.read_text())
     check = subprocess.run(["haproxy", "-c", "-q", "-f", str(conf)], capture_output=True, text=True)
     if check.returncode != 0:
         raise ExtLBError(f"haproxy -c refused {conf}: {(check.stdout + check.stderr).strip()}")
@@ -160,11 +163,12 @@ def build(tb, cluster: Cluster, service: str, balance: str = "roundrobin",
 
 def _start_dns(tb, lb: ExternalLB) -> None:
     dns_host = l4lb.add_underlay_host(tb, DNS_HOST, lb.dns_address, cls=ServiceHost)
-    zone_file = tb.run_dir / "extdns-zone.json"
+    zone_file = tb.state.dir / "extdns-zone.json"
     zone_file.write_text(json.dumps(lb.zone, indent=1))
+    (tb.run_dir / zone_file.name).write_text(zone_file.read_text())
     proc = dns_host.start([sys.executable, "-m", "swarmmesh.agents.extdns", "--zone",
                            str(zone_file), "--bind", lb.dns_address],
-                          "swarmmesh.agents.extdns", tb.run_dir / "extdns.log",
+                          str(zone_file), tb.run_dir / "extdns.log",
                           env=agents.python_env())
     log = tb.run_dir / "extdns.log"
     _wait(lambda: "ready" in log.read_text() or proc.poll() is not None, 10,

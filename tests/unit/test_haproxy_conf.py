@@ -69,8 +69,8 @@ def test_bad_config_input_names_its_field(cluster, kw, field):
 
 
 def test_detection_window():
-    assert haproxy.Checks(0.5, 2, 2).window() == (1.0, 1.5)
-    assert haproxy.Checks(0.2, 3, 1).window() == pytest.approx((0.6, 0.8))
+    assert haproxy.Checks(0.5, 2, 2).window() == (1.5, 2.0)
+    assert haproxy.Checks(0.2, 3, 1).window() == pytest.approx((1.0, 1.2))
 
 
 def test_parse_log_takes_connection_lines_only():
