@@ -182,7 +182,26 @@ def _in_namespace(ns: str) -> list[Check]:
         rc, text = _run(argv, stdin)
         first = text.splitlines()[0] if text else f"exit {rc}"
         out.append(ok(what) if rc == 0 else missing(what, first, fix))
+    if out and out[0].status == "ok" and shutil.which("tc"):      # the veth d0 exists
+        out += [qdisc_check(kind, use, _run(ip + ["tc", "qdisc", "replace", "dev", "d0", "root",
+                                                  *args])[0])
+                for kind, args, use in QDISC_PROBES]
     return out
+
+
+QDISC_PROBES = (
+    ("netem", ["netem", "delay", "1ms"], "delay, jitter and loss"),
+    ("tbf", ["tbf", "rate", "10mbit", "burst", "32kbit", "latency", "50ms"], "a bandwidth limit"),
+    ("htb", ["htb", "default", "1"], "bandwidth classes"),
+)
+"""The queueing disciplines underlay conditions would use (Mininet's TCLink): tried on a veth."""
+
+
+def qdisc_check(kind: str, use: str, rc: int) -> Check:
+    """Never required: without one, that underlay condition cannot be set on a link."""
+    if rc == 0:
+        return ok(f"kernel: sch_{kind}", f"{use} on underlay links")
+    return ok(f"kernel: sch_{kind}", f"absent: no {use} on underlay links through tc")
 
 
 def datapath_check() -> Check:

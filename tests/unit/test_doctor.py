@@ -86,6 +86,8 @@ def test_doctor_runs_for_real_and_leaves_no_namespace():
                     "Open vSwitch running", "python: mininet"):
         assert whats[feature]["status"] == "ok", whats[feature]
     assert r.returncode == doctor.verdict(doctor.Check(**i) for i in items)
+    for kind in ("netem", "tbf", "htb"):          # present or absent, never a failure
+        assert whats[f"kernel: sch_{kind}"]["status"] == "ok", whats
     after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert after == before
 
@@ -97,3 +99,11 @@ def test_the_suite_reports_the_datapath_its_testbeds_ran_on():
     assert datapath_report(lines, 9) == ("integration tier: 9 tests ran on the netdev and "
                                          "system datapath (3 testbeds built: 2 on netdev, "
                                          "1 on system)")
+
+
+def test_a_missing_qdisc_is_said_but_never_fails_the_doctor():
+    absent = doctor.qdisc_check("netem", "delay, jitter and loss", 2)
+    assert absent.status == "ok" and absent.detail.startswith("absent: no delay")
+    assert doctor.qdisc_check("tbf", "a bandwidth limit", 0).detail == \
+        "a bandwidth limit on underlay links"
+    assert doctor.verdict([absent]) == 0
