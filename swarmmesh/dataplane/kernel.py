@@ -2,15 +2,35 @@
 
 Two kinds of published port end in the node's kernel:
 
-* ingress mode (Swarm's ``DOCKER-INGRESS`` chain): every local address + the published
-  port is DNATed to the ingress sandbox on docker_gwbridge, on every node;
+* ingress mode (Swarm's ``DOCKER-INGRESS`` chain, then the ingress sandbox's fwmark
+  and IPVS rr): every local address + the published port goes to the chain ``mesh``,
+  where the node picks a task for each new connection, round robin over the tasks in
+  the balancer (``numgen inc mod k map {...}``), and DNATs it to that task's *pick
+  address* (``layout.pick_ip``: 172.19.0.0 + n for task t<n>, routed via the sandbox
+  172.18.0.2 on docker_gwbridge), the published port kept.  The bridge matches the pick
+  address and DNATs to the task's ingress address and target port (``rules``), so no
+  flow is learned and no packet leaves the datapath's fast path per connection.  The
+  kernel's NAT runs once per conntrack entry: a resent SYN or a UDP flow's later
+  datagrams keep their pick.  A port with no task in the balancer drops new
+  connections (IPVS with no real server), and remembers nothing for them;
 * host mode: only on a node that runs a task of the service, the published port is
   DNATed straight to that task's own docker_gwbridge leg and target port: no mesh, no
   SNAT (the task sees the client's address; its replies take its default route back
   through the node, whose conntrack un-DNATs them).  Anywhere else the port is closed.
 
 The whole table is one text, so that a node reloads it in one transaction
-(:func:`nft_script`) as tasks come and go.
+(:func:`nft_script`) as tasks come and go: the testbed reloads a node's table when its
+text changes, after every revision of the model that the switches have applied (a task
+joins the kernel's pick only once the bridges have its flows).
+
+Exactness of the round robin: ``numgen inc`` is one atomic counter per rule, so the
+new connections entering a node split N/k per task in map order, whatever their
+concurrency.  A reload (any change of the node's text: a task joins or leaves the
+balancer, a host-mode port binds) starts every port's counter again at 0, the first
+task of its new map; the exact order holds from each reload on.  Connections already
+picked keep their conntrack entries (and so their task) through a reload; draining tasks
+leave the map but keep their bridge flows, and the entries of a removed task are
+forgotten by the testbed (``conntrack -D``, as IPVS's ``expire_nodest_conn``).
 """
 
 from __future__ import annotations
@@ -19,6 +39,7 @@ from swarmmesh.dataplane import layout, rules
 from swarmmesh.model import Cluster, PublishedPort, Task
 
 TABLE = "swarmmesh"
+PICK_CHAIN = "mesh"
 HOST_PROTOCOLS = ("tcp", "udp")      # as the mesh: the task server answers these two
 
 
@@ -41,9 +62,24 @@ def gw_legs(cluster: Cluster, node: str) -> list[Task]:
     return [t for t in cluster.tasks_on(node) if layout.has_gw_leg(t, cluster)]
 
 
+def ingress_picks(cluster: Cluster) -> list[tuple[PublishedPort, list[Task]]]:
+    """Every ingress-mode published port with the tasks a node's kernel picks from for a
+    new connection, in round-robin order (the same on every node)."""
+    return [(p, tasks) for p, tasks, _every in rules.ingress_ports(cluster)]
+
+
+def pick_rule(port: PublishedPort, tasks: list[Task]) -> str:
+    """The ``mesh`` chain's rule for one ingress port: the k-th new connection goes to
+    ``tasks[k % len(tasks)]``'s pick address; none: dropped."""
+    head = f"{port.protocol} dport {port.published}"
+    if not tasks:
+        return f"{head} drop"
+    picks = ", ".join(f"{k} : {layout.pick_ip(t)}" for k, t in enumerate(tasks))
+    return f"{head} dnat to numgen inc mod {len(tasks)} map {{ {picks} }}"
+
+
 def _dnat_rules(cluster: Cluster, node: str) -> list[str]:
-    out = [f"  fib daddr type local {p.protocol} dport {p.published} "
-           f"dnat to {layout.SBOX_GW_IP}:{p.published}" for p in rules.published_ports(cluster)]
+    out = [f"  fib daddr type local jump {PICK_CHAIN}"] if ingress_picks(cluster) else []
     out += [f"  fib daddr type local {p.protocol} dport {p.published} "
             f"dnat to {layout.task_gw_ip(t)}:{p.target}"
             for p, t in host_port_dnats(cluster, node)]
@@ -51,10 +87,14 @@ def _dnat_rules(cluster: Cluster, node: str) -> list[str]:
 
 
 def table(cluster: Cluster, node: str) -> str:
-    """The node's table ``ip swarmmesh``: published ports DNATed in prerouting (from
-    outside) and output (from the node itself), localhost masqueraded where it leaves."""
+    """The node's table ``ip swarmmesh``: the round-robin pick of ingress ports (one
+    chain, so that prerouting and output share one counter per port), published ports
+    DNATed in prerouting (from outside) and output (from the node itself), localhost
+    masqueraded where it leaves."""
     dnat = _dnat_rules(cluster, node)
     lines = [f"table ip {TABLE} {{",
+             f" chain {PICK_CHAIN} {{",
+             *[f"  {pick_rule(p, tasks)}" for p, tasks in ingress_picks(cluster)], " }",
              " chain prerouting { type nat hook prerouting priority -100; policy accept;",
              *dnat, " }",
              " chain output { type nat hook output priority -100; policy accept;",

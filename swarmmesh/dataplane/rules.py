@@ -12,29 +12,28 @@ namespace, with these ports::
     2   vx-ingress  kernel VXLAN device, VNI 4096, UDP 4789, static FDB per MAC
     10+ <task>-veth one per local task on the ingress network (t<n>: 9 + n)
 
-The node's kernel DNATs ``<any local address>:<published>`` to the sandbox
-address 172.18.0.2 (Swarm's DOCKER-INGRESS chain); the bridge then plays the
-ingress sandbox: an exact round-robin pick per node (IPVS rr), DNAT to the
-task's ingress address and target port (conntrack zone 1), SNAT to the
-node's own ingress address (zone 2), and forwarding over the overlay.
+The node's kernel DNATs ``<any local address>:<published>`` into the bridge
+(Swarm's DOCKER-INGRESS chain) and picks the task there, as Swarm's ingress
+sandbox does with its fwmark and IPVS rr: an exact round robin per node
+(``numgen inc`` over the tasks in the balancer, ``swarmmesh.dataplane.kernel``)
+whose pick the packet carries in its destination, the task's *pick address*
+(``layout.pick_ip``, routed via the sandbox address 172.18.0.2).  The bridge
+then plays the rest of the ingress sandbox: DNAT to the picked task's ingress
+address and target port (conntrack zone 1), SNAT to the node's own ingress
+address (zone 2), and forwarding over the overlay.  Every ingress flow is
+proactive and none matches a client's address or port, so a new connection
+takes no upcall once the datapath has cached its megaflows.
 
 Tables::
 
     0   classify: ARP answered locally, sandbox traffic, replies, overlay delivery
     10  conntrack zone 1 (DNAT) for published ports
-    11  new connection -> round-robin pick (unless ct_mark says it was
-        picked already); established -> SNAT
-    12  round-robin pointer per published port (rewritten by ``learn``)
-    13  pick: pointer k -> DNAT to task k, learn pointer k+1, learn the
-        connection into 14
-    14  per-connection flows (learned, 10 s): the task a connection was
-        given, loaded into reg3.  Learning them makes every new connection
-        take the slow path, so that the pointer advances per connection.
-        UDP consults them: a new flow's later datagrams that passed
-        conntrack before its first was committed (one receive batch of
-        userspace OVS) keep the task without moving the pointer
-    15  UDP dispatch: reg3 names a task still in the balancer -> DNAT to
-        it; else -> 12, 13
+    11  new connection to task k's pick address -> DNAT to task k (commit,
+        ct_mark names the port and the task); a connection committed but not
+        yet answered (a resent SYN, a second datagram: still ``+new``) keeps
+        its task by its ct_mark; established -> SNAT.  Every task that still
+        exists keeps its flows (draining ones included: the kernel no longer
+        picks them, their connections go on)
     20/21/22  conntrack zone 2 (SNAT to the node's ingress address)
     30/31/32  reply path: un-SNAT, un-DNAT, back to the node's kernel
     40  L3 delivery on the ingress network: local task port or VXLAN
@@ -49,8 +48,19 @@ port ``1000*j + n``::
     50  per network: ARP answered locally, VIP, replies to this node's LB
         address, task-to-task delivery
     60/61  conntrack zone 3: a new connection to a VIP -> round-robin pick
-        (tables 12/13 again, keyed by network and VIP); DNAT to the task
+        (tables 12-15, keyed by network and VIP); DNAT to the task
         address, the port is kept (IPVS fwmark service, NAT mode)
+    12  round-robin pointer per VIP (rewritten by ``learn``)
+    13  pick: pointer k -> DNAT to task k, learn pointer k+1, learn the
+        connection into 14
+    14  per-connection flows (learned, 10 s): the task a connection was
+        given, loaded into reg3.  Learning them makes every new connection
+        take the slow path, so that the pointer advances per connection.
+        UDP consults them: a new flow's later datagrams that passed
+        conntrack before its first was committed (one receive batch of
+        userspace OVS) keep the task without moving the pointer
+    15  UDP dispatch: reg3 names a task still in the balancer -> DNAT to
+        it; else -> 12, 13
     62/63/64  conntrack zone 4: SNAT to this node's LB address on the network
     70/71/72  the reply: un-SNAT, un-DNAT (source back to the VIP)
     80  L3 delivery on the network: local task port or the network's VXLAN
@@ -61,7 +71,7 @@ from __future__ import annotations
 from swarmmesh.dataplane.flows import (CT_TRK_EST, CT_TRK_NEW, Action, Ct, Flow, Goto, Learn,
                                       Move, Nat, Output, Resubmit, SetField, flow)
 from swarmmesh.dataplane.layout import (GW_MAC, PORT_GW, PORT_VXLAN, SBOX_GW_IP, SBOX_GW_MAC,
-                                       net_index, net_port, task_number, task_ports,
+                                       net_index, net_port, pick_ip, task_number, task_ports,
                                        user_networks, vxlan_port)
 from swarmmesh.model import Cluster, Network, Node, PublishedPort, Task, docker_mac
 
@@ -167,11 +177,12 @@ def _classify_flows(cluster: Cluster, node: Node, ports: dict[str, int],
                     ingress_tasks: list[Task]) -> list[Flow]:
     """0: IP on the ingress network, to the table of its stage (or dropped)."""
     flows: list[Flow] = []
-    # 0 -> 10: a connection the kernel DNATed to the sandbox, per published port.
+    # 0 -> 10: a connection the kernel DNATed to a pick address, per published port
+    # (table 11 matches the address; a packet to none of them is dropped there).
     for p, _tasks, _every in ingress_ports(cluster):
         flows.append(flow(T_CLASSIFY, 200, {
             "in_port": PORT_GW, "eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol],
-            "ipv4_dst": SBOX_GW_IP, _l4(p): p.published}, [Goto(T_DNAT_CT)]))
+            _l4(p): p.published}, [Goto(T_DNAT_CT)]))
     # 0 -> 30: a reply to this node's sandbox, from a local task or the overlay.
     for port in [PORT_VXLAN, *ports.values()]:
         flows.append(flow(T_CLASSIFY, 190, {
@@ -203,50 +214,35 @@ def _classify_flows(cluster: Cluster, node: Node, ports: dict[str, int],
 
 
 def _dnat_flows(cluster: Cluster) -> list[Flow]:
-    """10/11: conntrack, then new connections to the round-robin pick (12/13);
-    14's miss."""
+    """10/11: conntrack, then a new connection to the task its pick address names."""
     flows = [flow(T_DNAT_CT, 100, {"eth_type": ETH_IP},
                   [Ct(ZONE_DNAT, T_DNAT_STATE, nat_existing=True)])]
-    for pi, (p, tasks, every) in enumerate(ingress_ports(cluster)):
-        flows += _published_port_flows(pi, p, tasks, every)
+    for pi, (p, _tasks, every) in enumerate(ingress_ports(cluster)):
+        flows += _published_port_flows(pi, p, every)
     flows.append(flow(T_DNAT_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
                       [Goto(T_SNAT_CT)]))
-    # 14: a connection it has not learned leaves reg3 at 0 (the learned ones are above)
-    flows.append(flow(T_RR_CONN, 0, {}, []))
     return flows
 
 
-def _published_port_flows(pi: int, p: PublishedPort, tasks: list[Task],
-                          every: list[Task]) -> list[Flow]:
-    """11, 12 and 13 (15 for UDP) of the published port ``p`` (the ``pi``-th)."""
+def _published_port_flows(pi: int, p: PublishedPort, every: list[Task]) -> list[Flow]:
+    """11 of the published port ``p`` (the ``pi``-th), for every task of its service
+    that still exists (the kernel picks only those in the balancer; the leaving ones
+    keep their connections)."""
     flows: list[Flow] = []
-    svc_match = {"eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol],
-                 "ipv4_dst": SBOX_GW_IP, _l4(p): p.published}
-    new_actions: list[Action] = ([Resubmit(T_RR_CONN), Resubmit(T_RR_DISPATCH)]
-                                 if p.protocol == "udp" else
-                                 [Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)])
-    if not tasks:
-        new_actions = []                             # no task: dropped, as IPVS does
-    flows.append(flow(T_DNAT_STATE, 100, {**svc_match, "ct_state": CT_TRK_NEW},
-                      new_actions))
-    # A committed connection stays +new until its first reply (a resent
-    # SYN, several UDP datagrams): its ct_mark names the task picked for
-    # it, so such packets keep their task and never move the pointer.
-    # (Userspace conntrack has already rewritten them to the task, the
-    # kernel's has not: the match leaves out the destination.)  Every
-    # task that still exists keeps its flow, the draining ones included.
     for t in every:
+        dnat = Nat("dst", str(t.addresses["ingress"]), p.target)
+        # The kernel picked task t: DNAT to it; ct_mark remembers the pick.
+        flows.append(flow(T_DNAT_STATE, 100, {
+            "eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol], "ct_state": CT_TRK_NEW,
+            "ipv4_dst": str(pick_ip(t)), _l4(p): p.published},
+            [Ct(ZONE_DNAT, T_SNAT_CT, commit=True, nat=dnat, mark=pick_mark(pi, t))]))
+        # A committed connection stays +new until its first reply (a resent
+        # SYN, several UDP datagrams): its ct_mark names its task.  (Userspace
+        # conntrack has already rewritten such packets to the task, the
+        # kernel's has not: the match leaves out the destination.)
         flows.append(flow(T_DNAT_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
-                                              "ct_mark": pick_mark(pi, t)}, [
-            Ct(ZONE_DNAT, T_SNAT_CT, commit=True,
-               nat=Nat("dst", str(t.addresses["ingress"]), p.target))]))
-    # 12: the pointer, starting at task 0; ``learn`` replaces it.
-    flows.append(flow(T_RR_PTR, 100, svc_match, [SetField(REG_RR, 0)]))
-    # 13: pointer k -> task k; learn k+1; per-connection learn; DNAT.
-    flows += _picks(svc_match, tasks,
-                    [(IP_PROTO[p.protocol], _l4(p, dst=False), _l4(p))],
-                    lambda t: Nat("dst", str(t.addresses["ingress"]), p.target),
-                    ZONE_DNAT, T_SNAT_CT, lambda t: pick_mark(pi, t))
+                                              "ct_mark": pick_mark(pi, t)},
+                          [Ct(ZONE_DNAT, T_SNAT_CT, commit=True, nat=dnat)]))
     return flows
 
 
@@ -460,9 +456,12 @@ def _net_deliver_flows(cluster: Cluster, node_name: str, net: Network,
 
 
 def _vip_flows(cluster: Cluster) -> list[Flow]:
-    """60/61 + 12-15: the VIP's round-robin pick, per node (IPVS rr in lb-<net>)."""
+    """60/61 + 12-15: the VIP's round-robin pick, per node (IPVS rr in lb-<net>);
+    14's miss."""
     flows = [flow(T_VIP_CT, 100, {"eth_type": ETH_IP},
                   [Ct(ZONE_VIP_DNAT, T_VIP_STATE, nat_existing=True)])]
+    # 14: a connection it has not learned leaves reg3 at 0 (the learned ones are above)
+    flows.append(flow(T_RR_CONN, 0, {}, []))
     for vi, (nname, svc_name, vip, tasks) in enumerate(vips(cluster)):
         flows += _vip_pick_flows(cluster, vi, nname, svc_name, vip, tasks)
     flows.append(flow(T_VIP_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},

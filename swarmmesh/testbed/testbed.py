@@ -16,17 +16,20 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 from swarmmesh import agents
+from swarmmesh.dataplane import layout
 from swarmmesh.machine import deps
 from swarmmesh.model import Cluster, Task
 from swarmmesh.testbed.runtime import RunState, clean_all
 
 # Programs every testbed calls (their packages: swarmmesh/machine/debian-packages.txt).
-REQUIRED = ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "nft", "ethtool", "bridge", "mnexec")
+REQUIRED = ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "nft", "conntrack", "ethtool", "bridge",
+            "mnexec")
 
 
 _RUN_SEQ = itertools.count(1)          # several testbeds may live in one process
@@ -108,6 +111,9 @@ class Testbed:
         self.controller: subprocess.Popen | None = None
         self.datapath = "unknown"
         self._old_term = None
+        self._kernel_lock = threading.Lock()
+        self._published: dict[int, dict] = {}    # revision -> the model, until the kernels have it
+        self._kernel_revision = 0                # the revision every node's nft table follows
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self) -> "Testbed":
@@ -255,16 +261,35 @@ class Testbed:
     # -- the cluster at run time ----------------------------------------------
     def publish(self) -> int:
         """Write ``self.cluster`` as the live model, one revision up; the
-        controller and every node's DNS follow the file.  Returns the revision."""
-        self.revision += 1
-        tmp = self.model_path.with_name(".model.json.tmp")
-        tmp.write_text(json.dumps({**self.cluster.to_dict(), "revision": self.revision}))
-        tmp.replace(self.model_path)
-        return self.revision
+        controller and every node's DNS follow the file, and every node's kernel
+        (its nftables table: the round-robin pick, host-mode ports) follows it in
+        :meth:`wait_applied`, once every switch has it.  Returns the revision."""
+        with self._kernel_lock:
+            self.revision += 1
+            model = {**self.cluster.to_dict(), "revision": self.revision}
+            self._published[self.revision] = model
+            tmp = self.model_path.with_name(".model.json.tmp")
+            tmp.write_text(json.dumps(model))
+            tmp.replace(self.model_path)
+            return self.revision
+
+    def sync_kernels(self, revision: int) -> list[str]:
+        """Every node whose nftables table differs from revision ``revision`` of the model
+        reloads it (one transaction each), unless a later revision is loaded already;
+        returns those nodes.  Called once the switches have the revision, so that the
+        kernel never picks a task whose flows are not there yet."""
+        with self._kernel_lock:
+            if revision <= self._kernel_revision or revision not in self._published:
+                return []
+            cluster = Cluster.from_dict(self._published[revision])
+            for rev in [r for r in self._published if r <= revision]:
+                del self._published[rev]
+            self._kernel_revision = revision
+            return [n.name for n in cluster.nodes if self.net.get(n.name).sync_nft(cluster)]
 
     def wait_applied(self, revision: int, timeout: float = 15.0) -> float:
-        """Until every switch has applied ``revision`` (after a barrier);
-        returns the seconds waited."""
+        """Until every switch has applied ``revision`` (after a barrier), then every
+        node's kernel follows it (:meth:`sync_kernels`); returns the seconds waited."""
         t0 = time.monotonic()
         ready = self.state.dir / "ctl" / "ready"
         while True:
@@ -277,6 +302,7 @@ class Testbed:
                     pass
                 late.append(n.name)
             if not late:
+                self.sync_kernels(revision)
                 return time.monotonic() - t0
             if time.monotonic() - t0 > timeout:
                 raise TestbedError(f"revision {revision} not applied after {timeout:.0f}s on "
@@ -297,14 +323,14 @@ class Testbed:
         node.attach_task(task, self.cluster)
         host.configDefault()
         self.sync_fdb()
-        self.sync_nft()
+        # The node binds its host-mode ports, and every kernel may pick the task, once
+        # the model that says so is published and the switches have it (wait_applied).
 
     def stop_task(self, task: Task) -> None:
-        """Stop a task's container: its server, its host and its legs.  Its node
-        unbinds its host-mode ports first (the task is out of ``self.cluster``)."""
+        """Stop a task's container: its server, its host and its legs (the kernels
+        follow the model that says it is gone, once published)."""
         host = self.net.get(task.host) if task.host in self.net else None
         node = self.net.get(task.node)
-        self.sync_nft()
         node.detach_task(task, self.cluster)
         if host is not None:
             for link in [l for l in self.net.links if host in (l.intf1.node, l.intf2.node)]:
@@ -314,18 +340,13 @@ class Testbed:
     def flush_conntrack(self, task: Task) -> None:
         """Every node forgets the connections to a task that was removed."""
         addrs = [str(a) for a in task.addresses.values()]
+        pick = str(layout.pick_ip(task)) if "ingress" in task.addresses else None
         for n in self.cluster.nodes:
-            self.net.get(n.name).flush_conntrack(addrs)
+            self.net.get(n.name).flush_conntrack(addrs, pick)
 
     def sync_fdb(self) -> None:
         for n in self.cluster.nodes:
             self.net.get(n.name).sync_fdb(self.cluster)
-
-    def sync_nft(self) -> list[str]:
-        """Every node whose nftables table differs from ``self.cluster`` reloads it (host-mode
-        ports follow their tasks); returns those nodes."""
-        return [n.name for n in self.cluster.nodes
-                if self.net.get(n.name).sync_nft(self.cluster)]
 
     def kill_app(self, task: Task, how: str) -> None:
         """The task's application dies inside its container: ``hang`` (SIGUSR2: the task

@@ -176,6 +176,8 @@ class SwarmNode(_Recorded, _Quiet):
         for intf in (layout.GW_INTF, layout.GW_OVS_INTF):
             self.run(f"ip link set {intf} up")
             _tx_off(self, intf)
+        # The kernel's round-robin pick DNATs to a task's pick address: via the sandbox.
+        self.run(f"ip route add {layout.PICK_NET} via {layout.SBOX_GW_IP} dev {layout.GW_INTF}")
         # The ingress overlay: kernel VXLAN, no learning, static FDB from the model.
         self.run(f"ip link add {layout.VXLAN_INTF} type vxlan id {self.cluster.networks['ingress'].vni} "
                  f"dstport {VXLAN_PORT} local {node.underlay_ip} dev {eth0} nolearning")
@@ -219,8 +221,10 @@ class SwarmNode(_Recorded, _Quiet):
 
     def sync_nft(self, cluster: Cluster) -> bool:
         """Load the node's nftables table as ``cluster`` says (Swarm's DOCKER-INGRESS
-        chain, and the host-mode ports of its local tasks), in one transaction, unless
-        it is loaded already.  True if it was (re)loaded."""
+        chain with the round-robin pick, and the host-mode ports of its local tasks), in
+        one transaction, unless it is loaded already.  True if it was (re)loaded.  Runs
+        ``nft`` as a process of its own in the node (not through the node's shell), so
+        that any thread may call it."""
         script = kernel.nft_script(cluster, self.name)
         if script == self.nft_loaded:
             return False
@@ -229,7 +233,12 @@ class SwarmNode(_Recorded, _Quiet):
         path = self.state.node_dir(self.name) / "nft.conf"
         tmp = path.with_name(".nft.conf.tmp")
         tmp.write_text(script)
-        self.run(f"nft -f {tmp}")
+        proc = self.popen(["nft", "-f", str(tmp)], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{self.name}: `nft -f {tmp}` failed ({proc.returncode}): "
+                               f"{out.strip()}")
         tmp.replace(path)
         self.nft_loaded = script
         return True
@@ -338,11 +347,15 @@ class SwarmNode(_Recorded, _Quiet):
         pid = (d / "ovs-vswitchd.pid").read_text().strip()
         return self.cmd(f"ovs-appctl -t {d}/ovs-vswitchd.{pid}.ctl " + " ".join(args))
 
-    def flush_conntrack(self, addresses) -> None:
+    def flush_conntrack(self, addresses, pick: str | None = None) -> None:
         """Forget every connection to these (task) addresses, as Swarm's IPVS
         does for a removed backend (``expire_nodest_conn``): else a client
         that reuses a source port would follow a stale entry to it.  DNAT
-        zones match the reply's source, SNAT zones the original destination."""
+        zones match the reply's source, SNAT zones the original destination;
+        the kernel forgets the connections it had picked for the task (their
+        reply comes from its pick address ``pick``)."""
+        if pick is not None:
+            self.cmd(f"conntrack -D --reply-src {pick} >/dev/null 2>&1")
         if self.ovs_dir is None:
             return
         for ip in addresses:

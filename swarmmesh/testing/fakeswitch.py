@@ -37,14 +37,24 @@ Semantics, as in OVS:
 Anything else raises ``NotImplementedError``: nothing is silently ignored.
 Output packets carry header fields only (no ``in_port``, registers,
 ``ct_state`` or ``ct_mark``), as on a wire.
+
+``FakeKernel`` models the part of a node's kernel the bridge depends on: its
+nftables table (the text of ``swarmmesh.dataplane.kernel.table``, read back
+from the text alone) and its conntrack.  The ingress round-robin pick is
+there (``numgen inc mod k map {...}``: one counter per rule, restarted by a
+reload that changes the text; the NAT decided once per connection), so that
+the tests check exact round robin from the flows and the nft text together.
+``FakeCluster`` puts one bridge and one kernel per node, with the overlay.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
 
-from swarmmesh.dataplane import layout, rules
+from swarmmesh.dataplane import kernel, layout, rules
 from swarmmesh.model import Cluster, Task
 from swarmmesh.dataplane.flows import (COOKIE_LEARNED, CT_EST, CT_NEW, CT_RPL, CT_TRK, Ct, Flow, Goto,
                                       Learn, Move, Nat, Output, Resubmit, SetField)
@@ -298,6 +308,99 @@ class FakeSwitch:
         return conn
 
 
+# --- a node's kernel: its nftables table and conntrack ------------------------
+
+_PICK = re.compile(r"(tcp|udp) dport (\d+) (drop|dnat to numgen inc mod (\d+) map \{ (.*) \})$")
+_HOST = re.compile(r"fib daddr type local (tcp|udp) dport (\d+) dnat to ([\d.]+):(\d+)$")
+
+
+class FakeKernel:
+    """A node's kernel as far as the ingress path goes: the ``mesh`` chain's round-robin
+    picks and the host-mode DNATs, read from the node's table text, and a conntrack
+    that decides NAT once per connection (a resent SYN, a later datagram keep their
+    pick) and un-NATs the replies."""
+
+    def __init__(self, text: str) -> None:
+        self.text = ""
+        self.picks: dict[tuple[str, int], list[str]] = {}
+        self.host: dict[tuple[str, int], tuple[str, int]] = {}
+        self.counters: dict[tuple[str, int], int] = {}
+        # (proto, src, sport, node address, dport) -> (address, port) after DNAT, or None
+        self.conntrack: dict[tuple, tuple[str, int] | None] = {}
+        self.replies: dict[tuple, tuple[str, int]] = {}     # reply tuple -> (node address, port)
+        self.load(text)
+
+    def load(self, text: str) -> bool:
+        """Load a table's text; a different text restarts every counter (as ``nft -f``
+        replacing the table does).  True if it changed."""
+        if text == self.text:
+            return False
+        picks, host = {}, {}
+        lines = [line.strip() for line in text.splitlines()]
+        start = lines.index(f"chain {kernel.PICK_CHAIN} {{")
+        for line in lines[start + 1:lines.index("}", start)]:
+            m = _PICK.match(line)
+            if m is None:
+                raise NotImplementedError(f"nft rule {line!r}")
+            proto, port, _, mod, entries = m.groups()
+            ips = [] if mod is None else [e.split(" : ")[1] for e in entries.split(", ")]
+            if mod is not None and [e.split(" : ")[0] for e in entries.split(", ")] != \
+                    [str(k) for k in range(int(mod))]:
+                raise NotImplementedError(f"numgen map not 0..{int(mod) - 1}: {line!r}")
+            picks[(proto, int(port))] = ips
+        for line in lines:
+            m = _HOST.match(line)
+            if m is not None:
+                host[(m.group(1), int(m.group(2)))] = (m.group(3), int(m.group(4)))
+        self.text, self.picks, self.host = text, picks, host
+        self.counters = {key: 0 for key in picks}
+        return True
+
+    def dnat(self, proto: str, src: str, sport: int, daddr: str,
+             dport: int) -> tuple[str, int] | None:
+        """Where the kernel sends a packet to one of its own addresses: (address, port)
+        after its DNAT, or None (dropped, or not DNATed: the node's own sockets)."""
+        key = (proto, src, sport, daddr, dport)
+        if key in self.conntrack:
+            return self.conntrack[key]
+        if (proto, dport) in self.picks:
+            ips = self.picks[(proto, dport)]
+            if not ips:
+                return None                        # dropped: no entry is confirmed
+            k = self.counters[(proto, dport)]
+            self.counters[(proto, dport)] = k + 1
+            to = (ips[k % len(ips)], dport)
+        elif (proto, dport) in self.host:
+            to = self.host[(proto, dport)]
+        else:
+            return None
+        self.conntrack[key] = to
+        self.replies[(proto, to[0], to[1], src, sport)] = (daddr, dport)
+        return to
+
+    def un_dnat(self, packet: dict) -> dict:
+        """A reply leaving through the kernel: its source back to the node's address."""
+        proto = {6: "tcp", 17: "udp"}.get(packet.get("ip_proto"))
+        if proto is None:
+            return packet
+        sport_f, dport_f = L4[packet["ip_proto"]]
+        key = (proto, packet["ipv4_src"], packet.get(sport_f), packet["ipv4_dst"],
+               packet.get(dport_f))
+        if key not in self.replies:
+            return packet
+        addr, port = self.replies[key]
+        return {**packet, "ipv4_src": addr, sport_f: port}
+
+    def forget(self, address: str | None = None) -> None:
+        """``conntrack -D [--reply-src address]``: forget connections (to one pick address)."""
+        gone = [k for k, to in self.conntrack.items() if address is None or
+                (to is not None and to[0] == address)]
+        for k in gone:
+            to = self.conntrack.pop(k)
+            if to is not None:
+                self.replies.pop((k[0], to[0], to[1], k[1], k[2]), None)
+
+
 # --- a cluster of fake bridges ---------------------------------------------
 
 @dataclass
@@ -323,6 +426,12 @@ class FakeCluster:
         self.cluster = cluster
         self.switches = {n.name: FakeSwitch(rules.node_flows(cluster, n.name), n.name)
                          for n in cluster.nodes}
+        self.kernels = {n.name: FakeKernel(kernel.table(cluster, n.name)) for n in cluster.nodes}
+        self.vxlan_drops: list[tuple[str, dict]] = []   # no FDB entry: not flooded
+        self._wire(cluster)
+
+    def _wire(self, cluster: Cluster) -> None:
+        """The tasks' ports and every node's VXLAN FDB, as the model says."""
         by_host = {t.host: t for t in cluster.tasks}
         self.port_task = {n.name: {port: by_host[host] for host, port
                                    in layout.task_ports(cluster, n.name).items()}
@@ -338,17 +447,51 @@ class FakeCluster:
         self.fdb = {(n.name, net): {mac.lower(): by_underlay[ip]
                                     for mac, ip in rules.overlay_fdb(cluster, n.name, net)}
                     for n in cluster.nodes for net in cluster.networks}
-        self.vxlan_drops: list[tuple[str, dict]] = []   # no FDB entry: not flooded
 
     def from_client(self, node: str, client_ip: str, client_port: int, published: int,
-                    proto: str = "tcp") -> dict:
-        """The packet the node's kernel hands to port 1 after its DNAT."""
-        self.cluster.node(node)
+                    proto: str = "tcp") -> dict | None:
+        """The packet a client sends to ``node``'s address, as the node's kernel hands it
+        to port 1 after its DNAT (the round-robin pick); None if the kernel does not
+        send it into the bridge (dropped, a host-mode port, or not published)."""
+        addr = str(self.cluster.node(node).underlay_ip)
+        to = self.kernels[node].dnat(proto, str(client_ip), client_port, addr, published)
+        if to is None or IPv4Address(to[0]) not in IPv4Network(layout.PICK_NET):
+            return None
         sport, dport = L4[rules.IP_PROTO[proto]]
         return {"in_port": layout.PORT_GW, "eth_src": layout.GW_MAC,
                 "eth_dst": layout.SBOX_GW_MAC, "eth_type": rules.ETH_IP,
                 "ip_proto": rules.IP_PROTO[proto], "ipv4_src": str(client_ip),
-                "ipv4_dst": layout.SBOX_GW_IP, sport: client_port, dport: published}
+                "ipv4_dst": to[0], sport: client_port, dport: to[1]}
+
+    def apply(self, cluster: Cluster) -> None:
+        """A new model, as the testbed carries it out: every bridge gets its new flows
+        (what it learned, and its conntrack, stay), then every kernel its table."""
+        self.cluster = cluster
+        self._wire(cluster)
+        for n in cluster.nodes:
+            sw = self.switches[n.name]
+            learned = [f for f in sw.flows if f.cookie == COOKIE_LEARNED]
+            sw.flows = []
+            for f in [*rules.node_flows(cluster, n.name), *learned]:
+                sw.add_flow(f)
+            self.kernels[n.name].load(kernel.table(cluster, n.name))
+
+    def forget_connections(self) -> None:
+        """Every kernel and every bridge forgets every connection."""
+        for n in self.cluster.nodes:
+            self.switches[n.name].conntrack.clear()
+            self.kernels[n.name].forget()
+
+    def flush(self, task: Task) -> None:
+        """The connections to a removed task are forgotten everywhere (the testbed's
+        ``flush_conntrack``): the kernels' entries to its pick address, the bridges'."""
+        addrs = {str(a) for a in task.addresses.values()}
+        for n in self.cluster.nodes:
+            self.kernels[n.name].forget(str(layout.pick_ip(task)))
+            for zone in self.switches[n.name].conntrack.values():
+                for key in [k for k, (conn, _) in zone.items()
+                            if {conn.orig[3], conn.reply[1], conn.orig[1]} & addrs]:
+                    del zone[key]
 
     def deliver(self, node: str, packet: dict) -> list[Arrival]:
         """Run ``packet`` into ``node``'s bridge and follow it to where it ends."""
@@ -368,7 +511,7 @@ class FakeCluster:
                 arrivals += self._deliver(remote, {**pkt, "in_port": port},
                                           hops + [remote])
             elif port == layout.PORT_GW:
-                arrivals.append(Arrival(node, port, pkt, None, hops))
+                arrivals.append(Arrival(node, port, self.kernels[node].un_dnat(pkt), None, hops))
             elif port in self.port_task[node]:
                 arrivals.append(Arrival(node, port, pkt, self.port_task[node][port], hops))
             else:

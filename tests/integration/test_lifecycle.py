@@ -179,13 +179,19 @@ def test_controller_restart_leaves_the_flow_tables_equal(living):
     stk["services"]["db"] = {"deploy": {"replicas": 2}, "networks": ["back"]}
     tb, orch = living(Cluster.from_stack(stk, nodes=3))
     wait_all_running(tb, orch)
-    for node in tb.cluster.nodes:                  # move the round-robin pointers
+    for node in tb.cluster.nodes:                  # move the kernels' round-robin counters
         tasks_answering(tb, node.name, 3)
+    vip = str(tb.cluster.services["db"].vips["back"])
+    for t in tb.cluster.tasks_of("app"):           # and the VIP's learned pointers
+        assert all(a["ok"] for a in http(tb, t.host, vip, 80, count=3, timeout=1.0))
     before = flow_tables(tb)
+    kernels = {n.name: tb.host(n.name).cmd("nft list table ip swarmmesh") for n in tb.cluster.nodes}
     assert sum(len(v) for v in before.values()) > 100
     assert any("cookie=0x534c" in line for v in before.values() for line in v)  # learned
     tb.restart_controller()
     assert flow_tables(tb) == before
+    assert {n.name: tb.host(n.name).cmd("nft list table ip swarmmesh")
+            for n in tb.cluster.nodes} == kernels
     assert "0 added or changed, 0 stale removed" in tb.controller_log().splitlines()[-1]
 
 

@@ -35,6 +35,10 @@ class FakeDatapath(ofproto_protocol.ProtocolDesc):
 
 CLUSTER = Cluster.quick(4, 3)
 FLOWS = rules.node_flows(CLUSTER, "node1")
+# East-west: a VIP's round-robin pick still learns (tables 12-15).
+VIP_CLUSTER = Cluster.from_stack({"networks": {"front": {}}, "services": {
+    "web": {"deploy": {"replicas": 3}, "networks": ["front"]}}}, nodes=4)
+VIP_FLOWS = rules.node_flows(VIP_CLUSTER, "node1")
 
 
 def flow_mod(dp, f: Flow):
@@ -104,8 +108,8 @@ def test_all_flows_of_every_node_serialize():
 def test_ct_with_dnat_carries_ip_and_port():
     dp = FakeDatapath()
     tasks = [t for t in CLUSTER.tasks_of("app")]
-    picks = sorted((f for f in flows_with(Ct, rules.T_RR_PICK) if "reg1" in f.match_dict),
-                   key=lambda f: f.match_dict["reg1"])
+    picks = [f for f in flows_with(Ct, rules.T_DNAT_STATE) if "ipv4_dst" in f.match_dict]
+    assert [f.match_dict["ipv4_dst"] for f in picks] == [str(layout.pick_ip(t)) for t in tasks]
     assert len(picks) == len(tasks) == 3
     for f, task in zip(picks, tasks):
         for msg in (flow_mod(dp, f), round_trip(dp, flow_mod(dp, f))):
@@ -145,20 +149,21 @@ def test_ct_snat_and_bare_nat():
 
 def test_learn_has_the_right_specs():
     dp = FakeDatapath()
-    f = flows_with(Learn, rules.T_RR_PICK)[0]
+    f = [f for f in VIP_FLOWS if f.table == rules.T_RR_PICK
+         and any(isinstance(a, Learn) for a in f.actions)][0]
     k = f.match_dict["reg1"]
+    vip = str(VIP_CLUSTER.services["web"].vips["front"])
     for msg in (flow_mod(dp, f), round_trip(dp, flow_mod(dp, f))):
         ptr, conn = [a for a in apply_actions(msg) if isinstance(a, parser.NXActionLearn)]
-        # the pointer: 4 immediate matches (the service) + 1 load (next task)
+        # the pointer: 3 immediate matches (network tag, the VIP) + 1 load (next task)
         assert (ptr.table_id, ptr.priority, ptr.cookie) == (rules.T_RR_PTR, 100,
                                                              COOKIE_LEARNED)
-        assert len(ptr.specs) == 5
-        assert [type(s) for s in ptr.specs] == [parser.NXFlowSpecMatch] * 4 + [
+        assert len(ptr.specs) == 4
+        assert [type(s) for s in ptr.specs] == [parser.NXFlowSpecMatch] * 3 + [
             parser.NXFlowSpecLoad]
-        assert {s.dst[0]: s.src for s in ptr.specs[:4]} == {
-            "eth_type_nxm": rules.ETH_IP, "ip_proto_nxm": 6,
-            "ipv4_dst_nxm": ip_int(layout.SBOX_GW_IP), "tcp_dst_nxm": 8000}
-        load = ptr.specs[4]
+        assert {s.dst[0]: s.src for s in ptr.specs[:3]} == {
+            "eth_type_nxm": rules.ETH_IP, "ipv4_dst_nxm": ip_int(vip), "reg2": 1}
+        load = ptr.specs[3]
         assert (load.dst, load.n_bits, load.src) == (("reg1", 0), 32, (k + 1) % 3)
         # the per-connection flow: 2 immediate + 4 copied fields + the task loaded in reg3
         assert (conn.table_id, conn.hard_timeout) == (rules.T_RR_CONN,
@@ -172,7 +177,7 @@ def test_learn_has_the_right_specs():
             (("ipv4_dst_nxm", 0), ("ipv4_dst_nxm", 0), 32),
             (("tcp_dst_nxm", 0), ("tcp_dst_nxm", 0), 16)]
         picked, = [s for s in conn.specs if isinstance(s, parser.NXFlowSpecLoad)]
-        task = [t for t in CLUSTER.tasks_of("app")][k]
+        task = [t for t in VIP_CLUSTER.tasks_of("web")][k]
         assert (picked.dst, picked.src) == (("reg3", 0), layout.task_number(task))
 
 
@@ -198,17 +203,14 @@ def test_numbered_output_resubmit_goto_and_drop():
     out, = flows_with(Output, rules.T_RPL_OUT)
     acts = apply_actions(round_trip(dp, flow_mod(dp, out)))
     assert acts[-1].port == layout.PORT_GW
-    # TCP: a new connection resubmits to the pointer and the pick
-    new = [f for f in flows_with(Resubmit, rules.T_DNAT_STATE)]
-    acts = apply_actions(round_trip(dp, flow_mod(dp, new[0])))
-    assert [(type(a), a.table_id) for a in acts] == [
-        (parser.NXActionResubmitTable, rules.T_RR_PTR),
-        (parser.NXActionResubmitTable, rules.T_RR_PICK)]
-    # UDP: to the known flows, then the dispatch, which goes to the pointer and pick
-    udp = rules.node_flows(Cluster.quick(4, 3, protocol="udp"), "node1")
-    for table, want in ((rules.T_DNAT_STATE, (rules.T_RR_CONN, rules.T_RR_DISPATCH)),
+    # A VIP: TCP resubmits to the pointer and the pick; UDP to the known flows, then
+    # the dispatch, which goes to the pointer and pick
+    for table, want in ((rules.T_VIP_STATE, (rules.T_RR_CONN, rules.T_RR_DISPATCH)),
+                        (rules.T_VIP_STATE, (rules.T_RR_PTR, rules.T_RR_PICK)),
                         (rules.T_RR_DISPATCH, (rules.T_RR_PTR, rules.T_RR_PICK))):
-        f = next(f for f in udp if f.table == table
+        f = next(f for f in VIP_FLOWS if f.table == table
+                 and f.match_dict.get("ip_proto", 17) == (6 if want[0] == rules.T_RR_PTR
+                                                          and table == rules.T_VIP_STATE else 17)
                  and any(isinstance(a, Resubmit) for a in f.actions))
         acts = apply_actions(round_trip(dp, flow_mod(dp, f)))
         assert [(type(a), a.table_id) for a in acts] == [
@@ -229,7 +231,7 @@ def test_numbered_output_resubmit_goto_and_drop():
 
 def test_register_set_field():
     dp = FakeDatapath()
-    ptr, = [f for f in FLOWS if f.table == rules.T_RR_PTR]
+    ptr, = [f for f in VIP_FLOWS if f.table == rules.T_RR_PTR]
     act, = apply_actions(round_trip(dp, flow_mod(dp, ptr)))
     assert isinstance(act, parser.OFPActionSetField) and (act.key, act.value) == ("reg1", 0)
 

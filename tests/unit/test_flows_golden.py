@@ -1,7 +1,7 @@
 """Every flow each node gets, for the clusters the tests use, against a recorded copy.
 
-The rules are pure functions of the model; this pins their whole output (flows and
-the overlay FDB, in order) so that a change that was meant to move code and not to
+The rules are pure functions of the model; this pins their whole output (flows,
+the overlay FDB and the node's nftables table, in order) so that a change that was meant to move code and not to
 change behaviour cannot change a flow unnoticed.  A change that *means* to change
 the rules regenerates the files and shows the difference in review:
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmmesh.dataplane import rules
+from swarmmesh.dataplane import kernel, rules
 from swarmmesh.model import Cluster
 from tests.stacks import EASTWEST
 
@@ -50,6 +50,8 @@ def render(cluster: Cluster) -> str:
         out += [repr(f) for f in rules.node_flows(cluster, node.name)]
         out.append(f"## {node.name} overlay fdb")
         out += [repr(e) for e in rules.overlay_fdb(cluster, node.name)]
+        out.append(f"## {node.name} kernel")
+        out.append(kernel.table(cluster, node.name).rstrip("\n"))
     return "\n".join(out) + "\n"
 
 

@@ -83,7 +83,8 @@ def test_connection_round_trip_from_every_node(nodes, replicas):
             assert got.packet["eth_src"] == entry.ingress_mac
             assert got.hops == ([entry.name] if task.node == entry.name
                                 else [entry.name, task.node])
-            # The answer goes back to the entry node, un-rewritten, to its kernel.
+            # The answer goes back to the entry node, un-rewritten, to its kernel,
+            # which un-DNATs it: the client hears from the address it called.
             back = fc.reply(task, got.packet)
             assert len(back) == 1 and back[0].at_kernel
             assert back[0].node == entry.name and back[0].port == layout.PORT_GW
@@ -91,7 +92,7 @@ def test_connection_round_trip_from_every_node(nodes, replicas):
                                     else [task.node, entry.name])
             assert back[0].packet == {
                 "eth_src": layout.SBOX_GW_MAC, "eth_dst": layout.GW_MAC, "eth_type": IP,
-                "ip_proto": 6, "ipv4_src": layout.SBOX_GW_IP, "ipv4_dst": CLIENT,
+                "ip_proto": 6, "ipv4_src": str(entry.underlay_ip), "ipv4_dst": CLIENT,
                 "tcp_src": 8000, "tcp_dst": cport}
 
 
@@ -119,7 +120,8 @@ def test_established_packets_stay_on_their_task(cluster):
         assert len(again) == 1
         assert again[0].task == first.task and again[0].packet == first.packet
     ct1 = fc.switches[entry].conntrack[rules.ZONE_DNAT]
-    assert ct1[(6, CLIENT, 42000, layout.SBOX_GW_IP, 8000)][0].seen_reply
+    assert syn["ipv4_dst"] == str(layout.pick_ip(first.task))
+    assert ct1[(6, CLIENT, 42000, syn["ipv4_dst"], 8000)][0].seen_reply
 
 
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
@@ -257,10 +259,20 @@ def test_unknown_arp_is_dropped_not_flooded(cluster):
 
 def test_unpublished_port_is_dropped(cluster):
     fc = FakeCluster(cluster)
+    task = tasks_of(cluster)[0]
     for node in cluster.nodes:
-        assert fc.deliver(node.name, fc.from_client(node.name, CLIENT, 46000, 9999)) == []
-        # 8000/udp is not published either
-        assert fc.deliver(node.name, fc.from_client(node.name, CLIENT, 46000, 8000, "udp")) == []
+        # the kernel does not send it to the bridge ...
+        assert fc.from_client(node.name, CLIENT, 46000, 9999) is None
+        assert fc.from_client(node.name, CLIENT, 46000, 8000, "udp") is None
+        # ... and the bridge drops it all the same, even to a pick address
+        pkt = fc.from_client(node.name, CLIENT, 46002, 8000)
+        for port in (("tcp_dst", 9999), ("udp_dst", 8000)):
+            forged = {k: v for k, v in pkt.items() if k != "tcp_dst"}
+            forged.update([port], ip_proto=rules.IP_PROTO[port[0][:3]],
+                          ipv4_dst=str(layout.pick_ip(task)))
+            if port[0] == "udp_dst":
+                forged["udp_src"] = forged.pop("tcp_src")
+            assert fc.deliver(node.name, forged) == [], (node.name, port)
 
 
 def test_gw_port_to_another_destination_is_dropped(cluster):
@@ -268,7 +280,7 @@ def test_gw_port_to_another_destination_is_dropped(cluster):
     task = tasks_of(cluster)[0]
     for node in cluster.nodes:
         for dst in (str(task.addresses["ingress"]), str(node.ingress_ip), "172.18.0.1",
-                    "8.8.8.8"):
+                    layout.SBOX_GW_IP, str(layout.PICK_BASE + 999), "8.8.8.8"):
             pkt = dict(fc.from_client(node.name, CLIENT, 46001, 8000), ipv4_dst=dst)
             assert fc.deliver(node.name, pkt) == [], (node.name, dst)
 
@@ -288,7 +300,8 @@ def test_service_without_replicas_drops_new_connections():
     c = Cluster.quick(3, 0)
     fc = FakeCluster(c)
     for node in c.nodes:
-        assert fc.deliver(node.name, fc.from_client(node.name, CLIENT, 47000, 8000)) == []
+        assert fc.from_client(node.name, CLIENT, 47000, 8000) is None     # the kernel drops it
+        assert fc.kernels[node.name].conntrack == {}                      # and remembers nothing
 
 
 # --------------------------------------------------------------------------
@@ -330,12 +343,13 @@ def test_udp_published_port():
         assert "tcp_dst" not in got[0].packet
         back = fc.reply(got[0].task, got[0].packet)
         assert len(back) == 1 and back[0].at_kernel and back[0].node == "node3"
-        assert (back[0].packet["ipv4_src"], back[0].packet["udp_src"]) == (layout.SBOX_GW_IP, 5353)
+        assert (back[0].packet["ipv4_src"], back[0].packet["udp_src"]) == (
+            str(c.node("node3").underlay_ip), 5353)
         assert (back[0].packet["ipv4_dst"], back[0].packet["udp_dst"]) == (CLIENT, 50000 + i)
         # after the answer, the next datagram of the flow goes the same way
         assert fc.deliver("node3", pkt) == got
     # TCP to the UDP port is not published
-    assert fc.deliver("node3", fc.from_client("node3", CLIENT, 50100, 5353)) == []
+    assert fc.from_client("node3", CLIENT, 50100, 5353) is None
 
 
 def test_same_port_number_on_tcp_and_udp_is_two_services():
@@ -517,8 +531,8 @@ def test_fake_switch_ct_mark_is_set_on_commit_and_loaded_on_lookup():
 def test_a_packet_that_passed_conntrack_before_its_connection_was_committed_keeps_its_task():
     """Userspace OVS: several datagrams of a new UDP flow in one receive batch
     all pass conntrack (+new, no mark) before the first is committed.  The
-    later ones must find the connection learned in table 14, keep its task
-    and leave the round-robin pointer alone."""
+    kernel gave them all the same pick address, so the later ones keep the
+    task, and the kernel's counter moved once."""
     c = Cluster.quick(3, 3, protocol="udp")
     fc = FakeCluster(c)
     sw = fc.switches["node1"]
@@ -536,27 +550,61 @@ def test_a_packet_that_passed_conntrack_before_its_connection_was_committed_keep
 
 
 def test_a_tcp_client_that_reuses_a_source_port_gets_a_fresh_pick():
-    """Table 14 must not pin a new TCP connection to the task an earlier
-    connection from the same address and port had (Linux reuses ports)."""
+    """Once the old connection is gone (Linux reuses ports), the same address and
+    port is a new connection: the kernel picks again."""
     c = Cluster.quick(3, 3)
     fc = FakeCluster(c)
     first = connect(fc, "node1", 40000)
     fc.reply(first.task, first.packet)
-    fc.switches["node1"].conntrack.clear()        # the old connection is gone
+    fc.forget_connections()                       # the old connection is gone
     again = connect(fc, "node1", 40000)
     tasks = tasks_of(c)
     assert again.task == tasks[(tasks.index(first.task) + 1) % 3]
 
 
-def test_a_udp_flow_known_in_table_14_never_goes_to_a_task_that_left():
-    c = Cluster.quick(3, 3, protocol="udp")
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_a_flow_keeps_its_draining_task_and_moves_once_the_task_is_removed(proto):
+    """Weight 0 (IPVS): the kernel stops picking the task, its flows stay, so an
+    existing flow goes on (even with the bridge's conntrack gone); once the task is
+    removed and its connections flushed, the flow's next packet gets a fresh pick."""
+    c = Cluster.quick(3, 3, protocol=proto)
     fc = FakeCluster(c)
-    first = connect(fc, "node1", 40000, proto="udp")
-    first.task.state = "draining"                 # weight 0: a new model, new flows
-    learned = [f for f in fc.switches["node1"].flows if f.cookie == COOKIE_LEARNED]
-    fc2 = FakeCluster(c)
-    for f in learned:                             # the switch keeps what it learned
-        fc2.switches["node1"].add_flow(f)
-    fc2.switches["node1"].conntrack.clear()
-    again = connect(fc2, "node1", 40000, proto="udp")
-    assert again.task != first.task and again.task.state == "running"
+    first = connect(fc, "node1", 40000, proto=proto)
+    first.task.state = "draining"
+    fc.apply(c)
+    for n in c.nodes:
+        fc.switches[n.name].conntrack.clear()
+    again = connect(fc, "node1", 40000, proto=proto)
+    assert again.task == first.task
+    c.remove_task(first.task.name)
+    fc.apply(c)
+    fc.flush(first.task)
+    moved = connect(fc, "node1", 40000, proto=proto)
+    assert moved.task != first.task and moved.task.state == "running"
+
+
+def test_a_reload_restarts_the_count_at_the_first_task_and_keeps_the_picks_made():
+    """numgen's counter lives in the rule: a table whose text changed starts again
+    at task 0 of its new map; a table reloaded unchanged keeps counting; connections
+    picked before keep their task."""
+    c = Cluster.quick(3, 3)
+    fc = FakeCluster(c)
+    tasks = tasks_of(c)
+    a = connect(fc, "node3", 41000)
+    assert [connect(fc, "node3", 41001 + i).task for i in range(1)] == [tasks[1]]
+    fc.apply(c)                                    # nothing changed: no reload
+    assert connect(fc, "node3", 41002).task == tasks[2]
+    new = c.place_task("app", "node1", state="running")
+    fc.apply(c)
+    seq = [connect(fc, "node3", 41100 + i).task for i in range(8)]
+    assert seq == [*tasks, new] * 2
+    assert connect(fc, "node3", 41000).task == a.task        # picked before the reload
+
+
+def test_the_bridge_takes_no_learn_and_no_client_field_on_the_ingress_path(cluster):
+    """Ingress flows are proactive: none learns, none matches a client's address or
+    port, so the datapath's cached megaflows serve every new connection."""
+    for node in cluster.nodes:
+        for f in rules.node_flows(cluster, node.name):
+            assert not any(isinstance(a, Learn) for a in f.actions), f
+            assert not {"ipv4_src", "tcp_src", "udp_src"} & set(f.match_dict), f

@@ -66,9 +66,10 @@ def test_learned_pointer_of_a_gone_balancer_is_deleted():
 
 
 def test_scaling_keeps_the_round_robin_pointer():
-    c = Cluster.quick(3, 2)
+    c = Cluster.from_stack({"networks": {"front": {}}, "services": {
+        "web": {"deploy": {"replicas": 2}, "networks": ["front"]}}}, nodes=3)
     old = rules.node_flows(c, "node1")
-    c.place_task("app", state="running")
+    c.place_task("web", state="running")
     new = rules.node_flows(c, "node1")
     plan = sync.plan_update(old, new)
     assert not [f for f in plan.add if f.table == rules.T_RR_PTR]
