@@ -242,12 +242,15 @@ def down_phase(tb, lb, orch, node: str, args, ctx):
 def join_log(rows: list[dict], log_text: str) -> None:
     """HAProxy's choice of server and its timers, per request (by frontend and client port)."""
     from swarmmesh.dataplane import haproxy
-    by = {}
-    for line in haproxy.parse_log(log_text):
-        by[(line["frontend"], line["client_port"])] = line
-    for r in rows:
+    by: dict = {}
+    for line in haproxy.parse_log(log_text):              # in the order connections closed
+        by.setdefault((line["frontend"], line["client_port"]), []).append(line)
+    # a client port comes back in a later connection: the earliest request takes the
+    # earliest line of its (frontend, port)
+    for r in sorted(rows, key=lambda r: (r["phase"] != "paths", r.get("ts") or 0)):
         pool = POOL_OF.get(r["path"])
-        line = by.get((pool, r.get("local_port"))) if pool else None
+        lines = by.get((pool, r.get("local_port"))) if pool else None
+        line = lines.pop(0) if lines else None
         if line:
             r.update(haproxy_server=line["server"], haproxy_tc_ms=line["tc_ms"],
                      haproxy_tt_ms=line["tt_ms"], haproxy_termination=line["termination"])

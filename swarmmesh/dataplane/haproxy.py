@@ -58,6 +58,7 @@ class Server:
     name: str          # node1, ... or the task's name
     address: str
     port: int
+    backup: bool = False   # used only while no other server of the pool is up
 
 
 @dataclass
@@ -106,6 +107,23 @@ def pools(cluster: Cluster, service: str, direct: dict[str, str], base_port: int
     return out
 
 
+def zone_pools(cluster: Cluster, service: str, zones: dict[str, str], zone: str) -> list[Pool]:
+    """A balancer in ``zone`` that sends its clients to their own zone: the mesh's and the
+    host-mode ports of the zone's nodes, the other zones' nodes as backups (used only
+    when no node of the zone answers)."""
+    ingress, host, _ = published_ports(cluster, service)
+    out = []
+    for name, port in (("mesh", ingress), ("host", host)):
+        if port is None:
+            continue
+        own = [Server(n.name, str(n.underlay_ip), port) for n in cluster.nodes
+               if zones[n.name] == zone]
+        other = [Server(n.name, str(n.underlay_ip), port, backup=True) for n in cluster.nodes
+                 if zones[n.name] != zone]
+        out.append(Pool(name, port, own + other))
+    return out
+
+
 def config(pools_: list[Pool], bind: str, balance: str = "roundrobin",
            checks: Checks = Checks(), stats_socket: str = "/run/haproxy.sock",
            connect_timeout: float = 1.0, retries: int = 1, redispatch: bool = False) -> str:
@@ -141,7 +159,8 @@ def config(pools_: list[Pool], bind: str, balance: str = "roundrobin",
                   f"    balance {balance}",
                   f"    default-server check inter {_ms(checks.inter)} fall {checks.fall} "
                   f"rise {checks.rise}"]
-        lines += [f"    server {s.name} {s.address}:{s.port}" for s in pool.servers]
+        lines += [f"    server {s.name} {s.address}:{s.port}" + (" backup" if s.backup else "")
+                  for s in pool.servers]
     return "\n".join(lines) + "\n"
 
 

@@ -143,13 +143,25 @@ def build(tb, cluster: Cluster, service: str, balance: str = "roundrobin",
                                       ">/dev/null 2>&1; true")
             legs[t.name], addrs[t.name] = intf, ip
     pools = haproxy.pools(cluster, service, addrs)
-    conf = tb.state.dir / "haproxy.cfg"    # in the run state: its path is the PID's marker
-    sock = tb.state.dir / "haproxy.sock"
-    conf.write_text(haproxy.config(pools, lb_ip, balance, checks, str(sock), **cfg))
-    (tb.run_dir / "haproxy.cfg").write_text(conf.read_text())
-    lb = ExternalLB(LB_HOST, lb_ip, DNS_HOST, dns_ip, dns_name.rstrip(".").lower(), balance,
-                    checks, pools, str(net), legs, conf, tb.run_dir / "haproxy.log", sock, zone,
-                    conf.read_text())
+    lb = start_haproxy(tb, host, lb_ip, pools, balance, checks, **cfg)
+    lb.backend_network, lb.legs = str(net), legs
+    lb.dns_host, lb.dns_address, lb.dns_name, lb.zone = (DNS_HOST, dns_ip,
+                                                         dns_name.rstrip(".").lower(), zone)
+    _start_dns(tb, lb)
+    return lb
+
+
+def start_haproxy(tb, host, address: str, pools: list[haproxy.Pool], balance: str = "roundrobin",
+                  checks: haproxy.Checks = haproxy.Checks(), **cfg) -> ExternalLB:
+    """Check and start HAProxy in ``host`` (a :class:`ServiceHost`) with these pools on
+    ``address``; its config and stats socket in the run state (the config's path marks
+    the PID), a copy of the config and its log in the run folder."""
+    conf = tb.state.dir / f"{host.name}.cfg"     # in the run state: its path is the PID's marker
+    sock = tb.state.dir / f"{host.name}.sock"
+    conf.write_text(haproxy.config(pools, address, balance, checks, str(sock), **cfg))
+    (tb.run_dir / f"{host.name}.cfg").write_text(conf.read_text())
+    lb = ExternalLB(host.name, address, "", "", "", balance, checks, pools, "", {}, conf,
+                    tb.run_dir / f"{host.name}.log", sock, {}, conf.read_text())
     check = subprocess.run(["haproxy", "-c", "-q", "-f", str(conf)], capture_output=True, text=True)
     if check.returncode != 0:
         raise ExtLBError(f"haproxy -c refused {conf}: {(check.stdout + check.stderr).strip()}")
@@ -157,7 +169,6 @@ def build(tb, cluster: Cluster, service: str, balance: str = "roundrobin",
     _wait(lambda: sock.exists() or proc.poll() is not None, 10, f"haproxy did not open {sock}")
     if proc.poll() is not None:
         raise ExtLBError(f"haproxy exited {proc.returncode}: {lb.log_path.read_text()[-800:]}")
-    _start_dns(tb, lb)
     return lb
 
 

@@ -112,18 +112,22 @@ def _sh(host, command: str) -> str:
     return body
 
 
-def add_underlay_host(tb, name: str, ip: str, cls=None):
-    """A new host on the running testbed's underlay (a leg on ``ul0``); ``cls``: a
-    Mininet host class taking ``state`` (default: the topology's client class)."""
+def add_underlay_host(tb, name: str, ip: str, cls=None, bridge: str = "ul0"):
+    """A new host on the running testbed's underlay (a leg on ``bridge``, ``ul0``
+    unless zones split it); ``cls``: a Mininet host class taking ``state`` (default:
+    the topology's client class)."""
     from swarmmesh.testbed.topology import SwarmClient
     ul = tb.host("underlay")
     host = tb.net.addHost(name, cls=cls or SwarmClient, ip=None, state=tb.state)
     intf, peer = f"{name}-eth0", f"ul-{name}"
     tb.state.register_links([intf, peer])
     tb.net.addLink(host, ul, intfName1=intf, intfName2=peer)
-    _sh(ul, f"ip link set {peer} master ul0 && ip link set {peer} up")
+    _sh(ul, f"ip link set {peer} master {bridge} && ip link set {peer} up")
     host.setIP(f"{ip}/{UNDERLAY_SUBNET.prefixlen}", intf=intf)
     _sh(host, f"ip link set {intf} up")
+    # complete checksums, as on every client (the leg came after the host's config):
+    # frames that cross a userspace WAN link between zones must carry them
+    host.cmd(f"ethtool -K {intf} tx off >/dev/null 2>&1")
     return host
 
 
