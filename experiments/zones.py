@@ -45,6 +45,8 @@ PATHS = ("any_node_mesh", "zone_haproxy_mesh", "zone_haproxy_host")
 LABELS = {"any_node_mesh": "any node (DNS on every node) -> mesh",
           "zone_haproxy_mesh": "HAProxy in own zone -> own-zone node -> mesh",
           "zone_haproxy_host": "HAProxy in own zone -> own-zone host-mode port"}
+SHORT = {"any_node_mesh": "any node\n-> mesh", "zone_haproxy_mesh": "own-zone HAProxy\n-> mesh",
+         "zone_haproxy_host": "own-zone HAProxy\n-> host mode"}
 COLUMNS = ["client", "client_zone", "path", "target", "seq", "ok", "connect_ms", "total_ms",
            "task", "node", "seen_source", "entry", "entry_zone", "task_zone", "crossings",
            "error"]
@@ -217,7 +219,7 @@ def plot(run_dir: Path) -> None:
                          "request latency, new connection (ms)",
                          plots.run_title(summary, f"Zones: {what}"), run_dir / "zones_latency",
                          unit="ms")
-    table = {LABELS[k]: {f"{c} crossing{'s' if c != '1' else ''}": n
+    table = {SHORT[k]: {f"{c} crossing{'s' if c != '1' else ''}": n
                          for c, n in res[k]["crossings"].items()} for k in PATHS}
     figs_cross = plots.counts(table, "path", "requests",
                               plots.run_title(summary, "Zone crossings per request "
