@@ -157,7 +157,8 @@ class Cluster:
         if node is None:
             nodes, why = self.candidates(service)
             check(bool(nodes), f"services.{service}", why)
-            target = placement.choose(svc, nodes, placement.Load.of(self.services, self.tasks))
+            target = placement.choose(svc, nodes, placement.Load.of(self.services, self.tasks),
+                                      self.nodes)
         else:
             target = self.node(node)
         slots = [t.slot for t in self.tasks_of(service)]

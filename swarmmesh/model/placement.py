@@ -97,17 +97,23 @@ def candidates(svc: Service, nodes: list[Node], load: Load) -> tuple[list[Node],
     return ok, ("" if ok else explain(failures))
 
 
-def choose(svc: Service, nodes: list[Node], load: Load) -> Node:
+def choose(svc: Service, nodes: list[Node], load: Load, every: list[Node] | None = None) -> Node:
     """Swarm's spread: over the preferences' label values first (fewest tasks of the
-    service per branch, ties by value), then fewest tasks of the service, then fewest
-    tasks (ties by node index; swarmkit breaks them arbitrarily)."""
-    group = nodes
+    service per branch, counted on every node of the branch as swarmkit's decision tree
+    does, ties by value; only branches with a node that can take the task), then fewest
+    tasks of the service, then fewest tasks (ties by node index; swarmkit breaks them
+    arbitrarily).  ``nodes``: the candidates; ``every``: all nodes (default: nodes)."""
+    group, whole = nodes, every if every is not None else nodes
     for descriptor in svc.preferences:
-        branches: dict[str, list[Node]] = defaultdict(list)
+        ok: dict[str, list[Node]] = defaultdict(list)
+        everywhere: dict[str, list[Node]] = defaultdict(list)
         for n in group:
-            branches[constraints.spread_value(descriptor, n)].append(n)
-        group = min(sorted(branches.items()),
-                    key=lambda kv: sum(load.of_service[(svc.name, n.name)] for n in kv[1]))[1]
+            ok[constraints.spread_value(descriptor, n)].append(n)
+        for n in whole:
+            everywhere[constraints.spread_value(descriptor, n)].append(n)
+        value = min(sorted(ok), key=lambda v: sum(load.of_service[(svc.name, n.name)]
+                                                  for n in everywhere[v]))
+        group, whole = ok[value], everywhere[value]
     return min(group, key=lambda n: (load.of_service[(svc.name, n.name)], load.total[n.name],
                                      n.index))
 
@@ -176,7 +182,7 @@ def _place(services: dict[str, Service], nodes: list[Node]
             if not ok:
                 pending.append(Pending(svc.name, slot, why))
                 continue
-            node = choose(svc, ok, load)
+            node = choose(svc, ok, load, nodes)
             load.add(svc, node.name)
             result.append((svc.name, slot, node))
     return result, pending

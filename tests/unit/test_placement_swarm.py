@@ -269,6 +269,16 @@ def test_nodes_without_the_label_form_one_branch_and_nested_preferences():
     assert where(c, "a") == ["node1", "node2", "node3", "node4"]
 
 
+def test_spread_counts_a_branch_on_all_its_nodes_even_those_that_cannot_take_the_task():
+    c = cluster({"w": svc({"replicas": 2, "placement": {"preferences": [
+        {"spread": "node.labels.zone"}]}}, ports=[{"target": 80, "published": 8080,
+                                                    "mode": "host"}])}, count=4,
+        labels=["node1:zone=a", "node2:zone=a", "node3:zone=b", "node4:zone=b"])
+    assert [c.node(n).labels["zone"] for n in where(c, "w")] == ["a", "b"]
+    t = c.place_task("w")                          # at run time too: back to zone a
+    assert c.node(t.node).labels["zone"] == "a" and t.node == "node2"
+
+
 def test_spread_over_something_not_a_label_warns_and_spreads_nothing():
     c = cluster({"a": svc({"replicas": 3, "placement": {"preferences": [
         {"spread": "node.role"}]}})})
