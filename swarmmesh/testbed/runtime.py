@@ -55,6 +55,17 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def signal_pid(pid: int, marker: str, sig: int = signal.SIGTERM) -> bool:
+    """Send ``sig`` to a PID of ours (checked by its command line); True if sent."""
+    if marker not in _cmdline(pid):
+        return False
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def kill_pid(pid: int, marker: str, timeout: float = 3.0) -> bool:
     """SIGTERM, then SIGKILL, a PID of ours; True if it was alive."""
     if marker not in _cmdline(pid):

@@ -149,17 +149,27 @@ class Testbed:
         self.controller = self.start_controller(sock)
         self.progress("building network")
         topo = SwarmTopo(cluster=self.cluster, state=self.state,
-                         datapath=self.requested_datapath, controller=sock)
+                         datapath=self.requested_datapath, controller=sock, defer_ready=True)
         self.datapath = topo.datapath
         self.state.register_links(topo.planned_links())
         self.net = Mininet(topo=topo, controller=None, build=False, cleanup=False,
                            autoSetMacs=False, waitConnected=False)
         self.net.build()
         self.net.start()
+        self.progress("waiting for the task servers")
+        self.wait_task_servers()
         self.progress("waiting for the controller to program every node")
         self.wait_programmed()
         self.wait_dns()
         record_datapath(self.datapath)
+
+    def wait_task_servers(self) -> None:
+        """Every task server started during the build listens (they start in parallel:
+        each host's config starts its server, this waits for them all)."""
+        from swarmmesh.testbed.topology import SwarmTask
+        for host in self.net.hosts:
+            if isinstance(host, SwarmTask) and host.server is not None:
+                host.wait_ready()
 
     def start_controller(self, sock: str) -> subprocess.Popen:
         ctl_dir = self.state.dir / "ctl"
@@ -220,12 +230,17 @@ class Testbed:
     def stop(self) -> None:
         if self.net is not None:
             try:
-                # Switches first, so that no vswitchd sees its ports vanish.
+                # Switches first, so that no vswitchd sees its ports vanish; every
+                # process is signalled before any is waited for.
+                for host in self.net.hosts:
+                    for ask in ("signal_ovs", "stop_server", "stop_dns"):
+                        if hasattr(host, ask):
+                            getattr(host, ask)()
                 for host in self.net.hosts:
                     if hasattr(host, "stop_ovs"):
                         host.stop_ovs()
                 if all(h.shell is not None and h.shell.poll() is None for h in self.net.hosts):
-                    self.net.stop()
+                    self._stop_hosts()
                 else:
                     # A host's shell died (killed from outside): Mininet would
                     # wait on it for ever.  The namespaces go with the shells;
@@ -249,6 +264,13 @@ class Testbed:
         if self._old_term is not None:
             signal.signal(signal.SIGTERM, self._old_term)
             self._old_term = None
+
+    def _stop_hosts(self) -> None:
+        """Mininet's ``net.stop()`` without deleting the links one by one: every
+        interface lives in a host's namespace and goes with it when its last process
+        exits (the shells are the last), which takes one signal per host."""
+        for host in self.net.hosts:
+            host.terminate()
 
     def _keep_logs(self) -> None:
         """Copy the nodes' OVS logs and configs into the run folder."""
