@@ -19,6 +19,7 @@ from swarmmesh.model.healthcheck import HealthCheck
 from swarmmesh.model.objects import (INGRESS_NETWORK, MAX_CLIENTS, MAX_NODES, TASK_STATES,
                                      Client, Network, Node, Pending, PublishedPort,
                                      Service, Task, docker_mac)
+from swarmmesh.model.balancing import Balancing
 from swarmmesh.model.nodes import NodeSetup
 
 @dataclass
@@ -224,6 +225,7 @@ class Cluster:
                 "vips": {n: str(v) for n, v in s.vips.items()},
                 "healthcheck": s.healthcheck.to_dict() if s.healthcheck else None,
                 "preferences": list(s.preferences),
+                "balancing": s.balancing.to_dict(),
             } for k, s in self.services.items()},
             "tasks": [{
                 "name": t.name, "service": t.service, "slot": t.slot, "node": t.node,
@@ -265,6 +267,7 @@ class Cluster:
                     healthcheck=(HealthCheck.from_dict(s["healthcheck"])
                                  if s.get("healthcheck") else None),
                     preferences=tuple(s.get("preferences", ())),
+                    balancing=Balancing.from_dict(s.get("balancing")),
                 ) for k, s in d["services"].items()},
                 tasks=[Task(t["name"], t["service"], int(t["slot"]), t["node"], t["host"],
                             {k: IPv4Address(v) for k, v in t["addresses"].items()},

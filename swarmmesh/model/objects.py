@@ -8,6 +8,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 
 from swarmmesh.model.errors import check, is_int
+from swarmmesh.model.balancing import Balancing
 from swarmmesh.model.healthcheck import HealthCheck
 
 INGRESS_NETWORK = "ingress"
@@ -125,6 +126,7 @@ class Service:
     vips: dict[str, IPv4Address] = field(default_factory=dict)  # user network -> VIP
     healthcheck: HealthCheck | None = None  # None: no healthcheck key (no check runs)
     preferences: tuple[str, ...] = ()  # placement.preferences: spread descriptors, outermost first
+    balancing: Balancing = field(default_factory=Balancing)   # Swarm's rr, or x-swarmmesh
 
     def ingress_ports(self) -> tuple[PublishedPort, ...]:
         """Ports published through the routing mesh."""

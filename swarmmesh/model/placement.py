@@ -11,6 +11,7 @@ from ipaddress import IPv4Address
 
 from swarmmesh.model import constraints
 from swarmmesh.model.errors import check
+from swarmmesh.model.balancing import Balancing
 from swarmmesh.model.nodes import NodeSetup
 from swarmmesh.model.objects import (CLIENT_BASE, INGRESS_NETWORK, INGRESS_SUBNET, INGRESS_VNI,
                                      UNDERLAY_SUBNET, USER_POOL, Client, Network, Node,
@@ -139,6 +140,7 @@ def build(parsed: ParsedStack, nodes: NodeSetup, clients: int) -> tuple:
             max_replicas_per_node=s.max_replicas_per_node,
             healthcheck=s.healthcheck,
             preferences=tuple(s.preferences),
+            balancing=s.balancing or Balancing(),
         )
     placement, pending = _place(services, node_list)
     networks = _allocate_networks(net_specs)

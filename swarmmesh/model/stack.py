@@ -16,7 +16,8 @@ from ipaddress import IPv4Network
 from typing import Any, Mapping, Sequence
 
 
-from swarmmesh.model import compose, constraints, healthcheck
+from swarmmesh.model import balancing, compose, constraints, healthcheck
+from swarmmesh.model.balancing import Balancing
 from swarmmesh.model.errors import InvalidConfigError, check, is_int, type_name
 from swarmmesh.model.healthcheck import HealthCheck
 from swarmmesh.model.stackfile import Ignored, as_list, as_mapping, load_stack
@@ -215,6 +216,7 @@ class ServiceSpec:
     depends_on: list[str]
     healthcheck: HealthCheck | None = None
     preferences: list[str] = field(default_factory=list)   # spread descriptors, outermost first
+    balancing: Balancing | None = None                     # x-swarmmesh (None: Swarm's rr)
 
 
 def _parse_service(name: str, raw: Any, networks: Mapping[str, Any],
@@ -243,6 +245,8 @@ def _parse_service(name: str, raw: Any, networks: Mapping[str, Any],
             ignored.add(kpath)  # docker stack deploy ignores depends_on
         elif key == "healthcheck":
             spec.healthcheck = _parse_healthcheck(value, kpath, ignored)
+        elif key == balancing.KEY:
+            spec.balancing = balancing.parse(value, kpath)
         elif not key.startswith("x-"):           # extension fields: for the user's tools
             ignored.add(kpath)
     return spec
@@ -413,6 +417,24 @@ def _default_network(specs: list[ServiceSpec], net_specs: dict[str, NetworkSpec]
                                                  f"networks.{DEFAULT_NETWORK}")
 
 
+def _top_level_balancing(data: Mapping, specs: list[ServiceSpec], ignored: Ignored) -> None:
+    """``x-swarmmesh`` at the top level (files before 3.7), and a warning where a
+    service-level one would make docker stack deploy refuse the file."""
+    by_name = {s.name: s for s in specs}
+    if balancing.KEY in data:
+        for name, options in balancing.top_level(data[balancing.KEY], by_name).items():
+            check(by_name[name].balancing is None, f"services.{name}.{balancing.KEY}",
+                  f"also set in the top-level {balancing.KEY}.services.{name}: keep one")
+            by_name[name].balancing = options
+    if not balancing.version_allows_service_key(data.get("version", "3.13")):
+        for s in specs:
+            if s.balancing is not None and balancing.KEY not in data:
+                ignored.warnings.append(
+                    f"services.{s.name}.{balancing.KEY}: docker stack deploy refuses x- keys "
+                    f"inside a service before version 3.7 (this file: {data.get('version')}); "
+                    f"the top-level {balancing.KEY}.services.{s.name} works with every 3.x")
+
+
 def _source_name(src: Source, i: int) -> str:
     if isinstance(src, (str, os.PathLike)) and "\n" not in str(src):
         return os.fspath(src)
@@ -466,6 +488,7 @@ def parse(stack: Source | Sequence[Source], env: Mapping[str, str] | None = None
         specs.append(_parse_service(name, body, net_specs, ignored))
     if implicit_network:
         _default_network(specs, net_specs)
+    _top_level_balancing(data, specs, ignored)
     names = {s.name for s in specs}
     for s in specs:
         for dep in s.depends_on:
