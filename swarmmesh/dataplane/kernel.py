@@ -2,17 +2,19 @@
 
 Two kinds of published port end in the node's kernel:
 
-* ingress mode (Swarm's ``DOCKER-INGRESS`` chain, then the ingress sandbox's fwmark
-  and IPVS rr): every local address + the published port goes to the chain ``mesh``,
-  where the node picks a task for each new connection, round robin over the tasks in
-  the balancer (``numgen inc mod k map {...}``), and DNATs it to that task's *pick
-  address* (``layout.pick_ip``: 172.19.0.0 + n for task t<n>, routed via the sandbox
-  172.18.0.2 on docker_gwbridge), the published port kept.  The bridge matches the pick
-  address and DNATs to the task's ingress address and target port (``rules``), so no
-  flow is learned and no packet leaves the datapath's fast path per connection.  The
-  kernel's NAT runs once per conntrack entry: a resent SYN or a UDP flow's later
-  datagrams keep their pick.  A port with no task in the balancer drops new
-  connections (IPVS with no real server), and remembers nothing for them;
+* ingress mode (Swarm's ``DOCKER-INGRESS`` chain, then the ingress sandbox's fwmark,
+  IPVS rr and SNAT): every local address + the published port goes to the chain
+  ``mesh``, where the node picks a task for each new connection, round robin over the
+  tasks in the balancer (``numgen inc mod k map {...}``), and DNATs it to that task's
+  ingress address and target port; on its way out to the bridge (``gwbr``, the ingress
+  subnet is routed via the sandbox address 172.18.0.2) it is SNATed to the node's own
+  ingress address.  The bridge only carries it over the overlay (``rules``): no
+  conntrack, no flow learned, nothing per connection.  The kernel's NAT runs once per
+  conntrack entry: a resent SYN or a UDP flow's later datagrams keep their task, and a
+  client port reused after its TIME_WAIT gets a fresh pick and an SNAT port the task
+  holds no TIME_WAIT for (the kernel keeps closed entries 120 s, longer than the task's
+  60 s).  A port with no task in the balancer drops new connections (IPVS with no real
+  server), and remembers nothing for them;
 * host mode: only on a node that runs a task of the service, the published port is
   DNATed straight to that task's own docker_gwbridge leg and target port: no mesh, no
   SNAT (the task sees the client's address; its replies take its default route back
@@ -30,7 +32,7 @@ balancer, a host-mode port binds) starts every port's counter again at 0, the fi
 task of its new map; the exact order holds from each reload on.  Connections already
 picked keep their conntrack entries (and so their task) through a reload; draining tasks
 leave the map but keep their bridge flows, and the entries of a removed task are
-forgotten by the testbed (``conntrack -D``, as IPVS's ``expire_nodest_conn``).
+forgotten by the testbed (``conntrack -D --reply-src``, as IPVS's ``expire_nodest_conn``).
 """
 
 from __future__ import annotations
@@ -70,12 +72,20 @@ def ingress_picks(cluster: Cluster) -> list[tuple[PublishedPort, list[Task]]]:
 
 def pick_rule(port: PublishedPort, tasks: list[Task]) -> str:
     """The ``mesh`` chain's rule for one ingress port: the k-th new connection goes to
-    ``tasks[k % len(tasks)]``'s pick address; none: dropped."""
+    ``tasks[k % len(tasks)]``'s ingress address and the target port; none: dropped."""
     head = f"{port.protocol} dport {port.published}"
     if not tasks:
         return f"{head} drop"
-    picks = ", ".join(f"{k} : {layout.pick_ip(t)}" for k, t in enumerate(tasks))
-    return f"{head} dnat to numgen inc mod {len(tasks)} map {{ {picks} }}"
+    picks = ", ".join(f"{k} : {t.addresses['ingress']}" for k, t in enumerate(tasks))
+    return f"{head} dnat to numgen inc mod {len(tasks)} map {{ {picks} }} : {port.target}"
+
+
+def ingress_snat(cluster: Cluster, node: str) -> str:
+    """The postrouting rule that SNATs what leaves for the ingress network to the node's
+    ingress address (the sandbox's masquerade)."""
+    subnet = cluster.networks["ingress"].subnet
+    return (f"oifname \"{layout.GW_INTF}\" ip daddr {subnet} "
+            f"snat to {cluster.node(node).ingress_ip}")
 
 
 def _dnat_rules(cluster: Cluster, node: str) -> list[str]:
@@ -89,8 +99,9 @@ def _dnat_rules(cluster: Cluster, node: str) -> list[str]:
 def table(cluster: Cluster, node: str) -> str:
     """The node's table ``ip swarmmesh``: the round-robin pick of ingress ports (one
     chain, so that prerouting and output share one counter per port), published ports
-    DNATed in prerouting (from outside) and output (from the node itself), localhost
-    masqueraded where it leaves."""
+    DNATed in prerouting (from outside) and output (from the node itself), what leaves
+    for the ingress network SNATed to the node's ingress address, localhost masqueraded
+    where it leaves."""
     dnat = _dnat_rules(cluster, node)
     lines = [f"table ip {TABLE} {{",
              f" chain {PICK_CHAIN} {{",
@@ -103,6 +114,7 @@ def table(cluster: Cluster, node: str) -> str:
     # and is masqueraded to the node's gateway address, as Docker does.  A task's own
     # leg has no address of the node's to masquerade to: SNAT to the gateway's.
     lines += [" chain postrouting { type nat hook postrouting priority 100; policy accept;",
+              f"  {ingress_snat(cluster, node)}",
               f"  oifname \"{layout.GW_INTF}\" ip saddr 127.0.0.0/8 masquerade"]
     lines += [f"  oifname \"{layout.gw_intf(t)}\" ip saddr 127.0.0.0/8 snat to {layout.GW_IP}"
               for t in gw_legs(cluster, node)]

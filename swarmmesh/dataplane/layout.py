@@ -28,13 +28,6 @@ NET_PORT_STRIDE = 1000         # network j: VXLAN on port 1000*j, task t<n> on 1
 # 172.18.1.0 + n, so tasks t1..t65278 fit below the /16's broadcast address.
 GW_TASK_BASE = IPv4Address("172.18.1.0")
 GW_TASK_MAX = int(IPv4Address("172.18.255.254")) - int(GW_TASK_BASE)
-# The node's kernel picks a task for each new connection to an ingress port (nftables
-# numgen, Swarm's fwmark + IPVS rr) and says which by DNATing to that task's pick
-# address: 172.19.0.0 + n for task t<n>, a subnet routed via the sandbox on gwbr.  The
-# bridge matches it and DNATs to the task itself.  Stable per task, whatever comes and goes.
-PICK_NET = "172.19.0.0/16"
-PICK_BASE = IPv4Address("172.19.0.0")
-PICK_MAX = 65534
 
 
 def ingress_port(task: Task) -> int:
@@ -125,15 +118,6 @@ def task_gw_ip(task: Task) -> IPv4Address:
         raise ValueError(f"task {task.host}: no docker_gwbridge address for task numbers "
                          f"beyond {GW_TASK_MAX}")
     return GW_TASK_BASE + n
-
-
-def pick_ip(task: Task) -> IPv4Address:
-    """The address the node's kernel DNATs a new ingress connection to when it picks
-    ``task``: 172.19.0.0 + n for task ``t<n>`` (in PICK_NET, routed via SBOX_GW_IP)."""
-    n = task_number(task)
-    if not 1 <= n <= PICK_MAX:
-        raise ValueError(f"task {task.host}: no pick address for task numbers beyond {PICK_MAX}")
-    return PICK_BASE + n
 
 
 def task_gw_intf(task: Task) -> str:

@@ -12,30 +12,27 @@ namespace, with these ports::
     2   vx-ingress  kernel VXLAN device, VNI 4096, UDP 4789, static FDB per MAC
     10+ <task>-veth one per local task on the ingress network (t<n>: 9 + n)
 
-The node's kernel DNATs ``<any local address>:<published>`` into the bridge
-(Swarm's DOCKER-INGRESS chain) and picks the task there, as Swarm's ingress
-sandbox does with its fwmark and IPVS rr: an exact round robin per node
-(``numgen inc`` over the tasks in the balancer, ``swarmmesh.dataplane.kernel``)
-whose pick the packet carries in its destination, the task's *pick address*
-(``layout.pick_ip``, routed via the sandbox address 172.18.0.2).  The bridge
-then plays the rest of the ingress sandbox: DNAT to the picked task's ingress
-address and target port (conntrack zone 1), SNAT to the node's own ingress
-address (zone 2), and forwarding over the overlay.  Every ingress flow is
-proactive and none matches a client's address or port, so a new connection
-takes no upcall once the datapath has cached its megaflows.
+The node's kernel plays Swarm's DOCKER-INGRESS chain *and* its ingress
+sandbox (``swarmmesh.dataplane.kernel``): for a new connection to
+``<any local address>:<published>`` it picks a task, exact round robin per
+node (``numgen inc`` over the tasks in the balancer, as IPVS rr), DNATs to the
+task's ingress address and target port, and SNATs to the node's own ingress
+address, all in its own conntrack; the ingress subnet is routed via the
+sandbox address 172.18.0.2 into the bridge.  The bridge is the ingress
+overlay: it carries those packets to the task, on this node or over VXLAN,
+and the replies back to the kernel, with no conntrack, nothing learned and no
+flow that matches a client's address or port, so a new connection never
+leaves the datapath's cached megaflows.
 
 Tables::
 
-    0   classify: ARP answered locally, sandbox traffic, replies, overlay delivery
-    10  conntrack zone 1 (DNAT) for published ports
-    11  new connection to task k's pick address -> DNAT to task k (commit,
-        ct_mark names the port and the task); a connection committed but not
-        yet answered (a resent SYN, a second datagram: still ``+new``) keeps
-        its task by its ct_mark; established -> SNAT.  Every task that still
-        exists keeps its flows (draining ones included: the kernel no longer
-        picks them, their connections go on)
-    20/21/22  conntrack zone 2 (SNAT to the node's ingress address)
-    30/31/32  reply path: un-SNAT, un-DNAT, back to the node's kernel
+    0   classify: ARP answered locally; from the kernel (port 1) only a
+        published connection to a task's ingress address and target port
+        -> 22, anything else from the kernel dropped; replies to this node's
+        ingress address -> 32; overlay delivery -> 40
+    22  from this node's ingress address: its source MAC, then 40
+    32  reply to this node's ingress address: back to the node's kernel
+        (which un-SNATs and un-DNATs it)
     40  L3 delivery on the ingress network: local task port or VXLAN
 
 User overlay networks (east-west, Swarm's ``lb-<net>`` endpoint) share the
@@ -49,7 +46,9 @@ port ``1000*j + n``::
         address, task-to-task delivery
     60/61  conntrack zone 3: a new connection to a VIP -> round-robin pick
         (tables 12-15, keyed by network and VIP); DNAT to the task
-        address, the port is kept (IPVS fwmark service, NAT mode)
+        address, the port is kept (IPVS fwmark service, NAT mode).  The
+        VIPs' pick is still learned in the bridge (Swarm does it in each
+        container's namespace):
     12  round-robin pointer per VIP (rewritten by ``learn``)
     13  pick: pointer k -> DNAT to task k, learn pointer k+1, learn the
         connection into 14
@@ -71,22 +70,18 @@ from __future__ import annotations
 from swarmmesh.dataplane.flows import (CT_TRK_EST, CT_TRK_NEW, Action, Ct, Flow, Goto, Learn,
                                       Move, Nat, Output, Resubmit, SetField, flow)
 from swarmmesh.dataplane.layout import (GW_MAC, PORT_GW, PORT_VXLAN, SBOX_GW_IP, SBOX_GW_MAC,
-                                       net_index, net_port, pick_ip, task_number, task_ports,
+                                       net_index, net_port, task_number, task_ports,
                                        user_networks, vxlan_port)
 from swarmmesh.model import Cluster, Network, Node, PublishedPort, Task, docker_mac
 
 # --- the pipeline: zones, registers, tables --------------------------------
 
-ZONE_DNAT = 1
-ZONE_SNAT = 2
 REG_RR = "reg1"
 LEARN_CONN_HARD_TIMEOUT = 10            # seconds a per-connection scratch flow lives
 
-T_CLASSIFY, T_DNAT_CT, T_DNAT_STATE, T_RR_PTR, T_RR_PICK, T_RR_CONN = 0, 10, 11, 12, 13, 14
-T_RR_DISPATCH = 15
+T_CLASSIFY, T_RR_PTR, T_RR_PICK, T_RR_CONN, T_RR_DISPATCH = 0, 12, 13, 14, 15
 REG_PICKED = "reg3"        # the task (its number) a connection was already given
-T_SNAT_CT, T_SNAT_STATE, T_FWD_OUT = 20, 21, 22
-T_RPL_SNAT, T_RPL_DNAT, T_RPL_OUT = 30, 31, 32
+T_FWD_OUT, T_RPL_OUT = 22, 32
 T_DELIVER = 40
 T_NET = 50
 T_VIP_CT, T_VIP_STATE = 60, 61
@@ -121,8 +116,8 @@ def ingress_ports(cluster: Cluster) -> list[tuple[PublishedPort, list[Task], lis
 
 
 def pick_mark(port_index: int, task: Task) -> int:
-    """ct_mark of a connection: which published port (or VIP), which task it
-    was given (by the task's number, stable while tasks come and go)."""
+    """ct_mark of a connection to a VIP: which VIP, which task it was given (by the
+    task's number, stable while tasks come and go)."""
     return ((port_index + 1) << 16) | task_number(task)
 
 
@@ -156,9 +151,7 @@ def node_flows(cluster: Cluster, node_name: str) -> list[Flow]:
     ingress_tasks = [t for t in cluster.tasks if "ingress" in t.addresses]
     return [*_arp_flows(cluster, ingress_tasks),
             *_classify_flows(cluster, node, ports, ingress_tasks),
-            *_dnat_flows(cluster),
-            *_snat_flows(node),
-            *_reply_flows(),
+            *_ingress_out_flows(node),
             *_deliver_flows(cluster, node, ports, ingress_tasks),
             *network_flows(cluster, node_name)]
 
@@ -177,17 +170,25 @@ def _classify_flows(cluster: Cluster, node: Node, ports: dict[str, int],
                     ingress_tasks: list[Task]) -> list[Flow]:
     """0: IP on the ingress network, to the table of its stage (or dropped)."""
     flows: list[Flow] = []
-    # 0 -> 10: a connection the kernel DNATed to a pick address, per published port
-    # (table 11 matches the address; a packet to none of them is dropped there).
-    for p, _tasks, _every in ingress_ports(cluster):
-        flows.append(flow(T_CLASSIFY, 200, {
-            "in_port": PORT_GW, "eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol],
-            _l4(p): p.published}, [Goto(T_DNAT_CT)]))
-    # 0 -> 30: a reply to this node's sandbox, from a local task or the overlay.
+    # 0 -> 22: a connection the kernel picked a task for, DNATed and SNATed: to the
+    # task's ingress address and a target port of its service.  Every task that
+    # still exists (the draining ones keep their connections; the kernel no
+    # longer picks them).  Nothing else from the kernel reaches the ingress network.
+    seen = set()
+    for p, _tasks, every in ingress_ports(cluster):
+        for t in every:
+            match = {"in_port": PORT_GW, "eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol],
+                     "ipv4_dst": str(t.addresses["ingress"]), _l4(p): p.target}
+            key = tuple(sorted(match.items()))
+            if key not in seen:
+                seen.add(key)
+                flows.append(flow(T_CLASSIFY, 200, match, [Goto(T_FWD_OUT)]))
+    flows.append(flow(T_CLASSIFY, 165, {"in_port": PORT_GW, "eth_type": ETH_IP}, []))
+    # 0 -> 32: a reply to this node's ingress address, from a local task or the overlay.
     for port in [PORT_VXLAN, *ports.values()]:
         flows.append(flow(T_CLASSIFY, 190, {
             "in_port": port, "eth_type": ETH_IP, "ipv4_dst": str(node.ingress_ip)},
-            [Goto(T_RPL_SNAT)]))
+            [Goto(T_RPL_OUT)]))
     # 0 -> 40: a local task answers another node's sandbox.
     for n in cluster.nodes:
         if n.name == node.name:
@@ -204,7 +205,7 @@ def _classify_flows(cluster: Cluster, node: Node, ports: dict[str, int],
                 "ipv4_dst": str(t.addresses["ingress"])}, [Goto(T_DELIVER)]))
     # 0 -> 40: ICMP between ingress addresses passes, as in Swarm, where the
     # task's firewall drops only TCP/UDP that is not a published port.
-    # (The node's kernel has no route into 10.255/16, so nothing comes from PORT_GW.)
+    # (Not from the node's kernel: dropped above, as Swarm's node reaches no task.)
     for t in ingress_tasks:
         flows.append(flow(T_CLASSIFY, 160, {
             "eth_type": ETH_IP, "ip_proto": 1,
@@ -213,61 +214,13 @@ def _classify_flows(cluster: Cluster, node: Node, ports: dict[str, int],
     return flows
 
 
-def _dnat_flows(cluster: Cluster) -> list[Flow]:
-    """10/11: conntrack, then a new connection to the task its pick address names."""
-    flows = [flow(T_DNAT_CT, 100, {"eth_type": ETH_IP},
-                  [Ct(ZONE_DNAT, T_DNAT_STATE, nat_existing=True)])]
-    for pi, (p, _tasks, every) in enumerate(ingress_ports(cluster)):
-        flows += _published_port_flows(pi, p, every)
-    flows.append(flow(T_DNAT_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
-                      [Goto(T_SNAT_CT)]))
-    return flows
-
-
-def _published_port_flows(pi: int, p: PublishedPort, every: list[Task]) -> list[Flow]:
-    """11 of the published port ``p`` (the ``pi``-th), for every task of its service
-    that still exists (the kernel picks only those in the balancer; the leaving ones
-    keep their connections)."""
-    flows: list[Flow] = []
-    for t in every:
-        dnat = Nat("dst", str(t.addresses["ingress"]), p.target)
-        # The kernel picked task t: DNAT to it; ct_mark remembers the pick.
-        flows.append(flow(T_DNAT_STATE, 100, {
-            "eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol], "ct_state": CT_TRK_NEW,
-            "ipv4_dst": str(pick_ip(t)), _l4(p): p.published},
-            [Ct(ZONE_DNAT, T_SNAT_CT, commit=True, nat=dnat, mark=pick_mark(pi, t))]))
-        # A committed connection stays +new until its first reply (a resent
-        # SYN, several UDP datagrams): its ct_mark names its task.  (Userspace
-        # conntrack has already rewritten such packets to the task, the
-        # kernel's has not: the match leaves out the destination.)
-        flows.append(flow(T_DNAT_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
-                                              "ct_mark": pick_mark(pi, t)},
-                          [Ct(ZONE_DNAT, T_SNAT_CT, commit=True, nat=dnat)]))
-    return flows
-
-
-def _snat_flows(node: Node) -> list[Flow]:
-    """20/21/22: SNAT to this node's ingress address, then deliver."""
+def _ingress_out_flows(node: Node) -> list[Flow]:
+    """22: from this node's ingress address (the kernel SNATed it), then delivered;
+    32: a reply to it, back to the node's kernel (which un-SNATs and un-DNATs it)."""
     return [
-        flow(T_SNAT_CT, 100, {"eth_type": ETH_IP},
-             [Ct(ZONE_SNAT, T_SNAT_STATE, nat_existing=True)]),
-        flow(T_SNAT_STATE, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW},
-             [Ct(ZONE_SNAT, T_FWD_OUT, commit=True, nat=Nat("src", str(node.ingress_ip)))]),
-        flow(T_SNAT_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
-             [Goto(T_FWD_OUT)]),
         flow(T_FWD_OUT, 100, {"eth_type": ETH_IP},
              [SetField("eth_src", node.ingress_mac), Goto(T_DELIVER)]),
-    ]
-
-
-def _reply_flows() -> list[Flow]:
-    """30/31/32: the reply: un-SNAT, un-DNAT, hand back to the node's kernel."""
-    return [
-        flow(T_RPL_SNAT, 100, {"eth_type": ETH_IP},
-             [Ct(ZONE_SNAT, T_RPL_DNAT, nat_existing=True)]),
-        flow(T_RPL_DNAT, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
-             [Ct(ZONE_DNAT, T_RPL_OUT, nat_existing=True)]),
-        flow(T_RPL_OUT, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST}, [
+        flow(T_RPL_OUT, 100, {"eth_type": ETH_IP}, [
             SetField("eth_src", SBOX_GW_MAC), SetField("eth_dst", GW_MAC), Output(PORT_GW)]),
     ]
 

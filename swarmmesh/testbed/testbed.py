@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Callable
 
 from swarmmesh import agents
-from swarmmesh.dataplane import layout
 from swarmmesh.machine import deps
 from swarmmesh.model import Cluster, Task
 from swarmmesh.testbed.runtime import RunState, clean_all
@@ -362,9 +361,8 @@ class Testbed:
     def flush_conntrack(self, task: Task) -> None:
         """Every node forgets the connections to a task that was removed."""
         addrs = [str(a) for a in task.addresses.values()]
-        pick = str(layout.pick_ip(task)) if "ingress" in task.addresses else None
         for n in self.cluster.nodes:
-            self.net.get(n.name).flush_conntrack(addrs, pick)
+            self.net.get(n.name).flush_conntrack(addrs)
 
     def sync_fdb(self) -> None:
         for n in self.cluster.nodes:

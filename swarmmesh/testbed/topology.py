@@ -219,9 +219,10 @@ class SwarmNode(_Recorded, _Quiet):
         for intf in (layout.GW_INTF, layout.GW_OVS_INTF):
             cmds.append(f"ip link set {intf} up")
             cmds.append(tx_off_cmd(intf))
-        # The kernel's round-robin pick DNATs to a task's pick address: via the sandbox.
-        cmds.append(f"ip route add {layout.PICK_NET} via {layout.SBOX_GW_IP} "
-                    f"dev {layout.GW_INTF}")
+        # The kernel DNATs a published connection to the task it picked: the ingress
+        # network is routed via the sandbox (the bridge), and nothing else goes there.
+        cmds.append(f"ip route add {self.cluster.networks['ingress'].subnet} "
+                    f"via {layout.SBOX_GW_IP} dev {layout.GW_INTF}")
         # The ingress overlay: kernel VXLAN, no learning, static FDB from the model.
         cmds.append(f"ip link add {layout.VXLAN_INTF} type vxlan id "
                     f"{self.cluster.networks['ingress'].vni} dstport {VXLAN_PORT} "
@@ -399,22 +400,20 @@ class SwarmNode(_Recorded, _Quiet):
         pid = (d / "ovs-vswitchd.pid").read_text().strip()
         return self.cmd(f"ovs-appctl -t {d}/ovs-vswitchd.{pid}.ctl " + " ".join(args))
 
-    def flush_conntrack(self, addresses, pick: str | None = None) -> None:
+    def flush_conntrack(self, addresses) -> None:
         """Forget every connection to these (task) addresses, as Swarm's IPVS
         does for a removed backend (``expire_nodest_conn``): else a client
-        that reuses a source port would follow a stale entry to it.  DNAT
-        zones match the reply's source, SNAT zones the original destination;
-        the kernel forgets the connections it had picked for the task (their
-        reply comes from its pick address ``pick``)."""
-        if pick is not None:
-            self.cmd(f"conntrack -D --reply-src {pick} >/dev/null 2>&1")
+        that reuses a source port would follow a stale entry to it.  The
+        node's kernel (ingress: it picked the task and NATed the connection)
+        and the bridge's VIP zones: DNAT zones match the reply's source,
+        SNAT zones the original destination."""
+        for ip in addresses:
+            self.cmd(f"conntrack -D --reply-src {ip} >/dev/null 2>&1")
         if self.ovs_dir is None:
             return
         for ip in addresses:
-            for zone in (rules.ZONE_DNAT, rules.ZONE_VIP_DNAT):
-                self.appctl(f"dpctl/flush-conntrack zone={zone} '' 'ct_nw_src={ip}'")
-            for zone in (rules.ZONE_SNAT, rules.ZONE_LB_SNAT):
-                self.appctl(f"dpctl/flush-conntrack zone={zone} 'ct_nw_dst={ip}'")
+            self.appctl(f"dpctl/flush-conntrack zone={rules.ZONE_VIP_DNAT} '' 'ct_nw_src={ip}'")
+            self.appctl(f"dpctl/flush-conntrack zone={rules.ZONE_LB_SNAT} 'ct_nw_dst={ip}'")
 
     def _register_pidfile(self, path: Path, marker: str) -> None:
         if self.state and path.exists():

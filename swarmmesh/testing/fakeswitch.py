@@ -42,8 +42,10 @@ Output packets carry header fields only (no ``in_port``, registers,
 nftables table (the text of ``swarmmesh.dataplane.kernel.table``, read back
 from the text alone) and its conntrack.  The ingress round-robin pick is
 there (``numgen inc mod k map {...}``: one counter per rule, restarted by a
-reload that changes the text; the NAT decided once per connection), so that
-the tests check exact round robin from the flows and the nft text together.
+reload that changes the text), the DNAT to the task and the SNAT to the
+node's ingress address (decided once per connection; SNAT keeps the source
+port unless that reply tuple is taken), so that the tests check exact round
+robin, the rewrites and the replies from the flows and the nft text together.
 ``FakeCluster`` puts one bridge and one kernel per node, with the overlay.
 """
 
@@ -310,24 +312,34 @@ class FakeSwitch:
 
 # --- a node's kernel: its nftables table and conntrack ------------------------
 
-_PICK = re.compile(r"(tcp|udp) dport (\d+) (drop|dnat to numgen inc mod (\d+) map \{ (.*) \})$")
+_PICK = re.compile(r"(tcp|udp) dport (\d+) "
+                   r"(drop|dnat to numgen inc mod (\d+) map \{ (.*) \} : (\d+))$")
 _HOST = re.compile(r"fib daddr type local (tcp|udp) dport (\d+) dnat to ([\d.]+):(\d+)$")
+_SNAT = re.compile(r'oifname "(\S+)" ip daddr ([\d./]+) snat to ([\d.]+)$')
+
+
+@dataclass
+class KernelConn:
+    """One connection the kernel NATed: where it goes, and what the reply undoes."""
+    orig: tuple                  # (proto, client, client port, node address, published)
+    dst: tuple[str, int]         # after DNAT: (task address, target port)
+    src: tuple[str, int]         # after SNAT: (node's ingress address, port)
 
 
 class FakeKernel:
     """A node's kernel as far as the ingress path goes: the ``mesh`` chain's round-robin
-    picks and the host-mode DNATs, read from the node's table text, and a conntrack
-    that decides NAT once per connection (a resent SYN, a later datagram keep their
-    pick) and un-NATs the replies."""
+    picks, the host-mode DNATs and the SNAT to the ingress network, read from the node's
+    table text, and a conntrack that decides NAT once per connection (a resent SYN, a
+    later datagram keep their task) and un-NATs the replies."""
 
     def __init__(self, text: str) -> None:
         self.text = ""
-        self.picks: dict[tuple[str, int], list[str]] = {}
+        self.picks: dict[tuple[str, int], tuple[list[str], int]] = {}
         self.host: dict[tuple[str, int], tuple[str, int]] = {}
+        self.snat: tuple[IPv4Network, str] | None = None
         self.counters: dict[tuple[str, int], int] = {}
-        # (proto, src, sport, node address, dport) -> (address, port) after DNAT, or None
-        self.conntrack: dict[tuple, tuple[str, int] | None] = {}
-        self.replies: dict[tuple, tuple[str, int]] = {}     # reply tuple -> (node address, port)
+        self.conntrack: dict[tuple, KernelConn] = {}
+        self.replies: dict[tuple, KernelConn] = {}   # (proto, task, tport, src, sport) -> conn
         self.load(text)
 
     def load(self, text: str) -> bool:
@@ -335,70 +347,80 @@ class FakeKernel:
         replacing the table does).  True if it changed."""
         if text == self.text:
             return False
-        picks, host = {}, {}
+        picks, host, snat = {}, {}, None
         lines = [line.strip() for line in text.splitlines()]
         start = lines.index(f"chain {kernel.PICK_CHAIN} {{")
         for line in lines[start + 1:lines.index("}", start)]:
             m = _PICK.match(line)
             if m is None:
                 raise NotImplementedError(f"nft rule {line!r}")
-            proto, port, _, mod, entries = m.groups()
-            ips = [] if mod is None else [e.split(" : ")[1] for e in entries.split(", ")]
-            if mod is not None and [e.split(" : ")[0] for e in entries.split(", ")] != \
-                    [str(k) for k in range(int(mod))]:
-                raise NotImplementedError(f"numgen map not 0..{int(mod) - 1}: {line!r}")
-            picks[(proto, int(port))] = ips
+            proto, port, _, mod, entries, target = m.groups()
+            ips: list[str] = []
+            if mod is not None:
+                keys, ips = zip(*(e.split(" : ") for e in entries.split(", ")))
+                if list(keys) != [str(k) for k in range(int(mod))]:
+                    raise NotImplementedError(f"numgen map not 0..{int(mod) - 1}: {line!r}")
+            picks[(proto, int(port))] = (list(ips), int(target or 0))
         for line in lines:
             m = _HOST.match(line)
             if m is not None:
                 host[(m.group(1), int(m.group(2)))] = (m.group(3), int(m.group(4)))
-        self.text, self.picks, self.host = text, picks, host
+            m = _SNAT.match(line)
+            if m is not None and m.group(1) == layout.GW_INTF:
+                snat = (IPv4Network(m.group(2)), m.group(3))
+        self.text, self.picks, self.host, self.snat = text, picks, host, snat
         self.counters = {key: 0 for key in picks}
         return True
 
-    def dnat(self, proto: str, src: str, sport: int, daddr: str,
-             dport: int) -> tuple[str, int] | None:
-        """Where the kernel sends a packet to one of its own addresses: (address, port)
-        after its DNAT, or None (dropped, or not DNATed: the node's own sockets)."""
+    def nat(self, proto: str, src: str, sport: int, daddr: str,
+            dport: int) -> KernelConn | None:
+        """A packet to one of the node's own addresses: its connection after the kernel's
+        DNAT and SNAT, or None (dropped, or not DNATed: the node's own sockets)."""
         key = (proto, src, sport, daddr, dport)
         if key in self.conntrack:
             return self.conntrack[key]
         if (proto, dport) in self.picks:
-            ips = self.picks[(proto, dport)]
+            ips, target = self.picks[(proto, dport)]
             if not ips:
                 return None                        # dropped: no entry is confirmed
             k = self.counters[(proto, dport)]
             self.counters[(proto, dport)] = k + 1
-            to = (ips[k % len(ips)], dport)
+            dst = (ips[k % len(ips)], target)
         elif (proto, dport) in self.host:
-            to = self.host[(proto, dport)]
+            dst = self.host[(proto, dport)]
         else:
             return None
-        self.conntrack[key] = to
-        self.replies[(proto, to[0], to[1], src, sport)] = (daddr, dport)
-        return to
+        new_src = (src, sport)
+        if self.snat is not None and IPv4Address(dst[0]) in self.snat[0]:
+            port = sport
+            while (proto, *dst, self.snat[1], port) in self.replies:   # taken: another port
+                port = port + 1 if port < 65535 else 1024
+            new_src = (self.snat[1], port)
+        conn = KernelConn(key, dst, new_src)
+        self.conntrack[key] = conn
+        self.replies[(proto, *dst, *new_src)] = conn
+        return conn
 
-    def un_dnat(self, packet: dict) -> dict:
-        """A reply leaving through the kernel: its source back to the node's address."""
+    def un_nat(self, packet: dict) -> dict:
+        """A reply leaving through the kernel: back to the client, from the node's address."""
         proto = {6: "tcp", 17: "udp"}.get(packet.get("ip_proto"))
         if proto is None:
             return packet
         sport_f, dport_f = L4[packet["ip_proto"]]
-        key = (proto, packet["ipv4_src"], packet.get(sport_f), packet["ipv4_dst"],
-               packet.get(dport_f))
-        if key not in self.replies:
+        conn = self.replies.get((proto, packet["ipv4_src"], packet.get(sport_f),
+                                 packet["ipv4_dst"], packet.get(dport_f)))
+        if conn is None:
             return packet
-        addr, port = self.replies[key]
-        return {**packet, "ipv4_src": addr, sport_f: port}
+        _, client, cport, addr, published = conn.orig
+        return {**packet, "ipv4_src": addr, sport_f: published,
+                "ipv4_dst": client, dport_f: cport}
 
     def forget(self, address: str | None = None) -> None:
-        """``conntrack -D [--reply-src address]``: forget connections (to one pick address)."""
-        gone = [k for k, to in self.conntrack.items() if address is None or
-                (to is not None and to[0] == address)]
-        for k in gone:
-            to = self.conntrack.pop(k)
-            if to is not None:
-                self.replies.pop((k[0], to[0], to[1], k[1], k[2]), None)
+        """``conntrack -D [--reply-src address]``: forget connections (to one task)."""
+        for key, conn in list(self.conntrack.items()):
+            if address is None or conn.dst[0] == address:
+                del self.conntrack[key]
+                self.replies.pop((key[0], *conn.dst, *conn.src), None)
 
 
 # --- a cluster of fake bridges ---------------------------------------------
@@ -451,17 +473,18 @@ class FakeCluster:
     def from_client(self, node: str, client_ip: str, client_port: int, published: int,
                     proto: str = "tcp") -> dict | None:
         """The packet a client sends to ``node``'s address, as the node's kernel hands it
-        to port 1 after its DNAT (the round-robin pick); None if the kernel does not
+        to port 1 after its round-robin pick, DNAT and SNAT; None if the kernel does not
         send it into the bridge (dropped, a host-mode port, or not published)."""
         addr = str(self.cluster.node(node).underlay_ip)
-        to = self.kernels[node].dnat(proto, str(client_ip), client_port, addr, published)
-        if to is None or IPv4Address(to[0]) not in IPv4Network(layout.PICK_NET):
+        conn = self.kernels[node].nat(proto, str(client_ip), client_port, addr, published)
+        ingress = IPv4Network(str(self.cluster.networks["ingress"].subnet))
+        if conn is None or IPv4Address(conn.dst[0]) not in ingress:
             return None
         sport, dport = L4[rules.IP_PROTO[proto]]
         return {"in_port": layout.PORT_GW, "eth_src": layout.GW_MAC,
                 "eth_dst": layout.SBOX_GW_MAC, "eth_type": rules.ETH_IP,
-                "ip_proto": rules.IP_PROTO[proto], "ipv4_src": str(client_ip),
-                "ipv4_dst": to[0], sport: client_port, dport: to[1]}
+                "ip_proto": rules.IP_PROTO[proto], "ipv4_src": conn.src[0],
+                "ipv4_dst": conn.dst[0], sport: conn.src[1], dport: conn.dst[1]}
 
     def apply(self, cluster: Cluster) -> None:
         """A new model, as the testbed carries it out: every bridge gets its new flows
@@ -484,10 +507,11 @@ class FakeCluster:
 
     def flush(self, task: Task) -> None:
         """The connections to a removed task are forgotten everywhere (the testbed's
-        ``flush_conntrack``): the kernels' entries to its pick address, the bridges'."""
+        ``flush_conntrack``): the kernels' entries, the bridges'."""
         addrs = {str(a) for a in task.addresses.values()}
         for n in self.cluster.nodes:
-            self.kernels[n.name].forget(str(layout.pick_ip(task)))
+            if "ingress" in task.addresses:
+                self.kernels[n.name].forget(str(task.addresses["ingress"]))
             for zone in self.switches[n.name].conntrack.values():
                 for key in [k for k, (conn, _) in zone.items()
                             if {conn.orig[3], conn.reply[1], conn.orig[1]} & addrs]:
@@ -511,7 +535,7 @@ class FakeCluster:
                 arrivals += self._deliver(remote, {**pkt, "in_port": port},
                                           hops + [remote])
             elif port == layout.PORT_GW:
-                arrivals.append(Arrival(node, port, self.kernels[node].un_dnat(pkt), None, hops))
+                arrivals.append(Arrival(node, port, self.kernels[node].un_nat(pkt), None, hops))
             elif port in self.port_task[node]:
                 arrivals.append(Arrival(node, port, pkt, self.port_task[node][port], hops))
             else:

@@ -14,7 +14,8 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from swarmmesh.control import app as mesh
 from swarmmesh.control.ofp import NX_NAT_F_DST, NX_NAT_F_SRC, to_actions
 from swarmmesh.dataplane import layout, rules, sync
-from swarmmesh.dataplane.flows import COOKIE_LEARNED, Ct, Flow, Goto, Learn, Output, Resubmit, SetField
+from swarmmesh.dataplane.flows import (COOKIE_LEARNED, Ct, Flow, Goto, Learn, Nat, Output,
+                                      Resubmit, SetField, flow)
 from swarmmesh.model import Cluster
 
 ofp = ofproto_v1_3
@@ -107,44 +108,63 @@ def test_all_flows_of_every_node_serialize():
 
 def test_ct_with_dnat_carries_ip_and_port():
     dp = FakeDatapath()
-    tasks = [t for t in CLUSTER.tasks_of("app")]
-    picks = [f for f in flows_with(Ct, rules.T_DNAT_STATE) if "ipv4_dst" in f.match_dict]
-    assert [f.match_dict["ipv4_dst"] for f in picks] == [str(layout.pick_ip(t)) for t in tasks]
+    f = flow(rules.T_VIP_STATE, 100, {"eth_type": rules.ETH_IP},
+             [Ct(3, rules.T_LB_SNAT_CT, commit=True, nat=Nat("dst", "10.0.1.5", 80))])
+    for msg in (flow_mod(dp, f), round_trip(dp, flow_mod(dp, f))):
+        ct = apply_actions(msg)[-1]
+        assert isinstance(ct, parser.NXActionCT)
+        assert (ct.flags, ct.zone_ofs_nbits, ct.recirc_table) == (1, 3, rules.T_LB_SNAT_CT)
+        assert not ct.zone_src
+        nat, = [a for a in ct.actions if isinstance(a, parser.NXActionNAT)]
+        assert nat.flags == NX_NAT_F_DST
+        assert (nat.range_ipv4_min, nat.range_ipv4_max) == ("10.0.1.5", "10.0.1.5")
+        assert (nat.range_proto_min, nat.range_proto_max) == (80, 80)
+
+
+def test_vip_pick_dnats_to_the_task_and_keeps_the_port():
+    dp = FakeDatapath()
+    tasks = VIP_CLUSTER.tasks_of("web")
+    picks = sorted((f for f in VIP_FLOWS if f.table == rules.T_RR_PICK and f.priority == 100
+                    and f.match_dict.get("ip_proto") == 6), key=lambda f: f.match_dict["reg1"])
     assert len(picks) == len(tasks) == 3
     for f, task in zip(picks, tasks):
-        for msg in (flow_mod(dp, f), round_trip(dp, flow_mod(dp, f))):
-            ct = apply_actions(msg)[-1]
-            assert isinstance(ct, parser.NXActionCT)
-            assert (ct.flags, ct.zone_ofs_nbits, ct.recirc_table) == (
-                1, rules.ZONE_DNAT, rules.T_SNAT_CT)               # commit, zone 1
-            assert not ct.zone_src
-            nat, = [a for a in ct.actions if isinstance(a, parser.NXActionNAT)]
-            assert nat.flags == NX_NAT_F_DST
-            ip = str(task.addresses["ingress"])
-            assert (nat.range_ipv4_min, nat.range_ipv4_max) == (ip, ip)
-            assert (nat.range_proto_min, nat.range_proto_max) == (80, 80)
+        ct = apply_actions(round_trip(dp, flow_mod(dp, f)))[-1]
+        assert (ct.flags, ct.zone_ofs_nbits, ct.recirc_table) == (
+            1, rules.ZONE_VIP_DNAT, rules.T_LB_SNAT_CT)
+        nat, = [a for a in ct.actions if isinstance(a, parser.NXActionNAT)]
+        ip = str(task.addresses["front"])
+        assert (nat.flags, nat.range_ipv4_min, nat.range_ipv4_max) == (NX_NAT_F_DST, ip, ip)
+        assert not nat.range_proto_min and not nat.range_proto_max
 
 
 def test_ct_snat_and_bare_nat():
     dp = FakeDatapath()
-    snat, = [f for f in flows_with(Ct, rules.T_SNAT_STATE)]
+    snat, = [f for f in VIP_FLOWS if f.table == rules.T_LB_SNAT_STATE
+             and any(isinstance(a, Ct) for a in f.actions)]
     ct, = apply_actions(round_trip(dp, flow_mod(dp, snat)))
     nat, = ct.actions
-    assert (ct.flags, ct.zone_ofs_nbits, ct.recirc_table) == (1, rules.ZONE_SNAT, rules.T_FWD_OUT)
+    assert (ct.flags, ct.zone_ofs_nbits, ct.recirc_table) == (1, rules.ZONE_LB_SNAT,
+                                                             rules.T_LB_OUT)
     assert nat.flags == NX_NAT_F_SRC
-    ip = str(CLUSTER.node("node1").ingress_ip)
+    ip = str(VIP_CLUSTER.node("node1").lb_ips["front"])
     assert (nat.range_ipv4_min, nat.range_ipv4_max) == (ip, ip)
     assert not nat.range_proto_min and not nat.range_proto_max
     # bare "nat": no flags, no range, no commit
-    for table, zone, recirc in ((rules.T_DNAT_CT, rules.ZONE_DNAT, rules.T_DNAT_STATE),
-                                (rules.T_SNAT_CT, rules.ZONE_SNAT, rules.T_SNAT_STATE),
-                                (rules.T_RPL_SNAT, rules.ZONE_SNAT, rules.T_RPL_DNAT),
-                                (rules.T_RPL_DNAT, rules.ZONE_DNAT, rules.T_RPL_OUT)):
-        f, = flows_with(Ct, table)
+    for table, zone, recirc in ((rules.T_VIP_CT, rules.ZONE_VIP_DNAT, rules.T_VIP_STATE),
+                                (rules.T_LB_SNAT_CT, rules.ZONE_LB_SNAT, rules.T_LB_SNAT_STATE),
+                                (rules.T_LB_RPL_SNAT, rules.ZONE_LB_SNAT, rules.T_LB_RPL_DNAT),
+                                (rules.T_LB_RPL_DNAT, rules.ZONE_VIP_DNAT, rules.T_LB_RPL_OUT)):
+        f, = [f for f in VIP_FLOWS if f.table == table and any(isinstance(a, Ct) for a in f.actions)]
         ct, = apply_actions(round_trip(dp, flow_mod(dp, f)))
         assert (ct.flags, ct.zone_ofs_nbits, ct.recirc_table) == (0, zone, recirc)
         nat, = ct.actions
         assert nat.flags == 0 and not nat.range_ipv4_min
+
+
+def test_ingress_flows_keep_no_state():
+    """The node's kernel NATs ingress connections: no ingress flow uses conntrack."""
+    assert not flows_with(Ct, 0) and not [f for f in FLOWS if any(
+        isinstance(a, Ct) for a in f.actions)]
 
 
 def test_learn_has_the_right_specs():
@@ -216,7 +236,7 @@ def test_numbered_output_resubmit_goto_and_drop():
         assert [(type(a), a.table_id) for a in acts] == [
             (parser.NXActionResubmitTable, want[0]), (parser.NXActionResubmitTable, want[1])]
     # A Goto alone: one goto instruction, no apply-actions
-    cls = [f for f in FLOWS if f.table == 0 and f.actions == (Goto(rules.T_DNAT_CT),)]
+    cls = [f for f in FLOWS if f.table == 0 and f.actions == (Goto(rules.T_FWD_OUT),)]
     msg = round_trip(dp, flow_mod(dp, cls[0]))
     assert [type(i) for i in msg.instructions] == [parser.OFPInstructionGotoTable]
     # SetField + Goto: both instructions

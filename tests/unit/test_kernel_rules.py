@@ -9,12 +9,13 @@ import pytest
 from swarmmesh.dataplane import kernel, layout
 from swarmmesh.model import Cluster
 
-# The ingress-only table (3 nodes, 2 replicas of app, 8000/tcp): the kernel's round-robin
-# pick, shared by prerouting and output.
+# The ingress-only table of node3 (3 nodes, 2 replicas of app, 8000 -> 80/tcp): the
+# kernel's round-robin pick, shared by prerouting and output, and the SNAT to node3's
+# ingress address.
 INGRESS_ONLY = """\
 table ip swarmmesh {
  chain mesh {
-  tcp dport 8000 dnat to numgen inc mod 2 map { 0 : 172.19.0.1, 1 : 172.19.0.2 }
+  tcp dport 8000 dnat to numgen inc mod 2 map { 0 : 10.255.0.5, 1 : 10.255.0.6 } : 80
  }
  chain prerouting { type nat hook prerouting priority -100; policy accept;
   fib daddr type local jump mesh
@@ -23,6 +24,7 @@ table ip swarmmesh {
   fib daddr type local jump mesh
  }
  chain postrouting { type nat hook postrouting priority 100; policy accept;
+  oifname "gwbr" ip daddr 10.255.0.0/16 snat to 10.255.0.4
   oifname "gwbr" ip saddr 127.0.0.0/8 masquerade
  }
 }
@@ -51,16 +53,19 @@ def chain(text: str, name: str) -> list[str]:
 
 def test_ingress_only_cluster_table():
     cluster = Cluster.quick(nodes=3, replicas=2)
-    for node in cluster.nodes:
-        assert kernel.table(cluster, node.name) == INGRESS_ONLY
+    assert kernel.table(cluster, "node3") == INGRESS_ONLY
+    for node in cluster.nodes:                  # every node: the same pick, its own SNAT
+        assert kernel.table(cluster, node.name) == INGRESS_ONLY.replace(
+            "snat to 10.255.0.4", f"snat to {node.ingress_ip}")
 
 
 def test_ingress_only_udp_and_several_ports():
     cluster = Cluster.from_stack({"services": {"a": {"deploy": {"replicas": 3}, "ports": [
         {"target": 80, "published": 8000}, {"target": 53, "published": 53, "protocol": "udp"}]}}})
-    picks = ", ".join(f"{k} : {layout.pick_ip(t)}" for k, t in enumerate(cluster.tasks_of("a")))
-    want = [f"tcp dport 8000 dnat to numgen inc mod 3 map {{ {picks} }}",
-            f"udp dport 53 dnat to numgen inc mod 3 map {{ {picks} }}"]
+    picks = ", ".join(f"{k} : {t.addresses['ingress']}"
+                      for k, t in enumerate(cluster.tasks_of("a")))
+    want = [f"tcp dport 8000 dnat to numgen inc mod 3 map {{ {picks} }} : 80",
+            f"udp dport 53 dnat to numgen inc mod 3 map {{ {picks} }} : 53"]
     for node in cluster.nodes:
         text = kernel.table(cluster, node.name)
         assert chain(text, "mesh") == want
@@ -70,17 +75,18 @@ def test_ingress_only_udp_and_several_ports():
 
 
 def test_the_pick_follows_the_balancer_by_task_number():
-    """Only tasks in the balancer are picked, in task order, each by its own stable
-    address: a task starting, draining or on a down node is out; no task: dropped."""
+    """Only tasks in the balancer are picked, in task order, each by its own (stable)
+    ingress address: a task starting, draining or on a down node is out; no task:
+    dropped."""
     c = Cluster.quick(3, 3)
     t1, t2, t3 = c.tasks_of("app")
     def mesh() -> list[str]:
-        texts = {kernel.table(c, n.name) for n in c.nodes}
+        texts = {kernel.table(c, n.name).split(" chain prerouting")[0] for n in c.nodes}
         assert len(texts) == 1                       # the same pick on every node
-        return chain(texts.pop(), "mesh")
+        return chain(texts.pop() + " }\n", "mesh")
     def rule(*tasks) -> str:
-        picks = ", ".join(f"{k} : {layout.pick_ip(t)}" for k, t in enumerate(tasks))
-        return f"tcp dport 8000 dnat to numgen inc mod {len(tasks)} map {{ {picks} }}"
+        picks = ", ".join(f"{k} : {t.addresses['ingress']}" for k, t in enumerate(tasks))
+        return f"tcp dport 8000 dnat to numgen inc mod {len(tasks)} map {{ {picks} }} : 80"
     assert mesh() == [rule(t1, t2, t3)]
     t4 = c.place_task("app", "node1", state="starting")
     assert mesh() == [rule(t1, t2, t3)]
@@ -90,30 +96,78 @@ def test_the_pick_follows_the_balancer_by_task_number():
     assert mesh() == [rule(t1, t3, t4)]
     c.node(t3.node).status = "down"
     assert mesh() == [rule(*[t for t in (t1, t4) if t.node != t3.node])]
-    assert layout.pick_ip(t4) == layout.PICK_BASE + layout.task_number(t4)
     for t in c.tasks_of("app"):
         t.state = "draining"
     assert mesh() == ["tcp dport 8000 drop"]
 
 
-def test_pick_addresses_are_distinct_and_clear_of_every_other_range():
-    picks = IPv4Network(layout.PICK_NET)
-    c = Cluster.quick(3, 2)
-    task = c.tasks[0]
-    ips = set()
-    for n in (1, 2, 255, 256, 1000, layout.PICK_MAX):
-        task.host = f"t{n}"
-        ip = layout.pick_ip(task)
-        assert ip in picks and ip not in (picks.network_address, picks.broadcast_address)
-        ips.add(ip)
-    assert len(ips) == 6
-    gwbridge = IPv4Network(f"{layout.GW_IP}/{layout.GW_PREFIX}", strict=False)
-    assert not picks.overlaps(gwbridge)
-    for net in c.networks.values():
-        assert not picks.overlaps(IPv4Network(str(net.subnet)))
-    task.host = f"t{layout.PICK_MAX + 1}"
-    with pytest.raises(ValueError, match="t65535"):
-        layout.pick_ip(task)
+def mixed(replicas: int = 2, nodes: int = 3) -> Cluster:
+    """`web`: host-mode 8080/tcp -> 80 and 5353/udp -> 53; `app`: ingress 8000 -> 80."""
+    return Cluster.from_stack({"services": {
+        "web": {"deploy": {"replicas": replicas},
+                "ports": [{"target": 80, "published": 8080, "mode": "host"},
+                          {"target": 53, "published": 5353, "protocol": "udp", "mode": "host"}]},
+        "app": {"deploy": {"replicas": 1},
+                "ports": [{"target": 80, "published": 8000}]},
+    }}, nodes=nodes)
+
+
+def chain(text: str, name: str) -> list[str]:
+    """The rule lines of one chain of a table's text."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f" chain {name} "))
+    end = lines.index(" }", start)
+    return [line.strip() for line in lines[start + 1:end]]
+
+
+def test_ingress_only_cluster_table():
+    cluster = Cluster.quick(nodes=3, replicas=2)
+    assert kernel.table(cluster, "node3") == INGRESS_ONLY
+    for node in cluster.nodes:                  # every node: the same pick, its own SNAT
+        assert kernel.table(cluster, node.name) == INGRESS_ONLY.replace(
+            "snat to 10.255.0.4", f"snat to {node.ingress_ip}")
+
+
+def test_ingress_only_udp_and_several_ports():
+    cluster = Cluster.from_stack({"services": {"a": {"deploy": {"replicas": 3}, "ports": [
+        {"target": 80, "published": 8000}, {"target": 53, "published": 53, "protocol": "udp"}]}}})
+    picks = ", ".join(f"{k} : {t.addresses['ingress']}"
+                      for k, t in enumerate(cluster.tasks_of("a")))
+    want = [f"tcp dport 8000 dnat to numgen inc mod 3 map {{ {picks} }} : 80",
+            f"udp dport 53 dnat to numgen inc mod 3 map {{ {picks} }} : 53"]
+    for node in cluster.nodes:
+        text = kernel.table(cluster, node.name)
+        assert chain(text, "mesh") == want
+        assert chain(text, "prerouting") == [JUMP]
+        assert chain(text, "output") == [JUMP]
+        assert kernel.host_port_dnats(cluster, node.name) == []
+
+
+def test_the_pick_follows_the_balancer_by_task_number():
+    """Only tasks in the balancer are picked, in task order, each by its own (stable)
+    ingress address: a task starting, draining or on a down node is out; no task:
+    dropped."""
+    c = Cluster.quick(3, 3)
+    t1, t2, t3 = c.tasks_of("app")
+    def mesh() -> list[str]:
+        texts = {kernel.table(c, n.name).split(" chain prerouting")[0] for n in c.nodes}
+        assert len(texts) == 1                       # the same pick on every node
+        return chain(texts.pop() + " }\n", "mesh")
+    def rule(*tasks) -> str:
+        picks = ", ".join(f"{k} : {t.addresses['ingress']}" for k, t in enumerate(tasks))
+        return f"tcp dport 8000 dnat to numgen inc mod {len(tasks)} map {{ {picks} }} : 80"
+    assert mesh() == [rule(t1, t2, t3)]
+    t4 = c.place_task("app", "node1", state="starting")
+    assert mesh() == [rule(t1, t2, t3)]
+    t4.state = "running"
+    assert mesh() == [rule(t1, t2, t3, t4)]
+    t2.state = "draining"
+    assert mesh() == [rule(t1, t3, t4)]
+    c.node(t3.node).status = "down"
+    assert mesh() == [rule(*[t for t in (t1, t4) if t.node != t3.node])]
+    for t in c.tasks_of("app"):
+        t.state = "draining"
+    assert mesh() == ["tcp dport 8000 drop"]
 
 
 def test_host_mode_ports_only_on_nodes_with_a_task_to_that_task():
@@ -138,7 +192,8 @@ def test_localhost_snatted_to_the_gateway_on_each_local_gw_leg():
     for node in cluster.nodes:
         post = chain(kernel.table(cluster, node.name), "postrouting")
         legs = [layout.gw_intf(t) for t in cluster.tasks_on(node.name) if t.service == "web"]
-        assert post == ['oifname "gwbr" ip saddr 127.0.0.0/8 masquerade'] + \
+        assert post == [f'oifname "gwbr" ip daddr 10.255.0.0/16 snat to {node.ingress_ip}',
+                        'oifname "gwbr" ip saddr 127.0.0.0/8 masquerade'] + \
             [f'oifname "{leg}" ip saddr 127.0.0.0/8 snat to 172.18.0.1' for leg in legs]
 
 

@@ -119,9 +119,12 @@ def test_established_packets_stay_on_their_task(cluster):
         again = fc.deliver(entry, syn)
         assert len(again) == 1
         assert again[0].task == first.task and again[0].packet == first.packet
-    ct1 = fc.switches[entry].conntrack[rules.ZONE_DNAT]
-    assert syn["ipv4_dst"] == str(layout.pick_ip(first.task))
-    assert ct1[(6, CLIENT, 42000, syn["ipv4_dst"], 8000)][0].seen_reply
+        assert fc.from_client(entry, CLIENT, 42000, 8000) == syn    # the kernel keeps it too
+    addr = str(cluster.node(entry).underlay_ip)
+    conn = fc.kernels[entry].conntrack[("tcp", CLIENT, 42000, addr, 8000)]
+    assert conn.dst == (str(first.task.addresses["ingress"]), 80)
+    assert conn.src == (str(cluster.node(entry).ingress_ip), 42000)
+    assert all(sw.conntrack == {} for sw in fc.switches.values())     # the bridge keeps none
 
 
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
@@ -264,12 +267,12 @@ def test_unpublished_port_is_dropped(cluster):
         # the kernel does not send it to the bridge ...
         assert fc.from_client(node.name, CLIENT, 46000, 9999) is None
         assert fc.from_client(node.name, CLIENT, 46000, 8000, "udp") is None
-        # ... and the bridge drops it all the same, even to a pick address
+        # ... and the bridge drops it all the same, even to a task's address
         pkt = fc.from_client(node.name, CLIENT, 46002, 8000)
-        for port in (("tcp_dst", 9999), ("udp_dst", 8000)):
+        for port in (("tcp_dst", 9999), ("udp_dst", 80)):
             forged = {k: v for k, v in pkt.items() if k != "tcp_dst"}
             forged.update([port], ip_proto=rules.IP_PROTO[port[0][:3]],
-                          ipv4_dst=str(layout.pick_ip(task)))
+                          ipv4_dst=str(task.addresses["ingress"]))
             if port[0] == "udp_dst":
                 forged["udp_src"] = forged.pop("tcp_src")
             assert fc.deliver(node.name, forged) == [], (node.name, port)
@@ -279,10 +282,14 @@ def test_gw_port_to_another_destination_is_dropped(cluster):
     fc = FakeCluster(cluster)
     task = tasks_of(cluster)[0]
     for node in cluster.nodes:
-        for dst in (str(task.addresses["ingress"]), str(node.ingress_ip), "172.18.0.1",
-                    layout.SBOX_GW_IP, str(layout.PICK_BASE + 999), "8.8.8.8"):
-            pkt = dict(fc.from_client(node.name, CLIENT, 46001, 8000), ipv4_dst=dst)
+        for dst, port in ((str(task.addresses["ingress"]), 8000), (str(node.ingress_ip), 80),
+                          ("172.18.0.1", 80), (layout.SBOX_GW_IP, 80), ("10.255.0.250", 80),
+                          ("8.8.8.8", 80)):
+            pkt = dict(fc.from_client(node.name, CLIENT, 46001, 8000), ipv4_dst=dst,
+                       tcp_dst=port)
             assert fc.deliver(node.name, pkt) == [], (node.name, dst)
+            icmp = {k: v for k, v in pkt.items() if k not in ("tcp_src", "tcp_dst")}
+            assert fc.deliver(node.name, dict(icmp, ip_proto=1)) == [], (node.name, dst)
 
 
 def test_overlay_packet_for_nobody_is_dropped():
@@ -292,8 +299,14 @@ def test_overlay_packet_for_nobody_is_dropped():
            "eth_dst": c.node("node3").ingress_mac, "ipv4_src": "10.255.0.99",
            "ipv4_dst": "10.255.0.200", "tcp_src": 1, "tcp_dst": 80}
     assert fc.deliver("node3", pkt) == []
-    # a stray "reply" to node3's sandbox address with no connection behind it
-    assert fc.deliver("node3", dict(pkt, ipv4_dst=str(c.node("node3").ingress_ip))) == []
+    # a stray "reply" to node3's ingress address with no connection behind it: the
+    # bridge keeps no state, it goes to the kernel, unchanged (no conntrack entry
+    # un-NATs it); were the kernel to route it back, the bridge drops it from port 1
+    stray = dict(pkt, ipv4_dst=str(c.node("node3").ingress_ip))
+    back = fc.deliver("node3", stray)
+    assert [(a.at_kernel, a.packet["ipv4_dst"], a.packet["tcp_dst"]) for a in back] == [
+        (True, stray["ipv4_dst"], 80)]
+    assert fc.deliver("node3", {**back[0].packet, "in_port": layout.PORT_GW}) == []
 
 
 def test_service_without_replicas_drops_new_connections():
@@ -528,27 +541,6 @@ def test_fake_switch_ct_mark_is_set_on_commit_and_loaded_on_lookup():
     assert [p for p, _ in sw.process(_pkt())] == [3]      # still +new, mark loaded
 
 
-def test_a_packet_that_passed_conntrack_before_its_connection_was_committed_keeps_its_task():
-    """Userspace OVS: several datagrams of a new UDP flow in one receive batch
-    all pass conntrack (+new, no mark) before the first is committed.  The
-    kernel gave them all the same pick address, so the later ones keep the
-    task, and the kernel's counter moved once."""
-    c = Cluster.quick(3, 3, protocol="udp")
-    fc = FakeCluster(c)
-    sw = fc.switches["node1"]
-    first = connect(fc, "node1", 40000, proto="udp")
-    # the second datagram, as the datapath hands it back after its (earlier) ct
-    late = {**fc.from_client("node1", CLIENT, 40000, 8000, "udp"),
-            "reg1": 0, "reg2": 0, "reg3": 0, "ct_state": CT_TRK | CT_NEW, "ct_mark": 0}
-    out: list = []
-    sw._table(rules.T_DNAT_STATE, late, out, 0)
-    assert len(out) == 1
-    assert out[0][1]["ipv4_dst"] == first.packet["ipv4_dst"]
-    tasks = tasks_of(c)
-    nxt = connect(fc, "node1", 40001, proto="udp")
-    assert nxt.task == tasks[(tasks.index(first.task) + 1) % 3]
-
-
 def test_a_tcp_client_that_reuses_a_source_port_gets_a_fresh_pick():
     """Once the old connection is gone (Linux reuses ports), the same address and
     port is a new connection: the kernel picks again."""
@@ -565,15 +557,13 @@ def test_a_tcp_client_that_reuses_a_source_port_gets_a_fresh_pick():
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
 def test_a_flow_keeps_its_draining_task_and_moves_once_the_task_is_removed(proto):
     """Weight 0 (IPVS): the kernel stops picking the task, its flows stay, so an
-    existing flow goes on (even with the bridge's conntrack gone); once the task is
-    removed and its connections flushed, the flow's next packet gets a fresh pick."""
+    existing flow goes on; once the task is removed and its connections flushed, the
+    flow's next packet gets a fresh pick."""
     c = Cluster.quick(3, 3, protocol=proto)
     fc = FakeCluster(c)
     first = connect(fc, "node1", 40000, proto=proto)
     first.task.state = "draining"
     fc.apply(c)
-    for n in c.nodes:
-        fc.switches[n.name].conntrack.clear()
     again = connect(fc, "node1", 40000, proto=proto)
     assert again.task == first.task
     c.remove_task(first.task.name)
