@@ -12,6 +12,7 @@ while a link is being made, which are recorded too and deleted by name.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -87,9 +88,38 @@ def kill_pid(pid: int, marker: str, timeout: float = 3.0) -> bool:
     return True
 
 
+def clean_servers(run_dir: Path, timeout: float = 30) -> list[str]:
+    """A run spread over servers (``servers.json``, written by ``testbed.servers``): each
+    other server cleans its own record of the run (``swarmmesh clean --run-dir`` there,
+    over ssh), then its ssh master connection is closed."""
+    rec = run_dir / "servers.json"
+    if not rec.exists():
+        return []
+    removed = []
+    for s in json.loads(rec.read_text()):
+        remote = (f"sudo -n env PYTHONPATH={s['pythonpath']} {s['python']} -m "
+                  f"swarmmesh.testbed.runtime --run-dir {s['dir']}")
+        try:
+            r = subprocess.run(s["ssh"] + [remote], capture_output=True, text=True,
+                               timeout=timeout)
+            out = r.stdout.strip().splitlines()
+            removed += [f"{s['name']}: {line[len('removed '):]}" for line in out
+                        if line.startswith("removed ")]
+            if r.returncode != 0:
+                removed.append(f"{s['name']}: clean failed ({r.returncode}): "
+                               f"{r.stderr.strip()[-300:]}")
+        except subprocess.TimeoutExpired:
+            removed.append(f"{s['name']}: clean timed out after {timeout:g} s")
+        subprocess.run(["ssh", "-o", f"ControlPath={s['control']}", "-O", "exit", "x"],
+                       capture_output=True, timeout=10)
+    rec.unlink(missing_ok=True)
+    return removed
+
+
 def clean_run(run_dir: Path) -> list[str]:
-    """Kill what one run recorded, delete its leftover links and its folder."""
-    removed: list[str] = []
+    """Kill what one run recorded (on every server it spread over), delete its leftover
+    links and its folder."""
+    removed: list[str] = clean_servers(run_dir)
     pids = run_dir / "pids"
     if pids.exists():
         entries = []
@@ -138,8 +168,10 @@ def main() -> int:
                                              "(by recorded PID and name, never by broad name).")
     ap.add_argument("--force", action="store_true",
                     help="also clean runs whose owner process still lives")
+    ap.add_argument("--run-dir", type=Path, default=None,
+                    help="clean this one record only (what another server runs over ssh)")
     args = ap.parse_args()
-    removed = clean_all(force=args.force)
+    removed = clean_run(args.run_dir) if args.run_dir else clean_all(force=args.force)
     for r in removed:
         print(f"removed {r}")
     print(f"clean: {len(removed)} item(s) removed")

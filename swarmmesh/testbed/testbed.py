@@ -100,8 +100,9 @@ class Testbed:
 
     def __init__(self, cluster: Cluster, run_dir: Path, datapath: str = "auto",
                  progress: Callable[[str], None] = lambda msg: None,
-                 ready_timeout: float = 60.0) -> None:
+                 ready_timeout: float = 60.0, servers=None) -> None:
         self.cluster, self.run_dir = cluster, Path(run_dir)
+        self.servers = servers      # a testbed.servers.Spread (issue 15), or None: this machine
         self.requested_datapath = datapath
         self.progress = progress
         self.ready_timeout = ready_timeout
@@ -146,14 +147,20 @@ class Testbed:
         sock = str(self.state.dir / "openflow.sock")
         self.progress("starting controller")
         self.controller = self.start_controller(sock)
+        if self.servers is not None:
+            self.progress("checking the other servers, starting their relays")
+            self.servers.start(self)
         self.progress("building network")
-        topo = SwarmTopo(cluster=self.cluster, state=self.state,
+        topo = (SwarmTopo if self.servers is None else self.servers.topo_class)(
+                         cluster=self.cluster, state=self.state,
                          datapath=self.requested_datapath, controller=sock, defer_ready=True)
         self.datapath = topo.datapath
         self.state.register_links(topo.planned_links())
         self.net = Mininet(topo=topo, controller=None, build=False, cleanup=False,
                            autoSetMacs=False, waitConnected=False)
         self.net.build()
+        if self.servers is not None:
+            self.servers.connect(self)        # the tunnels between the servers' underlays
         self.net.start()
         self.progress("waiting for the task servers")
         self.wait_task_servers()
@@ -256,6 +263,8 @@ class Testbed:
                 self.controller.kill()
                 self.controller.wait()
         self.controller = None
+        if self.servers is not None and self.state is not None:
+            self.servers.stop(self)
         if self.state is not None:
             self._keep_logs()
             self.state.clean()          # anything the steps above missed
