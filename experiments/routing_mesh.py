@@ -105,16 +105,20 @@ def measure(tb, cluster: Cluster, service: str, port, requests: int, timeout: fl
 
 
 def start_capture(tb, cluster: Cluster, run_dir: Path):
-    """tcpdump on the underlay port of the last node (often replica-less)."""
-    node = cluster.nodes[-1].name
+    """tcpdump on the underlay port of the last node (often replica-less); across servers,
+    on the first server's end of the tunnel to the second (what crosses between them)."""
+    intf = f"ul-{cluster.nodes[-1].name}"
+    spread = getattr(tb, "servers", None)
+    if spread is not None and spread.plan.tunnels:
+        intf = spread.plan.tunnels[0].intf_a
     pcap = run_dir / "underlay-vxlan.pcap"
-    proc = tb.host("underlay").popen(["tcpdump", "--immediate-mode", "-U", "-q", "-n", "-i", f"ul-{node}",
+    proc = tb.host("underlay").popen(["tcpdump", "--immediate-mode", "-U", "-q", "-n", "-i", intf,
                                       "-w", str(pcap), "udp", "port", "4789"],
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
     tb.state.register(proc.pid, "tcpdump")
     time.sleep(0.5)
-    return proc, pcap, f"ul-{node}"
+    return proc, pcap, intf
 
 
 def count_vxlan(pcap: Path) -> dict:

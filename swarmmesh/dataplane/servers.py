@@ -123,6 +123,7 @@ class Plan:
     mtu: Mtu
     controller_address: str                   # where every server's relay dials
     relays: dict[str, str] = field(default_factory=dict)   # server -> relay socket (state-relative)
+    ssh_options: tuple[str, ...] = ()         # given to every ssh (identity, known hosts, ...)
 
     def server(self, name: str) -> Server:
         return next(s for s in self.servers if s.name == name)
@@ -139,7 +140,8 @@ class Plan:
                 "underlay": self.underlay, "tunnels": [vars(t) for t in self.tunnels],
                 "mtu": {**vars(self.mtu), "tunnel": self.mtu.tunnel,
                         "explain": self.mtu.explain()},
-                "controller_address": self.controller_address, "relays": self.relays}
+                "controller_address": self.controller_address, "relays": self.relays,
+                "ssh_options": list(self.ssh_options)}
 
 
 # -- arithmetic ----------------------------------------------------------------------------
@@ -250,7 +252,7 @@ def _server(entry: Any, i: int, resolve) -> Server:
 
 def plan(cluster: Cluster, servers: list, placement: str = "block", tunnel: str = "gretap",
          place_explicit: Mapping[str, str] | None = None,
-         resolve=lambda name: None) -> Plan:
+         resolve=lambda name: None, ssh_options: list[str] | None = None) -> Plan:
     """The plan for ``cluster`` over ``servers`` (names or mappings: name, address, user,
     port, mtu, nodes).  ``resolve`` maps a name to an IPv4 address (the caller's
     ``getent``; pure here).  Every error names its field."""
@@ -287,7 +289,8 @@ def plan(cluster: Cluster, servers: list, placement: str = "block", tunnel: str 
     tunnels = tuple(Tunnel(tunnel, i, parsed[0].name, s.name, f"tun-s{i}", "tun-s0")
                     for i, s in enumerate(parsed) if i > 0)
     relays = {s.name: f"servers/{s.name}/openflow.sock" for s in parsed[1:]}
-    return Plan(tuple(parsed), where, underlay, tunnels, mtu, parsed[0].address, relays)
+    return Plan(tuple(parsed), where, underlay, tunnels, mtu, parsed[0].address, relays,
+                tuple(ssh_options or ()))
 
 
 def _explicit(servers: list, flags: Mapping[str, str], names: list[str],
@@ -323,10 +326,13 @@ def load_servers_file(data: Any) -> dict:
     ``tunnel``, ``place`` (host -> server).  Returns plan()'s keyword arguments."""
     if not isinstance(data, Mapping):
         raise InvalidConfigError("(top level)", f"a mapping, got {data!r}")
-    unknown = set(data) - {"servers", "placement", "tunnel", "place"}
+    unknown = set(data) - {"servers", "placement", "tunnel", "place", "ssh_options"}
     if unknown:
         raise InvalidConfigError(sorted(unknown)[0], "unknown key (servers, placement, tunnel, "
-                                 "place)")
+                                 "place, ssh_options)")
+    opts = data.get("ssh_options", []) or []
+    if not isinstance(opts, list) or not all(isinstance(o, str) for o in opts):
+        raise InvalidConfigError("ssh_options", f"a list of ssh arguments, got {opts!r}")
     servers = data.get("servers")
     if not isinstance(servers, list) or not servers:
         raise InvalidConfigError("servers", f"a non-empty list, got {servers!r}")
@@ -334,5 +340,23 @@ def load_servers_file(data: Any) -> dict:
     if not isinstance(place_map, Mapping):
         raise InvalidConfigError("place", f"a mapping host: server, got {place_map!r}")
     return {"servers": servers, "placement": data.get("placement", "block"),
+            "ssh_options": list(opts),
             "tunnel": data.get("tunnel", "gretap"),
             "place_explicit": {str(k): str(v) for k, v in place_map.items()}}
+
+
+# -- the command line ---------------------------------------------------------------------
+def add_arguments(group) -> None:
+    """The servers' flags, common to every experiment."""
+    group.add_argument("--servers", default=None, metavar="A,B,...",
+                       help="spread the cluster over these servers (the first: this machine, "
+                            "'localhost'; [user@]name[:port]); see the README")
+    group.add_argument("--servers-file", default=None, metavar="FILE",
+                       help="servers, their addresses, MTU, ssh options, placement (YAML)")
+    group.add_argument("--placement", choices=("block", "round-robin"), default=None,
+                       help="nodes (and clients) over the servers (default: block)")
+    group.add_argument("--place", action="append", default=[], metavar="HOST=SERVER",
+                       help="put one node or client on a server (repeat it)")
+    group.add_argument("--tunnel", choices=("gretap", "vxlan"), default=None,
+                       help="between the servers' underlays (default: vxlan; this kernel "
+                            "has no gretap)")

@@ -63,11 +63,17 @@ class Context:
         """``with ctx.testbed(cluster) as tb:`` a Testbed with this run's
         datapath flag and progress; records the datapath that actually ran
         in the summary (``datapath``)."""
+        from swarmmesh.testbed.servers import spread_from_args
         from swarmmesh.testbed.testbed import Testbed
         self.record_stack(cluster)
         self.progress.phase("building")
+        spread = kwargs.pop("servers", None) or spread_from_args(self.args, cluster)
+        if spread is not None:
+            self.summary["servers"] = spread.plan.to_dict()
         with Testbed(cluster, run_dir or self.run_dir, datapath=self.args.datapath,
-                     progress=self.progress, **kwargs) as tb:
+                     progress=self.progress, servers=spread, **kwargs) as tb:
+            if spread is not None:
+                self.summary["servers"]["checks"] = spread.report
             self.summary["datapath"] = tb.datapath
             self.progress.note(f"datapath: {tb.datapath} OVS")
             yield tb
@@ -122,6 +128,8 @@ def build_parser(module: ModuleType, prog: str | None = None) -> argparse.Argume
                         help="random seed (default: drawn at random and recorded)")
     common.add_argument("--quiet", action="store_true",
                         help="plain, sparse log lines instead of a progress bar (for CI)")
+    from swarmmesh.dataplane import servers
+    servers.add_arguments(ap.add_argument_group("across several servers (issue 15)"))
     return ap
 
 

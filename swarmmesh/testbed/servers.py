@@ -1,0 +1,342 @@
+"""The cluster spread over several servers, carried out (issue 15; the plan and its design:
+``swarmmesh.dataplane.servers``).
+
+Built on Mininet's cluster edition (``mininet.examples.cluster``): a host placed on another
+server is this testbed's own host class with ``RemoteMixin`` in front (its shell is
+``ssh ... sudo -E mnexec -cn bash`` there, every command goes down it, every process is
+one more ssh session).  What this module adds to the cluster edition, and why:
+
+* **ssh**: our own options (``-F none``, a given identity and known-hosts file, one
+  ``ControlMaster`` per server kept for the run, recorded and closed at the end) instead
+  of the cluster edition's (the user's ssh config, ``ControlPersist=1``, and
+  ``MininetCluster`` makes ``~/.ssh/mn``; we use plain ``Mininet`` with remote classes);
+* **processes**: a remote ``popen`` quotes its arguments (ssh joins them with spaces for
+  the remote shell), carries the environment the caller gave (``env K=V``: ssh forwards
+  none) and writes its remote PID into that server's record before it ``exec``s, so
+  ``swarmmesh clean`` kills it there by record (killing the local ssh client does not);
+* **placement**: the plan's (whole nodes with their tasks), through :class:`SpreadTopo`,
+  which places the hosts ``SwarmTopo`` adds and links each to its server's underlay;
+* **the tunnel**: a VXLAN (or gretap, where the kernel has it: this one has no ``ip_gre``)
+  device made in each server's root namespace and moved into its underlay host, enslaved
+  to that server's bridge; MTUs from the plan on every leg;
+* **the controller**: a TCP relay on the first server, a unix relay on every other one
+  (``swarmmesh.control.server_relay``).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from functools import lru_cache, partial
+from pathlib import Path
+
+from mininet.examples.cluster import RemoteMixin
+
+from swarmmesh import agents
+from swarmmesh.dataplane.servers import Plan, Server
+from swarmmesh.machine import servers_check
+from swarmmesh.testbed.runtime import RunState, clean_servers
+from swarmmesh.testbed.topology import SwarmClient, SwarmNode, SwarmTask, SwarmTopo, Underlay
+
+RELAY_MODULE = "swarmmesh.control.server_relay"
+FORWARDED_ENV = ("PYTHONPATH", "OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR")  # ssh forwards none
+
+
+class SpreadError(RuntimeError):
+    """A server cannot take part; the message says which and how to fix it."""
+
+
+# -- ssh ---------------------------------------------------------------------------------
+def ssh_base(server: Server, control_dir: Path, options: list[str]) -> list[str]:
+    """ssh up to (not including) the destination: batch mode, one master per server."""
+    return ["ssh", "-q", "-o", "BatchMode=yes", *options,
+            "-o", "ControlMaster=auto", "-o", f"ControlPath={control_dir}/{server.name}.ctl",
+            "-o", "ControlPersist=600", "-p", str(server.port)]
+
+
+def ssh_argv(server: Server, control_dir: Path, options: list[str]) -> list[str]:
+    return ssh_base(server, control_dir, options) + [f"{server.user}@{server.address}"]
+
+
+class RemotePlaced(RemoteMixin):
+    """The cluster edition's remote host, with our ssh, quoting, environment and records."""
+
+    def __init__(self, name, spread: "Spread" = None, where: Server = None, **params):
+        self.spread, self.where = spread, where
+        self.sshbase = ssh_base(where, spread.control_dir, spread.ssh_options) + ["-tt"]
+        super().__init__(name, server=where.name, serverIP=where.address, user=where.user,
+                         controlPath=False, **params)
+        spread.remote_record(where, self.pid, f"mininet:{name}")
+
+    def _popen(self, cmd, sudo=True, tt=True, **params):
+        if not self.isRemote:
+            return super()._popen(cmd, sudo=sudo, tt=tt, **params)
+        if isinstance(cmd, str):
+            cmd = cmd.split()
+        if tt is False:               # a process, not the shell: recorded there, with its env
+            env = params.get("env") or {}
+            prefix = [f"{k}={v}" for k, v in sorted(env.items()) if k in FORWARDED_ENV]
+            cmd = ["sh", "-c", f'echo "$$\t{_marker(cmd)}" >> {self.spread.remote_pids(self.where)};'
+                   ' exec "$@"', "sh", *(["env", *prefix] if prefix else []), *cmd]
+        return super()._popen([shlex.quote(str(c)) for c in cmd], sudo=sudo, tt=tt, **params)
+
+
+def _marker(cmd: list) -> str:
+    """What the remote process's command line will hold: the module after ``-m``, else the
+    program (after ``mnexec ... PID``)."""
+    words = [str(c) for c in cmd]
+    if "-m" in words and words.index("-m") + 1 < len(words):
+        return words[words.index("-m") + 1]
+    if words[0] == "mnexec":
+        words = words[next((i + 1 for i, w in enumerate(words) if w.isdigit()), 1):] or words
+    return Path(words[0]).name
+
+
+@lru_cache(maxsize=None)
+def remote_class(cls: type) -> type:
+    """``cls`` (SwarmNode, SwarmTask, ...) with the cluster edition's RemoteMixin in front."""
+    return type(f"Remote{cls.__name__}", (RemotePlaced, cls), {})
+
+
+# -- the topology ------------------------------------------------------------------------
+class SpreadTopo(SwarmTopo):
+    """``SwarmTopo`` whose hosts go where the plan says: every host ``SwarmTopo`` adds is
+    given its server (a task its node's), and every underlay leg its server's bridge."""
+
+    def build(self, spread: "Spread" = None, **params):
+        self.spread = spread
+        super().build(**params)
+
+    def addHost(self, name, **opts):
+        plan = self.spread.plan
+        if name == "underlay":
+            first = super().addHost(name, **opts)
+            for server, ul in plan.underlay.items():
+                if ul != "underlay":
+                    super().addHost(ul, **self.spread.remote_opts(server, {**opts, "cls": Underlay}))
+            return first
+        server = plan.placement.get(name) or plan.placement.get(opts.get("node_name", ""))
+        if server is None or plan.server(server).local:
+            return super().addHost(name, **opts)
+        return super().addHost(name, **self.spread.remote_opts(server, opts))
+
+    def addLink(self, node1, node2, **opts):
+        if node2 == "underlay" and node1 in self.spread.plan.placement:
+            node2 = self.spread.plan.underlay_of(node1)
+        return super().addLink(node1, node2, **opts)
+
+
+# -- the servers, carried out ------------------------------------------------------------
+class Spread:
+    """One testbed's servers: checks, relays, tunnels, MTUs, records and cleanup.
+    ``Testbed(servers=spread)`` calls :meth:`start` before the build, :meth:`connect`
+    after it and :meth:`stop` on the way out."""
+
+    def __init__(self, plan: Plan, ssh_options: list[str] | None = None,
+                 check: bool = True) -> None:
+        self.plan = plan
+        self.ssh_options = list(ssh_options if ssh_options is not None else plan.ssh_options)
+        self.check = check
+        self.state: RunState | None = None
+        self.control_dir = Path("/nonexistent")
+        self.controller_port = 0
+        self.report: list[str] = []
+
+    @property
+    def remote(self) -> list[Server]:
+        return [s for s in self.plan.servers[1:]]
+
+    @property
+    def topo_class(self):
+        return partial(SpreadTopo, spread=self)
+
+    def ssh(self, server: Server) -> list[str]:
+        return ssh_argv(server, self.control_dir, self.ssh_options)
+
+    def server_dir(self, server: Server) -> Path:
+        return self.state.dir / "servers" / server.name
+
+    def remote_pids(self, server: Server) -> str:
+        return str(self.server_dir(server) / "pids")
+
+    def remote_record(self, server: Server, pid: int, marker: str) -> None:
+        self.run(server, f'mkdir -p {self.server_dir(server)} && '
+                         f'printf "%s\\t%s\\n" {pid} {shlex.quote(marker)} >> {self.remote_pids(server)}')
+
+    def run(self, server: Server, script: str, timeout: float = 30) -> str:
+        r = subprocess.run(self.ssh(server) + [f"sudo -n sh -c {shlex.quote(script)}"],
+                           capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise SpreadError(f"{server.name}: `{script}` failed ({r.returncode}): "
+                              f"{(r.stderr or r.stdout).strip()[-500:]}")
+        return r.stdout
+
+    def remote_opts(self, server: str, opts: dict) -> dict:
+        s = self.plan.server(server)
+        out = {**opts, "cls": remote_class(opts["cls"]), "spread": self, "where": s}
+        if issubclass(opts["cls"], SwarmNode):
+            out["controller"] = str(self.state.dir / self.plan.relays[server])
+        return out
+
+    # -- before the build ------------------------------------------------------------
+    def start(self, tb) -> None:
+        self.state = tb.state
+        self.control_dir = self.state.dir / "ssh"
+        self.control_dir.mkdir(parents=True, exist_ok=True)
+        self._write_record()
+        if self.check:
+            self.check_servers()
+        for s in self.remote:
+            self.run(s, f"mkdir -p {self.server_dir(s)}")
+        self._start_relays(tb)
+
+    def _write_record(self) -> None:
+        """What ``swarmmesh clean`` needs to clean every other server of this run."""
+        rec = [{"name": s.name, "ssh": self.ssh(s), "python": sys.executable,
+                "pythonpath": agents.python_env()["PYTHONPATH"],
+                "dir": str(self.server_dir(s)), "control": f"{self.control_dir}/{s.name}.ctl"}
+               for s in self.remote]
+        (self.state.dir / "servers.json").write_text(json.dumps(rec, indent=1))
+
+    def check_servers(self) -> None:
+        items = servers_check.check({s.name: self.ssh(s) for s in self.remote},
+                                    tunnel=self.plan.tunnels[0].kind if self.plan.tunnels
+                                    else "vxlan")
+        self.report = [i.line() for i in items]
+        bad = [i for i in items if not i.ok]
+        if bad:
+            raise SpreadError("servers not ready:\n" + "\n".join(i.line() for i in bad))
+
+    def _start_relays(self, tb) -> None:
+        """The first server's TCP relay to the controller's socket, then each other
+        server's unix relay to it; each prints ``ready`` once listening."""
+        from swarmmesh.testbed.testbed import _free_port  # noqa: PLC0415  (same layer)
+        self.controller_port = _free_port()
+        front = f"{self.plan.controller_address}:{self.controller_port}"
+        argv = [sys.executable, "-m", RELAY_MODULE, "--tcp", front,
+                "--to-unix", str(self.state.dir / "openflow.sock")]
+        procs = [(subprocess.Popen(argv, env=agents.python_env(), stdout=subprocess.PIPE,
+                                   text=True, start_new_session=True), "localhost")]
+        self.state.register(procs[0][0].pid, RELAY_MODULE)
+        for s in self.remote:
+            sock = self.state.dir / self.plan.relays[s.name]
+            script = (f'echo "$$\t{RELAY_MODULE}" >> {self.remote_pids(s)}; exec env '
+                      f"PYTHONPATH={agents.python_env()['PYTHONPATH']} {sys.executable} -m "
+                      f"{RELAY_MODULE} --unix {sock} --to-tcp {front}")
+            procs.append((subprocess.Popen(self.ssh(s) + [f"sudo -n sh -c {shlex.quote(script)}"],
+                                           stdout=subprocess.PIPE, text=True,
+                                           start_new_session=True), s.name))
+        for proc, name in procs:
+            line = proc.stdout.readline()
+            if not line.startswith("ready"):
+                raise SpreadError(f"{name}: the controller relay did not start ({line.strip()})")
+        self.relays = procs
+
+    # -- after the build -----------------------------------------------------------------
+    def connect(self, tb) -> None:
+        """The tunnels between the servers' underlay bridges, then every leg's MTU."""
+        for t in self.plan.tunnels:
+            a, b = self.plan.server(t.a), self.plan.server(t.b)
+            for here, there, intf in ((a, b, t.intf_a), (b, a, t.intf_b)):
+                host = tb.net.get(self.plan.underlay[here.name])
+                local = self._local_address(here, there)
+                if t.kind == "vxlan":
+                    make = (f"ip link add {intf} type vxlan id {t.key} local {local} "
+                            f"remote {there.address} dstport 4789")
+                else:
+                    make = (f"ip link add {intf} type gretap local {local} remote "
+                            f"{there.address} key {t.key} ttl 64")
+                self._root(here, tb, f"{make} && ip link set {intf} netns {host.pid}")
+                host.run(f"ip link set {intf} mtu {self.plan.mtu.underlay} && "
+                         f"ip link set {intf} master ul0 && ip link set {intf} up")
+        self.set_mtus(tb)
+
+    def _local_address(self, here: Server, there: Server) -> str:
+        if not here.local:
+            return here.address
+        out = subprocess.run(["ip", "route", "get", there.address], capture_output=True,
+                             text=True).stdout
+        return out.split(" src ")[1].split()[0]
+
+    def _root(self, server: Server, tb, script: str) -> None:
+        if server.local:
+            r = subprocess.run(script, shell=True, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise SpreadError(f"{server.name}: `{script}` failed: {r.stderr.strip()}")
+        else:
+            self.run(server, script)
+
+    def set_mtus(self, tb) -> None:
+        """Underlay legs to the plan's underlay MTU, overlay legs (VXLAN devices, task
+        legs: everything the topology set to 1450) to its overlay MTU."""
+        mtu = self.plan.mtu
+        for host in tb.net.hosts:
+            cmds = []
+            for intf in host.intfList():
+                name = intf.name
+                if name == "lo":
+                    continue
+                if isinstance(host, (Underlay,)) or name.endswith("-eth0") and \
+                        isinstance(host, (SwarmNode, SwarmClient)):
+                    cmds.append(f"ip link set {name} mtu {mtu.underlay}")
+            if isinstance(host, (SwarmNode, SwarmTask)):
+                # the topology's overlay MTU (1450) wherever it set it, now the plan's
+                cmds.append(f"for i in $(ip -o link | awk -F': ' '/mtu 1450 / {{print $2}}' "
+                            f"| cut -d@ -f1); do ip link set $i mtu {mtu.overlay}; done")
+            if cmds:
+                host.cmd(" ; ".join(cmds))
+
+    # -- teardown --------------------------------------------------------------------
+    def stop(self, tb) -> None:
+        for proc, _name in getattr(self, "relays", []):
+            if proc.poll() is None:
+                proc.terminate()
+        if self.state is not None:
+            clean_servers(self.state.dir)
+        for proc, _name in getattr(self, "relays", []):
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+# -- from the command line ---------------------------------------------------------------
+def resolve(name: str, toward: str | None = None) -> str | None:
+    """A server's IPv4 address: ``localhost`` is this machine's source address toward
+    ``toward`` (the next server); a name goes through ``getent ahostsv4``."""
+    if name == "localhost":
+        if toward is None:
+            return "127.0.0.1"
+        out = subprocess.run(["ip", "route", "get", toward], capture_output=True,
+                             text=True).stdout
+        return out.split(" src ")[1].split()[0] if " src " in out else None
+    out = subprocess.run(["getent", "ahostsv4", name], capture_output=True, text=True).stdout
+    return out.split()[0] if out.split() else None
+
+
+def spread_from_args(args, cluster) -> Spread | None:
+    """The Spread the flags ask for, or None (one machine).  Bad input raises
+    ``InvalidConfigError`` naming the field."""
+    import yaml
+    from swarmmesh.dataplane import servers as sv
+    if not getattr(args, "servers", None) and not getattr(args, "servers_file", None):
+        return None
+    kw: dict = {}
+    if args.servers_file:
+        kw = sv.load_servers_file(yaml.safe_load(Path(args.servers_file).read_text()))
+    if args.servers:
+        kw["servers"] = sv.parse_servers_flag(args.servers)
+    flags = sv.parse_place_flags(args.place)
+    for host, server in flags.items():
+        if kw.get("place_explicit", {}).get(host, server) != server:
+            raise sv.InvalidConfigError(f"place.{host}", f"placed twice ({kw['place_explicit'][host]}"
+                                        f" in the servers file, {server} by --place)")
+    kw["place_explicit"] = {**kw.get("place_explicit", {}), **flags}
+    kw["placement"] = args.placement or kw.get("placement", "block")
+    kw["tunnel"] = args.tunnel or kw.get("tunnel", "vxlan")
+    entries = [e if isinstance(e, dict) else {"name": e} for e in kw["servers"]]
+    first_remote = next((e.get("address") or resolve(e["name"]) for e in entries[1:]), None)
+    return Spread(sv.plan(cluster, **kw, resolve=lambda n: resolve(n, first_remote)))
