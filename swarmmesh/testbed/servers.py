@@ -30,6 +30,7 @@ import shlex
 import subprocess
 import sys
 import time
+import zlib
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -238,17 +239,21 @@ class Spread:
     # -- after the build -----------------------------------------------------------------
     def connect(self, tb) -> None:
         """The tunnels between the servers' underlay bridges, then every leg's MTU."""
+        # Two runs over the same servers must not share a VNI or GRE key (the device's
+        # socket is in the root namespace): the plan's key, offset per run.
+        offset = 16 * (zlib.crc32(self.state.dir.name.encode()) % 1_000_000)
         for t in self.plan.tunnels:
             a, b = self.plan.server(t.a), self.plan.server(t.b)
+            key = offset + t.key
             for here, there, intf in ((a, b, t.intf_a), (b, a, t.intf_b)):
                 host = tb.net.get(self.plan.underlay[here.name])
                 local = self._local_address(here, there)
                 if t.kind == "vxlan":
-                    make = (f"ip link add {intf} type vxlan id {t.key} local {local} "
+                    make = (f"ip link add {intf} type vxlan id {key} local {local} "
                             f"remote {there.address} dstport 4789")
                 else:
                     make = (f"ip link add {intf} type gretap local {local} remote "
-                            f"{there.address} key {t.key} ttl 64")
+                            f"{there.address} key {key} ttl 64")
                 self._root(here, tb, f"{make} && ip link set {intf} netns {host.pid}")
                 host.run(f"ip link set {intf} mtu {self.plan.mtu.underlay} && "
                          f"ip link set {intf} master ul0 && ip link set {intf} up")
@@ -275,6 +280,11 @@ class Spread:
         mtu = self.plan.mtu
         for host in tb.net.hosts:
             cmds = []
+            if isinstance(host, (SwarmNode, SwarmTask)):
+                # the topology's overlay MTU (1450) wherever it set it, now the plan's;
+                # first, before an underlay leg may be set to 1450 itself
+                cmds.append(f"for i in $(ip -o link | awk -F': ' '/mtu 1450 / {{print $2}}' "
+                            f"| cut -d@ -f1); do ip link set $i mtu {mtu.overlay}; done")
             for intf in host.intfList():
                 name = intf.name
                 if name == "lo":
@@ -282,10 +292,6 @@ class Spread:
                 if isinstance(host, (Underlay,)) or name.endswith("-eth0") and \
                         isinstance(host, (SwarmNode, SwarmClient)):
                     cmds.append(f"ip link set {name} mtu {mtu.underlay}")
-            if isinstance(host, (SwarmNode, SwarmTask)):
-                # the topology's overlay MTU (1450) wherever it set it, now the plan's
-                cmds.append(f"for i in $(ip -o link | awk -F': ' '/mtu 1450 / {{print $2}}' "
-                            f"| cut -d@ -f1); do ip link set $i mtu {mtu.overlay}; done")
             if cmds:
                 host.cmd(" ; ".join(cmds))
 
