@@ -377,9 +377,10 @@ def intro(summary: dict) -> str:
         f"{summary.get('load_average_end')} (the CPU is shared; timings under contention).\n\n"
         "What the ratios measure: (d) against (a) is the cost of a kernel DNAT + conntrack + "
         "masquerade on the same hop; (b) and (c) against (a) are the cost of the mesh *as "
-        f"emulated here* ({summary.get('datapath')} Open vSwitch: every new connection goes "
-        "through conntrack twice and a `learn` upcall in the node's vswitchd, and over VXLAN "
-        "when the task is on another node), not of Swarm's kernel IPVS.")
+        f"emulated here* (the entry node's kernel picks, DNATs and SNATs as Swarm's does; "
+        f"then {summary.get('datapath')} Open vSwitch carries every packet, statelessly, "
+        "through the entry node's vswitchd and, when the task is on another node, over VXLAN "
+        "through that node's too), not of Swarm's kernel bridge and VXLAN.")
 
 
 if __name__ == "__main__":
