@@ -11,10 +11,12 @@ Two kinds of published port end in the node's kernel:
   ingress address.  The bridge only carries it over the overlay (``rules``): no
   conntrack, no flow learned, nothing per connection.  The kernel's NAT runs once per
   conntrack entry: a resent SYN or a UDP flow's later datagrams keep their task, and a
-  client port reused after its TIME_WAIT gets a fresh pick and an SNAT port the task
-  holds no TIME_WAIT for (the kernel keeps closed entries 120 s, longer than the task's
-  60 s).  A port with no task in the balancer drops new connections (IPVS with no real
-  server), and remembers nothing for them;
+  client port reused once its connection is closed gets a fresh pick (the kernel
+  reopens the entry) and an SNAT port that clashes with no connection the task may
+  still hold in TIME_WAIT (closed entries stay 120 s, longer than the task's 60 s; the
+  userspace conntrack of the bridge, which did this NAT before, lost about one
+  connection in 10 000 there).  A port with no task in the balancer drops new
+  connections (IPVS with no real server), and remembers nothing for them;
 * host mode: only on a node that runs a task of the service, the published port is
   DNATed straight to that task's own docker_gwbridge leg and target port: no mesh, no
   SNAT (the task sees the client's address; its replies take its default route back
@@ -27,7 +29,8 @@ joins the kernel's pick only once the bridges have its flows).
 
 Exactness of the round robin: ``numgen inc`` is one atomic counter per rule, so the
 new connections entering a node split N/k per task in map order, whatever their
-concurrency.  A reload (any change of the node's text: a task joins or leaves the
+concurrency (only the first packet of a conntrack entry is counted; two first packets
+of one flow on two CPUs, one of them dropped as a clash, would take two turns).  A reload (any change of the node's text: a task joins or leaves the
 balancer, a host-mode port binds) starts every port's counter again at 0, the first
 task of its new map; the exact order holds from each reload on.  Connections already
 picked keep their conntrack entries (and so their task) through a reload; draining tasks
