@@ -40,12 +40,14 @@ forgotten by the testbed (``conntrack -D --reply-src``, as IPVS's ``expire_nodes
 
 from __future__ import annotations
 
-from swarmmesh.dataplane import layout, rules
+from swarmmesh.dataplane import layout, rules, schedulers
 from swarmmesh.model import Cluster, PublishedPort, Task
+from swarmmesh.model.balancing import Balancing
 
 TABLE = "swarmmesh"
 PICK_CHAIN = "mesh"
 HOST_PROTOCOLS = ("tcp", "udp")      # as the mesh: the task server answers these two
+HASH_SEED = 0x5EED                   # one seed on every node: a client hashes alike everywhere
 
 
 def host_port_dnats(cluster: Cluster, node: str) -> list[tuple[PublishedPort, Task]]:
@@ -73,14 +75,110 @@ def ingress_picks(cluster: Cluster) -> list[tuple[PublishedPort, list[Task]]]:
     return [(p, tasks) for p, tasks, _every in rules.ingress_ports(cluster)]
 
 
-def pick_rule(port: PublishedPort, tasks: list[Task]) -> str:
-    """The ``mesh`` chain's rule for one ingress port: the k-th new connection goes to
-    ``tasks[k % len(tasks)]``'s ingress address and the target port; none: dropped."""
+def balancing_of(cluster: Cluster, port: PublishedPort) -> Balancing:
+    """The balancing options of the service that publishes ``port`` (ingress mode)."""
+    for svc in cluster.ingress_services():
+        if port in svc.ingress_ports():
+            return svc.balancing
+    return Balancing()
+
+
+def _pick_expr(balancing: Balancing, size: int) -> str:
+    """What indexes the table: the kernel's counter, or a hash of the client's address."""
+    if schedulers.hashed(balancing.scheduler):
+        return f"jhash ip saddr mod {size} seed {HASH_SEED:#x}"
+    return f"numgen inc mod {size}"
+
+
+def pick_table(balancing: Balancing, tasks: list[Task],
+               lc: dict[str, int] | None = None) -> list[Task]:
+    """The tasks in the order the kernel's map holds them (a task may appear many
+    times): rr as Swarm, or the service's scheduler (:mod:`schedulers`); ``lc``: the
+    weights this node's live connections give (task name -> weight)."""
+    if balancing.scheduler == "rr":
+        return list(tasks)
+    by_name = {t.name: t for t in tasks}
+    if balancing.scheduler == "wrr":
+        weights = [balancing.weight(t.slot) for t in tasks]
+    elif balancing.scheduler == "lc":
+        weights = [(lc or {}).get(t.name, 1) for t in tasks]
+    else:
+        weights = []
+    return [by_name[n] for n in schedulers.table(balancing.scheduler,
+                                                 [t.name for t in tasks], weights)]
+
+
+def pick_rule(port: PublishedPort, tasks: list[Task], balancing: Balancing = Balancing(),
+              address=None, lc: dict[str, int] | None = None) -> str:
+    """The ``mesh`` chain's rule for one ingress port: the k-th entry of the service's
+    table (walked by the counter, or indexed by the client's hash) names the task whose
+    ``address(task)`` (default: its ingress address) and target port the connection is
+    DNATed to; no task: dropped."""
     head = f"{port.protocol} dport {port.published}"
-    if not tasks:
+    table = pick_table(balancing, tasks, lc)
+    if not table:
         return f"{head} drop"
-    picks = ", ".join(f"{k} : {t.addresses['ingress']}" for k, t in enumerate(tasks))
-    return f"{head} dnat to numgen inc mod {len(tasks)} map {{ {picks} }} : {port.target}"
+    where = address or (lambda t: t.addresses["ingress"])
+    picks = ", ".join(f"{k} : {where(t)}" for k, t in enumerate(table))
+    return (f"{head} dnat to {_pick_expr(balancing, len(table))} map {{ {picks} }} "
+            f": {port.target}")
+
+
+def affinity_set(pi: int, task: Task) -> str:
+    """The dynamic set of the client addresses stuck to ``task`` on the ``pi``-th port."""
+    return f"aff{pi}_t{layout.task_number(task)}"
+
+
+def affinity_rules(pi: int, port: PublishedPort, tasks: list[Task], balancing: Balancing,
+                   address) -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """ClientIP session affinity (IPVS persistence, Kubernetes' sessionAffinity): a
+    client seen within the timeout goes back to its task; a new one is picked by the
+    scheduler and remembered.  (sets, rules in ``mesh``, chains one per task)."""
+    head = f"{port.protocol} dport {port.published}"
+    timeout = f"{int(balancing.affinity)}s"
+    sets = [f" set {affinity_set(pi, t)} {{ type ipv4_addr; flags dynamic,timeout; "
+            f"timeout {timeout}; }}" for t in tasks]
+    rules_ = [f"{head} ip saddr @{affinity_set(pi, t)} update @{affinity_set(pi, t)} "
+              f"{{ ip saddr }} dnat to {address(t)} : {port.target}" for t in tasks]
+    table = pick_table(balancing, tasks)
+    if not table:
+        return sets, rules_ + [f"{head} drop"], {}
+    jumps = ", ".join(f"{k} : jump {affinity_set(pi, t)}" for k, t in enumerate(table))
+    rules_.append(f"{head} {_pick_expr(balancing, len(table))} vmap {{ {jumps} }}")
+    chains = {affinity_set(pi, t): [f"update @{affinity_set(pi, t)} {{ ip saddr }}",
+                                    f"{head} dnat to {address(t)} : {port.target}"]
+              for t in tasks}
+    return sets, rules_, chains
+
+
+def local_tasks(cluster: Cluster, node: str, tasks: list[Task]) -> list[Task]:
+    """``traffic_policy: local``: only the node's own tasks take its connections."""
+    return [t for t in tasks if t.node == node]
+
+
+def mesh(cluster: Cluster, node: str, lc: dict[str, int] | None = None
+         ) -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """The node's sets, the ``mesh`` chain's rules and the per-task chains, for every
+    ingress port: Swarm's rr unless the service chose otherwise."""
+    sets: list[str] = []
+    rules_: list[str] = []
+    chains: dict[str, list[str]] = {}
+    for pi, (p, tasks) in enumerate(ingress_picks(cluster)):
+        b = balancing_of(cluster, p)
+        address = (lambda t: t.addresses["ingress"])
+        if b.traffic_policy == "local":
+            tasks = local_tasks(cluster, node, tasks)
+            address = layout.task_gw_ip            # straight to the task: no mesh, no SNAT
+            if not tasks:
+                continue                           # nothing local: the node refuses
+        if b.affinity:
+            s_, r_, c_ = affinity_rules(pi, p, tasks, b, address)
+            sets, rules_ = sets + s_, rules_ + r_
+            chains.update(c_)
+        else:
+            rules_.append(pick_rule(p, tasks, b, address if b.traffic_policy == "local"
+                                    else None, lc))
+    return sets, rules_, chains
 
 
 def ingress_snat(cluster: Cluster, node: str) -> str:
@@ -99,16 +197,19 @@ def _dnat_rules(cluster: Cluster, node: str) -> list[str]:
     return out
 
 
-def table(cluster: Cluster, node: str) -> str:
+def table(cluster: Cluster, node: str, lc: dict[str, int] | None = None) -> str:
     """The node's table ``ip swarmmesh``: the round-robin pick of ingress ports (one
     chain, so that prerouting and output share one counter per port), published ports
     DNATed in prerouting (from outside) and output (from the node itself), what leaves
     for the ingress network SNATed to the node's ingress address, localhost masqueraded
     where it leaves."""
     dnat = _dnat_rules(cluster, node)
-    lines = [f"table ip {TABLE} {{",
-             f" chain {PICK_CHAIN} {{",
-             *[f"  {pick_rule(p, tasks)}" for p, tasks in ingress_picks(cluster)], " }",
+    sets, picks, chains = mesh(cluster, node, lc)
+    lines = [f"table ip {TABLE} {{", *sets,
+             f" chain {PICK_CHAIN} {{", *[f"  {r}" for r in picks], " }"]
+    for name, body in chains.items():
+        lines += [f" chain {name} {{", *[f"  {r}" for r in body], " }"]
+    lines += [
              " chain prerouting { type nat hook prerouting priority -100; policy accept;",
              *dnat, " }",
              " chain output { type nat hook output priority -100; policy accept;",
@@ -125,7 +226,10 @@ def table(cluster: Cluster, node: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def nft_script(cluster: Cluster, node: str) -> str:
-    """An ``nft -f`` file that replaces the node's table in one transaction (whether it
-    exists yet or not): connections already DNATed keep their conntrack entries."""
-    return f"add table ip {TABLE}\ndelete table ip {TABLE}\n" + table(cluster, node)
+def nft_script(cluster: Cluster, node: str, lc: dict[str, int] | None = None) -> str:
+    """An ``nft -f`` file that replaces the node's rules in one transaction (whether the
+    table exists yet or not): connections already DNATed keep their conntrack entries.
+    The table is flushed, not deleted, so that session-affinity sets keep their clients
+    through a reload (a set no longer named stays, empty of rules that use it)."""
+    return (f"add table ip {TABLE}\nflush table ip {TABLE}\n"
+            + table(cluster, node, lc))

@@ -106,8 +106,11 @@ def net_ports(cluster: Cluster, node: str) -> dict[tuple[str, str], int]:
 
 
 def has_gw_leg(task: Task, cluster: Cluster) -> bool:
-    """Does the task have a leg on docker_gwbridge (its service publishes a host-mode port)?"""
-    return bool(cluster.service(task.service).host_ports())
+    """Does the task have a leg on docker_gwbridge (its service publishes a host-mode port,
+    or its ingress ports go to local tasks only: ``traffic_policy: local``)?"""
+    svc = cluster.service(task.service)
+    return bool(svc.host_ports()) or (svc.balancing.traffic_policy == "local"
+                                      and bool(svc.ingress_ports()))
 
 
 def task_gw_ip(task: Task) -> IPv4Address:

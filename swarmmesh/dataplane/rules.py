@@ -67,7 +67,7 @@ port ``1000*j + n``::
 
 from __future__ import annotations
 
-from swarmmesh.dataplane.flows import (CT_TRK_EST, CT_TRK_NEW, Action, Ct, Flow, Goto, Learn,
+from swarmmesh.dataplane.flows import (CT_TRK_EST, CT_TRK_NEW, Ct, Flow, Goto, Learn,
                                       Move, Nat, Output, Resubmit, SetField, flow)
 from swarmmesh.dataplane.layout import (GW_MAC, PORT_GW, PORT_VXLAN, SBOX_GW_IP, SBOX_GW_MAC,
                                        net_index, net_port, task_number, task_ports,

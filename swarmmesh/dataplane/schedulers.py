@@ -10,8 +10,9 @@ flows moves when a task leaves or joins.
 * ``sh``: source hashing (IPVS sh): ``hash(client address) mod N`` over the tasks;
   a task that leaves or joins remaps about every flow (N changes).
 * ``maglev``: a consistent hash: Google's Maglev lookup table (NSDI 2016, §3.4) of
-  ``M`` entries (a prime, at least 100 × the tasks when they are few), filled from two
-  hashes of each task's stable name; ``hash(client) mod M`` indexes it.  A task that
+  ``M`` entries (a prime, at least 100 × the tasks; kept the same while the task count
+  stays under the same power of two, since a new M moves every client), filled from
+  two hashes of each task's stable name; ``hash(client) mod M`` indexes it.  A task that
   leaves moves only its own flows plus a little (about 1/N in all).
 * ``lc``: least connections cannot be picked per packet by nftables or OpenFlow
   without per-connection state in the controller; here it is approximated: the
@@ -80,6 +81,16 @@ def maglev_size(tasks: int) -> int:
     return m
 
 
+def maglev_stable_size(tasks: int) -> int:
+    """The size a node uses: Maglev's hash is mod M, so M must not change when a task
+    leaves or joins; it is sized for the next power of two of tasks (at least 8), so
+    it changes only when the service grows or shrinks past one."""
+    n = 8
+    while n < tasks:
+        n *= 2
+    return maglev_size(n)
+
+
 def maglev(tasks: Sequence[str], size: int | None = None) -> list[str]:
     """Maglev's lookup table: each task, in turn, takes its next preferred free entry
     (its permutation: offset + j * skip mod M, from two hashes of its name), until the
@@ -117,7 +128,7 @@ def table(scheduler: str, tasks: Sequence[str], weights: Sequence[int] = ()) -> 
     if scheduler == "sh":
         return sh(tasks)
     if scheduler == "maglev":
-        return maglev(tasks)
+        return maglev(tasks, maglev_stable_size(len(tasks)))
     raise ValueError(f"unknown scheduler {scheduler!r}")
 
 

@@ -56,7 +56,7 @@ import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from swarmmesh.dataplane import kernel, layout, rules
+from swarmmesh.dataplane import kernel, layout, rules, schedulers
 from swarmmesh.model import Cluster, Task
 from swarmmesh.dataplane.flows import (COOKIE_LEARNED, CT_EST, CT_NEW, CT_RPL, CT_TRK, Ct, Flow, Goto,
                                       Learn, Move, Nat, Output, Resubmit, SetField)
@@ -313,7 +313,12 @@ class FakeSwitch:
 # --- a node's kernel: its nftables table and conntrack ------------------------
 
 _PICK = re.compile(r"(tcp|udp) dport (\d+) "
-                   r"(drop|dnat to numgen inc mod (\d+) map \{ (.*) \} : (\d+))$")
+                   r"(drop|dnat to (numgen inc|jhash ip saddr) mod (\d+)(?: seed \S+)? "
+                   r"map \{ (.*) \} : (\d+))$")
+_STICKY = re.compile(r"(tcp|udp) dport (\d+) ip saddr @(\S+) update @\S+ \{ ip saddr \} "
+                     r"dnat to ([\d.]+) : (\d+)$")
+_VMAP = re.compile(r"(tcp|udp) dport (\d+) (numgen inc|jhash ip saddr) mod (\d+)"
+                   r"(?: seed \S+)? vmap \{ (.*) \}$")
 _HOST = re.compile(r"fib daddr type local (tcp|udp) dport (\d+) dnat to ([\d.]+):(\d+)$")
 _SNAT = re.compile(r'oifname "(\S+)" ip daddr ([\d./]+) snat to ([\d.]+)$')
 
@@ -340,27 +345,36 @@ class FakeKernel:
         self.counters: dict[tuple[str, int], int] = {}
         self.conntrack: dict[tuple, KernelConn] = {}
         self.replies: dict[tuple, KernelConn] = {}   # (proto, task, tport, src, sport) -> conn
+        self.sticky: dict[tuple[str, int], list[tuple[str, str, int]]] = {}
+        self.sets: dict[str, set[str]] = {}          # affinity set -> client addresses
         self.load(text)
 
     def load(self, text: str) -> bool:
         """Load a table's text; a different text restarts every counter (as ``nft -f``
-        replacing the table does).  True if it changed."""
+        replacing the rules does; session-affinity sets keep their members, as the
+        flushed table keeps its sets).  True if it changed."""
         if text == self.text:
             return False
-        picks, host, snat = {}, {}, None
+        picks, host, snat, sticky = {}, {}, None, {}
         lines = [line.strip() for line in text.splitlines()]
         start = lines.index(f"chain {kernel.PICK_CHAIN} {{")
+        jumps = self._jump_chains(lines)
         for line in lines[start + 1:lines.index("}", start)]:
-            m = _PICK.match(line)
-            if m is None:
+            m, v, st = _PICK.match(line), _VMAP.match(line), _STICKY.match(line)
+            if st is not None:
+                proto, port, set_name, ip, target = st.groups()
+                sticky.setdefault((proto, int(port)), []).append((set_name, ip, int(target)))
+            elif v is not None:
+                proto, port, how, mod, entries = v.groups()
+                names = self._entries(entries, int(mod), line, " : jump ")
+                picks[(proto, int(port))] = ([jumps[n][1] for n in names],
+                                             jumps[names[0]][2] if names else 0, how, names)
+            elif m is not None:
+                proto, port, _, how, mod, entries, target = m.groups()
+                ips = self._entries(entries, int(mod), line, " : ") if mod else []
+                picks[(proto, int(port))] = (ips, int(target or 0), how or "numgen inc", [])
+            else:
                 raise NotImplementedError(f"nft rule {line!r}")
-            proto, port, _, mod, entries, target = m.groups()
-            ips: list[str] = []
-            if mod is not None:
-                keys, ips = zip(*(e.split(" : ") for e in entries.split(", ")))
-                if list(keys) != [str(k) for k in range(int(mod))]:
-                    raise NotImplementedError(f"numgen map not 0..{int(mod) - 1}: {line!r}")
-            picks[(proto, int(port))] = (list(ips), int(target or 0))
         for line in lines:
             m = _HOST.match(line)
             if m is not None:
@@ -369,8 +383,49 @@ class FakeKernel:
             if m is not None and m.group(1) == layout.GW_INTF:
                 snat = (IPv4Network(m.group(2)), m.group(3))
         self.text, self.picks, self.host, self.snat = text, picks, host, snat
+        self.sticky = sticky
         self.counters = {key: 0 for key in picks}
         return True
+
+    @staticmethod
+    def _entries(entries: str, mod: int, line: str, sep: str) -> list[str]:
+        keys, values = zip(*(e.split(sep) for e in entries.split(", ")))
+        if list(keys) != [str(k) for k in range(mod)]:
+            raise NotImplementedError(f"map not 0..{mod - 1}: {line!r}")
+        return list(values)
+
+    @staticmethod
+    def _jump_chains(lines: list[str]) -> dict[str, tuple[str, str, int]]:
+        """The per-task chains of session affinity: name -> (set, task address, port)."""
+        out = {}
+        for i, line in enumerate(lines):
+            if line.startswith("chain aff") and line.endswith("{"):
+                name = line.split()[1]
+                m = re.match(r"(?:tcp|udp) dport \d+ dnat to ([\d.]+) : (\d+)$", lines[i + 2])
+                if m is None or not lines[i + 1].startswith(f"update @{name} "):
+                    raise NotImplementedError(f"affinity chain {name!r}")
+                out[name] = (name, m.group(1), int(m.group(2)))
+        return out
+
+    def _pick(self, proto: str, dport: int, src: str) -> tuple[str, int] | None:
+        """The task a new connection goes to (None: dropped), as the ``mesh`` chain says:
+        a remembered client first, then the counter or the client's hash (the kernel's
+        ``jhash``; here :func:`schedulers.source_hash`, another hash alike in spread)."""
+        for set_name, ip, target in self.sticky.get((proto, dport), []):
+            if src in self.sets.get(set_name, set()):
+                return ip, target
+        ips, target, how, names = self.picks[(proto, dport)]
+        if not ips:
+            return None
+        if how == "numgen inc":
+            k = self.counters[(proto, dport)]
+            self.counters[(proto, dport)] = k + 1
+            k %= len(ips)
+        else:
+            k = schedulers.source_hash(src, len(ips))
+        if names:
+            self.sets.setdefault(names[k], set()).add(src)
+        return ips[k], target
 
     def nat(self, proto: str, src: str, sport: int, daddr: str,
             dport: int) -> KernelConn | None:
@@ -380,12 +435,9 @@ class FakeKernel:
         if key in self.conntrack:
             return self.conntrack[key]
         if (proto, dport) in self.picks:
-            ips, target = self.picks[(proto, dport)]
-            if not ips:
+            dst = self._pick(proto, dport, src)
+            if dst is None:
                 return None                        # dropped: no entry is confirmed
-            k = self.counters[(proto, dport)]
-            self.counters[(proto, dport)] = k + 1
-            dst = (ips[k % len(ips)], target)
         elif (proto, dport) in self.host:
             dst = self.host[(proto, dport)]
         else:

@@ -101,75 +101,6 @@ def test_the_pick_follows_the_balancer_by_task_number():
     assert mesh() == ["tcp dport 8000 drop"]
 
 
-def mixed(replicas: int = 2, nodes: int = 3) -> Cluster:
-    """`web`: host-mode 8080/tcp -> 80 and 5353/udp -> 53; `app`: ingress 8000 -> 80."""
-    return Cluster.from_stack({"services": {
-        "web": {"deploy": {"replicas": replicas},
-                "ports": [{"target": 80, "published": 8080, "mode": "host"},
-                          {"target": 53, "published": 5353, "protocol": "udp", "mode": "host"}]},
-        "app": {"deploy": {"replicas": 1},
-                "ports": [{"target": 80, "published": 8000}]},
-    }}, nodes=nodes)
-
-
-def chain(text: str, name: str) -> list[str]:
-    """The rule lines of one chain of a table's text."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f" chain {name} "))
-    end = lines.index(" }", start)
-    return [line.strip() for line in lines[start + 1:end]]
-
-
-def test_ingress_only_cluster_table():
-    cluster = Cluster.quick(nodes=3, replicas=2)
-    assert kernel.table(cluster, "node3") == INGRESS_ONLY
-    for node in cluster.nodes:                  # every node: the same pick, its own SNAT
-        assert kernel.table(cluster, node.name) == INGRESS_ONLY.replace(
-            "snat to 10.255.0.4", f"snat to {node.ingress_ip}")
-
-
-def test_ingress_only_udp_and_several_ports():
-    cluster = Cluster.from_stack({"services": {"a": {"deploy": {"replicas": 3}, "ports": [
-        {"target": 80, "published": 8000}, {"target": 53, "published": 53, "protocol": "udp"}]}}})
-    picks = ", ".join(f"{k} : {t.addresses['ingress']}"
-                      for k, t in enumerate(cluster.tasks_of("a")))
-    want = [f"tcp dport 8000 dnat to numgen inc mod 3 map {{ {picks} }} : 80",
-            f"udp dport 53 dnat to numgen inc mod 3 map {{ {picks} }} : 53"]
-    for node in cluster.nodes:
-        text = kernel.table(cluster, node.name)
-        assert chain(text, "mesh") == want
-        assert chain(text, "prerouting") == [JUMP]
-        assert chain(text, "output") == [JUMP]
-        assert kernel.host_port_dnats(cluster, node.name) == []
-
-
-def test_the_pick_follows_the_balancer_by_task_number():
-    """Only tasks in the balancer are picked, in task order, each by its own (stable)
-    ingress address: a task starting, draining or on a down node is out; no task:
-    dropped."""
-    c = Cluster.quick(3, 3)
-    t1, t2, t3 = c.tasks_of("app")
-    def mesh() -> list[str]:
-        texts = {kernel.table(c, n.name).split(" chain prerouting")[0] for n in c.nodes}
-        assert len(texts) == 1                       # the same pick on every node
-        return chain(texts.pop() + " }\n", "mesh")
-    def rule(*tasks) -> str:
-        picks = ", ".join(f"{k} : {t.addresses['ingress']}" for k, t in enumerate(tasks))
-        return f"tcp dport 8000 dnat to numgen inc mod {len(tasks)} map {{ {picks} }} : 80"
-    assert mesh() == [rule(t1, t2, t3)]
-    t4 = c.place_task("app", "node1", state="starting")
-    assert mesh() == [rule(t1, t2, t3)]
-    t4.state = "running"
-    assert mesh() == [rule(t1, t2, t3, t4)]
-    t2.state = "draining"
-    assert mesh() == [rule(t1, t3, t4)]
-    c.node(t3.node).status = "down"
-    assert mesh() == [rule(*[t for t in (t1, t4) if t.node != t3.node])]
-    for t in c.tasks_of("app"):
-        t.state = "draining"
-    assert mesh() == ["tcp dport 8000 drop"]
-
-
 def test_host_mode_ports_only_on_nodes_with_a_task_to_that_task():
     cluster = mixed()
     web = {t.node: t for t in cluster.tasks_of("web")}
@@ -240,7 +171,8 @@ def test_sctp_host_port_is_not_bound():
 def test_nft_script_replaces_the_table_in_one_file():
     cluster = mixed()
     script = kernel.nft_script(cluster, "node1")
-    assert script.startswith("add table ip swarmmesh\ndelete table ip swarmmesh\n")
+    # flushed, not deleted: session-affinity sets keep their clients through a reload
+    assert script.startswith("add table ip swarmmesh\nflush table ip swarmmesh\n")
     assert script.endswith(kernel.table(cluster, "node1"))
 
 
