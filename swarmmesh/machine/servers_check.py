@@ -157,7 +157,8 @@ def _run(ssh: list[str] | None, script: str, timeout: float):
     argv = (ssh + [script]) if ssh else ["sh", "-c", script]
     sent = time.time()
     try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)     # ssh would read the caller's stdin
     except subprocess.TimeoutExpired:
         return None, sent, time.time()
     return r, sent, time.time()

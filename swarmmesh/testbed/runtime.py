@@ -88,6 +88,21 @@ def kill_pid(pid: int, marker: str, timeout: float = 3.0) -> bool:
     return True
 
 
+def sh_pidfile_signal(pidfile: str, marker: str, sig: str = "TERM", wait: float = 0.0) -> str:
+    """The shell's :func:`signal_pid` / :func:`kill_pid` for a process on another server:
+    the PID read from ``pidfile`` there, signalled only while its command line holds
+    ``marker``; with ``wait``, SIGKILL after ``wait`` s if it is still there.  Always
+    succeeds (a process already gone is no error)."""
+    import shlex
+    q, m = shlex.quote(pidfile), shlex.quote(marker)
+    ours = f"tr '\\0' ' ' </proc/$p/cmdline 2>/dev/null | grep -qF -- {m}"
+    out = f"p=$(cat {q} 2>/dev/null) && [ -n \"$p\" ] && {ours} && kill -{sig} $p 2>/dev/null"
+    if wait:
+        out += (f" && {{ i=0; while [ $i -lt {int(wait / 0.05)} ] && {ours}; do sleep 0.05; "
+                f"i=$((i+1)); done; {ours} && kill -KILL $p 2>/dev/null; }}")
+    return f"{{ {out}; true; }}"
+
+
 def clean_servers(run_dir: Path, timeout: float = 30) -> list[str]:
     """A run spread over servers (``servers.json``, written by ``testbed.servers``): each
     other server cleans its own record of the run (``swarmmesh clean --run-dir`` there,
@@ -101,6 +116,7 @@ def clean_servers(run_dir: Path, timeout: float = 30) -> list[str]:
                   f"swarmmesh.testbed.runtime --run-dir {s['dir']}")
         try:
             r = subprocess.run(s["ssh"] + [remote], capture_output=True, text=True,
+                               stdin=subprocess.DEVNULL,
                                timeout=timeout)
             out = r.stdout.strip().splitlines()
             removed += [f"{s['name']}: {line[len('removed '):]}" for line in out

@@ -25,8 +25,10 @@ one more ssh session).  What this module adds to the cluster edition, and why:
 
 from __future__ import annotations
 
+import itertools
 import json
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -39,7 +41,7 @@ from mininet.examples.cluster import RemoteMixin
 from swarmmesh import agents
 from swarmmesh.dataplane.servers import Plan, Server
 from swarmmesh.machine import servers_check
-from swarmmesh.testbed.runtime import RunState, clean_servers
+from swarmmesh.testbed.runtime import RunState, clean_servers, sh_pidfile_signal
 from swarmmesh.testbed.topology import SwarmClient, SwarmNode, SwarmTask, SwarmTopo, Underlay
 
 RELAY_MODULE = "swarmmesh.control.server_relay"
@@ -63,26 +65,118 @@ def ssh_argv(server: Server, control_dir: Path, options: list[str]) -> list[str]
 
 
 class RemotePlaced(RemoteMixin):
-    """The cluster edition's remote host, with our ssh, quoting, environment and records."""
+    """The cluster edition's remote host, with our ssh, quoting, environment and records.
+
+    Nothing of it is on this machine but the ssh clients: its records, state files and
+    pidfiles are in the run's state folder *on its server* (the same path there), and its
+    processes are signalled there.  These override the local versions of
+    ``topology._Recorded`` / ``SwarmNode``; each goes through the host's own shell (a
+    round trip on a session that is open anyway) or, where any thread may call it or the
+    shell may be gone, one ssh session on the server's master connection."""
+
+    remote = True
 
     def __init__(self, name, spread: "Spread" = None, where: Server = None, **params):
         self.spread, self.where = spread, where
         self.sshbase = ssh_base(where, spread.control_dir, spread.ssh_options) + ["-tt"]
         super().__init__(name, server=where.name, serverIP=where.address, user=where.user,
                          controlPath=False, **params)
-        spread.remote_record(where, self.pid, f"mininet:{name}")
 
     def _popen(self, cmd, sudo=True, tt=True, **params):
         if not self.isRemote:
             return super()._popen(cmd, sudo=sudo, tt=tt, **params)
         if isinstance(cmd, str):
             cmd = cmd.split()
+        marker = pidfile = None
         if tt is False:               # a process, not the shell: recorded there, with its env
+            # ssh reads its stdin (the CLI's, the terminal) unless given another
+            params.setdefault("stdin", subprocess.DEVNULL)
             env = params.get("env") or {}
             prefix = [f"{k}={v}" for k, v in sorted(env.items()) if k in FORWARDED_ENV]
-            cmd = ["sh", "-c", f'echo "$$\t{_marker(cmd)}" >> {self.spread.remote_pids(self.where)};'
-                   ' exec "$@"', "sh", *(["env", *prefix] if prefix else []), *cmd]
-        return super()._popen([shlex.quote(str(c)) for c in cmd], sudo=sudo, tt=tt, **params)
+            marker = _marker(cmd)
+            pidfile = f"{self.spread.state.dir}/procs/{self.name}.{next(self.spread.seq)}.pid"
+            cmd = ["sh", "-c", f'echo $$ > {pidfile}; echo "$$\t{marker}" >> '
+                   f'{self.spread.remote_pids(self.where)}; exec "$@"', "sh",
+                   *(["env", *prefix] if prefix else []), *cmd]
+        proc = super()._popen([shlex.quote(str(c)) for c in cmd], sudo=sudo, tt=tt, **params)
+        proc.remote_pidfile, proc.remote_marker = pidfile, marker   # its PID is there
+        return proc
+
+    # -- the host's files and processes, on its server ----------------------------------
+    def server_sh(self, script: str, input: str | None = None) -> str:
+        """Run ``script`` on this host's server: in its shell when that is idle (no new
+        session) and nothing is to be piped in, else in one ssh session."""
+        if input is None and self.shell is not None and self.shell.poll() is None \
+                and not self.waiting:
+            return self.cmd(script)
+        return self.spread.run(self.where, script, input=input)
+
+    def record(self, pid: int, marker: str) -> None:
+        self.cmd(f"printf '%s\\t%s\\n' {pid} {shlex.quote(marker)} >> "
+                 f"{self.spread.remote_pids(self.where)}")
+
+    def file_cmds(self, files=None, links=None) -> list[str]:
+        cmds = []
+        for path, text in (files or {}).items():
+            cmds += [f"mkdir -p {path.parent}",
+                     f"printf {shlex.quote(_printf_escape(text))} > {path}"]
+        for path, target in (links or {}).items():
+            cmds += [f"mkdir -p {path.parent}", f"ln -sfn {target} {path}"]
+        return cmds
+
+    def batch_file(self, name: str, lines: list[str]) -> Path | None:
+        if not lines:
+            return None
+        path = self.state.dir / self.name / name
+        self.spread.put(self.where, path, "\n".join(lines) + "\n")
+        return path
+
+    def load_nft(self, script: str, tmp: Path, path: Path) -> tuple[int, str]:
+        r = self.spread.run(self.where, f"mkdir -p {tmp.parent} && cat > {tmp} && "
+                            f"mnexec -a {self.pid} nft -f {tmp} 2>&1 && mv {tmp} {path}",
+                            input=script, check=False)
+        return r.returncode, r.stdout + r.stderr
+
+    def record_pidfiles(self, pidfiles) -> None:
+        pids = self.spread.remote_pids(self.where)
+        self.cmd("; ".join(f"[ -s {p} ] && printf '%s\\t%s\\n' \"$(cat {p})\" {m} >> {pids}"
+                           for p, m in pidfiles) + "; true")
+
+    def signal_pidfiles(self, pidfiles, wait: bool = False) -> None:
+        self.server_sh("; ".join(sh_pidfile_signal(str(p), m, "TERM", 3.0 if wait else 0.0)
+                                 for p, m in pidfiles))
+
+    def signal_proc(self, proc, marker: str, sig: int = signal.SIGTERM) -> None:
+        if proc is None or proc.poll() is not None:
+            return
+        if getattr(proc, "remote_pidfile", None):
+            self.server_sh(sh_pidfile_signal(proc.remote_pidfile, proc.remote_marker,
+                                             signal.Signals(sig).name[3:]))
+        else:
+            proc.send_signal(sig)
+
+    def stop_proc(self, proc, marker: str, timeout: float = 3.0) -> None:
+        """SIGTERM the process on its server; its ssh client ends with it."""
+        if proc is None or proc.poll() is not None:
+            return
+        self.signal_proc(proc, marker)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            if getattr(proc, "remote_pidfile", None):
+                self.server_sh(sh_pidfile_signal(proc.remote_pidfile, proc.remote_marker,
+                                                 "KILL"))
+            proc.kill()
+
+
+def tarfile_error() -> type:
+    import tarfile
+    return tarfile.TarError
+
+
+def _printf_escape(text: str) -> str:
+    """``text`` as a printf format that prints it as is, on one line."""
+    return text.replace("\\", "\\\\").replace("%", "%%").replace("\n", "\\n")
 
 
 def _marker(cmd: list) -> str:
@@ -119,10 +213,7 @@ class SpreadTopo(SwarmTopo):
                 if ul != "underlay":
                     super().addHost(ul, **self.spread.remote_opts(server, {**opts, "cls": Underlay}))
             return first
-        server = plan.placement.get(name) or plan.placement.get(opts.get("node_name", ""))
-        if server is None or plan.server(server).local:
-            return super().addHost(name, **opts)
-        return super().addHost(name, **self.spread.remote_opts(server, opts))
+        return super().addHost(name, **self.spread.host_opts(name, opts))
 
     def addLink(self, node1, node2, **opts):
         if node2 == "underlay" and node1 in self.spread.plan.placement:
@@ -145,6 +236,7 @@ class Spread:
         self.control_dir = Path("/nonexistent")
         self.controller_port = 0
         self.report: list[str] = []
+        self.seq = itertools.count(1)        # remote processes' pidfiles (procs/<host>.<n>.pid)
 
     @property
     def remote(self) -> list[Server]:
@@ -158,22 +250,41 @@ class Spread:
         return ssh_argv(server, self.control_dir, self.ssh_options)
 
     def server_dir(self, server: Server) -> Path:
-        return self.state.dir / "servers" / server.name
+        """The run's state folder on ``server``: the same path as here, its own there
+        (its record ``pids``, ``owner``, ``model.json``, the nodes' folders ...)."""
+        return self.state.dir
 
     def remote_pids(self, server: Server) -> str:
         return str(self.server_dir(server) / "pids")
 
-    def remote_record(self, server: Server, pid: int, marker: str) -> None:
-        self.run(server, f'mkdir -p {self.server_dir(server)} && '
-                         f'printf "%s\\t%s\\n" {pid} {shlex.quote(marker)} >> {self.remote_pids(server)}')
-
-    def run(self, server: Server, script: str, timeout: float = 30) -> str:
+    def run(self, server: Server, script: str, timeout: float = 30, input: str | None = None,
+            check: bool = True):
+        """``script`` as root on ``server`` (one ssh session on its master): its stdout,
+        or with ``check=False`` the CompletedProcess."""
         r = subprocess.run(self.ssh(server) + [f"sudo -n sh -c {shlex.quote(script)}"],
-                           capture_output=True, text=True, timeout=timeout)
+                           capture_output=True, text=True, timeout=timeout,
+                           input=input, stdin=None if input is not None else subprocess.DEVNULL)
+        if not check:
+            return r
         if r.returncode != 0:
-            raise SpreadError(f"{server.name}: `{script}` failed ({r.returncode}): "
+            raise SpreadError(f"{server.name}: `{script[:300]}` failed ({r.returncode}): "
                               f"{(r.stderr or r.stdout).strip()[-500:]}")
         return r.stdout
+
+    def put(self, server: Server, path: Path, text: str) -> None:
+        """Write a file on ``server`` (written aside, then renamed: whole or not at all),
+        in one session."""
+        tmp = path.with_name(f".{path.name}.put")
+        self.run(server, f"mkdir -p {path.parent} && cat > {tmp} && mv {tmp} {path}",
+                 input=text)
+
+    def host_opts(self, name: str, opts: dict) -> dict:
+        """``addHost`` options of a host (a task goes where its node is), remote or not."""
+        plan = self.plan
+        server = plan.placement.get(name) or plan.placement.get(opts.get("node_name", ""))
+        if server is None or plan.server(server).local:
+            return opts
+        return self.remote_opts(server, opts)
 
     def remote_opts(self, server: str, opts: dict) -> dict:
         s = self.plan.server(server)
@@ -190,8 +301,10 @@ class Spread:
         self._write_record()
         if self.check:
             self.check_servers()
-        for s in self.remote:
-            self.run(s, f"mkdir -p {self.server_dir(s)}")
+        model = tb.model_path.read_text()
+        for s in self.remote:                  # the run's state folder there, its model
+            d = self.server_dir(s)
+            self.run(s, f"mkdir -p {d}/procs && cat > {d}/model.json", input=model)
         self._start_relays(tb)
 
     def _write_record(self) -> None:
@@ -224,11 +337,16 @@ class Spread:
         self.state.register(procs[0][0].pid, RELAY_MODULE)
         for s in self.remote:
             sock = self.state.dir / self.plan.relays[s.name]
-            script = (f'echo "$$\t{RELAY_MODULE}" >> {self.remote_pids(s)}; exec env '
+            # The relay lives as long as the run there: it is the record's owner (its
+            # server's `swarmmesh clean` leaves the run alone while it lives).
+            # (Not over an owner already there: a server that shares this one's folder.)
+            script = (f'[ -e {self.server_dir(s)}/owner ] || echo $$ > {self.server_dir(s)}/owner; '
+                      f'echo "$$\t{RELAY_MODULE}" >> {self.remote_pids(s)}; exec env '
                       f"PYTHONPATH={agents.python_env()['PYTHONPATH']} {sys.executable} -m "
                       f"{RELAY_MODULE} --unix {sock} --to-tcp {front}")
             procs.append((subprocess.Popen(self.ssh(s) + [f"sudo -n sh -c {shlex.quote(script)}"],
-                                           stdout=subprocess.PIPE, text=True,
+                                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                           text=True,
                                            start_new_session=True), s.name))
         for proc, name in procs:
             line = proc.stdout.readline()
@@ -274,11 +392,12 @@ class Spread:
         else:
             self.run(server, script)
 
-    def set_mtus(self, tb) -> None:
+    def set_mtus(self, tb, hosts=None) -> None:
         """Underlay legs to the plan's underlay MTU, overlay legs (VXLAN devices, task
-        legs: everything the topology set to 1450) to its overlay MTU."""
+        legs: everything the topology set to 1450) to its overlay MTU; on ``hosts``
+        (default: all)."""
         mtu = self.plan.mtu
-        for host in tb.net.hosts:
+        for host in (tb.net.hosts if hosts is None else hosts):
             cmds = []
             if isinstance(host, (SwarmNode, SwarmTask)):
                 # the topology's overlay MTU (1450) wherever it set it, now the plan's;
@@ -295,12 +414,71 @@ class Spread:
             if cmds:
                 host.cmd(" ; ".join(cmds))
 
+    # -- the run's files on the other servers ----------------------------------------
+    def publish(self, text: str) -> None:
+        """A new revision of the live model (``model.json``) on every other server, where
+        its nodes' DNS follow it: one session each, all at once, whole or not at all."""
+        path = self.state.dir / "model.json"
+        tmp = path.with_name(".model.json.put")
+        script = shlex.quote(f"cat > {tmp} && mv {tmp} {path}")
+        procs = [(s, subprocess.Popen(self.ssh(s) + [f"sudo -n sh -c {script}"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True))
+                 for s in self.remote]
+        failed = []
+        for s, proc in procs:
+            _out, err = proc.communicate(text, timeout=30)
+            if proc.returncode != 0:
+                failed.append(f"{s.name}: {err.strip()[-300:]}")
+        if failed:
+            raise SpreadError("the model did not reach " + "; ".join(failed))
+
+    def dns_ready(self) -> dict[str, list[str]]:
+        """Node -> the tasks its embedded DNS serves, for the nodes on other servers
+        (their ``dns/<node>.json`` there), one session per server."""
+        out: dict[str, list[str]] = {}
+        for s in self.remote:
+            r = self.run(s, f"for f in {self.state.dir}/dns/*.json; do [ -f \"$f\" ] && "
+                            "cat \"$f\"; echo; done", check=False)
+            for line in r.stdout.splitlines():
+                try:
+                    rec = json.loads(line)
+                    out[rec["node"]] = rec["tasks"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+        return out
+
+    def fetch_logs(self, run_dir: Path) -> None:
+        """The other servers' OVS logs into the run folder (``logs/<node>-<file>``, as
+        the testbed keeps this server's)."""
+        import io
+        import tarfile
+        for s in self.remote:
+            script = shlex.quote(f"cd {self.state.dir} && ls */ovs/*.log 2>/dev/null | "
+                                 "tar -cf - -T -")
+            r = subprocess.run(self.ssh(s) + [f"sudo -n sh -c {script}"],
+                               capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+            if r.returncode != 0 or not r.stdout:
+                continue
+            with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tar:
+                for m in tar.getmembers():
+                    f = tar.extractfile(m) if m.isfile() else None
+                    if f is None:
+                        continue
+                    dst = Path(run_dir) / "logs" / f"{Path(m.name).parts[0]}-{Path(m.name).name}"
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    dst.write_bytes(f.read())
+
     # -- teardown --------------------------------------------------------------------
     def stop(self, tb) -> None:
         for proc, _name in getattr(self, "relays", []):
             if proc.poll() is None:
                 proc.terminate()
         if self.state is not None:
+            try:
+                self.fetch_logs(tb.run_dir)
+            except (OSError, subprocess.SubprocessError, tarfile_error()) as e:
+                print(f"warning: the other servers' logs: {e}", file=sys.stderr)
             clean_servers(self.state.dir)
         for proc, _name in getattr(self, "relays", []):
             try:

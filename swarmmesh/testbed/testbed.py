@@ -217,11 +217,13 @@ class Testbed:
         deadline = time.monotonic() + self.ready_timeout
         while True:
             missing = []
+            remote = self.servers.dns_ready() if self.servers is not None else {}
             for node in self.cluster.nodes:
                 want = {t.host for t in self.cluster.tasks_on(node.name)
                         if is_built(t, self.cluster)}
                 try:
-                    have = set(json.loads((self.state.dir / "dns" / f"{node.name}.json")
+                    have = set(remote[node.name] if node.name in remote else
+                               json.loads((self.state.dir / "dns" / f"{node.name}.json")
                                           .read_text())["tasks"])
                 except (OSError, ValueError, KeyError):
                     have = set()
@@ -298,9 +300,12 @@ class Testbed:
             self.revision += 1
             model = {**self.cluster.to_dict(), "revision": self.revision}
             self._published[self.revision] = model
+            text = json.dumps(model)
             tmp = self.model_path.with_name(".model.json.tmp")
-            tmp.write_text(json.dumps(model))
+            tmp.write_text(text)
             tmp.replace(self.model_path)
+            if self.servers is not None:       # the other servers' nodes follow theirs
+                self.servers.publish(text)
             return self.revision
 
     def sync_kernels(self, revision: int) -> list[str]:
@@ -344,7 +349,10 @@ class Testbed:
         legs, its bridge ports, its server; every node's FDB learns it, and its
         node binds its host-mode ports once the server listens."""
         from swarmmesh.testbed.topology import task_legs, task_params
-        host = self.net.addHost(task.host, **task_params(task, self.cluster, self.state))
+        params = task_params(task, self.cluster, self.state)
+        if self.servers is not None:            # on its node's server
+            params = self.servers.host_opts(task.host, params)
+        host = self.net.addHost(task.host, **params)
         node = self.net.get(task.node)
         legs = task_legs(task, self.cluster)
         self.state.register_links([n for leg in legs for n in (leg["intfName1"], leg["intfName2"])])
@@ -352,6 +360,8 @@ class Testbed:
             self.net.addLink(host, node, **leg)
         node.attach_task(task, self.cluster)
         host.configDefault()
+        if self.servers is not None:            # the plan's MTUs on the new legs
+            self.servers.set_mtus(self, [host, node])
         self.sync_fdb()
         # The node binds its host-mode ports, and every kernel may pick the task, once
         # the model that says so is published and the switches have it (wait_applied).
@@ -383,8 +393,8 @@ class Testbed:
         answers, and fails its health check)."""
         from swarmmesh.testbed.topology import PRIVATE_PORT   # Mininet only once running
         host = self.net.get(task.host)
-        if how == "hang":
-            os.kill(host.server.pid, signal.SIGUSR2)
+        if how == "hang":                       # on the task's own server
+            host.signal_server(signal.SIGUSR2)
         else:
             host.cmd(f"curl -s -m 2 'http://127.0.0.1:{PRIVATE_PORT}/control?mode=unhealthy' "
                      ">/dev/null")

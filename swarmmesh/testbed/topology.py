@@ -26,7 +26,9 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import signal
 import subprocess
+import threading
 import sys
 from pathlib import Path
 
@@ -42,7 +44,9 @@ from swarmmesh.testbed.runtime import RunState, kill_pid, signal_pid
 from swarmmesh.machine.datapath import choose_datapath
 
 PRIVATE_PORT = 9999          # every task also listens here; it is never published
+TASKSERVER = "swarmmesh.agents.taskserver"
 APP_PORT = 80                # every task's application port (the usual target port)
+DNS = "swarmmesh.agents.dns"
 VXLAN_PORT = 4789
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 
@@ -81,13 +85,51 @@ class _Quiet:
 
 
 class _Recorded(Host):
-    """A host whose shell is written down in the run state as it starts."""
+    """A host whose shell is written down in the run state as it starts.
+
+    Its files and processes are on this machine: the methods below (records, small state
+    files, pidfiles, signals) work on this machine's file system and PID space.  A host
+    placed on another server (``testbed.servers.RemotePlaced``, in front in the MRO) does
+    each of them on its own server instead, through its shell or one ssh session."""
+
+    remote = False            # True for a host on another server (testbed.servers)
 
     def __init__(self, name, state: RunState | None = None, **params):
         self.state = state
         super().__init__(name, **params)
         if self.state:
-            self.state.register(self.pid, f"mininet:{self.name}")
+            self.record(self.pid, f"mininet:{self.name}")
+
+    def record(self, pid: int, marker: str) -> None:
+        """Write a process of this host's server into the run's record there."""
+        self.state.register(pid, marker)
+
+    def file_cmds(self, files: dict[Path, str] | None = None,
+                  links: dict[Path, str] | None = None) -> list[str]:
+        """Small state files (and symlinks) this host needs: written here at once (and no
+        command returned); a remote host returns the shell commands that write them on
+        its server, to run in its next batch."""
+        for path, text in (files or {}).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        for path, target in (links or {}).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.symlink_to(target)
+        return []
+
+    def signal_proc(self, proc, marker: str, sig: int = signal.SIGTERM) -> None:
+        """Signal a process this host started (``popen``), without waiting."""
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+
+    def stop_proc(self, proc, marker: str, timeout: float = 3.0) -> None:
+        """SIGTERM a process this host started, wait, then SIGKILL."""
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 class Underlay(_Recorded, _Quiet):
@@ -156,9 +198,8 @@ class SwarmTask(_Recorded, _Quiet):
         """/etc/resolv.conf -> 127.0.0.11, in this host's own mount namespace."""
         if not self.state:
             return []
-        conf = self.state.node_dir(self.node_name) / f"{self.name}.resolv.conf"
-        conf.write_text(dns.RESOLV_CONF)
-        return [f"mount --bind {conf} /etc/resolv.conf"]
+        conf = self.state.dir / self.node_name / f"{self.name}.resolv.conf"
+        return self.file_cmds({conf: dns.RESOLV_CONF}) + [f"mount --bind {conf} /etc/resolv.conf"]
 
     def start_server(self):
         """Start the task server (``-S``: it needs the standard library and swarmmesh,
@@ -171,8 +212,8 @@ class SwarmTask(_Recorded, _Quiet):
             cmd += ["--port", str(p)]
         self.server = self.popen(cmd, env=agents.python_env(), stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True)
-        if self.state:
-            self.state.register(self.server.pid, "swarmmesh.agents.taskserver")
+        if self.state:                        # (for a remote task: the local ssh client)
+            self.state.register(self.server.pid, TASKSERVER)
 
     def wait_ready(self):
         """Until the task server listens (its first line)."""
@@ -182,16 +223,14 @@ class SwarmTask(_Recorded, _Quiet):
 
     def stop_server(self):
         """Ask the task server to stop (SIGTERM), without waiting."""
-        if self.server and self.server.poll() is None:
-            self.server.terminate()
+        self.signal_proc(self.server, TASKSERVER)
+
+    def signal_server(self, sig: int) -> None:
+        """Signal the task server (on this task's server: ``kill_app``'s SIGUSR2)."""
+        self.signal_proc(self.server, TASKSERVER, sig)
 
     def terminate(self):
-        if self.server and self.server.poll() is None:
-            self.server.terminate()
-            try:
-                self.server.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
+        self.stop_proc(self.server, TASKSERVER)
         super().terminate()
 
 
@@ -204,6 +243,9 @@ class SwarmNode(_Recorded, _Quiet):
         self.controller_target = controller
         self.ovs_dir: Path | None = None
         self.nft_loaded: str | None = None     # the nft script last loaded
+        self.nft_cluster: Cluster | None = None  # and the model it came from
+        self.nft_lock = threading.Lock()
+        self.lc_weights: dict | None = None    # least connections: task -> weight
         super().__init__(name, **params)
 
     # -- configuration ---------------------------------------------------
@@ -259,39 +301,56 @@ class SwarmNode(_Recorded, _Quiet):
     def _start_dns(self):
         """The node's embedded DNS server (Swarm's daemon answers on 127.0.0.11
         in every task); it follows the model file in the run's state folder."""
-        if not self.state or not (self.state.dir / "model.json").exists():
+        if not self.state or not (self.remote or (self.state.dir / "model.json").exists()):
             raise RuntimeError(f"{self.name}: no model.json in the run state")
         log = open(self.state.node_dir(self.name) / "dns.log", "w")
         self.dns = self.popen([sys.executable, "-m", "swarmmesh.agents.dns", "--node", self.name,
                                "--state-dir", str(self.state.dir)],
                               env=agents.python_env(),
                               stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self.state.register(self.dns.pid, "swarmmesh.agents.dns")
+        log.close()                           # (a remote DNS's output comes back over ssh)
+        self.state.register(self.dns.pid, DNS)
 
-    def sync_nft(self, cluster: Cluster) -> bool:
+    def sync_nft(self, cluster: Cluster | None = None, lc: dict | None = None) -> bool:
         """Load the node's nftables table as ``cluster`` says (Swarm's DOCKER-INGRESS
         chain with the round-robin pick, and the host-mode ports of its local tasks), in
         one transaction, unless it is loaded already.  True if it was (re)loaded.  Runs
         ``nft`` as a process of its own in the node (not through the node's shell), so
-        that any thread may call it."""
-        script = kernel.nft_script(cluster, self.name)
+        that any thread may call it.  ``lc``: new least-connections weights (kept for
+        later loads); no ``cluster``: the one loaded last (the lc loop's case)."""
+        with self.nft_lock:
+            if lc is not None:
+                self.lc_weights = lc
+            cluster = cluster or self.nft_cluster
+            if cluster is None:
+                return False
+            self.nft_cluster = cluster
+            return self._load_nft(kernel.nft_script(cluster, self.name, self.lc_weights))
+
+    def _load_nft(self, script: str) -> bool:
         if script == self.nft_loaded:
             return False
         if self.state is None:
             raise RuntimeError(f"{self.name}: no run state")
-        path = self.state.node_dir(self.name) / "nft.conf"
+        path = self.state.dir / self.name / "nft.conf"
         tmp = path.with_name(".nft.conf.tmp")
+        rc, out = self.load_nft(script, tmp, path)
+        if rc != 0:
+            raise RuntimeError(f"{self.name}: `nft -f {tmp}` failed ({rc}): {out.strip()}")
+        self.nft_loaded = script
+        return True
+
+    def load_nft(self, script: str, tmp: Path, path: Path) -> tuple[int, str]:
+        """Write ``script`` to ``tmp``, load it into the node's kernel and keep it as
+        ``path`` once loaded; the exit status and output of ``nft``."""
+        tmp.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(script)
         proc = self.popen(["nft", "-f", str(tmp)], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
         out, _ = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"{self.name}: `nft -f {tmp}` failed ({proc.returncode}): "
-                               f"{out.strip()}")
-        tmp.replace(path)
-        self.nft_loaded = script
-        return True
+        if proc.returncode == 0:
+            tmp.replace(path)
+        return proc.returncode, out
 
     def plug_gw_leg(self, task) -> None:
         """The node's end of a task's docker_gwbridge leg: up, a /32 route to the task
@@ -304,12 +363,16 @@ class SwarmNode(_Recorded, _Quiet):
         self.run(f"sysctl -qw net.ipv4.conf.{intf}.route_localnet=1")
 
     def _start_ovs(self):
-        d = self.state.node_dir(self.name) / "ovs"
-        d.mkdir(parents=True, exist_ok=True)
+        d = self.state.dir / self.name / "ovs"
+        if self.remote:
+            mkdir = [f"mkdir -p {d}"]
+        else:
+            d.mkdir(parents=True, exist_ok=True)
+            mkdir = []
         self.ovs_dir = d
         env = f"OVS_RUNDIR={d} OVS_LOGDIR={d} OVS_DBDIR={d}"
         try:
-            self.run_all([
+            self.run_all(mkdir + [
                 f"ovsdb-tool create {d}/conf.db {OVS_SCHEMA}",
                 f"{env} ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock "
                 f"--pidfile={d}/ovsdb-server.pid --detach --log-file={d}/ovsdb-server.log",
@@ -317,8 +380,8 @@ class SwarmNode(_Recorded, _Quiet):
                 f"{env} ovs-vswitchd unix:{d}/db.sock --pidfile={d}/ovs-vswitchd.pid "
                 f"--detach --log-file={d}/ovs-vswitchd.log"])
         finally:
-            self._register_pidfile(d / "ovsdb-server.pid", "ovsdb-server")
-            self._register_pidfile(d / "ovs-vswitchd.pid", "ovs-vswitchd")
+            self.record_pidfiles([(d / "ovsdb-server.pid", "ovsdb-server"),
+                                  (d / "ovs-vswitchd.pid", "ovs-vswitchd")])
         node = self.cluster.node(self.name)
         cmd = [f"add-br {layout.BRIDGE}",
                f"set bridge {layout.BRIDGE} datapath_type={self.datapath} fail-mode=secure "
@@ -344,10 +407,10 @@ class SwarmNode(_Recorded, _Quiet):
                     cmd.append(f"add-port {layout.BRIDGE} {intf} -- set interface {intf} "
                                f"ofport_request={layout.net_port(task, net)}")
         # vswitchd only dials unix sockets inside its own run dir: link to the relay.
-        (d / "controller.sock").symlink_to(self.controller_target)
+        link = self.file_cmds(links={d / "controller.sock": self.controller_target})
         cmd.append(f"set-controller {layout.BRIDGE} unix:{d}/controller.sock")
         cmd.append(f"set controller {layout.BRIDGE} max_backoff=1000 inactivity_probe=0")
-        self.run(f"{env} ovs-vsctl --db=unix:{d}/db.sock -- " + " -- ".join(cmd))
+        self.run_all(link + [f"{env} ovs-vsctl --db=unix:{d}/db.sock -- " + " -- ".join(cmd)])
 
     def sync_fdb(self, cluster: Cluster) -> None:
         """Bring every VXLAN device's static FDB to what ``cluster`` says
@@ -396,9 +459,9 @@ class SwarmNode(_Recorded, _Quiet):
 
     def appctl(self, *args: str) -> str:
         """``ovs-appctl`` against this node's vswitchd."""
-        d = self.ovs_dir
-        pid = (d / "ovs-vswitchd.pid").read_text().strip()
-        return self.cmd(f"ovs-appctl -t {d}/ovs-vswitchd.{pid}.ctl " + " ".join(args))
+        d = self.ovs_dir                     # the pidfile read where vswitchd runs
+        return self.cmd(f"ovs-appctl -t {d}/ovs-vswitchd.$(cat {d}/ovs-vswitchd.pid).ctl "
+                        + " ".join(args))
 
     def flush_conntrack(self, addresses) -> None:
         """Forget every connection to these (task) addresses, as Swarm's IPVS
@@ -415,9 +478,19 @@ class SwarmNode(_Recorded, _Quiet):
             self.appctl(f"dpctl/flush-conntrack zone={rules.ZONE_VIP_DNAT} '' 'ct_nw_src={ip}'")
             self.appctl(f"dpctl/flush-conntrack zone={rules.ZONE_LB_SNAT} 'ct_nw_dst={ip}'")
 
-    def _register_pidfile(self, path: Path, marker: str) -> None:
-        if self.state and path.exists():
-            self.state.register(int(path.read_text().strip()), marker)
+    def record_pidfiles(self, pidfiles: list[tuple[Path, str]]) -> None:
+        """Write the daemons' PIDs (from their pidfiles) into the run's record."""
+        for path, marker in pidfiles:
+            if self.state and path.exists():
+                self.state.register(int(path.read_text().strip()), marker)
+
+    def signal_pidfiles(self, pidfiles: list[tuple[Path, str]], wait: bool = False) -> None:
+        """SIGTERM the daemons named by their pidfiles (checked by command line); with
+        ``wait``, until they are gone (SIGKILL after 3 s)."""
+        for path, marker in pidfiles:
+            if path.exists():
+                pid = int(path.read_text().strip())
+                kill_pid(pid, marker) if wait else signal_pid(pid, marker)
 
     # -- helpers for experiments and tests ---------------------------------
     def ofctl(self, *args: str) -> str:
@@ -431,36 +504,24 @@ class SwarmNode(_Recorded, _Quiet):
         a cluster's teardown signals every node first, then waits (:meth:`stop_ovs`)."""
         if self.ovs_dir is None:
             return
-        for name in ("ovs-vswitchd", "ovsdb-server"):
-            pidfile = self.ovs_dir / f"{name}.pid"
-            if pidfile.exists():
-                signal_pid(int(pidfile.read_text().strip()), name)
+        self.signal_pidfiles([(self.ovs_dir / f"{n}.pid", n)
+                              for n in ("ovs-vswitchd", "ovsdb-server")])
 
     def stop_ovs(self):
         """Stop this node's vswitchd and ovsdb-server (idempotent)."""
         if self.ovs_dir is None:
             return
-        for name in ("ovs-vswitchd", "ovsdb-server"):
-            pidfile = self.ovs_dir / f"{name}.pid"
-            if pidfile.exists():
-                kill_pid(int(pidfile.read_text().strip()), name)
+        self.signal_pidfiles([(self.ovs_dir / f"{n}.pid", n)
+                              for n in ("ovs-vswitchd", "ovsdb-server")], wait=True)
         self.ovs_dir = None
 
     def stop_dns(self) -> None:
         """Ask the node's DNS server to stop (SIGTERM), without waiting."""
-        dns_proc = getattr(self, "dns", None)
-        if dns_proc is not None and dns_proc.poll() is None:
-            dns_proc.terminate()
+        self.signal_proc(getattr(self, "dns", None), DNS)
 
     def terminate(self):
         self.stop_ovs()
-        dns_proc = getattr(self, "dns", None)
-        if dns_proc is not None and dns_proc.poll() is None:
-            dns_proc.terminate()
-            try:
-                dns_proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                dns_proc.kill()
+        self.stop_proc(getattr(self, "dns", None), DNS)
         super().terminate()
 
 
