@@ -3,6 +3,7 @@
     swarmmesh list                              the experiments, one line each
     sudo swarmmesh run routing_mesh --nodes 4   run one (its flags: swarmmesh run NAME --help)
     sudo swarmmesh cli --nodes 3 --profile fast a cluster and Mininet's CLI with Swarm's commands
+                                                (--servers a,b: spread over servers, as `run`)
     swarmmesh replot RUN_DIR                    redraw figures + report.md from the raw data
     sudo swarmmesh clean                        remove what a killed run left (as `make clean`)
     sudo swarmmesh doctor                       can this machine run it? one line per item
@@ -142,6 +143,8 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="OVS datapath")
     p.add_argument("--out", default="results/cli",
                    help="parent of the run folder (logs, model.json, events.csv)")
+    from swarmmesh.dataplane import servers
+    servers.add_arguments(p.add_argument_group("across several servers (issue 15)"))
     p.set_defaults(func=cmd_cli)
     return ap
 

@@ -50,22 +50,30 @@ def plan(args) -> Cluster:
 
 def run_cli(args) -> int:
     """``swarmmesh cli``: exit 0 after ``exit``/EOF, 2 bad input, 130 Ctrl-C
-    (outside an interactive prompt), 143 SIGTERM; everything stopped each time."""
+    (outside an interactive prompt), 143 SIGTERM; everything stopped each time.
+    ``--servers``/``--servers-file``/``--placement``/``--place``/``--tunnel`` spread the
+    cluster over servers as the experiments' flags do (``swarmmesh.dataplane.servers``)."""
     from swarmmesh.runs import runfolder as results
     from swarmmesh.lifecycle.orchestrator import Orchestrator
+    from swarmmesh.testbed.servers import spread_from_args
     from swarmmesh.testbed.testbed import Testbed, TestbedError, check_machine
     try:
         cluster = plan(args)
+        spread = spread_from_args(args, cluster)      # --servers ...: None on one machine
         check_machine()
     except (InvalidConfigError, TestbedError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:                               # e.g. --servers-file unreadable
+        print(f"error: servers_file: {e}", file=sys.stderr)
         return 2
     run_dir = results.new_run_dir(args.out, "cli")
     say = (lambda msg: print(f"[cli] {msg}", file=sys.stderr, flush=True))
     orch = None
     code = 0
     try:
-        with Testbed(cluster, run_dir, datapath=args.datapath, progress=say) as tb:
+        with Testbed(cluster, run_dir, datapath=args.datapath, progress=say,
+                     servers=spread) as tb:
             with Orchestrator(tb, profile=args.profile) as orch:
                 from mininet.log import setLogLevel
                 setLogLevel("output")              # `<host> cmd` prints through Mininet's log
@@ -74,6 +82,12 @@ def run_cli(args) -> int:
                 say(f"{len(cluster.nodes)} nodes, {svcs}; profile {args.profile}, "
                     f"{tb.datapath} datapath. `help swarm` lists the added commands; "
                     "exit or Ctrl-D stops and cleans up.")
+                if spread is not None:
+                    where: dict[str, list[str]] = {}
+                    for host, server in spread.plan.placement.items():
+                        where.setdefault(server, []).append(host)
+                    say("servers: " + "; ".join(f"{s}: {', '.join(sorted(h))}"
+                                                for s, h in where.items()))
                 SwarmCLI(orch)
     except TestbedError as e:
         print(f"error: {e}", file=sys.stderr)
