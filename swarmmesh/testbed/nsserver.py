@@ -1,32 +1,53 @@
 """A second "server" on this machine, for tests of a cluster spread over servers (issue 15).
 
-A network namespace held by its own ``sshd`` (``unshare -n sshd -D``: the namespace lives
-exactly as long as that recorded process), joined to this machine's root namespace by a
-veth (``sm-srv<i>`` 10.254.<i>.1/24 here, ``eth0`` 10.254.<i>.2/24 there).  The sshd has
+A network namespace held by its own ``sshd`` (``unshare -n -m sshd -D``: the namespaces live
+exactly as long as that recorded process and what it starts), joined to this machine's root
+namespace by a veth (``sm-srv<i>`` 10.254.<i>.1/24 here, ``eth0`` 10.254.<i>.2/24 there).  The sshd has
 its own config, host key and authorized key, all in this server's run-state folder, on
 a high port; the client's throwaway key pair is there too.  Nothing is read from or
 written to ``~/.ssh`` or ``/etc/ssh`` (``ssh -F none``, own known-hosts file); only
 ``/run/sshd``, the privilege-separation folder compiled into sshd, is made if missing.
 
-What this does *not* emulate: a second file system or PID space.  The namespace shares
-both with this machine, so the remote hosts' state files and PIDs are visible here too.
+**Its own run state.**  The sshd runs in a mount namespace of its own with a private tmpfs
+over the state root (``/run/swarmmesh``): a run's state folder there (``model.json``, node
+folders, OVS run folders and pidfiles, nft scripts, records) is that server's own, and
+nothing written on one side is seen on the other, as between two machines.  Only this
+server's own folder (sshd's config and keys) is bound back in, so that sshd can read it.
+
+**What is still shared**: the rest of the file system (the checkout and the venv, as the
+requirements ask of every server: same code at the same path) and the **PID space**: a
+remote process's PID is visible here too.  The code must not rely on it: a remote
+process is only ever signalled, and its pidfiles read, on its own server (over ssh).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import time
 from pathlib import Path
 
 from swarmmesh.dataplane.servers import Server
-from swarmmesh.testbed.runtime import RunState
+from swarmmesh.testbed.runtime import STATE_ROOT, RunState
 
 SSHD = "/usr/sbin/sshd"
 
 
+def free_index(first: int = 7, last: int = 250) -> int:
+    """The first index whose veth (``sm-srv<i>``) is not there: test sessions running at
+    once each get their own server."""
+    have = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    for i in range(first, last):
+        if f" sm-srv{i}@" not in have and f" sm-srv{i}:" not in have:
+            return i
+    raise RuntimeError("no free sm-srv<i> index")
+
+
 class NamespaceServer:
-    def __init__(self, index: int = 1, port: int | None = None, mtu: int = 1500) -> None:
+    def __init__(self, index: int | None = None, port: int | None = None,
+                 mtu: int = 1500) -> None:
+        index = index if index is not None else free_index()
         self.index = index
         self.port = port or 22000 + 100 * index + os.getpid() % 100
         self.mtu = mtu
@@ -50,6 +71,13 @@ class NamespaceServer:
                 "-o", "StrictHostKeyChecking=accept-new", "-o", "LogLevel=ERROR"]
 
     def start(self) -> "NamespaceServer":
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> "NamespaceServer":
         self.state = RunState(f"nsserver-{os.getpid()}-{self.index}")
         d = self.state.dir
         for key in ("id", "host_key"):
@@ -67,7 +95,15 @@ class NamespaceServer:
             "MaxSessions 1000", "MaxStartups 200:30:400", "LogLevel ERROR", ""]))
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         log = open(d / "sshd.log", "w")
-        self.proc = subprocess.Popen(["unshare", "-n", SSHD, "-D", "-e", "-f", str(cfg)],
+        # A private tmpfs over the state root, this server's folder bound back in (through a
+        # scratch mount point, since the tmpfs hides it), then sshd.
+        q = {k: shlex.quote(str(v)) for k, v in (("d", d), ("root", STATE_ROOT))}
+        script = (f"set -e; t=$(mktemp -d); mount --bind {q['d']} $t; "
+                  f"mount -t tmpfs -o mode=0755 swarmmesh-{self.name} {q['root']}; "
+                  f"mkdir -p {q['d']}; mount --bind $t {q['d']}; umount $t; rmdir $t; "
+                  f"exec {SSHD} -D -e -f {shlex.quote(str(cfg))}")
+        self.proc = subprocess.Popen(["unshare", "-n", "-m", "--propagation", "private",
+                                      "sh", "-c", script],
                                      stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         log.close()
