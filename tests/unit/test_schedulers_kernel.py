@@ -113,3 +113,41 @@ def test_lc_weights_come_from_the_nodes_live_connections():
     text = kernel.table(c, "node1", lc={"web.1": 10, "web.2": 1, "web.3": 1})
     got = Counter(picks(c, "node1", CLIENTS[:120], FakeKernel(text)))
     assert got["web.1"] == 10 * got["web.2"] == 10 * got["web.3"]
+
+
+def test_lc_loop_counts_established_connections_by_the_reply_source():
+    from swarmmesh.testbed import lc
+    text = ("tcp      6 431999 ESTABLISHED src=192.168.99.201 dst=192.168.99.1 sport=40000 "
+            "dport=8000 src=10.255.0.5 dst=10.255.0.2 sport=80 dport=40000 [ASSURED] use=1\n"
+            "tcp      6 431999 ESTABLISHED src=192.168.99.201 dst=192.168.99.1 sport=40001 "
+            "dport=8000 src=10.255.0.5 dst=10.255.0.2 sport=80 dport=40001 [ASSURED] use=1\n"
+            "tcp      6 118 TIME_WAIT src=192.168.99.201 dst=192.168.99.1 sport=40002 "
+            "dport=8000 src=10.255.0.6 dst=10.255.0.2 sport=80 dport=40002 [ASSURED] use=1\n")
+    counts = lc.parse_counts(text, {"10.255.0.5": "web.1", "10.255.0.6": "web.2"})
+    assert counts == {"web.1": 2, "web.2": 0}
+    c = cluster({"scheduler": "lc"}, replicas=2)
+    w = lc.weights(c, counts)
+    assert w["web.2"] > w["web.1"] >= 1
+    assert lc.lc_services(c) == ["web"] and lc.lc_services(cluster()) == []
+
+
+def test_the_experiments_pure_parts():
+    from swarmmesh_experiments import schedulers as exp
+    assert exp.jain([5, 5, 5]) == 1.0 and round(exp.jain([9, 0, 0]), 3) == 0.333
+    assert exp.moved({"a": "t1", "b": "t2"}, {"a": "t1", "b": "t3", "c": "t1"}) == 0.5
+    spread = [{"option": "rr", "pass": p, "src_ip": s, "task": t, "ok": "True"}
+              for p, rows in (("before", [("a", "t1"), ("b", "t2")]),
+                              ("after leave", [("a", "t1"), ("b", "t1")]),
+                              ("after join", [("a", "t2"), ("b", "t1")]))
+              for s, t in rows]
+    f = exp.facts("rr", spread, [], 2)
+    assert f["moved_leave"] == 0.5 and f["moved_join"] == 0.5 and f["jain"] == 1.0
+    args = type("A", (), {"options": "rr,nope", "replicas": 3, "sources": 100,
+                          "requests": 1, "nodes": 2, "rate": 10.0})()
+    with pytest.raises(Exception) as e:
+        exp.validate(args)
+    assert getattr(e.value, "field", "") == "options"
+    args.options = "maglev,local"
+    chosen, clusters = exp.validate(args)
+    assert chosen == ["maglev", "local"]
+    assert clusters["local"].service("web").balancing.traffic_policy == "local"
