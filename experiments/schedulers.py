@@ -136,9 +136,8 @@ def http_requests(tb, args, option: str) -> list[dict]:
 
 def one_option(option: str, cluster_: Cluster, args, ctx) -> tuple[list, list]:
     """Build, measure, take a task out, measure, put one back, measure."""
-    from swarmmesh.testbed.lc import LeastConnections
     spread: list[dict] = []
-    with ctx.testbed(cluster_) as tb, LeastConnections(tb):
+    with ctx.testbed(cluster_) as tb:                 # its lc loop runs for the lc option
         scapygen.route_spoofed_prefix(tb, "c1")
         ctx.progress.note(f"{option}: {OPTIONS[option] or 'Swarm (rr)'}")
         spread += spoofed_pass(tb, args, ctx, option, "before")

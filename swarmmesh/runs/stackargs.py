@@ -6,6 +6,7 @@
     --managers N                      the first N nodes are managers (default 1)
     --node-label NODE:KEY[=VALUE]     a node label (repeat it)
     --nodes-file FILE                 roles, labels, platform, availability per node
+    --scheduler S --affinity D --traffic-policy P   beyond Swarm, on every published service
 
 Nothing is built here: :func:`cluster` returns the model, or raises
 :class:`InvalidConfigError` naming the flag or the field.
@@ -17,8 +18,8 @@ import argparse
 import os
 from typing import Mapping
 
-from swarmmesh.model import Cluster
-from swarmmesh.model import compose, nodes as node_model
+from swarmmesh.model import Cluster, InvalidConfigError
+from swarmmesh.model import balancing, compose, nodes as node_model
 from swarmmesh.model.nodes import NodeSetup
 
 
@@ -35,6 +36,14 @@ def add_arguments(ap: argparse.ArgumentParser, stack: bool = True) -> None:
     ap.add_argument("--nodes-file", default=None, metavar="FILE",
                     help="YAML: count, managers, and per node role, labels, platform, "
                          "engine_labels, availability (see the README)")
+    ap.add_argument("--scheduler", default=None, metavar="rr|wrr|sh|maglev|lc",
+                    help="every service with a published port balances with it (beyond "
+                         "Swarm; a stack's x-swarmmesh does it per service)")
+    ap.add_argument("--affinity", default=None, metavar="DURATION",
+                    help="ClientIP session affinity for every published service (e.g. 3h)")
+    ap.add_argument("--traffic-policy", default=None, metavar="cluster|local",
+                    help="local: a node sends its published connections to its own tasks "
+                         "only, with no SNAT (the task sees the client)")
     if stack:
         ap.add_argument("--stack", action="append", default=None, metavar="FILE",
                         help="docker stack / compose v3 file; repeat it to merge files in "
@@ -59,9 +68,33 @@ def environment(args: argparse.Namespace,
 
 
 def cluster(args: argparse.Namespace, clients: int = 1, replicas: int = 2) -> Cluster:
-    """The cluster of ``--stack`` (or the quick service with ``replicas``) on the nodes."""
+    """The cluster of ``--stack`` (or the quick service with ``replicas``) on the nodes,
+    with the balancing flags applied."""
     setup = node_setup(args)
     if getattr(args, "stack", None):
-        return Cluster.from_stack(args.stack, nodes=setup, clients=clients,
-                                  env=environment(args))
-    return Cluster.quick(nodes=setup, replicas=replicas, clients=clients)
+        c = Cluster.from_stack(args.stack, nodes=setup, clients=clients,
+                               env=environment(args))
+    else:
+        c = Cluster.quick(nodes=setup, replicas=replicas, clients=clients)
+    return apply_balancing(c, args)
+
+
+def apply_balancing(c: Cluster, args: argparse.Namespace) -> Cluster:
+    """``--scheduler``, ``--affinity``, ``--traffic-policy`` on every service with an
+    ingress port (errors name the flag)."""
+    flags = {"scheduler": getattr(args, "scheduler", None),
+             "affinity": getattr(args, "affinity", None),
+             "traffic_policy": getattr(args, "traffic_policy", None)}
+    if all(v is None for v in flags.values()):
+        return c
+    for svc in c.ingress_services():
+        old = svc.balancing.to_dict()
+        merged = {**old, **{k: v for k, v in flags.items() if v is not None}}
+        if merged["scheduler"] != "wrr":
+            merged.pop("weights", None)
+        try:
+            svc.balancing = balancing.parse(merged, "flags")
+        except InvalidConfigError as e:
+            field = e.field.rsplit(".", 1)[-1]
+            raise InvalidConfigError(field, e.reason) from None
+    return c

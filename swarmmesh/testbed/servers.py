@@ -31,7 +31,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 import zlib
 from functools import lru_cache, partial
 from pathlib import Path

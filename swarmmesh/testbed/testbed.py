@@ -24,6 +24,7 @@ from typing import Callable
 from swarmmesh import agents
 from swarmmesh.machine import deps
 from swarmmesh.model import Cluster, Task
+from swarmmesh.testbed.lc import LeastConnections
 from swarmmesh.testbed.runtime import RunState, clean_all
 
 # Programs every testbed calls (their packages: swarmmesh/machine/debian-packages.txt).
@@ -114,6 +115,7 @@ class Testbed:
         self._kernel_lock = threading.Lock()
         self._published: dict[int, dict] = {}    # revision -> the model, until the kernels have it
         self._kernel_revision = 0                # the revision every node's nft table follows
+        self.lc = None                           # the least-connections loop, if a service
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self) -> "Testbed":
@@ -167,6 +169,7 @@ class Testbed:
         self.progress("waiting for the controller to program every node")
         self.wait_programmed()
         self.wait_dns()
+        self.lc = LeastConnections(self).__enter__()   # a no-op without an lc service
         record_datapath(self.datapath)
 
     def wait_task_servers(self) -> None:
@@ -236,6 +239,9 @@ class Testbed:
             time.sleep(0.05)
 
     def stop(self) -> None:
+        if self.lc is not None:
+            self.lc.__exit__(None, None, None)
+            self.lc = None
         if self.net is not None:
             try:
                 # Switches first, so that no vswitchd sees its ports vanish; every

@@ -31,16 +31,29 @@ def _ports(svc) -> str:
     return ", ".join(f"{p.published}:{p.target}/{p.protocol} {p.mode}" for p in svc.ports) or "-"
 
 
+def balancing_text(b) -> str:
+    """Swarm's ``rr``, or what x-swarmmesh / the flags chose."""
+    parts = [b.scheduler]
+    if b.weights:
+        parts.append("weights " + ",".join(f"{k}:{v}" for k, v in sorted(b.weights.items())))
+    if b.affinity:
+        parts.append(f"affinity {b.affinity:g}s")
+    if b.traffic_policy != "cluster":
+        parts.append(f"{b.traffic_policy} traffic")
+    return " ".join(parts)
+
+
 def services_table(cluster: Cluster) -> str:
     rows = []
     for s in cluster.services.values():
         placed, pending = len(cluster.tasks_of(s.name)), len(cluster.pending_of(s.name))
         rows.append((s.name, s.mode, f"{placed}/{placed + pending}", _ports(s),
                      ",".join(s.networks) or "-", s.endpoint_mode,
+                     balancing_text(s.balancing) if s.ingress_ports() else "-",
                      constraints_text(s.constraints) or "-",
                      ",".join(f"spread {p}" for p in s.preferences) or "-"))
-    return table(("SERVICE", "MODE", "PLACED", "PORTS", "NETWORKS", "ENDPOINT", "CONSTRAINTS",
-                  "PREFERENCES"), rows)
+    return table(("SERVICE", "MODE", "PLACED", "PORTS", "NETWORKS", "ENDPOINT", "BALANCING",
+                  "CONSTRAINTS", "PREFERENCES"), rows)
 
 
 def tasks_per_node(cluster: Cluster) -> str:

@@ -86,3 +86,23 @@ def test_both_places_for_one_service_is_an_error():
         Cluster.from_stack({"version": "3.8", "x-swarmmesh": {"services": {"web": {}}},
                             "services": {"web": {"x-swarmmesh": {}}}})
     assert e.value.field == "services.web.x-swarmmesh"
+
+
+def test_flags_apply_to_every_published_service_and_errors_name_the_flag():
+    import argparse
+
+    from swarmmesh.runs import stackargs
+    from swarmmesh.ui.stackcheck import render
+    ap = argparse.ArgumentParser()
+    stackargs.add_arguments(ap)
+    args = ap.parse_args(["--scheduler", "maglev", "--affinity", "2h"])
+    c = stackargs.cluster(args)
+    assert c.service("app").balancing == Balancing("maglev", {}, 7200.0)
+    assert "maglev affinity 7200s" in render(c, ["-"])
+    for flags, field in ((["--scheduler", "fifo"], "scheduler"),
+                         (["--affinity", "soon"], "affinity"),
+                         (["--traffic-policy", "near"], "traffic_policy")):
+        with pytest.raises(InvalidConfigError) as e:
+            stackargs.cluster(ap.parse_args(flags))
+        assert e.value.field == field, e.value
+    assert stackargs.cluster(ap.parse_args([])).service("app").balancing.is_swarm()
