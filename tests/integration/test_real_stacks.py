@@ -11,21 +11,17 @@ host-mode service."""
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import subprocess
 from collections import Counter
 
 import pytest
 
-from swarmmesh.lifecycle.orchestrator import Orchestrator
 from swarmmesh.model import Cluster
 from swarmmesh.model import compose, nodes
-from swarmmesh.ui.shell_cli import SwarmCLI
 
 from .conftest import PY, REPO, http
-from .test_mncli import section
+from .test_mncli import section, transcript
 
 FILES = REPO / "tests" / "stackfiles"
 STACKS = [FILES / "shop.yml", FILES / "shop.override.yml"]
@@ -91,15 +87,8 @@ def test_services_reach_each_other_by_name_on_the_default_network(tb):
 
 
 def test_the_pending_db_is_placed_when_a_node_gets_its_label(tb, tmp_path):
-    script = tmp_path / "script.txt"
-    script.write_text("service ps db\nnode update --label-add disk=ssd node3\nwait\n"
-                      "service ps db\nnode ls\n")
-    out = io.StringIO()
-    with Orchestrator(tb, profile="fast") as orch, open(os.devnull) as devnull:
-        SwarmCLI(orch, stdin=devnull, script=str(script), stdout=out)
-        orch.settle()
-    out = out.getvalue()
-    print(out)
+    out = transcript(tb, "service ps db\nnode update --label-add disk=ssd node3\nwait\n"
+                         "service ps db\nnode ls\n", tmp_path)
     before = section(out, "service ps db").splitlines()[1]
     assert "Pending" in before and "scheduling constraints not satisfied on 4 nodes" in before
     assert section(out, "wait").startswith("converged; no task pending")
