@@ -79,7 +79,9 @@ def test_swarmmesh_stack_check_from_another_folder(installed):
         "    ports: ['8080:80']\n")
     r = run([venv / "bin/swarmmesh", "stack", "check", "good.yml"], elsewhere)
     assert r.returncode == 0, r.stderr
-    assert "web              3 task(s)" in r.stdout and "good.yml: ok" in r.stdout
+    assert "stack: good.yml" in r.stdout and "web" in r.stdout
+    assert r.stdout.rstrip().endswith("ok: 1 service(s), 3 task(s) placed, 0 pending, "
+                                      "on 3 node(s)")
     (elsewhere / "bad.yml").write_text("services:\n  web:\n    deploy: {replicas: many}\n")
     r = run([venv / "bin/swarmmesh", "stack", "check", "bad.yml"], elsewhere)
     assert r.returncode == 2
