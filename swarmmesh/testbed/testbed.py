@@ -101,8 +101,9 @@ class Testbed:
 
     def __init__(self, cluster: Cluster, run_dir: Path, datapath: str = "auto",
                  progress: Callable[[str], None] = lambda msg: None,
-                 ready_timeout: float = 60.0, servers=None) -> None:
+                 ready_timeout: float = 60.0, servers=None, userspace_tso: bool = False) -> None:
         self.cluster, self.run_dir = cluster, Path(run_dir)
+        self.userspace_tso = userspace_tso  # every vswitchd with userspace TSO, offload kept
         self.servers = servers      # a testbed.servers.Spread (issue 15), or None: this machine
         self.requested_datapath = datapath
         self.progress = progress
@@ -155,7 +156,8 @@ class Testbed:
         self.progress("building network")
         topo = (SwarmTopo if self.servers is None else self.servers.topo_class)(
                          cluster=self.cluster, state=self.state,
-                         datapath=self.requested_datapath, controller=sock, defer_ready=True)
+                         datapath=self.requested_datapath, controller=sock, defer_ready=True,
+                         userspace_tso=self.userspace_tso)
         self.datapath = topo.datapath
         self.state.register_links(topo.planned_links())
         self.net = Mininet(topo=topo, controller=None, build=False, cleanup=False,
@@ -355,7 +357,7 @@ class Testbed:
         legs, its bridge ports, its server; every node's FDB learns it, and its
         node binds its host-mode ports once the server listens."""
         from swarmmesh.testbed.topology import task_legs, task_params
-        params = task_params(task, self.cluster, self.state)
+        params = task_params(task, self.cluster, self.state, self.userspace_tso)
         if self.servers is not None:            # on its node's server
             params = self.servers.host_opts(task.host, params)
         host = self.net.addHost(task.host, **params)

@@ -94,11 +94,19 @@ class _Recorded(Host):
 
     remote = False            # True for a host on another server (testbed.servers)
 
-    def __init__(self, name, state: RunState | None = None, **params):
+    def __init__(self, name, state: RunState | None = None, offload: bool = False, **params):
         self.state = state
+        # Checksum/segmentation offload left on (userspace TSO, ``--userspace-tso``): OVS
+        # then carries the kernel's offload metadata and fills checksums in itself.
+        self.offload = offload
         super().__init__(name, **params)
         if self.state:
             self.record(self.pid, f"mininet:{self.name}")
+
+    def tx_cmd(self, intf: str) -> str:
+        """The command that turns checksum offload off on one of this host's legs
+        (userspace OVS fills in no checksum), or a no-op with ``offload``."""
+        return "true" if self.offload else tx_off_cmd(intf)
 
     def record(self, pid: int, marker: str) -> None:
         """Write a process of this host's server into the run's record there."""
@@ -147,8 +155,10 @@ class Underlay(_Recorded, _Quiet):
 
 
 def _tx_off(host: Host, intf: str) -> None:
-    # Userspace OVS does not fill in checksums that veth leaves to offload.
-    host.cmd(tx_off_cmd(intf))
+    # Userspace OVS does not fill in checksums that veth leaves to offload
+    # (unless its userspace TSO is on: the host's ``offload``).
+    if not getattr(host, "offload", False):
+        host.cmd(tx_off_cmd(intf))
 
 
 def tx_off_cmd(intf: str) -> str:
@@ -182,7 +192,7 @@ class SwarmTask(_Recorded, _Quiet):
         cmds = []
         for intf in self.intfList():
             if intf.name != "lo":
-                cmds.append(tx_off_cmd(intf.name))
+                cmds.append(self.tx_cmd(intf.name))
                 if intf.name != self.gw_intf:      # docker_gwbridge is no overlay: 1500
                     cmds.append(f"ip link set {intf.name} mtu 1450")
         if self.gw_intf:             # as a container's: the default route is docker_gwbridge
@@ -260,7 +270,7 @@ class SwarmNode(_Recorded, _Quiet):
         cmds.append(f"ip addr add {layout.GW_IP}/{layout.GW_PREFIX} dev {layout.GW_INTF}")
         for intf in (layout.GW_INTF, layout.GW_OVS_INTF):
             cmds.append(f"ip link set {intf} up")
-            cmds.append(tx_off_cmd(intf))
+            cmds.append(self.tx_cmd(intf))
         # The kernel DNATs a published connection to the task it picked: the ingress
         # network is routed via the sandbox (the bridge), and nothing else goes there.
         cmds.append(f"ip route add {self.cluster.networks['ingress'].subnet} "
@@ -286,7 +296,7 @@ class SwarmNode(_Recorded, _Quiet):
         gw_legs = {layout.gw_intf(t) for t in kernel.gw_legs(self.cluster, self.name)}
         for intf in self.intfList():
             if intf.name != "lo" and intf != self.defaultIntf():
-                cmds.append(tx_off_cmd(intf.name))
+                cmds.append(self.tx_cmd(intf.name))
                 if intf.name not in gw_legs:
                     cmds.append(f"ip link set {intf.name} mtu 1450")
         cmds.append(f"sysctl -qw net.ipv4.conf.{layout.GW_INTF}.route_localnet=1")
@@ -376,7 +386,9 @@ class SwarmNode(_Recorded, _Quiet):
                 f"ovsdb-tool create {d}/conf.db {OVS_SCHEMA}",
                 f"{env} ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock "
                 f"--pidfile={d}/ovsdb-server.pid --detach --log-file={d}/ovsdb-server.log",
-                f"{env} ovs-vsctl --db=unix:{d}/db.sock --no-wait init",
+                f"{env} ovs-vsctl --db=unix:{d}/db.sock --no-wait init" + (
+                    " -- set Open_vSwitch . other_config:userspace-tso-enable=true"
+                    if self.offload else ""),
                 f"{env} ovs-vswitchd unix:{d}/db.sock --pidfile={d}/ovs-vswitchd.pid "
                 f"--detach --log-file={d}/ovs-vswitchd.log"])
         finally:
@@ -525,12 +537,13 @@ class SwarmNode(_Recorded, _Quiet):
         super().terminate()
 
 
-def task_params(task, cluster: Cluster, state: RunState | None) -> dict:
+def task_params(task, cluster: Cluster, state: RunState | None, offload: bool = False) -> dict:
     """Mininet host parameters of a task (for addHost, at build or run time)."""
     svc = cluster.service(task.service)
     gw = layout.task_gw_intf(task) if layout.has_gw_leg(task, cluster) else None
     return dict(cls=SwarmTask, task_name=task.name, node_name=task.node,
-                ports=[p.target for p in svc.ports], ip=None, state=state, gw_intf=gw)
+                ports=[p.target for p in svc.ports], ip=None, state=state, gw_intf=gw,
+                offload=offload)
 
 
 def is_built(task, cluster: Cluster) -> bool:
@@ -564,7 +577,11 @@ class SwarmTopo(Topo):
     def build(self, nodes: int = 3, replicas: int = 2, stack: str | None = None,
               clients: int = 1, cluster: Cluster | None = None,
               state: RunState | None = None, datapath: str = "auto",
-              controller: str = DEFAULT_UNIX_SOCKET, defer_ready: bool = False):
+              controller: str = DEFAULT_UNIX_SOCKET, defer_ready: bool = False,
+              userspace_tso: bool = False):
+        """``userspace_tso``: every node's vswitchd starts with
+        ``other_config:userspace-tso-enable=true`` and every leg of a node, task or client
+        keeps its checksum offload (so the kernels hand OVS segments of up to 64 KiB)."""
         if cluster is None:
             cluster = (Cluster.from_stack(stack, nodes=nodes, clients=clients) if stack
                        else Cluster.quick(nodes=nodes, replicas=replicas, clients=clients))
@@ -575,24 +592,26 @@ class SwarmTopo(Topo):
         if not model.exists():                 # the Testbed writes it before the controller
             model.write_text(json.dumps({**cluster.to_dict(), "revision": 0}))
         self.cluster, self.state = cluster, state
+        self.userspace_tso = userspace_tso
         dp = choose_datapath(datapath)
         self.datapath = dp
         prefix = UNDERLAY_SUBNET.prefixlen
         ul = self.addHost("underlay", cls=Underlay, ip=None, state=state)
         for node in cluster.nodes:
             self.addHost(node.name, cls=SwarmNode, ip=f"{node.underlay_ip}/{prefix}",
-                         cluster=cluster, state=state, datapath=dp, controller=controller)
+                         cluster=cluster, state=state, datapath=dp, controller=controller,
+                         offload=userspace_tso)
             self.addLink(node.name, ul, intfName1=f"{node.name}-eth0",
                          intfName2=f"ul-{node.name}")
         for client in cluster.clients:
             self.addHost(client.name, cls=SwarmClient, ip=f"{client.underlay_ip}/{prefix}",
-                         state=state)
+                         state=state, offload=userspace_tso)
             self.addLink(client.name, ul, intfName1=f"{client.name}-eth0",
                          intfName2=f"ul-{client.name}")
         for task in cluster.tasks:
             if not is_built(task, cluster):    # no network, no host-mode port: no host
                 continue
-            self.addHost(task.host, **task_params(task, cluster, state),
+            self.addHost(task.host, **task_params(task, cluster, state, userspace_tso),
                          defer_ready=defer_ready)
             for leg in task_legs(task, cluster):
                 self.addLink(task.host, task.node, **leg)
