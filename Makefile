@@ -30,7 +30,9 @@ ovs:
 	@if ovs-vsctl --timeout=3 show >/dev/null 2>&1; then echo "setup: Open vSwitch running"; \
 	else $(OVS_CTL) start --system-id=random >/dev/null && echo "setup: Open vSwitch started"; fi
 
-$(STAMP): requirements.txt setup.py pyproject.toml
+# The experiments are plug-ins (entry points made from experiments/*.py at install time):
+# a new one is registered by installing again.
+$(STAMP): requirements.txt setup.py pyproject.toml $(wildcard experiments/*.py)
 	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	@rm -rf *.egg-info build/lib   # an in-tree build's metadata would shadow the editable install's
@@ -61,8 +63,10 @@ docker-test:
 	docker build -t swarmmesh-test .
 	docker run --rm --privileged -v /lib/modules:/lib/modules:ro swarmmesh-test make test
 
+# Issue 12's table in one run (mesh latency, connections/s, iperf3, build and teardown against
+# size, memory); BENCH_ARGS adds flags, e.g. BENCH_ARGS='--userspace-tso --sizes 3x2,50x10'.
 benchmark: setup
-	$(VENV)/bin/swarmmesh run overlay_rtt
+	$(VENV)/bin/swarmmesh run benchmark $(BENCH_ARGS)
 
 # Remove what a killed run left behind: by recorded PID and name only.
 clean:

@@ -119,21 +119,32 @@ def _targets(cluster: Cluster, plan: dict, lb_ip: str) -> dict:
     }
 
 
-def run(args, plan, ctx) -> None:
+def measure_paths(tb, plan, args, ctx) -> tuple[list[dict], list[dict], dict, dict]:
+    """On a running testbed of ``plan["cluster"]``: add the nftables balancer ``lb1``
+    and the client's direct route, check that the four paths answer, then measure them
+    (:func:`measure`).  Returns the latency rows, the ab rows, the checks and one
+    command of each tool; the balancer and the route go into ``ctx.summary``.  Also
+    called by the benchmark experiment."""
     from swarmmesh.testbed import l4lb
     cluster: Cluster = plan["cluster"]
     client = cluster.clients[0].name
+    ctx.progress.phase("building load balancer")
+    lb = l4lb.build(tb, cluster, "app", PUBLISHED, TARGET)
+    route = l4lb.route_client_to_tasks(tb, client, cluster, lb)
+    ctx.summary["load_balancer"] = lb.describe()
+    ctx.summary["direct_route"] = f"{client}: ip route {route} (lb1 only forwards, no NAT)"
+    targets = _targets(cluster, plan, lb.ip)
+    c1 = tb.host(client)
+    checks = check_paths(c1, targets, args, tb.state.register, ctx)
+    lat_rows, ab_rows, commands = measure(c1, targets, args, tb.state.register, ctx)
+    return lat_rows, ab_rows, checks, commands
+
+
+def run(args, plan, ctx) -> None:
+    cluster: Cluster = plan["cluster"]
     ctx.summary["load_average_start"] = os.getloadavg()
     with ctx.testbed(cluster) as tb:
-        ctx.progress.phase("building load balancer")
-        lb = l4lb.build(tb, cluster, "app", PUBLISHED, TARGET)
-        route = l4lb.route_client_to_tasks(tb, client, cluster, lb)
-        ctx.summary["load_balancer"] = lb.describe()
-        ctx.summary["direct_route"] = f"{client}: ip route {route} (lb1 only forwards, no NAT)"
-        targets = _targets(cluster, plan, lb.ip)
-        c1 = tb.host(client)
-        checks = check_paths(c1, targets, args, tb.state.register, ctx)
-        lat_rows, ab_rows, commands = measure(c1, targets, args, tb.state.register, ctx)
+        lat_rows, ab_rows, checks, commands = measure_paths(tb, plan, args, ctx)
     ctx.write_csv("latency.csv", lat_rows, LAT_COLUMNS)
     ctx.write_csv("connection_rate.csv", ab_rows, AB_COLUMNS)
     ctx.summary["load_average_end"] = os.getloadavg()

@@ -1,0 +1,187 @@
+"""What a cluster costs the machine: build and teardown time, memory per process kind,
+and the same number of plain Mininet hosts as the baseline (issue 12).
+
+* :func:`bare_mininet` builds, with Mininet alone, the hosts and links a cluster of
+  ``nodes`` x ``tasks_per_node`` has (the underlay, the nodes, the tasks, the client:
+  plain ``Host`` and plain veth links, no switch, no process of ours), and tears it down
+  with Mininet's own ``net.stop()``: what the same namespaces and veths cost with
+  nothing of ours in them.  Its shells and links are recorded in a run state, so a
+  killed run leaves nothing behind (``swarmmesh clean``).
+* :func:`testbed_processes` lists a running Testbed's processes by kind (a node's
+  vswitchd, ovsdb-server, embedded DNS and shell; a task's server and shell; the
+  controller; the other shells), :func:`read_memory` reads each one's PSS and RSS from
+  ``/proc/PID/smaps_rollup``, and :func:`sum_memory` adds them up per kind, per node
+  and per task.  PSS shares each library page among the processes that map it (the
+  sum is what the processes cost together); RSS counts shared pages in every process.
+
+The parsers and sums are pure (unit-tested without root).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# Process kinds, and whether each is counted per node, per task or once per run.
+KINDS = {
+    "ovs-vswitchd": "node", "ovsdb-server": "node", "dns": "node", "node shell": "node",
+    "task server": "task", "task shell": "task",
+    "controller": "run", "other shell": "run",
+}
+
+
+@dataclass
+class Proc:
+    kind: str
+    pid: int
+    host: str = ""
+
+
+def parse_smaps_rollup(text: str) -> dict[str, int]:
+    """``/proc/PID/smaps_rollup`` -> ``{"pss_kb": .., "rss_kb": ..}`` (kB; 0 if absent)."""
+    out = {"pss_kb": 0, "rss_kb": 0}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        field = {"Pss": "pss_kb", "Rss": "rss_kb"}.get(key.strip())
+        if field and rest.split():
+            out[field] = int(rest.split()[0])
+    return out
+
+
+def read_memory(pid: int) -> dict[str, int] | None:
+    """PSS and RSS of a live process in kB, or None if it is gone."""
+    try:
+        return parse_smaps_rollup(Path(f"/proc/{pid}/smaps_rollup").read_text())
+    except OSError:
+        return None
+
+
+def sum_memory(rows: list[dict], nodes: int, tasks: int) -> dict:
+    """Rows of ``{"kind", "pss_kb", "rss_kb"}`` (one per process) -> per kind
+    (processes, PSS and RSS summed, in MiB), and per node / per task / per run: the
+    sums of the kinds counted that way (:data:`KINDS`) over the nodes' or tasks' count.
+    An unknown kind is an error (a process counted nowhere would go unnoticed)."""
+    kinds: dict[str, dict] = {}
+    for r in rows:
+        if r["kind"] not in KINDS:
+            raise ValueError(f"unknown process kind {r['kind']!r}")
+        k = kinds.setdefault(r["kind"], {"per": KINDS[r["kind"]], "processes": 0,
+                                          "pss_mib": 0.0, "rss_mib": 0.0})
+        k["processes"] += 1
+        k["pss_mib"] += float(r["pss_kb"]) / 1024
+        k["rss_mib"] += float(r["rss_kb"]) / 1024
+    out: dict = {"kinds": kinds}
+    for per, count in (("node", nodes), ("task", tasks), ("run", 1)):
+        ks = [k for k in kinds.values() if k["per"] == per]
+        out[f"per_{per}"] = {
+            "processes": sum(k["processes"] for k in ks) / count if count else None,
+            "pss_mib": sum(k["pss_mib"] for k in ks) / count if count else None,
+            "rss_mib": sum(k["rss_mib"] for k in ks) / count if count else None}
+    out["total_pss_mib"] = sum(k["pss_mib"] for k in kinds.values())
+    out["total_rss_mib"] = sum(k["rss_mib"] for k in kinds.values())
+    return out
+
+
+def _pidfile(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def testbed_processes(tb) -> list[Proc]:
+    """Every long-lived process of a running Testbed (on this machine), by kind."""
+    from swarmmesh.testbed.topology import SwarmNode, SwarmTask
+    procs: list[Proc] = []
+    for host in tb.net.hosts:
+        if isinstance(host, SwarmNode):
+            procs.append(Proc("node shell", host.pid, host.name))
+            for name in ("ovs-vswitchd", "ovsdb-server"):
+                pid = _pidfile(host.ovs_dir / f"{name}.pid") if host.ovs_dir else None
+                if pid:
+                    procs.append(Proc(name, pid, host.name))
+            if getattr(host, "dns", None) is not None:
+                procs.append(Proc("dns", host.dns.pid, host.name))
+        elif isinstance(host, SwarmTask):
+            procs.append(Proc("task shell", host.pid, host.name))
+            if host.server is not None:
+                procs.append(Proc("task server", host.server.pid, host.name))
+        else:
+            procs.append(Proc("other shell", host.pid, host.name))
+    if tb.controller is not None:
+        procs.append(Proc("controller", tb.controller.pid, "controller"))
+    return procs
+
+
+def measure_memory(procs: list[Proc]) -> list[dict]:
+    """One row per process still alive: kind, host, pid, PSS and RSS (kB)."""
+    rows = []
+    for p in procs:
+        mem = read_memory(p.pid)
+        if mem is not None:
+            rows.append({"kind": p.kind, "host": p.host, "pid": p.pid, **mem})
+    return rows
+
+
+# -- the baseline: Mininet alone ---------------------------------------------------
+def bare_topo(nodes: int, tasks_per_node: int, clients: int = 1, prefix: str = "b"):
+    """A Mininet ``Topo`` with the hosts and links of a ``nodes`` x ``tasks_per_node``
+    cluster: one underlay host linked to every node and client, every task linked to
+    its node.  Plain hosts, plain links; names start with ``prefix`` (no clash with a
+    testbed's)."""
+    from mininet.topo import Topo
+    topo = Topo()
+    ul = topo.addHost(f"{prefix}ul")
+    for n in range(1, nodes + 1):
+        node = topo.addHost(f"{prefix}n{n}")
+        topo.addLink(node, ul)
+        for t in range(1, tasks_per_node + 1):
+            topo.addLink(topo.addHost(f"{prefix}n{n}t{t}"), node)
+    for c in range(1, clients + 1):
+        topo.addLink(topo.addHost(f"{prefix}c{c}"), ul)
+    return topo
+
+
+def planned_links(topo) -> list[str]:
+    """The interface names Mininet will make for ``topo`` (its default naming)."""
+    return [name for a, b, info in topo.links(withInfo=True)
+            for name in (f"{a}-eth{info['port1']}", f"{b}-eth{info['port2']}")]
+
+
+def bare_mininet(nodes: int, tasks_per_node: int, state, clients: int = 1,
+                 measure: bool = False) -> dict:
+    """Build the bare topology with Mininet, then stop it with Mininet's own
+    ``net.stop()``; the seconds of each, the host and link counts, and with
+    ``measure`` the memory of its shells (rows as :func:`measure_memory`)."""
+    from mininet.net import Mininet
+    from mininet.node import Host
+    topo = bare_topo(nodes, tasks_per_node, clients)
+    state.register_links(planned_links(topo))
+
+    class _BareHost(Host):               # recorded for cleanup, nothing else
+        def __init__(self, name, **params):
+            super().__init__(name, **params)
+            state.register(self.pid, f"mininet:{name}")
+
+    t0 = time.monotonic()
+    net = Mininet(topo=topo, host=_BareHost, controller=None, build=False,
+                  autoSetMacs=False, waitConnected=False)
+    try:
+        net.build()
+        net.start()
+        up = time.monotonic() - t0
+        rows = measure_memory([Proc("other shell", h.pid, h.name) for h in net.hosts]) \
+            if measure else []
+    finally:
+        t1 = time.monotonic()
+        net.stop()
+        down = time.monotonic() - t1
+    return {"up_s": up, "down_s": down, "hosts": len(topo.hosts()),
+            "links": len(topo.links()), "memory": rows}
+
+
+def load_average() -> float:
+    """The 1-minute load average (what a quiet machine shows before a measurement)."""
+    return os.getloadavg()[0]
