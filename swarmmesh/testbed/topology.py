@@ -62,18 +62,22 @@ class _Quiet:
         return out
 
     def run_all(self, cmds: list[str]) -> str:
-        """Several commands in one round trip to the host's shell, stopping at the
-        first that fails (named in the error).  A build has thousands of them."""
+        """Several commands in as few round trips to the host's shell as its line allows
+        (:func:`shell_lines`), stopping at the first that fails (named in the error).
+        A build has thousands of them."""
         if not cmds:
             return ""
-        marks = " && ".join(f"{{ {c} || {{ echo \"__failed {i} $?\"; false; }}; }}"
-                            for i, c in enumerate(cmds))
-        out = self.cmd(marks)                  # type: ignore[attr-defined]
-        if "__failed " in out:
-            i, rc = out.rsplit("__failed ", 1)[1].split()[:2]
-            raise RuntimeError(f"{self.name}: `{cmds[int(i)]}` failed ({rc}): "
-                               f"{out.rsplit('__failed ', 1)[0].strip()}")
-        return out
+        parts = [f"{{ {c} || {{ echo \"__failed {i} $?\"; false; }}; }}"
+                 for i, c in enumerate(cmds)]
+        outs = []
+        for line in shell_lines(parts, self.name):
+            out = self.cmd(line)               # type: ignore[attr-defined]
+            if "__failed " in out:
+                i, rc = out.rsplit("__failed ", 1)[1].split()[:2]
+                raise RuntimeError(f"{self.name}: `{cmds[int(i)]}` failed ({rc}): "
+                                   f"{out.rsplit('__failed ', 1)[0].strip()}")
+            outs.append(out)
+        return "".join(outs)
 
     def batch_file(self, name: str, lines: list[str]) -> Path | None:
         """A file of ``lines`` in this host's state folder (for ``bridge -batch``)."""
@@ -82,6 +86,46 @@ class _Quiet:
         path = self.state.node_dir(self.name) / name       # type: ignore[attr-defined]
         path.write_text("\n".join(lines) + "\n")
         return path
+
+
+# A host's shell reads its commands from a pty in canonical mode, where Linux cuts a line
+# at 4,095 bytes: a longer command never ends (its sentinel is lost), so no line may
+# come near it (a node with 20 tasks made a 5 KB one and hung the build).
+LINE_MAX = 3000
+
+
+def shell_lines(parts: list[str], host: str = "", limit: int = LINE_MAX) -> list[str]:
+    """Commands joined with ``&&`` into as few lines as stay within ``limit`` bytes
+    each, in order; a single command longer than that is an error naming the host."""
+    lines: list[str] = []
+    cur = ""
+    for p in parts:
+        if len(p.encode()) > limit:
+            raise ValueError(f"{host}: a command of {len(p.encode())} bytes exceeds the "
+                             f"shell's line ({limit}): {p[:120]}...")
+        if cur and len((cur + " && " + p).encode()) > limit:
+            lines.append(cur)
+            cur = p
+        else:
+            cur = f"{cur} && {p}" if cur else p
+    if cur:
+        lines.append(cur)
+    return lines
+
+
+def vsctl_batches(args: list[str], prefix: str, limit: int = LINE_MAX - 200) -> list[str]:
+    """``ovs-vsctl`` commands (``prefix -- a -- b ...``) of ``args``, one transaction
+    each, as few as keep every command line within ``limit`` bytes."""
+    out: list[str] = []
+    cur: list[str] = []
+    for a in args:
+        if cur and len(prefix) + sum(len(x) + 4 for x in cur + [a]) > limit:
+            out.append(f"{prefix} -- " + " -- ".join(cur))
+            cur = []
+        cur.append(a)
+    if cur:
+        out.append(f"{prefix} -- " + " -- ".join(cur))
+    return out
 
 
 class _Recorded(Host):
@@ -422,7 +466,8 @@ class SwarmNode(_Recorded, _Quiet):
         link = self.file_cmds(links={d / "controller.sock": self.controller_target})
         cmd.append(f"set-controller {layout.BRIDGE} unix:{d}/controller.sock")
         cmd.append(f"set controller {layout.BRIDGE} max_backoff=1000 inactivity_probe=0")
-        self.run_all(link + [f"{env} ovs-vsctl --db=unix:{d}/db.sock -- " + " -- ".join(cmd)])
+        # One transaction per node unless its command line would be too long for the shell.
+        self.run_all(link + vsctl_batches(cmd, f"{env} ovs-vsctl --db=unix:{d}/db.sock"))
 
     def sync_fdb(self, cluster: Cluster) -> None:
         """Bring every VXLAN device's static FDB to what ``cluster`` says
