@@ -637,7 +637,7 @@ def ratios_figure(run_dir: Path, summary: dict) -> list[Path]:
     groups = _ratio_groups(run_dir)
     panels = [(k, v) for k, v in groups.items() if any(v.values())]
     widths = [max(3, len(v)) for _, v in panels]
-    fig, axes = plt.subplots(1, len(panels), figsize=(1.3 * sum(widths) + 2, 4.8),
+    fig, axes = plt.subplots(1, len(panels), figsize=(0.95 * sum(widths) + 2, 4.8),
                              squeeze=False, gridspec_kw={"width_ratios": widths})
     titles = {"latency": ("latency ÷ direct (median per repeat)", 2.0, "target ≤ 2×"),
               "connection_rate": ("connections/s ÷ direct (ab, per repeat)", 0.5,
@@ -672,37 +672,41 @@ def ratios_figure(run_dir: Path, summary: dict) -> list[Path]:
 
 
 def build_figure(run_dir: Path, summary: dict, memory: list[dict]) -> list[Path]:
-    """Seconds to build and to tear down against tasks (ours and bare Mininet's, a dot
-    per repeat, the median joined), the issue's limits at 500 tasks; memory per node and
-    per task against size."""
+    """Seconds to build and to tear down against the hosts built, i.e. the tasks plus
+    the nodes (ours and bare Mininet's, a dot per repeat, the medians joined; each size
+    labelled with its tasks), the issue's limits at 50x10; memory per node and per task
+    against size."""
     import matplotlib.pyplot as plt
     builds = results.read_csv(run_dir / "builds.csv")
     sizes = list(dict.fromkeys(r["size"] for r in builds))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    hosts = {r["size"]: int(r["hosts"]) for r in builds if r["hosts"] != ""}
     for ax, key, limit, title in ((axes[0], "up_s", 45.0, "build (up)"),
                                   (axes[1], "down_s", 15.0, "teardown (down)")):
-        for i, (kind, label) in enumerate(BUILDS.items()):
-            pts = [(int(r["tasks"]), float(r[key]), r["size"]) for r in builds
-                   if r["build"] == kind and r[key] != ""]
+        for kind, label in BUILDS.items():
+            pts = [(hosts[r["size"]], float(r[key]), r["size"]) for r in builds
+                   if r["build"] == kind and r[key] != "" and r["size"] in hosts]
             if not pts:
                 continue
             c = plots.colour(0 if kind == "swarmmesh" else 7)
             ax.scatter([x for x, _, _ in pts], [y for _, y, _ in pts], color=c, s=16, zorder=3)
-            med = []
-            for s in sizes:
-                ys = [y for _, y, sz in pts if sz == s]
-                if ys:
-                    med.append((next(x for x, _, sz in pts if sz == s), report.spread(ys)["median"], s))
+            med = sorted((hosts[s], report.spread([y for _, y, sz in pts if sz == s])["median"], s)
+                         for s in sizes if any(sz == s for _, _, sz in pts))
             ax.plot([m[0] for m in med], [m[1] for m in med], "-o", color=c, label=label, ms=4)
             if kind == "swarmmesh":
+                tasks = {r["size"]: r["tasks"] for r in builds}
+                right = max(m[0] for m in med) / 2
                 for x, y, s in med:
-                    ax.annotate(s, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        if "50x10" in sizes:
-            ax.scatter([500], [limit], marker="_", s=400, color="red", zorder=4,
+                    ax.annotate(f"{s} ({tasks[s]} tasks)", (x, y), textcoords="offset points",
+                                xytext=(-6 if x > right else 6, 6), fontsize=7,
+                                ha="right" if x > right else "left")
+        if "50x10" in hosts:
+            ax.scatter([hosts["50x10"]], [limit], marker="_", s=400, color="red", zorder=4,
                        label=f"issue 12: 50x10 ≤ {limit:g} s")
-        ax.set_xlabel("tasks in the cluster")
+        ax.set_xlabel("hosts built: nodes + tasks + underlay + client")
         ax.set_ylabel("seconds")
         ax.set_ylim(bottom=0)
+        ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
         ax.set_title(f"{title}, a dot per repeat, line through the medians", fontsize=9)
