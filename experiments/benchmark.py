@@ -69,7 +69,7 @@ CONFIGS = {"default": "checksum offload off, no TSO (the testbed's default)",
 THR_COLUMNS = ["config", "repeat", "path", "streams", "target", "mbps", "sent_mbps",
                "retransmits", "load_1min", "error"]
 BUILD_COLUMNS = ["repeat", "size", "nodes", "tasks_per_node", "tasks", "hosts", "build",
-                 "up_s", "down_s", "load_1min", "phases", "error"]
+                 "up_s", "down_s", "idle_after_s", "load_1min", "phases", "error"]
 MEMORY_COLUMNS = ["size", "repeat", "build", "kind", "host", "pid", "pss_kb", "rss_kb"]
 TABLE_COLUMNS = ["section", "measure", "path", "value", "unit", "baseline", "ratio",
                  "ratio_min", "ratio_max", "n", "target", "met", "ratio_to_default_underlay"]
@@ -110,6 +110,9 @@ def add_arguments(ap) -> None:
                        help="cluster sizes, NODESxTASKS_PER_NODE[,...]")
     build.add_argument("--build-repeats", type=int, default=2,
                        help="builds of each size (ours and bare Mininet's each)")
+    build.add_argument("--settle-timeout", type=float, default=120.0,
+                       help="seconds to wait at most, before each build and after each "
+                            "teardown, for the CPUs to be 90%% idle (0: no wait)")
     build.add_argument("--ready-timeout", type=float, default=300.0,
                        help="seconds a build may take to be programmed and serve DNS")
     skip = ap.add_argument_group("parts")
@@ -193,6 +196,8 @@ def validate(args) -> dict:
     plan["sizes"] = parse_sizes(args.sizes)
     if args.build_repeats < 1:
         raise InvalidConfigError("build-repeats", f"must be >= 1, got {args.build_repeats}")
+    if args.settle_timeout < 0:
+        raise InvalidConfigError("settle-timeout", f"must be >= 0, got {args.settle_timeout}")
     if args.ready_timeout <= 0:
         raise InvalidConfigError("ready-timeout", f"must be > 0, got {args.ready_timeout}")
     return plan
@@ -330,6 +335,7 @@ class _Steps:
 def measure_builds(sizes, args, ctx) -> tuple[list[dict], list[dict]]:
     """Every size, ``--build-repeats`` times: the testbed's build and teardown and bare
     Mininet's (the two alternate which goes first), and the memory after each build."""
+    from swarmmesh.testbed import footprint
     from swarmmesh.testbed.runtime import RunState
     builds: list[dict] = []
     memory: list[dict] = []
@@ -342,15 +348,22 @@ def measure_builds(sizes, args, ctx) -> tuple[list[dict], list[dict]]:
                 for kind in kinds:
                     ctx.progress.note(f"repeat {r + 1}: {size_tag(n, t)} ({n * t} tasks), "
                                       f"{BUILDS[kind]}, load {_load()}")
+                    # each build starts on an idle machine
+                    footprint.wait_quiet(timeout=args.settle_timeout)
                     row, mem = (_bare(n, t, state) if kind == "mininet"
                                 else _ours(n, t, args, ctx))
+                    # The kernel destroys the namespaces after the last process exits: the
+                    # teardown's real end is when the machine is idle again.
+                    row["idle_after_s"] = round(footprint.wait_quiet(
+                        timeout=args.settle_timeout), 1) if args.settle_timeout else ""
                     row.update(repeat=r, size=size_tag(n, t), nodes=n, tasks_per_node=t,
                                tasks=n * t, build=kind)
                     builds.append(row)
                     memory += [{"size": size_tag(n, t), "repeat": r, "build": kind, **m}
                                for m in mem]
                     ctx.progress.note(f"  up {report.fmt(row['up_s'])} s, down "
-                                      f"{report.fmt(row['down_s'])} s {row['error']}")
+                                      f"{report.fmt(row['down_s'])} s, idle again "
+                                      f"{row['idle_after_s']} s later {row['error']}")
                     ctx.progress.advance()
     finally:
         state.clean()
@@ -513,9 +526,18 @@ def build_table(builds: list[dict]) -> list[dict]:
     for size in dict.fromkeys(r["size"] for r in builds):
         def by(kind, key):
             return {int(r["repeat"]): float(r[key]) for r in builds
-                    if r["size"] == size and r["build"] == kind and r[key] != ""}
-        for key, measure in (("up_s", "build_up"), ("down_s", "build_down")):
-            ours, bare = by("swarmmesh", key), by("mininet", key)
+                    if r["size"] == size and r["build"] == kind and r.get(key, "") != ""}
+        def until_idle(kind):
+            down, idle = by(kind, "down_s"), by(kind, "idle_after_s")
+            return {k: v + idle[k] for k, v in down.items() if k in idle}
+        for key, measure in (("up_s", "build_up"), ("down_s", "build_down"),
+                             ("down_idle", "build_down_until_idle")):
+            if key == "down_idle":
+                ours, bare = until_idle("swarmmesh"), until_idle("mininet")
+                if not ours:
+                    continue
+            else:
+                ours, bare = by("swarmmesh", key), by("mininet", key)
             so, sb = report.spread(ours.values()), report.spread(bare.values())
             vals = {("swarmmesh", k): v for k, v in ours.items()}
             vals.update({("mininet", k): v for k, v in bare.items()})
@@ -816,10 +838,16 @@ def write_report(run_dir: Path, summary: dict, tables: dict, figs: dict) -> None
         steps = [r for r in builds if r["build"] == "swarmmesh" and r["phases"]]
         if steps:
             names = list(dict.fromkeys(k for r in steps for k in json.loads(r["phases"])))
-            rep.text("Where the build's time goes (seconds per step, each build):")
-            rep.table(["size", "repeat", "up", "down"] + names,
-                      [[r["size"], r["repeat"], r["up_s"], r["down_s"]]
+            rep.text("Where the build's time goes (seconds per step, each build); *idle after*: "
+                     "how long after the teardown returned the CPUs were idle again (the "
+                     "kernel destroys the namespaces after their last process exits):")
+            rep.table(["size", "repeat", "up", "down", "idle after"] + names,
+                      [[r["size"], r["repeat"], r["up_s"], r["down_s"], r.get("idle_after_s")]
                        + [json.loads(r["phases"]).get(n) for n in names] for r in steps])
+            bare = [r for r in builds if r["build"] == "mininet" and r["up_s"]]
+            rep.text("Bare Mininet (seconds): " + "; ".join(
+                f"{r['size']} r{r['repeat']}: up {r['up_s']}, down {r['down_s']}, idle after "
+                f"{r.get('idle_after_s') or '–'}" for r in bare) + ".")
         built = tables.get("sizes_built") or {}
         rep.text("Built and torn down without error: " + ", ".join(
             f"{s} {'yes' if ok else '**no**'}" for s, ok in built.items()) + ".")

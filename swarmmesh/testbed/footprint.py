@@ -185,3 +185,34 @@ def bare_mininet(nodes: int, tasks_per_node: int, state, clients: int = 1,
 def load_average() -> float:
     """The 1-minute load average (what a quiet machine shows before a measurement)."""
     return os.getloadavg()[0]
+
+
+def parse_cpu_times(text: str) -> tuple[int, int]:
+    """``/proc/stat`` -> (idle + iowait jiffies, all jiffies) of the ``cpu`` line."""
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            f = [int(x) for x in line.split()[1:]]
+            return f[3] + (f[4] if len(f) > 4 else 0), sum(f[:8])
+    raise ValueError("no cpu line in /proc/stat")
+
+
+def idle_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of CPU time idle between two :func:`parse_cpu_times` readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 1.0
+
+
+def wait_quiet(idle: float = 0.9, window: float = 1.0, windows: int = 2,
+               timeout: float = 120.0) -> float:
+    """Until the CPUs were at least ``idle`` idle for ``windows`` windows in a row (the
+    previous build's processes gone and the kernel done destroying its namespaces, which
+    it does after the last process exits); the seconds waited (``timeout`` at most)."""
+    t0 = time.monotonic()
+    quiet = 0
+    prev = parse_cpu_times(Path("/proc/stat").read_text())
+    while quiet < windows and time.monotonic() - t0 < timeout:
+        time.sleep(window)
+        cur = parse_cpu_times(Path("/proc/stat").read_text())
+        quiet = quiet + 1 if idle_fraction(prev, cur) >= idle else 0
+        prev = cur
+    return time.monotonic() - t0

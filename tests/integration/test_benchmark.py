@@ -32,7 +32,8 @@ def run(tmp_path_factory):
     cmd = [sys.executable, "experiments/benchmark.py", "--out", str(out), "--quiet", "--seed", "1",
            "--nodes", "3", "--replicas", "2", "--requests", "10", "--rate", "100",
            "--repeats", "1", "--ab-requests", "20", "--iperf-seconds", "1", "--streams", "1,2",
-           "--userspace-tso", "--sizes", "2x1,3x2", "--build-repeats", "1"]
+           "--userspace-tso", "--sizes", "2x1,3x2", "--build-repeats", "1",
+           "--settle-timeout", "3"]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     run_dir = Path(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else None
     return r, run_dir
@@ -85,6 +86,7 @@ def test_builds_against_bare_mininet_and_the_memory_per_kind(run):
     ours = next(r for r in builds if r["size"] == "3x2" and r["build"] == "swarmmesh")
     assert ours["hosts"] == "11"                        # underlay, 3 nodes, 6 tasks, c1
     assert next(r for r in builds if r["size"] == "3x2" and r["build"] == "mininet")["hosts"] == "11"
+    assert 0 < float(ours["idle_after_s"]) <= 4       # waited for the CPUs, 3 s at most
     steps = json.loads(ours["phases"])
     assert set(steps) >= {"controller", "hosts, links, kernels, OVS, DNS"}
     assert sum(steps.values()) == pytest.approx(float(ours["up_s"]), rel=0.05)

@@ -52,6 +52,7 @@ def test_streams_parse():
     (["--iperf-repeats", "0"], "iperf-repeats"),
     (["--build-repeats", "0"], "build-repeats"),
     (["--ready-timeout", "0"], "ready-timeout"),
+    (["--settle-timeout", "-1"], "settle-timeout"),
     (["--skip-mesh", "--skip-throughput", "--skip-build"], "skip-build"),
     (["--userspace-tso", "--skip-throughput"], "userspace-tso"),
     (["--nodes", "3", "--replicas", "3"], "replicas"),     # mesh_overhead's own check
@@ -168,6 +169,7 @@ def test_build_table_against_bare_mininet_and_the_50x10_limits():
     builds.append({"repeat": "0", "size": "3x2", "tasks": "6", "build": "swarmmesh",
                    "up_s": "2.0", "down_s": "0.2", "error": ""})
     rows = bm.build_table(builds)
+    assert [r["measure"] for r in rows] == ["build_up", "build_down", "build_up", "build_down"]
     up, down = rows[0], rows[1]
     assert up["path"] == "50x10 (500 tasks)" and up["value"] == 45.0 and up["baseline"] == 22.5
     assert up["ratio"] == 2.0 and (up["ratio_min"], up["ratio_max"]) == (2.0, 2.0)
@@ -176,6 +178,26 @@ def test_build_table_against_bare_mininet_and_the_50x10_limits():
     assert rows[2]["target"] == "" and rows[2]["baseline"] is None and rows[2]["ratio"] is None
     over = dict(up, value=63.0, met=False)
     assert bm._short_by(over) == "×1.4 short"
+
+
+def test_teardown_until_idle_adds_the_kernels_cleanup():
+    builds = [{"repeat": "0", "size": "2x1", "tasks": "2", "build": b, "up_s": "1.0",
+               "down_s": d, "idle_after_s": i, "error": ""}
+              for b, d, i in (("swarmmesh", "0.5", "2.5"), ("mininet", "1.0", "1.0"))]
+    rows = {r["measure"]: r for r in bm.build_table(builds)}
+    idle = rows["build_down_until_idle"]
+    assert idle["value"] == 3.0 and idle["baseline"] == 2.0 and idle["ratio"] == 1.5
+    assert idle["target"] == "" and rows["build_down"]["value"] == 0.5
+
+
+def test_idle_fraction_from_proc_stat():
+    a = footprint.parse_cpu_times("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n")
+    b = footprint.parse_cpu_times("cpu  150 0 50 1700 50 0 0 0 0 0\n")
+    assert a == (850, 1000) and b == (1750, 1950)
+    assert footprint.idle_fraction(a, b) == pytest.approx(900 / 950)
+    assert footprint.idle_fraction(a, a) == 1.0
+    with pytest.raises(ValueError):
+        footprint.parse_cpu_times("intr 1 2 3")
 
 
 def test_meets():
