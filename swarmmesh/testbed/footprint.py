@@ -202,11 +202,17 @@ def idle_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
     return (after[0] - before[0]) / total if total > 0 else 1.0
 
 
-def wait_quiet(idle: float = 0.9, window: float = 1.0, windows: int = 2,
+QUIET_WINDOW, QUIET_WINDOWS = 1.0, 2
+QUIET_CHECK_S = QUIET_WINDOW * QUIET_WINDOWS     # the least wait_quiet() takes
+
+
+def wait_quiet(idle: float = 0.9, window: float = QUIET_WINDOW, windows: int = QUIET_WINDOWS,
                timeout: float = 120.0) -> float:
     """Until the CPUs were at least ``idle`` idle for ``windows`` windows in a row (the
     previous build's processes gone and the kernel done destroying its namespaces, which
-    it does after the last process exits); the seconds waited (``timeout`` at most)."""
+    it does after the last process exits); the seconds waited (``timeout`` at most), the
+    check's own windows included: with the defaults 2.0 means idle at once, and the
+    machine went idle ``result - QUIET_CHECK_S`` seconds after the call (1 s resolution)."""
     t0 = time.monotonic()
     quiet = 0
     prev = parse_cpu_times(Path("/proc/stat").read_text())
