@@ -463,10 +463,8 @@ def _row(section, measure, path, value, unit, baseline, r, ratios, n, target_key
             "met": meets(checked, *t) if t else ""}
 
 
-def mesh_table(lat: list[dict], ab: list[dict]) -> list[dict]:
-    """Latency (median) and connections/s (median over repeats) per path, as ratios
-    to (a) direct, with the per-repeat ratios' min and max."""
-    paths = mesh_overhead.summarise(lat, ab)
+def per_repeat(lat: list[dict], ab: list[dict]) -> tuple[dict, dict]:
+    """(path, repeat) -> the median latency of the answered requests, and -> ab's rate."""
     lat_med = {}
     for (path, rep) in {(r["path"], int(r["repeat"])) for r in lat}:
         xs = [float(r["total_ms"]) for r in lat if r["path"] == path
@@ -474,6 +472,14 @@ def mesh_table(lat: list[dict], ab: list[dict]) -> list[dict]:
         if xs:
             lat_med[(path, rep)] = report.spread(xs)["median"]
     rps = {(r["path"], int(r["repeat"])): float(r["rps"]) for r in ab if r["rps"] != ""}
+    return lat_med, rps
+
+
+def mesh_table(lat: list[dict], ab: list[dict]) -> list[dict]:
+    """Latency (median) and connections/s (median over repeats) per path, as ratios
+    to (a) direct, with the per-repeat ratios' min and max."""
+    paths = mesh_overhead.summarise(lat, ab)
+    lat_med, rps = per_repeat(lat, ab)
     rows = []
     for p in paths:
         if p["path"] == "direct":
@@ -632,13 +638,7 @@ def _ratio_groups(run_dir: Path) -> dict[str, dict[str, list[float]]]:
     if lat:
         short = {"mesh_task_node": "(b) mesh,\ntask node", "mesh_empty_node": "(c) mesh,\nempty node",
                  "nft_lb": "(d) nft LB"}
-        lat_med = {}
-        for (path, rep) in {(r["path"], int(r["repeat"])) for r in lat}:
-            xs = [float(r["total_ms"]) for r in lat if r["path"] == path
-                  and int(r["repeat"]) == rep and r["ok"] == "True" and r["total_ms"] != ""]
-            if xs:
-                lat_med[(path, rep)] = report.spread(xs)["median"]
-        rps = {(r["path"], int(r["repeat"])): float(r["rps"]) for r in ab if r["rps"] != ""}
+        lat_med, rps = per_repeat(lat, ab)
         for path, label in short.items():
             out["latency"][label] = per_repeat_ratios(lat_med, ("direct",), (path,))
             out["connection_rate"][label] = per_repeat_ratios(rps, ("direct",), (path,))
