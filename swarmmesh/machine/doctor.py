@@ -182,11 +182,35 @@ def _in_namespace(ns: str) -> list[Check]:
         rc, text = _run(argv, stdin)
         first = text.splitlines()[0] if text else f"exit {rc}"
         out.append(ok(what) if rc == 0 else missing(what, first, fix))
+    out.append(ipvs_check(ip))
     if out and out[0].status == "ok" and shutil.which("tc"):      # the veth d0 exists
         out += [qdisc_check(kind, use, _run(ip + ["tc", "qdisc", "replace", "dev", "d0", "root",
                                                   *args])[0])
                 for kind, args, use in QDISC_PROBES]
     return out
+
+
+IPVS_WHAT = "kernel: ip_vs (IPVS, xt_ipvs)"
+IPVS_FIX = ("a kernel with ip_vs (every stock distribution kernel has it; `make vm-test` runs "
+            "one); without it the IPVS reference path (--ingress ipvs) is skipped")
+
+
+def ipvs_check(ip: list[str]) -> Check:
+    """Never required: Swarm's own IPVS, built as the reference path beside the emulated
+    mesh.  Tried in the scratch namespace: an rr service on a firewall mark (ipvsadm loads
+    ip_vs), and an SNAT rule with ``-m ipvs``, as libnetwork's ingress sandbox has."""
+    for prog in ("ipvsadm", "iptables"):
+        if not shutil.which(prog):
+            return missing(IPVS_WHAT, f"cannot try it without {prog}", deps.install_hint(prog),
+                           required=False)
+    for argv in (["ipvsadm", "-A", "-f", "256", "-s", "rr"],
+                 ["iptables", "-t", "nat", "-A", "POSTROUTING", "-m", "ipvs", "--ipvs",
+                  "-j", "ACCEPT"]):
+        rc, text = _run(ip + argv)
+        if rc:
+            first = text.splitlines()[0] if text else f"exit {rc}"
+            return missing(IPVS_WHAT, f"`{' '.join(argv)}`: {first}", IPVS_FIX, required=False)
+    return ok(IPVS_WHAT, "the IPVS reference path (--ingress ipvs) can run")
 
 
 QDISC_PROBES = (
