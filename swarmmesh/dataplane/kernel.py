@@ -17,6 +17,9 @@ Two kinds of published port end in the node's kernel:
   userspace conntrack of the bridge, which did this NAT before, lost about one
   connection in 10 000 there).  A port with no task in the balancer drops new
   connections (IPVS with no real server), and remembers nothing for them;
+  With Swarm's own IPVS as a reference path (``Testbed(ingress="ipvs")``, :mod:`ipvs`)
+  the chain ``mesh`` only DNATs the port to the ingress sandbox 172.18.0.2, as Swarm's
+  ``DOCKER-INGRESS`` does, and a real sandbox namespace picks (IPVS rr) and SNATs;
 * host mode: only on a node that runs a task of the service, the published port is
   DNATed straight to that task's own docker_gwbridge leg and target port: no mesh, no
   SNAT (the task sees the client's address; its replies take its default route back
@@ -189,6 +192,14 @@ def ingress_snat(cluster: Cluster, node: str) -> str:
             f"snat to {cluster.node(node).ingress_ip}")
 
 
+def sandbox_dnat_rules(cluster: Cluster) -> list[str]:
+    """With the IPVS reference path (:mod:`ipvs`): the ``mesh`` chain only DNATs every
+    ingress port to the ingress sandbox, port kept, as Swarm's ``DOCKER-INGRESS`` chain;
+    the sandbox's IPVS picks the task."""
+    return [f"{p.protocol} dport {p.published} dnat to {layout.SBOX_GW_IP}"
+            for p, _tasks in ingress_picks(cluster)]
+
+
 def _dnat_rules(cluster: Cluster, node: str) -> list[str]:
     out = [f"  fib daddr type local jump {PICK_CHAIN}"] if ingress_picks(cluster) else []
     out += [f"  fib daddr type local {p.protocol} dport {p.published} "
@@ -197,14 +208,19 @@ def _dnat_rules(cluster: Cluster, node: str) -> list[str]:
     return out
 
 
-def table(cluster: Cluster, node: str, lc: dict[str, int] | None = None) -> str:
+def table(cluster: Cluster, node: str, lc: dict[str, int] | None = None,
+          ingress: str = "mesh") -> str:
     """The node's table ``ip swarmmesh``: the round-robin pick of ingress ports (one
     chain, so that prerouting and output share one counter per port), published ports
     DNATed in prerouting (from outside) and output (from the node itself), what leaves
     for the ingress network SNATed to the node's ingress address, localhost masqueraded
-    where it leaves."""
+    where it leaves.  ``ingress="ipvs"``: ingress ports only DNATed to the ingress
+    sandbox, which picks and SNATs (:func:`sandbox_dnat_rules`)."""
     dnat = _dnat_rules(cluster, node)
-    sets, picks, chains = mesh(cluster, node, lc)
+    if ingress == "ipvs":
+        sets, picks, chains = [], sandbox_dnat_rules(cluster), {}
+    else:
+        sets, picks, chains = mesh(cluster, node, lc)
     lines = [f"table ip {TABLE} {{", *sets,
              f" chain {PICK_CHAIN} {{", *[f"  {r}" for r in picks], " }"]
     for name, body in chains.items():
@@ -218,7 +234,7 @@ def table(cluster: Cluster, node: str, lc: dict[str, int] | None = None) -> str:
     # and is masqueraded to the node's gateway address, as Docker does.  A task's own
     # leg has no address of the node's to masquerade to: SNAT to the gateway's.
     lines += [" chain postrouting { type nat hook postrouting priority 100; policy accept;",
-              f"  {ingress_snat(cluster, node)}",
+              *([f"  {ingress_snat(cluster, node)}"] if ingress != "ipvs" else []),
               f"  oifname \"{layout.GW_INTF}\" ip saddr 127.0.0.0/8 masquerade"]
     lines += [f"  oifname \"{layout.gw_intf(t)}\" ip saddr 127.0.0.0/8 snat to {layout.GW_IP}"
               for t in gw_legs(cluster, node)]
@@ -226,10 +242,11 @@ def table(cluster: Cluster, node: str, lc: dict[str, int] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def nft_script(cluster: Cluster, node: str, lc: dict[str, int] | None = None) -> str:
+def nft_script(cluster: Cluster, node: str, lc: dict[str, int] | None = None,
+               ingress: str = "mesh") -> str:
     """An ``nft -f`` file that replaces the node's rules in one transaction (whether the
     table exists yet or not): connections already DNATed keep their conntrack entries.
     The table is flushed, not deleted, so that session-affinity sets keep their clients
     through a reload (a set no longer named stays, empty of rules that use it)."""
     return (f"add table ip {TABLE}\nflush table ip {TABLE}\n"
-            + table(cluster, node, lc))
+            + table(cluster, node, lc, ingress))
