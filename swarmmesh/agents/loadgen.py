@@ -307,6 +307,22 @@ def _targets(ap: argparse.ArgumentParser, items: Sequence[str]) -> list[tuple[st
     return targets
 
 
+def flushing(emit: Callable[[dict], None], f, every: float = 0.5,
+             clock: Callable[[], float] = time.monotonic) -> Callable[[dict], None]:
+    """``emit``, with ``f`` flushed at most every ``every`` s: a run stopped from outside
+    (Ctrl-C, a failure: the file is fetched from another server before the generator is
+    killed there) finds the rows of all but the last moments in the file."""
+    last = [clock()]
+
+    def out(row: dict) -> None:
+        emit(row)
+        now = clock()
+        if now - last[0] >= every:
+            f.flush()
+            last[0] = now
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     a = ap.parse_args(argv)
@@ -320,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         w = csv.DictWriter(f, fieldnames=LOAD_COLUMNS)
         w.writeheader()
         try:
-            stats = generate(targets, a.port, a.rate, a.duration, a.t0, a.timeout, w.writerow)
+            stats = generate(targets, a.port, a.rate, a.duration, a.t0, a.timeout,
+                             flushing(w.writerow, f))
         except KeyboardInterrupt:
             return 130
     stats["targets"] = [f"{n}={addr}" for n, addr in targets]

@@ -43,6 +43,7 @@ its ssh plumbing, and none of its placers: a swarm node never leaves its tasks.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any, Iterable, Mapping
@@ -343,6 +344,61 @@ def load_servers_file(data: Any) -> dict:
             "ssh_options": list(opts),
             "tunnel": data.get("tunnel", "gretap"),
             "place_explicit": {str(k): str(v) for k, v in place_map.items()}}
+
+
+# -- result files written on another server ----------------------------------------------
+RESULTS = "results"          # the folder, in the run's state folder on every server
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """A file an agent in a host on another server writes (the load generator's CSV,
+    scapygen's records, ab's percentiles) and the experiment reads on the first server:
+    the agent writes ``remote``, in the run's state folder on ``server`` (its own there:
+    the run folder of the first server need not exist on it), and it is fetched into
+    ``local``."""
+
+    host: str
+    server: str
+    remote: str
+    local: str
+
+
+def result_file(plan: Plan, host: str, local: str, state_dir: str, seq: int,
+                node: str | None = None) -> ResultFile | None:
+    """Where an agent in ``host`` (a task: on ``node``'s server) writes a file meant for
+    ``local``, or None when it writes ``local`` itself: a host on the first server, or a
+    device (``/dev/null``).  ``seq`` keeps two files of one name apart."""
+    server = plan.placement.get(host) or (plan.placement.get(node) if node else None)
+    if server is None or plan.server(server).local or str(local).startswith("/dev/"):
+        return None
+    name = str(local).rstrip("/").rsplit("/", 1)[-1]
+    return ResultFile(host, server, f"{str(state_dir).rstrip('/')}/{RESULTS}/{host}.{seq}.{name}",
+                      str(local))
+
+
+def by_server(files: Iterable[ResultFile]) -> dict[str, list[ResultFile]]:
+    """The files to fetch, grouped by the server they are on (one session each)."""
+    out: dict[str, list[ResultFile]] = {}
+    for f in files:
+        out.setdefault(f.server, []).append(f)
+    return out
+
+
+def fetch_script(files: Iterable[ResultFile]) -> str:
+    """The shell script that sends ``files`` (all on one server) as one tar on stdout; a
+    missing one is left out (tar says so on stderr, and exits 2 after the others)."""
+    return "cd / && tar -cf - " + " ".join(shlex.quote(f.remote.lstrip("/")) for f in files)
+
+
+def sort_fetched(files: Iterable[ResultFile], names: Iterable[str]
+                 ) -> tuple[dict[str, ResultFile], list[ResultFile]]:
+    """The tar's member names (relative to ``/``) -> the file each fills, and the files
+    that did not come."""
+    want = {f.remote.lstrip("/"): f for f in files}
+    got = {n: want[n.lstrip("/")] for n in names if n.lstrip("/") in want}
+    seen = {f.remote for f in got.values()}
+    return got, [f for f in want.values() if f.remote not in seen]
 
 
 # -- the command line ---------------------------------------------------------------------

@@ -127,18 +127,20 @@ class Load:
         self.targets, self.port = targets_of(tb.cluster, service)
         self.proc: subprocess.Popen | None = None
 
-    def command(self) -> list[str]:
+    def command(self, csv_path: str | None = None) -> list[str]:
+        """The generator's argv; it writes ``csv_path`` (default ``self.csv_path``)."""
         cmd = [sys.executable, "-m", LOADGEN, "--port", str(self.port),
                "--rate", repr(self.rate), "--duration", repr(self.duration),
                "--t0", repr(self.t0), "--timeout", repr(self.timeout),
-               "--csv", str(self.csv_path)]
+               "--csv", csv_path or str(self.csv_path)]
         for node, addr in self.targets:
             cmd += ["--target", f"{node}={addr}"]
         return cmd
 
     def start(self) -> "Load":
         h = self.tb.host(self.client)
-        self.proc = h.popen(self.command(), env=agents.python_env(),
+        # a client on another server writes its CSV there; wait() fetches it back
+        self.proc = h.popen(self.command(h.result_path(self.csv_path)), env=agents.python_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.tb.state.register(self.proc.pid, LOADGEN)
         return self
@@ -154,6 +156,7 @@ class Load:
             raise RuntimeError(f"load generator did not finish: {err[-500:]}") from None
         if self.proc.returncode != 0:
             raise RuntimeError(f"load generator exited {self.proc.returncode}: {err[-1000:]}")
+        self.tb.host(self.client).fetch_result(self.csv_path)
         return json.loads(out.strip().splitlines()[-1])
 
     def stop(self) -> None:

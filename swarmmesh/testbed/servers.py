@@ -38,6 +38,7 @@ from pathlib import Path
 from mininet.examples.cluster import RemoteMixin
 
 from swarmmesh import agents
+from swarmmesh.dataplane import servers as sv
 from swarmmesh.dataplane.servers import Plan, Server
 from swarmmesh.machine import servers_check
 from swarmmesh.testbed.runtime import RunState, clean_servers, sh_pidfile_signal
@@ -109,6 +110,12 @@ class RemotePlaced(RemoteMixin):
                 and not self.waiting:
             return self.cmd(script)
         return self.spread.run(self.where, script, input=input)
+
+    def result_path(self, local) -> str:
+        return self.spread.result_path(self, local)
+
+    def fetch_result(self, local) -> None:
+        self.spread.fetch_results([local])
 
     def record(self, pid: int, marker: str) -> None:
         self.cmd(f"printf '%s\\t%s\\n' {pid} {shlex.quote(marker)} >> "
@@ -236,6 +243,8 @@ class Spread:
         self.controller_port = 0
         self.report: list[str] = []
         self.seq = itertools.count(1)        # remote processes' pidfiles (procs/<host>.<n>.pid)
+        self.results: dict[str, sv.ResultFile] = {}   # local path -> written there, not fetched
+        self.result_seq = itertools.count(1)
 
     @property
     def remote(self) -> list[Server]:
@@ -303,7 +312,8 @@ class Spread:
         model = tb.model_path.read_text()
         for s in self.remote:                  # the run's state folder there, its model
             d = self.server_dir(s)
-            self.run(s, f"mkdir -p {d}/procs && cat > {d}/model.json", input=model)
+            self.run(s, f"mkdir -p {d}/procs {d}/{sv.RESULTS} && cat > {d}/model.json",
+                     input=model)
         self._start_relays(tb)
 
     def _write_record(self) -> None:
@@ -447,26 +457,75 @@ class Spread:
                     continue
         return out
 
+    def tar_from(self, server: Server, script: str, timeout: float = 60
+                 ) -> tuple[list[tuple[str, bytes]], str]:
+        """Run ``script`` (which writes a tar on stdout) on ``server`` in one session: its
+        regular files as (name, bytes), and its stderr."""
+        import io
+        import tarfile
+        r = subprocess.run(self.ssh(server) + [f"sudo -n sh -c {shlex.quote(script)}"],
+                           capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        err = r.stderr.decode(errors="replace").strip()
+        if not r.stdout:
+            return [], err or f"exit status {r.returncode}, no output"
+        out = []
+        with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tar:
+            for m in tar.getmembers():
+                f = tar.extractfile(m) if m.isfile() else None
+                if f is not None:
+                    out.append((m.name, f.read()))
+        return out, err
+
     def fetch_logs(self, run_dir: Path) -> None:
         """The other servers' OVS logs into the run folder (``logs/<node>-<file>``, as
         the testbed keeps this server's)."""
-        import io
-        import tarfile
         for s in self.remote:
-            script = shlex.quote(f"cd {self.state.dir} && ls */ovs/*.log 2>/dev/null | "
-                                 "tar -cf - -T -")
-            r = subprocess.run(self.ssh(s) + [f"sudo -n sh -c {script}"],
-                               capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-            if r.returncode != 0 or not r.stdout:
-                continue
-            with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tar:
-                for m in tar.getmembers():
-                    f = tar.extractfile(m) if m.isfile() else None
-                    if f is None:
-                        continue
-                    dst = Path(run_dir) / "logs" / f"{Path(m.name).parts[0]}-{Path(m.name).name}"
+            files, _err = self.tar_from(s, f"cd {self.state.dir} && ls */ovs/*.log "
+                                           "2>/dev/null | tar -cf - -T -")
+            for name, data in files:
+                dst = Path(run_dir) / "logs" / f"{Path(name).parts[0]}-{Path(name).name}"
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.write_bytes(data)
+
+    # -- result files written on the other servers ---------------------------------
+    def result_path(self, host, local) -> str:
+        """The path an agent in ``host`` (on another server) writes a file to that is
+        meant for ``local`` (in the run folder here): a file of its own in the run's
+        state folder there, fetched back by :meth:`fetch_results` (which the caller
+        calls once the agent is done; :meth:`stop` fetches whatever is left)."""
+        local = str(Path(local).absolute())
+        rf = sv.result_file(self.plan, host.name, local, str(self.state.dir),
+                            next(self.result_seq), node=getattr(host, "node_name", None))
+        if rf is None:
+            return local
+        self.results[local] = rf
+        return rf.remote
+
+    def fetch_results(self, locals_=None, strict: bool = True) -> list[str]:
+        """Fetch the result files written on the other servers (those meant for
+        ``locals_``, default all not fetched yet) into their paths here, one session per
+        server.  A file that does not come is an error naming its server and file:
+        raised (``strict``), else returned."""
+        keys = list(self.results) if locals_ is None else \
+            [str(Path(p).absolute()) for p in locals_]
+        files = [self.results.pop(k) for k in keys if k in self.results]
+        errors = []
+        for server, group in sv.by_server(files).items():
+            try:
+                got, err = self.tar_from(self.plan.server(server), sv.fetch_script(group))
+            except (OSError, subprocess.SubprocessError, tarfile_error()) as e:
+                got, err = [], str(e)
+            placed, missing = sv.sort_fetched(group, [name for name, _ in got])
+            for name, data in got:
+                if name in placed:
+                    dst = Path(placed[name].local)
                     dst.parent.mkdir(parents=True, exist_ok=True)
-                    dst.write_bytes(f.read())
+                    dst.write_bytes(data)
+            errors += [f"{server}: {f.host}'s result file {f.remote} (for {f.local}) did not "
+                       f"come back: {err[-300:] or 'not there'}" for f in missing]
+        if errors and strict:
+            raise SpreadError("; ".join(errors))
+        return errors
 
     # -- teardown --------------------------------------------------------------------
     def stop(self, tb) -> None:
@@ -474,6 +533,9 @@ class Spread:
             if proc.poll() is None:
                 proc.terminate()
         if self.state is not None:
+            # what the agents there wrote and nobody fetched (a failed run, Ctrl-C)
+            for line in self.fetch_results(strict=False):
+                print(f"error: {line}", file=sys.stderr)
             try:
                 self.fetch_logs(tb.run_dir)
             except (OSError, subprocess.SubprocessError, tarfile_error()) as e:
@@ -504,7 +566,6 @@ def spread_from_args(args, cluster) -> Spread | None:
     """The Spread the flags ask for, or None (one machine).  Bad input raises
     ``InvalidConfigError`` naming the field."""
     import yaml
-    from swarmmesh.dataplane import servers as sv
     if not getattr(args, "servers", None) and not getattr(args, "servers_file", None):
         return None
     kw: dict = {}

@@ -169,6 +169,15 @@ class _Recorded(Host):
             path.symlink_to(target)
         return []
 
+    def result_path(self, local) -> str:
+        """Where an agent in this host writes a file meant for ``local`` (a result the
+        experiment reads here): ``local`` itself; on another server, a file there that
+        :meth:`fetch_result` brings back."""
+        return str(local)
+
+    def fetch_result(self, local) -> None:
+        """Bring ``local`` back once the agent has written it (here: it is there)."""
+
     def signal_proc(self, proc, marker: str, sig: int = signal.SIGTERM) -> None:
         """Signal a process this host started (``popen``), without waiting."""
         if proc is not None and proc.poll() is None:

@@ -209,8 +209,9 @@ def targets_of(tb, nodes: Iterable[str], port: int) -> list[Target]:
 def run_in_client(tb, client: str, targets: Sequence[Target], out_csv, **kw) -> dict:
     """Run the generator in ``client``'s namespace; returns its summary
     (the records are written to ``out_csv``)."""
-    args = ["-m", "swarmmesh.traffic.scapygen", "--iface", tb.host(client).defaultIntf().name,
-            "--out", str(out_csv)]
+    h = tb.host(client)
+    args = ["-m", "swarmmesh.traffic.scapygen", "--iface", h.defaultIntf().name,
+            "--out", h.result_path(out_csv)]   # on another server: there, fetched below
     for t in targets:
         args += ["--target", f"{t.node}={t.ip}={t.mac}", "--port", str(t.port)]
     for k, v in kw.items():
@@ -222,6 +223,7 @@ def run_in_client(tb, client: str, targets: Sequence[Target], out_csv, **kw) -> 
     n = kw.get("sources", 1000)
     rate = kw.get("rate", 0) or 50000
     out = tb.run_in(client, args, timeout=60 + n / rate + n / 2000 + kw.get("wait", 2))
+    h.fetch_result(out_csv)
     return json.loads(out.strip().splitlines()[-1])
 
 

@@ -202,14 +202,18 @@ def ab(host, url: str, requests: int, concurrency: int = 1, timeout: float = 5.0
     if not re.match(r"http://[^/]+/", url):
         raise ValueError(f"ab wants a full http:// URL with a path, got {url!r}")
     with tempfile.NamedTemporaryFile(prefix="swarmmesh-ab-", suffix=".csv") as pf:
+        # a host on another server writes the percentiles there, fetched back below
+        written = host.result_path(pf.name) if hasattr(host, "result_path") else pf.name
         cmd = [require("ab"), "-q", "-l", "-r", "-n", str(requests), "-c", str(concurrency),
-               "-s", str(int(max(1, timeout))), "-e", pf.name, url]
+               "-s", str(int(max(1, timeout))), "-e", written, url]
         rc, out, err = _run(host, cmd, timeout * requests / max(1, concurrency) + 30, register)
+        if rc != 0 and "Requests per second" not in out:
+            raise ToolFailed(f"ab exited {rc}: {err.strip()[-300:]}")
+        if hasattr(host, "fetch_result"):
+            host.fetch_result(pf.name)
         pct = Path(pf.name).read_text()
-    if rc != 0 and "Requests per second" not in out:
-        raise ToolFailed(f"ab exited {rc}: {err.strip()[-300:]}")
     data = parse_ab(out, pct)
-    return ToolResult("ab", shlex.join(cmd).replace(pf.name, "PCT.csv"), data, out, err, rc)
+    return ToolResult("ab", shlex.join(cmd).replace(written, "PCT.csv"), data, out, err, rc)
 
 
 # ---------------------------------------------------------------------------- wrk

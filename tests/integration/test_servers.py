@@ -291,3 +291,66 @@ def test_swarmmesh_cli_across_two_servers(ns_alone, tmp_path):
     assert '"task": "app.1"' in out and '"task": "app.2"' in out, out   # via node2, both
     assert not _children(ns.proc.pid), _children(ns.proc.pid)
     assert _there(ns, "sh", "-c", "ls /run/swarmmesh | grep ^run-").stdout == ""
+
+
+def test_a_clients_result_files_come_back_from_the_server(ns_alone, tmp_path):
+    """c1 on the server: what its agents write (a lifecycle experiment's load-generator CSV,
+    ab's percentiles) goes to the run's state folder *there*, a tmpfs this side does not
+    see, and comes back into the run folder here, where the experiment reads it; a file
+    left behind by a run stopped by Ctrl-C comes back at teardown; one never written is an
+    error naming the server and the file."""
+    from swarmmesh.runs import timeline
+    from swarmmesh.runs.runfolder import read_csv
+    from swarmmesh.testbed.servers import SpreadError
+    from swarmmesh.traffic import tools
+    ns = ns_alone
+    cluster = Cluster.quick(nodes=2, replicas=2)
+    plan = sv.plan(cluster, [{"name": "localhost", "address": ns.local_address},
+                             {"name": ns.name, "address": ns.address, "port": ns.port}],
+                   tunnel="vxlan", ssh_options=ns.ssh_options(), place_explicit={"c1": ns.name})
+    run = tmp_path / "run"
+    written = {}
+
+    def script(orch, at):                    # while the generator runs: where it writes
+        at(1.0)
+        (local, rf), = orch.tb.servers.results.items()
+        written.update(local=local, remote=rf.remote, server=rf.server)
+        assert _there(ns, "test", "-f", rf.remote).returncode == 0        # there ...
+        assert not Path(rf.remote).exists() and not Path(local).exists()  # ... not here
+
+    with pytest.raises(KeyboardInterrupt):
+        with Testbed(cluster, run, servers=Spread(plan)) as tb:
+            assert tb.host("c1").remote and ns.proc.pid in _ancestors(tb.host("c1").pid)
+            # the experiment's own driver: it reads the generator's CSV back here
+            res = timeline.run_variant(tb, run, "fast", "fast", rate=50, duration=2.0,
+                                       script=script, settle=10)
+            assert written["server"] == ns.name
+            assert written["remote"].startswith(f"{tb.state.dir}/results/c1.")
+            assert written["local"] == str(run / ".timeline-fast.csv")
+            assert len(res["rows"]) == res["load"]["requests"] == 100, res["load"]
+            assert all(r["ok"] == "True" for r in res["rows"]), res["rows"][:3]
+            assert {r["ingress_node"] for r in res["rows"]} == {"node1", "node2"}
+
+            # ab's percentiles: 101 rows from its -e CSV (its text table has 9)
+            ab = tools.ab(tb.host("c1"), "http://192.168.99.2:8000/", 50)
+            assert ab.data["complete"] == 50 and len(ab.data["percentiles_ms"]) == 101, ab.data
+
+            # never written: the error names the server and the file
+            tb.servers.result_path(tb.host("c1"), run / "never.csv")
+            with pytest.raises(SpreadError, match=rf"^{ns.name}: c1's result file "
+                               rf"{tb.state.dir}/results/c1\.\d+\.never\.csv \(for "
+                               rf"{run}/never\.csv\) did not come back"):
+                tb.servers.fetch_results()
+
+            # a run stopped while the generator writes: its CSV comes back at teardown
+            left = run / "left.csv"
+            load = timeline.Load(tb, left, rate=50, duration=60, t0=time.monotonic() + 0.3)
+            load.start()
+            time.sleep(2.0)
+            try:
+                raise KeyboardInterrupt
+            finally:
+                load.stop()
+    rows = read_csv(left)
+    assert len(rows) >= 40 and all(r["ok"] == "True" for r in rows), len(rows)
+    assert not _children(ns.proc.pid), _children(ns.proc.pid)

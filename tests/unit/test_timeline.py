@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmmesh.agents.loadgen import generate, parse_answer
+from swarmmesh.agents.loadgen import flushing, generate, parse_answer
 from swarmmesh.runs.timeline import EVENT_COLUMNS, TIMELINE_COLUMNS
 from swarmmesh.runs.timeline_metrics import (converged, failover_metrics, joins, load_panels,
                                              rates, read_timeline, task_of)
@@ -115,6 +115,18 @@ def test_generator_cli_writes_csv_and_stats(tmp_path):
     from swarmmesh.runs.runfolder import read_csv
     rows = read_csv(csv_path)
     assert sorted(r["ingress_node"] for r in rows) == ["node1"] * 3 + ["node2"] * 3
+
+
+def test_generator_flushes_its_rows_every_half_second():
+    """A run stopped from outside finds the rows in the file (issue 15: a client on
+    another server has its file fetched before the generator there is killed)."""
+    now, rows, flushes = [0.0], [], []
+    f = type("F", (), {"flush": lambda self: flushes.append(now[0])})()
+    emit = flushing(rows.append, f, every=0.5, clock=lambda: now[0])
+    for t in (0.1, 0.3, 0.6, 0.7, 1.2):
+        now[0] = t
+        emit({"t": t})
+    assert len(rows) == 5 and flushes == [0.6, 1.2]
 
 
 def test_generator_cli_rejects_bad_targets():
