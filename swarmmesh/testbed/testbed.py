@@ -53,6 +53,23 @@ def check_machine() -> None:
                            f"({sys.executable}); use the venv made by `make setup`") from e
 
 
+def check_ingress(ingress: str, cluster: Cluster, servers=None) -> None:
+    """The IPVS reference path can be built here, for this cluster (TestbedError or
+    InvalidConfigError saying why not)."""
+    from swarmmesh.dataplane import ipvs
+    from swarmmesh.machine.datapath import ipvs_missing
+    if ingress not in ipvs.INGRESS_MODES:
+        raise TestbedError(f"ingress: must be one of {', '.join(ipvs.INGRESS_MODES)}, "
+                           f"got {ingress!r}")
+    if servers is not None:
+        raise TestbedError("ingress ipvs: built on one server only (the sandboxes are "
+                           "reached by PID on this machine)")
+    why = ipvs_missing()
+    if why:
+        raise TestbedError(f"ingress ipvs: {why}")
+    ipvs.check_supported(cluster)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -101,8 +118,12 @@ class Testbed:
 
     def __init__(self, cluster: Cluster, run_dir: Path, datapath: str = "auto",
                  progress: Callable[[str], None] = lambda msg: None,
-                 ready_timeout: float = 60.0, servers=None, userspace_tso: bool = False) -> None:
+                 ready_timeout: float = 60.0, servers=None, userspace_tso: bool = False,
+                 ingress: str = "mesh") -> None:
         self.cluster, self.run_dir = cluster, Path(run_dir)
+        # "mesh": the emulated pick in each node's kernel; "ipvs": Swarm's own ingress
+        # sandbox with the kernel's IPVS on every node (the reference path).
+        self.ingress = ingress
         self.userspace_tso = userspace_tso  # every vswitchd with userspace TSO, offload kept
         self.servers = servers      # a testbed.servers.Spread (issue 15), or None: this machine
         self.requested_datapath = datapath
@@ -121,6 +142,8 @@ class Testbed:
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self) -> "Testbed":
         check_machine()
+        if self.ingress != "mesh":
+            check_ingress(self.ingress, self.cluster, self.servers)
         clean_all()                        # what a killed earlier run left behind
         self._old_term = signal.signal(signal.SIGTERM, _raise_exit)
         try:
@@ -157,7 +180,7 @@ class Testbed:
         topo = (SwarmTopo if self.servers is None else self.servers.topo_class)(
                          cluster=self.cluster, state=self.state,
                          datapath=self.requested_datapath, controller=sock, defer_ready=True,
-                         userspace_tso=self.userspace_tso)
+                         userspace_tso=self.userspace_tso, ingress=self.ingress)
         self.datapath = topo.datapath
         self.state.register_links(topo.planned_links())
         self.net = Mininet(topo=topo, controller=None, build=False, cleanup=False,

@@ -301,8 +301,10 @@ class SwarmNode(_Recorded, _Quiet):
     """A swarm node: kernel DNAT + VXLAN, and its own vswitchd for the mesh."""
 
     def __init__(self, name, cluster: Cluster | None = None, datapath: str = "netdev",
-                 controller: str = DEFAULT_UNIX_SOCKET, **params):
+                 controller: str = DEFAULT_UNIX_SOCKET, ingress: str = "mesh", **params):
         self.cluster, self.datapath = cluster, datapath
+        self.ingress = ingress                 # "ipvs": a real ingress sandbox (testbed.sandbox)
+        self.sandbox = None
         self.controller_target = controller
         self.ovs_dir: Path | None = None
         self.nft_loaded: str | None = None     # the nft script last loaded
@@ -317,8 +319,14 @@ class SwarmNode(_Recorded, _Quiet):
         node = self.cluster.node(self.name)
         eth0 = self.defaultIntf().name
         cmds = ["sysctl -qw net.ipv4.ip_forward=1"]
-        # Swarm's docker_gwbridge leg to the ingress sandbox.
-        cmds.append(f"ip link add {layout.GW_INTF} type veth peer name {layout.GW_OVS_INTF}")
+        # Swarm's docker_gwbridge leg to the ingress sandbox: the bridge's port 1 plays the
+        # sandbox, or (ingress "ipvs") a real sandbox sits between gwbr and that port.
+        if self.ingress == "ipvs":
+            from swarmmesh.testbed.sandbox import IngressSandbox
+            self.sandbox = IngressSandbox(self)
+            self.sandbox.create()
+        else:
+            cmds.append(f"ip link add {layout.GW_INTF} type veth peer name {layout.GW_OVS_INTF}")
         cmds.append(f"ip link set {layout.GW_INTF} address {layout.GW_MAC}")
         cmds.append(f"ip addr add {layout.GW_IP}/{layout.GW_PREFIX} dev {layout.GW_INTF}")
         for intf in (layout.GW_INTF, layout.GW_OVS_INTF):
@@ -326,8 +334,12 @@ class SwarmNode(_Recorded, _Quiet):
             cmds.append(self.tx_cmd(intf))
         # The kernel DNATs a published connection to the task it picked: the ingress
         # network is routed via the sandbox (the bridge), and nothing else goes there.
-        cmds.append(f"ip route add {self.cluster.networks['ingress'].subnet} "
-                    f"via {layout.SBOX_GW_IP} dev {layout.GW_INTF}")
+        # (A real sandbox picks itself: the node reaches no task, as in Swarm.)
+        if self.sandbox is None:
+            cmds.append(f"ip route add {self.cluster.networks['ingress'].subnet} "
+                        f"via {layout.SBOX_GW_IP} dev {layout.GW_INTF}")
+        else:
+            cmds.append(f"ip link set {layout.GW_OVS_INTF} mtu 1450")
         # The ingress overlay: kernel VXLAN, no learning, static FDB from the model.
         cmds.append(f"ip link add {layout.VXLAN_INTF} type vxlan id "
                     f"{self.cluster.networks['ingress'].vni} dstport {VXLAN_PORT} "
@@ -356,6 +368,8 @@ class SwarmNode(_Recorded, _Quiet):
         self.run_all(cmds)
         for task in kernel.gw_legs(self.cluster, self.name):
             self.plug_gw_leg(task)
+        if self.sandbox is not None:
+            self.sandbox.configure(self.cluster)
         self.sync_nft(self.cluster)
         self._start_ovs()
         self._start_dns()
@@ -388,7 +402,9 @@ class SwarmNode(_Recorded, _Quiet):
             if cluster is None:
                 return False
             self.nft_cluster = cluster
-            return self._load_nft(kernel.nft_script(cluster, self.name, self.lc_weights))
+            sbox = self.sandbox is not None and self.sandbox.sync(cluster)
+            return self._load_nft(kernel.nft_script(cluster, self.name, self.lc_weights,
+                                                    self.ingress)) or sbox
 
     def _load_nft(self, script: str) -> bool:
         if script == self.nft_loaded:
@@ -588,6 +604,8 @@ class SwarmNode(_Recorded, _Quiet):
     def terminate(self):
         self.stop_ovs()
         self.stop_proc(getattr(self, "dns", None), DNS)
+        if self.sandbox is not None:
+            self.sandbox.stop()
         super().terminate()
 
 
@@ -632,10 +650,12 @@ class SwarmTopo(Topo):
               clients: int = 1, cluster: Cluster | None = None,
               state: RunState | None = None, datapath: str = "auto",
               controller: str = DEFAULT_UNIX_SOCKET, defer_ready: bool = False,
-              userspace_tso: bool = False):
+              userspace_tso: bool = False, ingress: str = "mesh"):
         """``userspace_tso``: every node's vswitchd starts with
         ``other_config:userspace-tso-enable=true`` and every leg of a node, task or client
-        keeps its checksum offload (so the kernels hand OVS segments of up to 64 KiB)."""
+        keeps its checksum offload (so the kernels hand OVS segments of up to 64 KiB).
+        ``ingress``: ``mesh`` (the emulated pick in each node's kernel) or ``ipvs`` (Swarm's
+        own ingress sandbox with the kernel's IPVS per node, :mod:`swarmmesh.dataplane.ipvs`)."""
         if cluster is None:
             cluster = (Cluster.from_stack(stack, nodes=nodes, clients=clients) if stack
                        else Cluster.quick(nodes=nodes, replicas=replicas, clients=clients))
@@ -654,7 +674,7 @@ class SwarmTopo(Topo):
         for node in cluster.nodes:
             self.addHost(node.name, cls=SwarmNode, ip=f"{node.underlay_ip}/{prefix}",
                          cluster=cluster, state=state, datapath=dp, controller=controller,
-                         offload=userspace_tso)
+                         offload=userspace_tso, ingress=ingress)
             self.addLink(node.name, ul, intfName1=f"{node.name}-eth0",
                          intfName2=f"ul-{node.name}")
         for client in cluster.clients:
