@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 
 import pytest
 
@@ -90,21 +91,18 @@ def test_the_sandbox_is_built_as_libnetwork_builds_it(ref):
     assert "10.255.0.0/16" not in tb.host("node1").cmd("ip route")
 
 
-REUSE_RATE, REUSE_SECONDS, REUSE_PORTS = 30, 6, (40100, 40119)
+REUSE_RATE, REUSE_SECONDS, REUSE_PORTS = 30, 6, (40100, 40120)   # 21: odd
 
 
-def test_a_reused_client_port_keeps_its_ipvs_entry_and_loses_nothing(ref, tmp_path):
-    """A client whose 20 ports come back every ~0.7 s, through node3 (no task): nothing is
-    lost, and with ``conn_reuse_mode=0`` IPVS reuses the port's connection entry (TIME_WAIT,
-    2 min), so a reused port goes back to the task it had, not to the next in rr."""
+def reused_ports(tb, tmp_path) -> tuple[list[dict], dict[str, list[str]]]:
+    """180 new connections at 30/s through node3 (no task) from 21 client ports, each
+    coming back every ~0.7 s: the loadgen's rows, and the tasks each port reached in turn."""
     import csv
     import subprocess
     import sys
     from collections import defaultdict
 
     from swarmmesh.agents import python_env
-    tb, orch = ref
-    orch.settle()
     client = tb.host("c1")
     client.cmd("sysctl -qw net.ipv4.ip_local_port_range='%d %d'" % REUSE_PORTS)
     out = tmp_path / "load.csv"
@@ -118,15 +116,45 @@ def test_a_reused_client_port_keeps_its_ipvs_entry_and_loses_nothing(ref, tmp_pa
     proc.communicate(timeout=REUSE_SECONDS + 60)
     client.cmd("sysctl -qw net.ipv4.ip_local_port_range='32768 60999'")
     rows = sorted(csv.DictReader(out.open()), key=lambda r: int(r["seq"]))
-    assert len(rows) == REUSE_RATE * REUSE_SECONDS
-    assert [r for r in rows if r["ok"] != "True"] == []
     by_port = defaultdict(list)
     for r in rows:
         by_port[r["client_port"]].append(r["task"])
-    assert len(by_port) <= REUSE_PORTS[1] - REUSE_PORTS[0] + 1
-    changed = sum(1 for ts in by_port.values() for a, b in zip(ts, ts[1:]) if a != b)
-    print(f"reused ports: {len(rows) - len(by_port)} reuses, {changed} to another task")
-    assert changed == 0, dict(by_port)
+    assert len(rows) == REUSE_RATE * REUSE_SECONDS
+    assert [r for r in rows if r["ok"] != "True"] == []                # nothing lost
+    assert len(by_port) <= REUSE_PORTS[1] - REUSE_PORTS[0] + 1       # every port reused
+    return rows, by_port
+
+
+def moved(by_port: dict[str, list[str]]) -> int:
+    """How many reuses of a port reached another task than its previous use."""
+    return sum(1 for ts in by_port.values() for a, b in zip(ts, ts[1:]) if a != b)
+
+
+def test_a_reused_client_port_keeps_its_ipvs_entry_and_loses_nothing(ref, tmp_path):
+    """With ``conn_reuse_mode=0`` IPVS reuses the port's connection entry (TIME_WAIT,
+    2 min): a reused port goes back to the task it had, not to the next in rr."""
+    tb, orch = ref
+    orch.settle()
+    rows, by_port = reused_ports(tb, tmp_path)
+    print(f"IPVS: {len(rows) - len(by_port)} reuses, {moved(by_port)} to another task, "
+          f"split {sorted(Counter(r['task'] for r in rows).items())}")
+    assert moved(by_port) == 0, dict(by_port)
+
+
+def test_the_emulated_mesh_gives_a_reused_port_a_fresh_pick(tmp_path_factory, tmp_path):
+    """The same load on the emulated mesh, for comparison: the node's conntrack reopens
+    the port's closed entry and the pick runs again, so the split stays exact."""
+    tb = Testbed(Cluster.quick(nodes=3, replicas=2), tmp_path_factory.mktemp("mesh"))
+    tb.__enter__()
+    try:
+        rows, by_port = reused_ports(tb, tmp_path)
+    finally:
+        tb.__exit__(None, None, None)
+    split = Counter(r["task"] for r in rows)
+    print(f"emulated: {len(rows) - len(by_port)} reuses, {moved(by_port)} to another task, "
+          f"split {sorted(split.items())}")
+    assert split == {"app.1": len(rows) // 2, "app.2": len(rows) // 2}
+    assert moved(by_port) > 0
 
 
 def test_a_task_that_leaves_gets_weight_0_then_is_removed_and_new_connections_skip_it(ref):
