@@ -351,6 +351,8 @@ def test_a_clients_result_files_come_back_from_the_server(ns_alone, tmp_path):
                 raise KeyboardInterrupt
             finally:
                 load.stop()
-    rows = read_csv(left)
-    assert len(rows) >= 40 and all(r["ok"] == "True" for r in rows), len(rows)
+    # the rows of the requests sent before the interrupt (those after it may meet the
+    # teardown: nodes stop before the file is fetched)
+    rows = [r for r in read_csv(left) if float(r["t_send"]) < 1.5]
+    assert len(rows) >= 60 and all(r["ok"] == "True" for r in rows), rows
     assert not _children(ns.proc.pid), _children(ns.proc.pid)
