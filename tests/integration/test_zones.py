@@ -67,3 +67,49 @@ def test_nothing_left_behind(run):
     assert rec.left() == []
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert "wan1-" not in links and "hapa-" not in links
+
+
+@pytest.mark.parametrize("delay_ms", [20, 5])
+def test_a_delay_set_on_the_link_shows_in_the_measured_rtt_within_10_pct(delay_ms, tmp_path,
+                                                                         record_property):
+    """``delay_ms`` one way between two zones (c1 and node1 in ``a``, node2 in ``b``): the
+    round trip c1 -> node2 less c1 -> node1 (medians of 30 pings each) is twice the delay
+    within 10 %, on whichever the kernel offers (netem, else the userspace WAN link); what
+    the run records names it, and it is the one that carries the frames."""
+    import statistics
+    from swarmmesh.dataplane import underlay
+    from swarmmesh.model import Cluster
+    from swarmmesh.testbed import zones as zonesmod
+    from swarmmesh.testbed.testbed import Testbed
+    cluster = Cluster.quick(nodes=2, replicas=1)
+    with Testbed(cluster, tmp_path) as tb:
+        netem = zonesmod.netem_available(tb)
+        info = zonesmod.split(tb, {"node1": "a", "node2": "b", "c1": "a"},
+                              underlay.Conditions(delay_ms=delay_ms), seed=1)
+        same = zonesmod.ping(tb, "c1", str(cluster.node("node1").underlay_ip), 30)
+        cross = zonesmod.ping(tb, "c1", str(cluster.node("node2").underlay_ip), 30)
+        wan = tb.host(zonesmod.WAN)
+        qdisc = wan.cmd(f"tc qdisc show dev {zonesmod.WAN}-a")
+        wanlink_alive = wan.proc is not None and wan.proc.poll() is None
+    by = info["wan"]["delay_jitter_loss_by"]
+    set_rtt = 2 * delay_ms
+    added = statistics.median(cross) - statistics.median(same)
+    err = 100 * (added - set_rtt) / set_rtt
+    line = (f"{by}: {delay_ms} ms one way, round trip across median "
+            f"{statistics.median(cross):.3f} ms (min-max {min(cross):.3f}-"
+            f"{max(cross):.3f}), same zone {statistics.median(same):.3f} ms, added "
+            f"{added:.3f} ms against {set_rtt} ms set ({err:+.1f} %)")
+    print("\n" + line)
+    for k, v in (("mechanism", by), ("delay_ms", delay_ms), ("added_rtt_ms", round(added, 3)),
+                 ("cross_rtt_median_ms", statistics.median(cross)),
+                 ("same_rtt_median_ms", statistics.median(same)), ("error_pct", round(err, 2))):
+        record_property(k, v)
+    assert info["netem"] == netem
+    if netem:
+        assert by == "netem" and "netem" in qdisc and f"delay {delay_ms}ms" in qdisc, qdisc
+        assert not wanlink_alive
+    else:
+        assert by.startswith("userspace WAN link") and "netem" not in qdisc, (by, qdisc)
+        assert wanlink_alive
+    assert len(same) == len(cross) == 30, (same, cross)
+    assert abs(err) <= 10, line
