@@ -95,7 +95,7 @@ TARGETS = {
 # -- flags --------------------------------------------------------------------------
 def add_arguments(ap) -> None:
     mesh = ap.add_argument_group("latency and connection rate (mesh_overhead's flags)")
-    mesh_overhead.add_arguments(mesh)
+    mesh_overhead.add_arguments(mesh, ipvs=False)
     thr = ap.add_argument_group("throughput (iperf3)")
     thr.add_argument("--iperf-seconds", type=float, default=3.0,
                      help="seconds per iperf3 run")

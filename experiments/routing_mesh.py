@@ -20,6 +20,12 @@ on bad input.
 on the nodes that run a task of S (by that local task, which sees the
 client's own address), and the connections any other node refuses are
 recorded per node (``refused`` in summary.json): a result, not a failure.
+
+``--ingress ipvs`` builds Swarm's own data plane instead of the emulated pick: a real
+ingress sandbox per node with the mangle mark, an IPVS rr service on the fwmark and the
+SNAT (``swarmmesh.dataplane.ipvs``), so the same checks run on the real mechanism; each
+node's ``ipvsadm -L -n --stats`` goes into summary.json.  It needs the kernel's ``ip_vs``:
+where that is missing the run stops before building, with one line saying why (exit 2).
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--requests", type=int, default=30, help="new connections per node")
     ap.add_argument("--service", help="service to measure (default: the first with a published port)")
     ap.add_argument("--timeout", type=float, default=2.0, help="per-request timeout, seconds")
+    ap.add_argument("--ingress", choices=("mesh", "ipvs"), default="mesh",
+                    help="mesh: the emulated pick in each node's kernel (default); ipvs: "
+                         "Swarm's own ingress sandbox with the kernel's IPVS, as a reference")
 
 
 def validate(args) -> tuple[Cluster, str, object]:
@@ -58,6 +67,8 @@ def validate(args) -> tuple[Cluster, str, object]:
     if args.timeout <= 0:
         raise InvalidConfigError("timeout", f"must be > 0, got {args.timeout}")
     cluster = stackargs.cluster(args, replicas=args.replicas)
+    if args.ingress == "ipvs":
+        check_ipvs(cluster)
     services = cluster.ingress_services()
     if args.service:
         svc = cluster.service(args.service)
@@ -73,6 +84,21 @@ def validate(args) -> tuple[Cluster, str, object]:
         raise InvalidConfigError(f"services.{svc.name}.ports",
                                  f"no TCP port published in {modes} to send HTTP to")
     return cluster, svc.name, ports[0]
+
+
+def check_ipvs(cluster: Cluster) -> None:
+    """The IPVS reference path can run here (the kernel's ip_vs), for this cluster."""
+    from swarmmesh.dataplane import ipvs
+    from swarmmesh.machine.datapath import ipvs_missing
+    why = ipvs_missing()
+    if why:
+        raise InvalidConfigError("ingress", f"ipvs: the IPVS reference path is skipped: {why}")
+    ipvs.check_supported(cluster)
+
+
+def ipvs_state(tb, cluster: Cluster) -> dict[str, str]:
+    """Every node's IPVS services, real servers, weights and counters (``--stats``)."""
+    return {n.name: tb.host(n.name).sandbox.ipvsadm("--stats") for n in cluster.nodes}
 
 
 def measure(tb, cluster: Cluster, service: str, port, requests: int, timeout: float,
@@ -159,6 +185,19 @@ def facts(cluster: Cluster, service: str, port, rows: list[dict]) -> dict:
     return out if port.mode == "ingress" else host_facts(out, cluster, service, rows)
 
 
+def rr_exact(rows: list[dict]) -> dict[str, bool]:
+    """Per entry node: did its new connections take the tasks in one fixed cyclic order
+    (each task once per turn)?"""
+    out = {}
+    for node in dict.fromkeys(r["ingress_node"] for r in rows):
+        seq = [r["task"] for r in sorted((r for r in rows if r["ingress_node"] == node),
+                                         key=lambda r: int(r["seq"]))]
+        k = len(set(seq))
+        out[node] = bool(seq) and "" not in seq and len(set(seq[:k])) == k and all(
+            seq[i] == seq[i % k] for i in range(len(seq)))
+    return out
+
+
 def refused(row: dict) -> bool:
     """The node refused the connection: nothing listens there (TCP RST)."""
     return str(row["error"]).startswith("connect: ConnectionRefusedError")
@@ -195,7 +234,8 @@ def run(args, plan, ctx) -> None:
     cluster, service, port = plan
     for key in cluster.ignored_keys:
         ctx.progress.note(f"not emulated, ignored: {key}")
-    with ctx.testbed(cluster) as tb:
+    ipvs_after = None
+    with ctx.testbed(cluster, ingress=args.ingress) as tb:
         cap, pcap, intf = start_capture(tb, cluster, ctx.run_dir)
         ctx.progress.phase("sending", total=args.requests * len(cluster.nodes))
         try:
@@ -204,8 +244,14 @@ def run(args, plan, ctx) -> None:
             time.sleep(0.3)
             cap.terminate()
             cap.wait(timeout=5)
+        if args.ingress == "ipvs":
+            ipvs_after = ipvs_state(tb, cluster)
     ctx.write_csv("requests.csv", rows, COLUMNS)
     ctx.summary.update(facts(cluster, service, port, rows))
+    ctx.summary["ingress"] = args.ingress
+    ctx.summary["rr_exact_per_node"] = rr_exact(rows)
+    if ipvs_after is not None:
+        ctx.summary["ipvs"] = ipvs_after
     ctx.summary["vxlan_on_underlay"] = {"interface": intf, **count_vxlan(pcap)}
     for n, c in ctx.summary["counts"].items():
         ctx.progress.note(f"{n}: " + ", ".join(f"{t}={k}" for t, k in c.items()))
@@ -231,6 +277,10 @@ def plot(run_dir: Path) -> None:
     ok = [r for r in rows if r["ok"] == "True"]
     rep = report.Report(run_dir, f"Routing mesh: {what}", summary)
     vx = summary.get("vxlan_on_underlay", {})
+    if summary.get("ingress") == "ipvs":
+        rep.text("Ingress: **Swarm's own IPVS** (the reference path): a real ingress sandbox "
+                 "per node, mangle mark, IPVS rr on the fwmark, SNAT with `-m ipvs`. Exact "
+                 f"rr per node: {summary.get('rr_exact_per_node')}.")
     rep.text(f"{len(ok)} of {len(rows)} requests answered. Every node reached every task: "
              f"**{summary['every_node_reached_every_task']}**. Every task saw the entry node's "
              f"ingress address as the source: **{summary['seen_source_is_entry_node_ingress_ip']}**. "

@@ -74,3 +74,50 @@ def test_lb_addresses_avoid_the_cluster():
     assert l4lb.free_underlay_ip(c) == "192.168.99.254"
     net = l4lb.backend_network(c)
     assert not any(net.overlaps(n.subnet) for n in c.networks.values())
+
+
+def _lat(path: str, tasks: list[str], source: str, ms: float = 1.0, repeat: int = 0):
+    return [{"repeat": str(repeat), "path": path, "target": "x", "seq": str(i), "ok": "True",
+             "connect_ms": "0.5", "ttfb_ms": "0.8", "total_ms": str(ms), "task": t,
+             "node": "node1", "seen_source": source, "error": ""} for i, t in enumerate(tasks)]
+
+
+def test_mesh_overhead_sets_the_emulated_mesh_beside_swarms_ipvs():
+    """The IPVS reference's paths get their own rows, ratios to their own cluster's direct
+    path, and the side-by-side: split, first turns, source seen, latency, connections/s."""
+    rr, off = ["app.2", "app.1"] * 3, ["app.1", "app.1", "app.2", "app.2"]
+    lat = (_lat("direct", ["app.1"] * 4, "192.168.99.201", 1.0)
+           + _lat("mesh_task_node", rr, "10.255.0.2", 3.0)
+           + _lat("mesh_empty_node", rr, "10.255.0.4", 4.0)
+           + _lat("nft_lb", rr, "10.254.0.1", 1.0)
+           + _lat("ipvs_direct", ["app.1"] * 4, "192.168.99.201", 2.0)
+           + _lat("ipvs_task_node", rr, "10.255.0.2", 3.0)
+           + _lat("ipvs_empty_node", off, "10.255.0.4", 5.0))
+    ab = [{"path": p, "rps": str(r), "failed": "0"} for p, r in (
+        ("direct", 1000), ("mesh_task_node", 500), ("mesh_empty_node", 400), ("nft_lb", 900),
+        ("ipvs_direct", 800), ("ipvs_task_node", 600), ("ipvs_empty_node", 400))]
+    table = mesh_overhead.summarise(lat, ab)
+    assert [r["path"] for r in table] == [*mesh_overhead.PATHS, *mesh_overhead.IPVS_PATHS]
+    by = {r["path"]: r for r in table}
+    assert by["ipvs_empty_node"]["latency_ratio_to_direct"] == 2.5      # 5 / 2, its own cluster
+    assert by["mesh_empty_node"]["latency_ratio_to_direct"] == 4.0
+    ref = mesh_overhead.reference(lat, table)
+    assert ref["empty_node"]["ipvs"]["split"] == {"app.1": 2, "app.2": 2}
+    assert ref["task_node"]["ipvs"]["split"] == {"app.1": 3, "app.2": 3}
+    assert ref["task_node"]["ipvs"]["first_turns"] == ["app.2", "app.1", "app.2", "app.1"]
+    assert ref["empty_node"]["ipvs"]["seen_sources"] == ["10.255.0.4"]
+    assert ref["direct"]["ipvs"]["rps_median"] == 800
+    # Without the reference's rows, the table is the four paths as before.
+    four = [r for r in lat if r["path"] in mesh_overhead.PATHS]
+    assert [r["path"] for r in mesh_overhead.summarise(four, ab)] == list(mesh_overhead.PATHS)
+
+
+def test_mesh_overhead_ipvs_on_is_an_error_where_ip_vs_is_missing(monkeypatch):
+    from swarmmesh.machine import datapath
+    monkeypatch.setattr(datapath, "ipvs_missing", lambda: "this kernel has no ip_vs")
+    plan = mesh_overhead.validate(_args(mesh_overhead))
+    assert plan["ipvs_skipped"] == "this kernel has no ip_vs"         # auto: skipped, said why
+    with pytest.raises(InvalidConfigError) as e:
+        mesh_overhead.validate(_args(mesh_overhead, "--ipvs", "on"))
+    assert e.value.field == "ipvs"
+    assert mesh_overhead.validate(_args(mesh_overhead, "--ipvs", "off"))["ipvs_skipped"]
