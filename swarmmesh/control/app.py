@@ -35,7 +35,7 @@ from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_
                                         set_ev_cls)
 from os_ken.ofproto import ofproto_v1_3
 
-from swarmmesh.control.ofp import delete_mod, flow_mod
+from swarmmesh.control.ofp import batches, delete_mod, encode, flow_mod, flow_mod_bytes
 from swarmmesh.control.relay import DEFAULT_UNIX_SOCKET, close_unix_relay, serve_unix_relay
 from swarmmesh.dataplane import layout, rules, sync
 from swarmmesh.dataplane.flows import Flow
@@ -110,10 +110,13 @@ class MeshController(app_manager.OSKenApp):
                          len(desired) - len(plan.add))
 
     def _apply(self, dp, node: str, plan: "sync.Plan", revision: int) -> None:
-        for f in plan.add:
-            self.add_flow(dp, f)
-        for i in plan.delete:
-            dp.send_msg(delete_mod(dp, i))
+        """The plan's additions, then its deletions, in a few large writes (each distinct
+        flow encoded once in this process: :func:`ofp.flow_mod_bytes`), then a barrier
+        whose reply says the switch has them all."""
+        bufs = [flow_mod_bytes(dp, f) for f in plan.add]
+        bufs += [encode(delete_mod(dp, i)) for i in plan.delete]
+        for buf in batches(bufs):
+            dp.send(buf)
         barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
         dp.set_xid(barrier)
         self.barriers[barrier.xid] = (node, revision)
