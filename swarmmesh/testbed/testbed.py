@@ -158,10 +158,11 @@ class Testbed:
 
     def _start(self) -> None:
         from mininet.log import setLogLevel
-        from mininet.net import Mininet
+        from swarmmesh.testbed import parallel
         from swarmmesh.testbed.topology import SwarmTopo
 
         setLogLevel(os.environ.get("SWARMMESH_MN_LOG", "warning"))
+        workers = parallel.workers()            # a bad value fails before anything is built
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state = RunState(f"run-{os.getpid()}-{next(_RUN_SEQ)}")
         model = self.run_dir / "model.json"
@@ -183,8 +184,9 @@ class Testbed:
                          userspace_tso=self.userspace_tso, ingress=self.ingress)
         self.datapath = topo.datapath
         self.state.register_links(topo.planned_links())
-        self.net = Mininet(topo=topo, controller=None, build=False, cleanup=False,
-                           autoSetMacs=False, waitConnected=False)
+        self.net = parallel.mininet_class(workers)(
+            topo=topo, controller=None, build=False, cleanup=False, autoSetMacs=False,
+            waitConnected=False)
         self.net.build()
         if self.servers is not None:
             self.servers.connect(self)        # the tunnels between the servers' underlays

@@ -1,0 +1,76 @@
+"""Hosts are configured several at a time, each by one thread; the build waits for every
+one and then raises the first failure in host order (no switch, no root)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from swarmmesh.testbed import parallel
+
+
+class FakeHost:
+    def __init__(self, name, intf=True, fail=False, delay=0.05, log=None):
+        self.name, self.intf, self.fail, self.delay = name, intf, fail, delay
+        self.log = log if log is not None else []
+        self.params: dict = {}
+
+    def defaultIntf(self):
+        return "eth0" if self.intf else None
+
+    def configDefault(self, **more):
+        self.log.append(("start", self.name, threading.get_ident(), time.monotonic()))
+        time.sleep(self.delay)
+        self.params.update(more)
+        self.log.append(("end", self.name, threading.get_ident(), time.monotonic()))
+        if self.fail:
+            raise RuntimeError(f"{self.name}: broken")
+
+
+def test_hosts_are_configured_side_by_side_and_all_of_them():
+    log: list = []
+    hosts = [FakeHost(f"h{i}", log=log, delay=0.2) for i in range(8)]
+    t0 = time.monotonic()
+    parallel.configure_all(hosts, 8)
+    assert time.monotonic() - t0 < 0.2 * 8 / 2          # serially it would take 1.6 s
+    assert sorted(n for ev, n, *_ in log if ev == "end") == sorted(h.name for h in hosts)
+    # each host by exactly one thread, start to end
+    for h in hosts:
+        (s, *_), = [e for e in log if e[1] == h.name and e[0] == "start"]
+        threads = {e[2] for e in log if e[1] == h.name}
+        assert len(threads) == 1
+
+
+def test_a_host_without_an_interface_gets_no_address():
+    h = FakeHost("client", intf=False)
+    parallel.configure_all([h], 4)
+    assert h.params == {"ip": None, "mac": None}
+
+
+def test_every_host_finishes_before_the_first_failure_is_raised():
+    log: list = []
+    hosts = [FakeHost("a", log=log, delay=0.01), FakeHost("b", log=log, fail=True, delay=0.05),
+             FakeHost("c", log=log, fail=True, delay=0.01), FakeHost("d", log=log, delay=0.3)]
+    with pytest.raises(RuntimeError, match="^b: broken"):      # host order, not time order
+        parallel.configure_all(hosts, 4)
+    assert {n for ev, n, *_ in log if ev == "end"} == {"a", "b", "c", "d"}
+
+
+def test_one_worker_is_mininets_own_order():
+    log: list = []
+    hosts = [FakeHost(f"h{i}", log=log, delay=0) for i in range(5)]
+    parallel.configure_all(hosts, 1)
+    assert [n for ev, n, *_ in log if ev == "start"] == [h.name for h in hosts]
+
+
+def test_workers_from_the_environment(monkeypatch):
+    monkeypatch.delenv(parallel.WORKERS_ENV, raising=False)
+    assert parallel.workers() == parallel.DEFAULT_WORKERS
+    monkeypatch.setenv(parallel.WORKERS_ENV, "3")
+    assert parallel.workers() == 3
+    for bad in ("0", "-2", "many"):
+        monkeypatch.setenv(parallel.WORKERS_ENV, bad)
+        with pytest.raises(ValueError, match=parallel.WORKERS_ENV):
+            parallel.workers()
