@@ -15,6 +15,10 @@ Three parts (each can be skipped):
   vswitchds start with ``other_config:userspace-tso-enable=true`` and whose legs keep
   their checksum offload (every host's kernel may then hand over 64 KiB segments, the
   underlay baseline's too), so both configurations are in the table.
+* **load sweep** (``--load-concurrency``, 1, 4 and 16 by default), on the same cluster:
+  ``ab -c C`` (new connections/s) and ``wrk -c C`` (keep-alive requests/s) per path,
+  each a ratio to the direct path at the same tool, concurrency and repeat
+  (:mod:`swarmmesh.traffic.loadsweep`).
 * **build** (``--sizes``, NODESxTASKS_PER_NODE): for each size and repeat, the testbed's
   build (``Testbed.__enter__``: controller, Mininet hosts and links, every node's
   kernel, OVS and DNS, the task servers, every switch programmed, every DNS serving)
@@ -26,9 +30,9 @@ Three parts (each can be skipped):
     sudo make benchmark
 
 Writes ``latency.csv`` and ``connection_rate.csv`` (mesh_overhead's columns),
-``throughput.csv``, ``builds.csv``, ``memory.csv``, ``table.csv`` (the issue's table with
+``load.csv``, ``throughput.csv``, ``builds.csv``, ``memory.csv``, ``table.csv`` (the issue's table with
 the targets), ``summary.json``, ``benchmark_ratios.png``/``.pdf``,
-``benchmark_build.png``/``.pdf`` and ``report.md``; ``swarmmesh replot`` redraws them.
+``benchmark_build.png``/``.pdf``, ``benchmark_load.png``/``.pdf`` and ``report.md``; ``swarmmesh replot`` redraws them.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from pathlib import Path
 from swarmmesh.runs import experiment, plots, report, runfolder as results
 from swarmmesh.model import Cluster, InvalidConfigError
 from swarmmesh.model.objects import MAX_NODES
+from swarmmesh.traffic import loadsweep
 
 try:                                   # installed (swarmmesh run) or from the checkout
     from swarmmesh_experiments import mesh_overhead
@@ -96,6 +101,13 @@ TARGETS = {
 def add_arguments(ap) -> None:
     mesh = ap.add_argument_group("latency and connection rate (mesh_overhead's flags)")
     mesh_overhead.add_arguments(mesh, ipvs=False)
+    load = ap.add_argument_group("load sweep (ab and wrk at several concurrencies)")
+    load.add_argument("--load-concurrency", default="1,4,16",
+                      help="concurrencies, a list (ab -c and wrk -c)")
+    load.add_argument("--load-repeats", type=int, default=2,
+                      help="rounds over the paths, every concurrency in each")
+    load.add_argument("--load-seconds", type=int, default=2,
+                      help="whole seconds per wrk run (ab sends --ab-requests)")
     thr = ap.add_argument_group("throughput (iperf3)")
     thr.add_argument("--iperf-seconds", type=float, default=3.0,
                      help="seconds per iperf3 run")
@@ -119,6 +131,7 @@ def add_arguments(ap) -> None:
     skip.add_argument("--skip-mesh", action="store_true",
                       help="no latency / connection-rate measurement")
     skip.add_argument("--skip-throughput", action="store_true", help="no iperf3")
+    skip.add_argument("--skip-load", action="store_true", help="no load sweep (ab and wrk)")
     skip.add_argument("--skip-build", action="store_true",
                       help="no build / teardown / memory measurement")
 
@@ -182,6 +195,11 @@ def validate(args) -> dict:
     if not 0 < args.iperf_seconds <= 60:
         raise InvalidConfigError("iperf-seconds", f"must be in (0, 60], got {args.iperf_seconds}")
     plan["streams"] = parse_streams(args.streams)
+    plan["concurrencies"] = loadsweep.parse_concurrencies(args.load_concurrency)
+    if args.load_repeats < 1:
+        raise InvalidConfigError("load-repeats", f"must be >= 1, got {args.load_repeats}")
+    if not 1 <= args.load_seconds <= 60:            # wrk takes whole seconds
+        raise InvalidConfigError("load-seconds", f"must be 1..60, got {args.load_seconds}")
     if args.userspace_tso and args.skip_throughput:
         raise InvalidConfigError("userspace-tso", "measures throughput: not with --skip-throughput")
     if not (args.skip_mesh and args.skip_throughput):
@@ -231,6 +249,9 @@ def run(args, plan, ctx) -> None:
                 ctx.summary["check"] = checks
                 ctx.summary["tools"] = {"latency": commands.get("latency"),
                                         "connection_rate": commands.get("connection_rate")}
+                if not args.skip_load:
+                    ctx.write_csv("load.csv", measure_load(tb, plan, args, ctx),
+                                  loadsweep.COLUMNS)
             if not args.skip_throughput:
                 thr_rows += measure_throughput(tb, plan, args, ctx, "default")
         if args.userspace_tso:
@@ -256,6 +277,17 @@ def run(args, plan, ctx) -> None:
     problems = tables["failures"]
     if problems:
         ctx.failed = "; ".join(problems[:5])
+
+
+def measure_load(tb, plan, args, ctx) -> list[dict]:
+    """The load sweep over mesh_overhead's paths (after its measurement, which built the
+    nftables balancer the fourth path needs)."""
+    cluster: Cluster = plan["cluster"]
+    targets = mesh_overhead._targets(cluster, plan, ctx.summary["load_balancer"]["address"])
+    return loadsweep.measure(tb.host(cluster.clients[0].name), targets, mesh_overhead.PATHS,
+                             plan["concurrencies"], args.load_repeats, args.ab_requests,
+                             args.load_seconds, args.timeout, tb.state.register,
+                             ctx.progress, _load)
 
 
 def tso_log_lines(tb) -> list[str]:
@@ -608,9 +640,16 @@ def summarise_run(run_dir: Path) -> dict:
                  for r in thr if r["error"]]
     failures += [f"build {r['size']} ({r['build']}, repeat {r['repeat']}): {r['error']}"
                  for r in builds if r["error"]]
+    load = rows("load.csv")
+    failures += [f"{r['tool']} -c {r['concurrency']} {r['path']} (repeat {r['repeat']}): "
+                 f"{r['error']}" for r in load if r["error"]]
+    failed_load = sum(int(r["errors"] or 0) for r in load)
+    if failed_load:
+        failures.append(f"{failed_load} requests failed in the load sweep")
     works = {s: all(not r["error"] for r in builds if r["size"] == s and r["build"] == "swarmmesh")
              for s in dict.fromkeys(r["size"] for r in builds)}
-    return {"table": table, "memory": memory_table(memory, builds) if builds else [],
+    return {"table": table, "load": loadsweep.table(load) if load else [],
+            "memory": memory_table(memory, builds) if builds else [],
             "sizes_built": works, "failures": failures}
 
 
@@ -623,6 +662,8 @@ def plot(run_dir: Path) -> None:
     figs = {}
     if any(r["section"] != "build" for r in tables["table"]):
         figs["ratios"] = ratios_figure(run_dir, summary)
+    if (run_dir / "load.csv").exists():
+        figs["load"] = load_figure(run_dir, summary)
     if (run_dir / "builds.csv").exists():
         figs["build"] = build_figure(run_dir, summary, tables["memory"])
     write_report(run_dir, summary, tables, figs)
@@ -694,6 +735,16 @@ def ratios_figure(run_dir: Path, summary: dict) -> list[Path]:
                                           f"({p['nodes']} nodes, {p['replicas']} replicas)"),
                  fontsize=10)
     return plots.save(fig, run_dir / "benchmark_ratios")
+
+
+def load_figure(run_dir: Path, summary: dict) -> list[Path]:
+    rows = results.read_csv(run_dir / "load.csv")
+    p = summary["parameters"]
+    fig = loadsweep.figure(rows, run_dir / "benchmark_load", mesh_overhead.LABELS,
+                           plots.run_title(summary, f"Load sweep: the mesh against direct "
+                                                    f"({p['nodes']} nodes, {p['replicas']} "
+                                                    f"replicas)"), plots.colour)
+    return plots.save(fig, run_dir / "benchmark_load")
 
 
 def build_figure(run_dir: Path, summary: dict, memory: list[dict]) -> list[Path]:
@@ -782,6 +833,25 @@ def _short_by(row) -> str:
     return f"×{report.fmt(limit / v if comp == '>=' else v / limit)} short"
 
 
+def load_section(rep, summary: dict, load: list[dict], fig) -> None:
+    p = summary["parameters"]
+    rep.heading("Load sweep: ab and wrk at several concurrencies")
+    rep.text(f"Per path and concurrency C: `ab -n {p['ab_requests']} -c C` (a new connection "
+             f"per request) and `wrk -t 1 -c C -d {report.fmt(p['load_seconds'])}s` (C "
+             f"keep-alive connections), {p['load_repeats']} rounds; the ratio is to (a) direct "
+             "at the same tool, C and round (median, then the per-round min–max).")
+    rep.table(["tool", "C", "path", "rate (median)", "÷ direct (min–max)", "p99 ms", "n",
+               "errors"],
+              [[r["tool"], r["concurrency"], mesh_overhead.LABELS.get(r["path"], r["path"]),
+                num(r["rps"]), f"×{report.fmt(r['ratio'])}" + (
+                    f" ({report.fmt(r['ratio_min'])}–{report.fmt(r['ratio_max'])})"
+                    if r["ratio_min"] is not None else ""),
+                report.fmt(r["p99_ms"]), r["n"], r["errors"]] for r in load])
+    if fig:
+        rep.figure(fig, "Rate against concurrency, one line per path (median), a dot per "
+                        "round; left ab (new connections), right wrk (keep-alive).")
+
+
 def write_report(run_dir: Path, summary: dict, tables: dict, figs: dict) -> None:
     p = summary["parameters"]
     rep = report.Report(run_dir, "Benchmark (issue 12)", summary)
@@ -817,6 +887,8 @@ def write_report(run_dir: Path, summary: dict, tables: dict, figs: dict) -> None
     if "ratios" in figs:
         rep.figure(figs["ratios"], "Per-repeat ratios to the same run's baselines; dashed: "
                                    "issue 12's targets.")
+    if tables["load"]:
+        load_section(rep, summary, tables["load"], figs.get("load"))
     if tables["memory"]:
         rep.heading("Memory after the build (median over repeats)")
         rep.table(["size", "nodes", "tasks", "per node PSS (RSS), MiB",

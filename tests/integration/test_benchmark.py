@@ -19,7 +19,7 @@ import pytest
 from tests.integration.conftest import ours_left
 
 REPO = Path(__file__).resolve().parents[2]
-OUTPUTS = ("latency.csv", "connection_rate.csv", "throughput.csv", "builds.csv", "memory.csv",
+OUTPUTS = ("latency.csv", "connection_rate.csv", "load.csv", "benchmark_load.png", "throughput.csv", "builds.csv", "memory.csv",
            "table.csv", "summary.json", "report.md", "benchmark_ratios.png",
            "benchmark_ratios.pdf", "benchmark_build.png", "benchmark_build.pdf")
 
@@ -31,7 +31,8 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("benchmark")
     cmd = [sys.executable, "experiments/benchmark.py", "--out", str(out), "--quiet", "--seed", "1",
            "--nodes", "3", "--replicas", "2", "--requests", "10", "--rate", "100",
-           "--repeats", "1", "--ab-requests", "20", "--iperf-seconds", "1", "--streams", "1,2",
+           "--repeats", "1", "--ab-requests", "20", "--load-concurrency", "1,3",
+           "--load-repeats", "1", "--load-seconds", "1", "--iperf-seconds", "1", "--streams", "1,2",
            "--userspace-tso", "--sizes", "2x1,3x2", "--build-repeats", "1",
            "--settle-timeout", "3"]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -51,6 +52,19 @@ def test_exits_zero_with_every_output(run):
         assert (run_dir / name).is_file(), name
     report = (run_dir / "report.md").read_text()
     assert "(benchmark_ratios.png)" in report and "(benchmark_build.png)" in report
+
+
+def test_the_load_sweep_has_ab_and_wrk_at_each_concurrency_on_every_path(run):
+    _, run_dir = run
+    rows = _csv(run_dir / "load.csv")
+    assert {(r["tool"], r["concurrency"], r["path"]) for r in rows} == {
+        (t, c, p) for t in ("ab", "wrk") for c in ("1", "3")
+        for p in ("direct", "mesh_task_node", "mesh_empty_node", "nft_lb")}
+    assert all(r["error"] == "" and float(r["rps"]) > 0 and r["errors"] == "0" for r in rows)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    direct = [r for r in summary["load"] if r["path"] == "direct"]
+    assert direct and all(r["ratio"] == 1.0 for r in direct)
+    assert "Load sweep" in (run_dir / "report.md").read_text()
 
 
 def test_the_table_has_every_row_with_a_baseline_and_a_ratio(run):

@@ -279,4 +279,4 @@ def test_bare_topology_has_the_clusters_hosts_and_links():
 
 def test_a_run_folder_without_runs_csvs_summarises_to_nothing(tmp_path):
     s = bm.summarise_run(tmp_path)
-    assert s == {"table": [], "memory": [], "sizes_built": {}, "failures": []}
+    assert s == {"table": [], "load": [], "memory": [], "sizes_built": {}, "failures": []}
