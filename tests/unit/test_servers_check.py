@@ -69,7 +69,23 @@ def test_a_clock_fails_only_when_out_for_certain():
     assert "too long to tell" in bad.detail
 
 
+def test_a_server_on_this_machines_own_kernel_shares_its_clock():
+    """A namespace server (same boot_id) reads the same wall clock: in step whatever the
+    round trip (70 ms over ssh in an emulated guest); another kernel is still measured."""
+    here = "boot_id=0f3c9a52-1111-2222-3333-444455556666\n"
+    slow = {"clock": 1000.010, "received": 1000.070}             # 0 ms +- 35 ms
+    (item,) = [i for i in sc.decide(sc.parse_probe(LOCAL + here),
+                                    {"b": remote(LOCAL + here, **slow)})
+               if i.what == "clock in step"]
+    assert item.ok and "own kernel (boot_id 0f3c9a52)" in item.detail
+    other = LOCAL + here.replace("0f3c", "7a7a")
+    assert failed(sc.decide(sc.parse_probe(LOCAL + here), {"b": remote(other, **slow)}))
+    assert failed(sc.decide(sc.parse_probe(LOCAL + "boot_id=none\n"),
+                            {"b": remote(LOCAL + "boot_id=none\n", **slow)}))
+
+
 def test_the_probe_script_runs_here():
     p = sc.probe(None, clock_samples=1)
     assert p.ssh_rc == 0 and p.facts["kernel_vxlan"] in ("yes", "no")
     assert "clock" in p.facts and p.received >= p.sent
+    assert p.facts["boot_id"] == open("/proc/sys/kernel/random/boot_id").read().strip()
