@@ -220,18 +220,43 @@ def socket_in_netns(pid: int, address: str = ADDRESS, port: int = PORT) -> socke
         os.close(target)
 
 
-def recorded_pids(state_dir: Path) -> dict[str, int]:
-    """Host name -> shell PID, from the run's record (``mininet:<host>`` markers)."""
-    pids: dict[str, int] = {}
-    try:
-        lines = (state_dir / "pids").read_text().splitlines()
-    except OSError:
-        return pids
-    for line in lines:
+def parse_pids(text: str, pids: dict[str, int] | None = None) -> dict[str, int]:
+    """Host name -> shell PID from lines of the run's record (``mininet:<host>``
+    markers), added to ``pids``; a later line for a host wins."""
+    pids = {} if pids is None else pids
+    for line in text.splitlines():
         pid, _, marker = line.partition("\t")
         if marker.startswith("mininet:"):
             pids[marker[len("mininet:"):]] = int(pid)
     return pids
+
+
+class PidRecord:
+    """The run's record of processes (``<state>/pids``, appended to by the testbed), read
+    as it grows: each look reads only the lines added since the last one (a 500-task
+    run's record has thousands of lines, and every node's DNS looks 5 times a second).
+    A record that shrank (a new run) is read again from its start."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset, self.pids = path, 0, {}
+        self.partial = b""
+
+    def get(self) -> dict[str, int]:
+        try:
+            with open(self.path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < self.offset:
+                    self.offset, self.pids, self.partial = 0, {}, b""
+                if size == self.offset:
+                    return self.pids
+                f.seek(self.offset)
+                data = self.partial + f.read(size - self.offset)
+        except OSError:
+            return self.pids
+        self.offset = size
+        whole, _, self.partial = data.rpartition(b"\n")   # a line still being written waits
+        parse_pids(whole.decode(errors="replace"), self.pids)
+        return self.pids
 
 
 class Resolver:
@@ -247,6 +272,7 @@ class Resolver:
         self.cluster: Cluster | None = None
         self.mtime = 0.0
         self.rng = random.Random()
+        self.record = PidRecord(self.state_dir / "pids")
         self.ready_file = self.state_dir / "dns" / f"{node}.json"
         self.ready_file.parent.mkdir(parents=True, exist_ok=True)
 
@@ -267,7 +293,7 @@ class Resolver:
         if self.cluster is None:
             return
         local = {t.host for t in self.cluster.tasks if t.node == self.node}
-        pids = recorded_pids(self.state_dir)
+        pids = self.record.get()
         changed = False
         for host in list(self.socks):
             sock, pid = self.socks[host]

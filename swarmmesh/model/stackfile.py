@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import Any, Mapping
-
-import yaml
 
 from swarmmesh.model.errors import InvalidConfigError, check, type_name
 
@@ -16,44 +15,51 @@ from swarmmesh.model.errors import InvalidConfigError, check, type_name
 # --------------------------------------------------------------------------
 
 
-class _StackLoader(yaml.SafeLoader):
-    """SafeLoader without YAML 1.1 sexagesimal numbers (``22:22`` stays a
-    string, as Compose users expect) and with duplicate keys rejected."""
+@functools.lru_cache(maxsize=None)
+def _stack_loader():
+    """The YAML loader stack files are read with, made on first use: PyYAML is imported
+    only by what reads YAML (the nodes' embedded DNS imports the model and starts without
+    site-packages, ``python -S``)."""
+    import yaml
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                hash(key)
-            except TypeError:
-                continue  # let the base class report it
-            if key in seen:
-                raise InvalidConfigError(
-                    "stack", f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
-                             f"(first at line {seen[key]})")
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
+    class _StackLoader(yaml.SafeLoader):
+        """SafeLoader without YAML 1.1 sexagesimal numbers (``22:22`` stays a
+        string, as Compose users expect) and with duplicate keys rejected."""
 
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    hash(key)
+                except TypeError:
+                    continue  # let the base class report it
+                if key in seen:
+                    raise InvalidConfigError(
+                        "stack", f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                                 f"(first at line {seen[key]})")
+                seen[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
 
-_StackLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers
-            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_StackLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)"
-               r"|[-+]?0x[0-9a-fA-F_]+)$"),
-    list("-+0123456789"))
-_StackLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?"
-               r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)"
-               r"|\.(?:nan|NaN|NAN))$"),
-    list("-+0123456789."))
+    _StackLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers
+                if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    _StackLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:int",
+        re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)"
+                   r"|[-+]?0x[0-9a-fA-F_]+)$"),
+        list("-+0123456789"))
+    _StackLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?"
+                   r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)"
+                   r"|\.(?:nan|NaN|NAN))$"),
+        list("-+0123456789."))
+    return _StackLoader
 
 
 def load_stack(stack: str | os.PathLike | Mapping, what: str = "stack") -> Mapping:
@@ -76,8 +82,9 @@ def load_stack(stack: str | os.PathLike | Mapping, what: str = "stack") -> Mappi
     else:
         raise InvalidConfigError(
             what, f"must be a path, YAML text or a mapping, got {type(stack).__name__}")
+    import yaml
     try:
-        data = yaml.load(text, Loader=_StackLoader)  # noqa: S506 (safe loader subclass)
+        data = yaml.load(text, Loader=_stack_loader())  # noqa: S506 (safe loader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where, snippet = "", ""

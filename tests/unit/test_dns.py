@@ -164,3 +164,22 @@ def test_a_large_service_is_capped_to_one_datagram():
     ips = dns.parse_response(resp)[2]
     assert len(resp) <= 512 and len(ips) == (512 - 12 - len("tasks.big") - 6) // 16
     assert len(set(ips)) == len(ips)
+
+
+def test_the_pid_record_is_read_as_it_grows(tmp_path):
+    from swarmmesh.agents.dns import PidRecord
+    path = tmp_path / "pids"
+    rec = PidRecord(path)
+    assert rec.get() == {}                                   # no record yet
+    path.write_text("100\tmininet:node1\n200\tswarmmesh.agents.dns\n")
+    assert rec.get() == {"node1": 100}
+    with open(path, "a") as f:
+        f.write("300\tmininet:t1\n400\tmini")                # the last line half written
+    assert rec.get() == {"node1": 100, "t1": 300}
+    with open(path, "a") as f:
+        f.write("net:t2\n500\tmininet:t1\n")                 # finished; t1 again: the later wins
+    assert rec.get() == {"node1": 100, "t1": 500, "t2": 400}
+    read = rec.offset
+    assert rec.get() is rec.pids and rec.offset == read      # nothing new: nothing read
+    path.write_text("7\tmininet:node9\n")                     # a new, shorter record
+    assert rec.get() == {"node9": 7}
