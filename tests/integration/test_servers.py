@@ -1,7 +1,10 @@
 """A cluster spread over two servers on one machine (issue 15): the second server is a
 network namespace with its own sshd (``testbed.nsserver``), reached over ssh; nodes 3 and 4
 live there (Mininet's cluster edition: their shells and processes over ssh), the two
-underlay bridges joined by a VXLAN tunnel (this kernel makes no gretap).
+underlay bridges joined by a VXLAN tunnel.  The same cluster over a gretap tunnel (the
+cluster edition's ``RemoteGRELink`` kind) runs on a server of its own where the kernel
+makes a gretap device (the ``make vm-test`` guest); it is skipped, with servers_check's
+probe as the reason, where it cannot (this machine: no ``ip_gre``).
 
 What the two servers share and what not: the server's sshd runs in a mount namespace of
 its own with a private tmpfs over the state root (``/run/swarmmesh``), so a run's state
@@ -17,16 +20,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import textwrap
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from swarmmesh.dataplane import servers as sv
 from swarmmesh.lifecycle.orchestrator import Orchestrator
+from swarmmesh.machine import servers_check
 from swarmmesh.model import Cluster
 from swarmmesh.testbed.nsserver import NamespaceServer
 from swarmmesh.testbed.servers import Spread
@@ -35,10 +41,10 @@ from swarmmesh.testbed.testbed import Testbed
 from .conftest import PY, REPO, http
 
 
-def _plan(cluster, ns):
+def _plan(cluster, ns, tunnel="vxlan"):
     return sv.plan(cluster, [{"name": "localhost", "address": ns.local_address},
                              {"name": ns.name, "address": ns.address, "port": ns.port}],
-                   tunnel="vxlan", ssh_options=ns.ssh_options())
+                   tunnel=tunnel, ssh_options=ns.ssh_options())
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +54,13 @@ def ns():
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def spread(ns, tmp_path_factory):
+@contextmanager
+def _spread_on(ns, tmp_path_factory, tunnel: str):
+    """4 nodes x 3 replicas, nodes 3 and 4 on ``ns``, the underlays joined by ``tunnel``;
+    afterwards nothing of the run is left on either server."""
     cluster = Cluster.quick(nodes=4, replicas=3)
-    tb = Testbed(cluster, tmp_path_factory.mktemp("run"), servers=Spread(_plan(cluster, ns)))
+    tb = Testbed(cluster, tmp_path_factory.mktemp("run"),
+                 servers=Spread(_plan(cluster, ns, tunnel)))
     tb.__enter__()
     state = tb.state.dir
     yield tb
@@ -59,6 +68,31 @@ def spread(ns, tmp_path_factory):
     assert not _ours(state), _ours(state)
     assert not _children(ns.proc.pid), _children(ns.proc.pid)
     assert _there(ns, "test", "-e", str(state)).returncode == 1     # its state there too
+
+
+@pytest.fixture(scope="module")
+def spread(ns, tmp_path_factory):
+    with _spread_on(ns, tmp_path_factory, "vxlan") as tb:
+        yield tb
+
+
+@pytest.fixture(scope="module")
+def gretap(tmp_path_factory):
+    """The same cluster over a gretap tunnel, on a server of its own; skipped where this
+    kernel makes no gretap device, in the words of the servers' own check (its probe makes
+    one for real in a scratch namespace)."""
+    item = servers_check.decide(servers_check.probe(None, clock_samples=0), {},
+                                tunnel="gretap")[0]
+    if not item.ok:
+        pytest.skip(f"this kernel makes no gretap device (servers_check's probe: "
+                    f"kernel_gretap={item.detail}; ip_gre missing); it runs in the make "
+                    "vm-test guest")
+    server = NamespaceServer().start()
+    try:
+        with _spread_on(server, tmp_path_factory, "gretap") as tb:
+            yield tb, server
+    finally:
+        server.stop()
 
 
 def _there(ns, *argv: str) -> subprocess.CompletedProcess:
@@ -97,50 +131,148 @@ def test_nodes_placed_on_the_server_run_under_its_sshd(spread, ns):
         assert ns.proc.pid not in _ancestors(spread.host(name).pid), name
 
 
-def test_every_node_answers_with_the_exact_split(spread):
-    for node in spread.cluster.nodes:
-        answers = http(spread, "c1", str(node.underlay_ip), 8000, count=12)
+def _assert_exact_split(tb) -> dict[str, str]:
+    """Every node, here or there, answers 12 new connections 4/4/4 over the three tasks;
+    node -> its split ("4/4/4")."""
+    out = {}
+    for node in tb.cluster.nodes:
+        answers = http(tb, "c1", str(node.underlay_ip), 8000, count=12)
         assert all(a["ok"] for a in answers), (node.name, answers)
         tasks = [a["body"]["task"] for a in answers]
         assert {t: tasks.count(t) for t in set(tasks)} == {"app.1": 4, "app.2": 4,
                                                            "app.3": 4}, node.name
+        out[node.name] = "/".join(str(tasks.count(t)) for t in ("app.1", "app.2", "app.3"))
+    return out
+
+
+def _captured(tb, ns, outer_filter: list[str], action, verbose: bool = False):
+    """``action()`` while two captures run: Swarm's VXLAN on the tunnel device (in the first
+    server's underlay host) and ``outer_filter`` on the servers' link; (inner text, outer
+    text, what ``action`` returned)."""
+    inner = tb.host("underlay").popen(
+        ["tcpdump", "--immediate-mode", "-l", "-n", "-i", "tun-s1", "udp", "port", "4789"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    outer = subprocess.Popen(["tcpdump", "--immediate-mode", "-l", "-n",
+                              *(["-v"] if verbose else []), "-i", ns.intf, *outer_filter],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    tb.state.register(inner.pid, "tcpdump")
+    tb.state.register(outer.pid, "tcpdump")
+    time.sleep(0.7)
+    try:
+        result = action()
+        time.sleep(0.3)
+    finally:
+        for cap in (inner, outer):
+            cap.terminate()
+    return inner.communicate(timeout=5)[0], outer.communicate(timeout=5)[0], result
+
+
+def _through_node4(tb, count: int = 3) -> list[dict]:
+    return http(tb, "c1", str(tb.cluster.node("node4").underlay_ip), 8000, count=count)
+
+
+def _swarm_vxlan_lines(text: str) -> list[str]:
+    """Lines of Swarm's ingress overlay (VNI 4096) between the nodes' underlay addresses."""
+    return [line for line in text.splitlines() if "vni 4096" in line]
+
+
+def test_every_node_answers_with_the_exact_split(spread):
+    _assert_exact_split(spread)
 
 
 def test_vxlan_crosses_the_tunnel_inside_the_servers_vxlan(spread, ns):
-    inner = spread.host("underlay").popen(
-        ["tcpdump", "--immediate-mode", "-l", "-n", "-i", "tun-s1", "udp", "port", "4789"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    outer = subprocess.Popen(["tcpdump", "--immediate-mode", "-l", "-n", "-i", ns.intf,
-                              "udp", "port", "4789"], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
-    spread.state.register(inner.pid, "tcpdump")
-    spread.state.register(outer.pid, "tcpdump")
-    time.sleep(0.7)
-    answers = http(spread, "c1", str(spread.cluster.node("node4").underlay_ip), 8000, count=3)
-    time.sleep(0.3)
-    for cap in (inner, outer):
-        cap.terminate()
-    inner_out, outer_out = inner.communicate(timeout=5)[0], outer.communicate(timeout=5)[0]
+    inner_out, outer_out, answers = _captured(spread, ns, ["udp", "port", "4789"],
+                                              lambda: _through_node4(spread))
     assert all(a["ok"] for a in answers)
     # Swarm's ingress overlay (VNI 4096) between the nodes' underlay addresses, on the tunnel
-    assert len([l for l in inner_out.splitlines() if "vni 4096" in l]) >= 3 * 5, inner_out[-1500:]
+    assert len(_swarm_vxlan_lines(inner_out)) >= 3 * 5, inner_out[-1500:]
     # ... and the tunnel's own VXLAN between the servers' addresses, around it
     assert any(f"{ns.local_address}" in l and "vni 4096" not in l and "VXLAN" in l
                for l in outer_out.splitlines()), \
         outer_out[-1500:]
 
 
-def test_mtus_follow_the_plan(spread):
-    mtu = spread.servers.plan.mtu
-    assert (mtu.underlay, mtu.overlay) == (1450, 1400)        # a 1500 path, VXLAN tunnel
+def _assert_mtus(tb, underlay: int, overlay: int) -> None:
+    """The plan's MTUs, and the legs set to them: both ends of the tunnel, a remote node's
+    underlay and overlay legs, its task's leg."""
+    mtu = tb.servers.plan.mtu
+    assert (mtu.underlay, mtu.overlay) == (underlay, overlay), mtu.explain()
 
     def mtu_of(host, intf):
-        return int(spread.host(host).cmd(f"cat /sys/class/net/{intf}/mtu").strip())
+        return int(tb.host(host).cmd(f"cat /sys/class/net/{intf}/mtu").strip())
     assert mtu_of("node3", "node3-eth0") == mtu.underlay
     assert mtu_of("underlay1", "tun-s0") == mtu.underlay
+    assert mtu_of("underlay", "tun-s1") == mtu.underlay
     assert mtu_of("node3", "vx-ingress") == mtu.overlay
-    task = spread.cluster.tasks_on("node3")[0]
+    task = tb.cluster.tasks_on("node3")[0]
     assert mtu_of(task.host, f"{task.host}-eth0") == mtu.overlay
+
+
+def _assert_full_frames_cross(tb, ns, outer_filter: list[str]) -> dict[str, object]:
+    """A frame of the underlay's full MTU crosses the tunnel whole: pings of exactly that
+    size with DF set, c1 (here) to node3 (there) and back, are packets of exactly the
+    servers' path MTU on their link, none fragmented.  And 64 KB requests through node4
+    (there) reach the three tasks (two of them here): TCP at the overlay's MSS (the task
+    leg's MTU), inside Swarm's VXLAN inside the tunnel.  Returns what was measured."""
+    mtu = tb.servers.plan.mtu
+    size = mtu.underlay - 28                            # IPv4 20 + ICMP 8
+    node3 = tb.cluster.node("node3").underlay_ip
+    _inner, outer, ping = _captured(tb, ns, outer_filter, lambda: tb.host("c1").cmd(
+        f"ping -n -M do -c 3 -i 0.2 -W 2 -s {size} {node3}"), verbose=True)
+    assert " 0% packet loss" in ping, ping
+    heads = [line for line in outer.splitlines() if line[:1].isdigit()]   # outer IP headers
+    lengths = [int(m) for m in re.findall(r"length (\d+)\)", "\n".join(heads))]
+    assert lengths.count(mtu.path) >= 2 * 3 and max(lengths) == mtu.path, (lengths, outer[-2000:])
+    frag = re.findall(r"offset (\d+), flags \[([^\]]*)\]", "\n".join(heads))
+    assert frag and all(off == "0" and "+" not in flags for off, flags in frag), frag
+
+    node4 = tb.cluster.node("node4").underlay_ip
+    out = tb.host("c1").cmd(
+        "for i in 1 2 3; do head -c 65536 /dev/zero | curl -sS -m 10 -H 'Expect:' -X GET "
+        f"--data-binary @- -w '\\n%{{http_code}} %{{size_upload}}\\n' http://{node4}:8000/; done")
+    done = [line for line in out.splitlines() if line.startswith("200 ")]
+    assert done == ["200 65536"] * 3, out
+    tasks = {json.loads(line)["task"] for line in out.splitlines() if line.startswith("{")}
+    assert tasks == {"app.1", "app.2", "app.3"}, out
+    return {"ping_payload": size, "outer_max_length": max(lengths),
+            "outer_full_size_packets": lengths.count(mtu.path), "outer_unfragmented": len(frag),
+            "requests_64k_ok": len(done)}
+
+
+def test_mtus_follow_the_plan(spread, ns):
+    _assert_mtus(spread, 1450, 1400)                   # a 1500 path, VXLAN tunnel
+    _assert_full_frames_cross(spread, ns, ["udp", "port", "4789"])
+
+
+def test_gretap_carries_swarms_vxlan_and_every_node_answers_exactly(gretap, record_property):
+    """The underlays joined by a gretap (key per run) instead: every node answers with the
+    exact split, and Swarm's VXLAN crosses inside GRE (one key) on the servers' link."""
+    tb, ns = gretap
+    assert [t.kind for t in tb.servers.plan.tunnels] == ["gretap"]
+    for node, split in _assert_exact_split(tb).items():
+        record_property(f"split_{node}", split)
+    inner_out, outer_out, answers = _captured(tb, ns, ["ip", "proto", "47"],
+                                              lambda: _through_node4(tb))
+    assert all(a["ok"] for a in answers), answers
+    assert len(_swarm_vxlan_lines(inner_out)) >= 3 * 5, inner_out[-1500:]
+    gre = [line for line in outer_out.splitlines() if "GREv0, key=" in line]
+    assert len(_swarm_vxlan_lines("\n".join(gre))) >= 3 * 5, outer_out[-1500:]
+    assert all(f"{ns.local_address} > {ns.address}" in line or
+               f"{ns.address} > {ns.local_address}" in line for line in gre), gre[:5]
+    keys = set(re.findall(r"key=(0x[0-9a-f]+)", "\n".join(gre)))
+    assert len(keys) == 1, gre[:5]
+    record_property("swarm_vxlan_on_tunnel_device", len(_swarm_vxlan_lines(inner_out)))
+    record_property("swarm_vxlan_inside_gre", len(_swarm_vxlan_lines("\n".join(gre))))
+    record_property("gre_key", keys.pop())
+
+
+def test_gretap_mtus_follow_the_plan_and_full_frames_cross(gretap, record_property):
+    """gretap with a key adds 42 bytes: on a 1500 path the underlay is 1458, the overlay
+    1408, and a frame of either's full size crosses whole."""
+    tb, ns = gretap
+    _assert_mtus(tb, 1458, 1408)
+    for k, v in _assert_full_frames_cross(tb, ns, ["ip", "proto", "47"]).items():
+        record_property(k, v)
 
 
 def test_the_servers_processes_are_recorded_there(spread, ns):
