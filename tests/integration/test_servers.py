@@ -227,9 +227,11 @@ def _assert_full_frames_cross(tb, ns, outer_filter: list[str]) -> dict[str, obje
     assert frag and all(off == "0" and "+" not in flags for off, flags in frag), frag
 
     node4 = tb.cluster.node("node4").underlay_ip
-    out = tb.host("c1").cmd(
-        "for i in 1 2 3; do head -c 65536 /dev/zero | curl -sS -m 10 -H 'Expect:' -X GET "
-        f"--data-binary @- -w '\\n%{{http_code}} %{{size_upload}}\\n' http://{node4}:8000/; done")
+    body = tb.run_dir / "body-64k"                     # c1 is on this server: its files
+    body.write_bytes(bytes(65536))
+    out = "".join(tb.host("c1").cmd(
+        f"curl -sS -m 10 -H 'Expect:' -X GET --data-binary @{body} "
+        f"-w '\\n%{{http_code}} %{{size_upload}}\\n' http://{node4}:8000/") for _ in range(3))
     done = [line for line in out.splitlines() if line.startswith("200 ")]
     assert done == ["200 65536"] * 3, out
     tasks = {json.loads(line)["task"] for line in out.splitlines() if line.startswith("{")}
