@@ -414,5 +414,5 @@ def add_arguments(group) -> None:
     group.add_argument("--place", action="append", default=[], metavar="HOST=SERVER",
                        help="put one node or client on a server (repeat it)")
     group.add_argument("--tunnel", choices=("gretap", "vxlan"), default=None,
-                       help="between the servers' underlays (default: vxlan; this kernel "
-                            "has no gretap)")
+                       help="between the servers' underlays (default: vxlan; gretap needs "
+                            "the kernel's ip_gre on every server)")

@@ -16,9 +16,9 @@ one more ssh session).  What this module adds to the cluster edition, and why:
   ``swarmmesh clean`` kills it there by record (killing the local ssh client does not);
 * **placement**: the plan's (whole nodes with their tasks), through :class:`SpreadTopo`,
   which places the hosts ``SwarmTopo`` adds and links each to its server's underlay;
-* **the tunnel**: a VXLAN (or gretap, where the kernel has it: this one has no ``ip_gre``)
-  device made in each server's root namespace and moved into its underlay host, enslaved
-  to that server's bridge; MTUs from the plan on every leg;
+* **the tunnel**: a VXLAN (or gretap, where the kernel has ``ip_gre``: run in the vm-test
+  guest, not on this machine) device made in each server's root namespace and moved into
+  its underlay host, enslaved to that server's bridge; MTUs from the plan on every leg;
 * **the controller**: a TCP relay on the first server, a unix relay on every other one
   (``swarmmesh.control.server_relay``).
 """
