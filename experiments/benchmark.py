@@ -437,6 +437,7 @@ def _ours(n: int, t: int, args, ctx) -> tuple[dict, list[dict]]:
             row["error"] = f"{type(e).__name__}: {e}"[:300]
             return row, mem
         up = time.monotonic()
+        ctx.summary["datapath"] = tb.datapath         # also when the builds run alone
         row["up_s"] = round(up - t0, 3)
         row["phases"] = json.dumps(steps.durations(up))
         try:
