@@ -8,7 +8,9 @@ the next start, and the generator's own cost is a few tens of microseconds
 per request.  Request ``i`` is due at ``t0 + i / rate``; ``t0`` is a
 ``time.monotonic()`` value given by the caller, the same origin as the
 orchestrator's events (CLOCK_MONOTONIC is one clock for every process of
-the machine; network namespaces do not change it).  One CSV row per request
+the machine; network namespaces do not change it).  A client on another server
+(``--servers``) gets the same instant as a wall-clock time (``--t0-epoch``) instead,
+and its rows are then as close to the events as the servers' clocks are to each other.  One CSV row per request
 (:data:`LOAD_COLUMNS`); a JSON line of statistics (achieved rate, lateness)
 on stdout at the end.
 
@@ -290,8 +292,13 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--rate", type=float, required=True, help="requests started per second")
     ap.add_argument("--duration", type=float, required=True, help="seconds of load")
-    ap.add_argument("--t0", type=float, required=True,
-                    help="time.monotonic() of the first request (the events' origin)")
+    start = ap.add_mutually_exclusive_group(required=True)
+    start.add_argument("--t0", type=float,
+                       help="time.monotonic() of the first request (the events' origin), "
+                            "from a process of this machine")
+    start.add_argument("--t0-epoch", type=float,
+                       help="the same instant as a time.time() value, from another machine "
+                            "whose clock is in step with this one's (--servers)")
     ap.add_argument("--timeout", type=float, default=3.0, help="per-request timeout, seconds")
     ap.add_argument("--csv", required=True, help="where to write the rows")
     return ap
@@ -305,6 +312,20 @@ def _targets(ap: argparse.ArgumentParser, items: Sequence[str]) -> list[tuple[st
             ap.error(f"--target wants NODE=ADDRESS, got {item!r}")
         targets.append((node, addr))
     return targets
+
+
+def monotonic_of_epoch(epoch: float, now_epoch: float, now_monotonic: float) -> float:
+    """This machine's ``time.monotonic()`` value of the instant ``epoch`` (wall clock)."""
+    return now_monotonic + (epoch - now_epoch)
+
+
+def start_of(a: argparse.Namespace) -> float:
+    """The first request's due time on this process's monotonic clock: ``--t0`` as given
+    (one machine: CLOCK_MONOTONIC is shared), or ``--t0-epoch`` through the wall clock (a
+    monotonic value means nothing on another machine, whose boot is its own origin)."""
+    if a.t0 is not None:
+        return a.t0
+    return monotonic_of_epoch(a.t0_epoch, time.time(), time.monotonic())
 
 
 def flushing(emit: Callable[[dict], None], f, every: float = 0.5,
@@ -336,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         w = csv.DictWriter(f, fieldnames=LOAD_COLUMNS)
         w.writeheader()
         try:
-            stats = generate(targets, a.port, a.rate, a.duration, a.t0, a.timeout,
+            stats = generate(targets, a.port, a.rate, a.duration, start_of(a), a.timeout,
                              flushing(w.writerow, f))
         except KeyboardInterrupt:
             return 130

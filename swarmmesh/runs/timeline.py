@@ -127,11 +127,15 @@ class Load:
         self.targets, self.port = targets_of(tb.cluster, service)
         self.proc: subprocess.Popen | None = None
 
-    def command(self, csv_path: str | None = None) -> list[str]:
-        """The generator's argv; it writes ``csv_path`` (default ``self.csv_path``)."""
+    def command(self, csv_path: str | None = None, remote: bool = False) -> list[str]:
+        """The generator's argv; it writes ``csv_path`` (default ``self.csv_path``).
+        ``remote``: it runs on another server, so ``t0`` (this machine's monotonic clock)
+        goes as the same instant on the wall clock."""
+        start = (["--t0-epoch", repr(time.time() + (self.t0 - time.monotonic()))] if remote
+                 else ["--t0", repr(self.t0)])
         cmd = [sys.executable, "-m", LOADGEN, "--port", str(self.port),
                "--rate", repr(self.rate), "--duration", repr(self.duration),
-               "--t0", repr(self.t0), "--timeout", repr(self.timeout),
+               *start, "--timeout", repr(self.timeout),
                "--csv", csv_path or str(self.csv_path)]
         for node, addr in self.targets:
             cmd += ["--target", f"{node}={addr}"]
@@ -140,7 +144,8 @@ class Load:
     def start(self) -> "Load":
         h = self.tb.host(self.client)
         # a client on another server writes its CSV there; wait() fetches it back
-        self.proc = h.popen(self.command(h.result_path(self.csv_path)), env=agents.python_env(),
+        self.proc = h.popen(self.command(h.result_path(self.csv_path), h.remote),
+                            env=agents.python_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.tb.state.register(self.proc.pid, LOADGEN)
         return self

@@ -260,3 +260,40 @@ def test_bad_input_names_the_field_before_anything_is_built(name, flags, field, 
     assert code == 2
     assert capsys.readouterr().err.startswith(f"error: {field}: ")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_client_on_another_server_gets_the_start_on_the_wall_clock(tmp_path):
+    """issue 15: a monotonic value means nothing on another machine (its boot is its own
+    origin), so a remote generator gets --t0-epoch and maps it onto its own clock."""
+    from swarmmesh.agents.loadgen import monotonic_of_epoch
+    from swarmmesh.runs.timeline import Load
+    assert monotonic_of_epoch(1000.5, 1000.0, 42.0) == 42.5
+    load = Load.__new__(Load)
+    load.port, load.rate, load.duration, load.timeout = 8000, 10.0, 1.0, 2.0
+    load.t0, load.csv_path, load.targets = time.monotonic() + 3.0, tmp_path / "l.csv", [
+        ("node1", "192.168.99.1")]
+    here = load.command()
+    assert here[here.index("--t0") + 1] == repr(load.t0) and "--t0-epoch" not in here
+    there = load.command("/run/x.csv", remote=True)
+    assert "--t0" not in there and there[there.index("--csv") + 1] == "/run/x.csv"
+    epoch = float(there[there.index("--t0-epoch") + 1])
+    assert abs(epoch - (time.time() + 3.0)) < 0.05
+    # and the generator started with it runs at that instant of its own monotonic clock
+    port = _server(2)
+    r = subprocess.run([sys.executable, "-m", "swarmmesh.agents.loadgen", "--target",
+                        "node1=127.0.0.1", "--port", str(port), "--rate", "100",
+                        "--duration", "0.02", "--t0-epoch", repr(time.time() + 0.3),
+                        "--csv", str(tmp_path / "e.csv")], cwd=REPO, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    import json
+    stats = json.loads(r.stdout.splitlines()[-1])
+    assert stats["ok"] == 2 and 0 <= stats["first_send_s"] < 0.05
+
+
+def test_generator_cli_wants_exactly_one_start():
+    base = [sys.executable, "-m", "swarmmesh.agents.loadgen", "--target", "n=127.0.0.1",
+            "--port", "1", "--rate", "1", "--duration", "1", "--csv", "/dev/null"]
+    for extra in ([], ["--t0", "0", "--t0-epoch", "0"]):
+        r = subprocess.run(base + extra, cwd=REPO, capture_output=True, text=True)
+        assert r.returncode == 2 and "--t0" in r.stderr
