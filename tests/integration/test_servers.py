@@ -151,14 +151,19 @@ def _captured(tb, ns, outer_filter: list[str], action, verbose: bool = False):
     text, what ``action`` returned)."""
     inner = tb.host("underlay").popen(
         ["tcpdump", "--immediate-mode", "-l", "-n", "-i", "tun-s1", "udp", "port", "4789"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     outer = subprocess.Popen(["tcpdump", "--immediate-mode", "-l", "-n",
                               *(["-v"] if verbose else []), "-i", ns.intf, *outer_filter],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tb.state.register(inner.pid, "tcpdump")
     tb.state.register(outer.pid, "tcpdump")
-    time.sleep(0.7)
     try:
+        for cap in (inner, outer):       # capturing once it says so (a fixed wait may
+            said = ""                     # be too short under emulation)
+            while "listening on" not in said:
+                line = cap.stderr.readline()
+                assert line, f"tcpdump did not start: {said}"
+                said += line
         result = action()
         time.sleep(0.3)
     finally:
