@@ -52,6 +52,7 @@ from swarmmesh.model import Cluster, InvalidConfigError
 
 PLACEMENTS = ("block", "round-robin")
 TUNNELS = ("gretap", "vxlan")
+DEFAULT_TUNNEL = "vxlan"     # what --servers and a servers file with no tunnel get
 LOCAL = "localhost"
 
 # Bytes each encapsulation adds to what it carries (IPv4 outer header, no options).
@@ -342,7 +343,7 @@ def load_servers_file(data: Any) -> dict:
         raise InvalidConfigError("place", f"a mapping host: server, got {place_map!r}")
     return {"servers": servers, "placement": data.get("placement", "block"),
             "ssh_options": list(opts),
-            "tunnel": data.get("tunnel", "gretap"),
+            "tunnel": data.get("tunnel", DEFAULT_TUNNEL),
             "place_explicit": {str(k): str(v) for k, v in place_map.items()}}
 
 

@@ -580,7 +580,7 @@ def spread_from_args(args, cluster) -> Spread | None:
                                         f" in the servers file, {server} by --place)")
     kw["place_explicit"] = {**kw.get("place_explicit", {}), **flags}
     kw["placement"] = args.placement or kw.get("placement", "block")
-    kw["tunnel"] = args.tunnel or kw.get("tunnel", "vxlan")
+    kw["tunnel"] = args.tunnel or kw.get("tunnel", sv.DEFAULT_TUNNEL)
     entries = [e if isinstance(e, dict) else {"name": e} for e in kw["servers"]]
     first_remote = next((e.get("address") or resolve(e["name"]) for e in entries[1:]), None)
     return Spread(sv.plan(cluster, **kw, resolve=lambda n: resolve(n, first_remote)))

@@ -153,3 +153,9 @@ def test_flag_errors_name_the_field():
         sv.parse_servers_flag("a,,b")
     with pytest.raises(InvalidConfigError, match="^colour: unknown key"):
         sv.load_servers_file({"servers": [A], "colour": 1})
+
+
+def test_a_servers_file_without_a_tunnel_gets_vxlan_as_the_flag_does():
+    kw = sv.load_servers_file({"servers": [A, {"name": "b", "address": "10.0.0.2"}]})
+    assert kw["tunnel"] == sv.DEFAULT_TUNNEL == "vxlan"
+    assert sv.plan(cluster(), **kw).tunnels[0].kind == "vxlan"
