@@ -18,7 +18,7 @@ Three parts (each can be skipped):
 * **load sweep** (``--load-concurrency``, 1, 4 and 16 by default), on the same cluster:
   ``ab -c C`` (new connections/s) and ``wrk -c C`` (keep-alive requests/s) per path,
   each a ratio to the direct path at the same tool, concurrency and repeat
-  (:mod:`swarmmesh.traffic.loadsweep`).
+  (:mod:`swarmmesh.runs.loadsweep`).
 * **build** (``--sizes``, NODESxTASKS_PER_NODE): for each size and repeat, the testbed's
   build (``Testbed.__enter__``: controller, Mininet hosts and links, every node's
   kernel, OVS and DNS, the task servers, every switch programmed, every DNS serving)
@@ -49,7 +49,7 @@ from pathlib import Path
 from swarmmesh.runs import experiment, plots, report, runfolder as results
 from swarmmesh.model import Cluster, InvalidConfigError
 from swarmmesh.model.objects import MAX_NODES
-from swarmmesh.traffic import loadsweep
+from swarmmesh.runs import loadsweep
 
 try:                                   # installed (swarmmesh run) or from the checkout
     from swarmmesh_experiments import mesh_overhead
@@ -741,10 +741,10 @@ def ratios_figure(run_dir: Path, summary: dict) -> list[Path]:
 def load_figure(run_dir: Path, summary: dict) -> list[Path]:
     rows = results.read_csv(run_dir / "load.csv")
     p = summary["parameters"]
-    fig = loadsweep.figure(rows, run_dir / "benchmark_load", mesh_overhead.LABELS,
+    fig = loadsweep.figure(rows, mesh_overhead.LABELS,
                            plots.run_title(summary, f"Load sweep: the mesh against direct "
                                                     f"({p['nodes']} nodes, {p['replicas']} "
-                                                    f"replicas)"), plots.colour)
+                                                    f"replicas)"))
     return plots.save(fig, run_dir / "benchmark_load")
 
 

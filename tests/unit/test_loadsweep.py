@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 
 from swarmmesh.model import InvalidConfigError
-from swarmmesh.runs import plots
 from swarmmesh.runs import runfolder
-from swarmmesh.traffic import loadsweep
+from swarmmesh.runs import loadsweep
 
 
 def test_concurrencies_are_sorted_distinct_and_bounded():
@@ -68,8 +67,7 @@ def test_the_table_reads_the_same_from_csv(tmp_path):
 
 
 def test_the_figure_has_a_panel_per_tool_and_a_line_per_path(tmp_path):
-    fig = loadsweep.figure(_rows(), tmp_path / "load", {"direct": "(a) direct"}, "t",
-                           plots.colour)
+    fig = loadsweep.figure(_rows(), {"direct": "(a) direct"}, "t")
     axes = fig.get_axes()
     assert [a.get_title() for a in axes] == list(loadsweep.TOOLS.values())
     assert [line.get_label() for line in axes[0].get_lines()] == ["(a) direct",
