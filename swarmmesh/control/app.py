@@ -35,7 +35,7 @@ from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_
                                         set_ev_cls)
 from os_ken.ofproto import ofproto_v1_3
 
-from swarmmesh.control.ofp import batches, delete_mod, encode, flow_mod, flow_mod_bytes
+from swarmmesh.control.ofp import batches, delete_mod, encode, flow_mod_bytes
 from swarmmesh.control.relay import DEFAULT_UNIX_SOCKET, close_unix_relay, serve_unix_relay
 from swarmmesh.dataplane import layout, rules, sync
 from swarmmesh.dataplane.flows import Flow
@@ -127,9 +127,6 @@ class MeshController(app_manager.OSKenApp):
         done = self.barriers.pop(ev.msg.xid, None)
         if done is not None:
             self._ready(*done)
-
-    def add_flow(self, dp, f: Flow) -> None:
-        dp.send_msg(flow_mod(dp, f))
 
     # -- the model changes: every connected switch gets the difference
     def _revision_of_file(self) -> int:

@@ -4,15 +4,14 @@ and parse back (os-ken only, no switch, no root)."""
 from __future__ import annotations
 
 import socket
-import types
 
 import pytest
 
 from os_ken.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from swarmmesh.control import app as mesh
 from swarmmesh.control.ofp import NX_NAT_F_DST, NX_NAT_F_SRC, to_actions
+from swarmmesh.control.ofp import flow_mod as ofp_flow_mod
 from swarmmesh.dataplane import layout, rules, sync
 from swarmmesh.dataplane.flows import (COOKIE_LEARNED, Ct, Flow, Goto, Learn, Nat, Output,
                                       Resubmit, SetField, flow)
@@ -43,9 +42,10 @@ VIP_FLOWS = rules.node_flows(VIP_CLUSTER, "node1")
 
 
 def flow_mod(dp, f: Flow):
-    """The FlowMod for ``f``, built by the controller's own ``add_flow``."""
+    """The FlowMod for ``f``, as the controller builds it (``ofp.flow_mod``; the app sends
+    its bytes, :mod:`test_controller_batches`), sent to ``dp``."""
     before = len(dp.sent)
-    mesh.MeshController.add_flow(types.SimpleNamespace(), dp, f)
+    dp.send_msg(ofp_flow_mod(dp, f))
     assert len(dp.sent) == before + 1
     return dp.sent[-1]
 
