@@ -429,7 +429,7 @@ def _ours(n: int, t: int, args, ctx) -> tuple[dict, list[dict]]:
     mem: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="swarmmesh-benchmark-") as tmp:
         tb = Testbed(cluster, Path(tmp), datapath=args.datapath, progress=steps,
-                     ready_timeout=args.ready_timeout)
+                     build_timeout=args.ready_timeout)
         t0 = time.monotonic()
         try:
             tb.__enter__()

@@ -45,3 +45,39 @@ def ipvs_missing() -> str | None:
         return None
     return ("this kernel has no ip_vs (modprobe ip_vs failed: no module; every stock "
             "distribution kernel has it, e.g. the guest of `make vm-test`)")
+
+
+TUN = Path("/dev/net/tun")
+TUN_FIX = "run the container with --device /dev/net/tun (or --privileged)"
+
+
+def tun_problem(path: Path, error: OSError | None) -> str | None:
+    """Why userspace OVS cannot open ``path`` (its bridge's internal port is a tap), from
+    the error opening it gave (None: it opened)."""
+    if error is None:
+        return None
+    if isinstance(error, FileNotFoundError):
+        return (f"{path} is absent: userspace OVS cannot create its datapath (a container "
+                f"has it only with --privileged or --device /dev/net/tun)")
+    return f"{path}: {error.strerror or error}: userspace OVS cannot create its datapath"
+
+
+def tun_missing(path: Path = TUN) -> str | None:
+    """Why this machine cannot run userspace OVS (``/dev/net/tun`` not usable), or None."""
+    import os
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except OSError as e:
+        return tun_problem(path, e)
+    return None
+
+
+def datapath_missing(datapath: str) -> str | None:
+    """What the chosen datapath needs and this machine lacks, or None: userspace OVS
+    (``netdev``) needs /dev/net/tun; the kernel's (``system``) its module, which
+    :func:`choose_datapath` only picks where it is."""
+    if datapath == "netdev":
+        return tun_missing()
+    if datapath == "system" and not kernel_datapath_available():
+        return "the openvswitch kernel module is absent (use --datapath netdev)"
+    return None

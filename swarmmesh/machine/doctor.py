@@ -236,6 +236,17 @@ def datapath_check() -> Check:
               "slower per new connection")
 
 
+def datapath_needs_check(chosen: str) -> Check:
+    """What the datapath a build will use needs from the machine (/dev/net/tun for
+    userspace OVS): required, a build stops on it with the same line."""
+    what = f"datapath {chosen}: " + ("/dev/net/tun" if chosen == "netdev" else "module")
+    why = datapath.datapath_missing(chosen)
+    if why is None:
+        return ok(what, "usable")
+    return missing(what, why, datapath.TUN_FIX if chosen == "netdev" else
+                   "a kernel with the openvswitch module, or --datapath netdev")
+
+
 def ovs_check() -> Check:
     if not shutil.which("ovs-vsctl"):
         return missing("Open vSwitch running", "ovs-vsctl not found",
@@ -270,9 +281,11 @@ def _requirements() -> list[str]:
         return []
 
 
-def all_checks(required_groups: Iterable[str] = deps.SETUP_GROUPS) -> list[Check]:
+def all_checks(required_groups: Iterable[str] = deps.SETUP_GROUPS,
+               requested_datapath: str = "auto") -> list[Check]:
     pkgs = deps.packages()
-    checks = kernel_checks() + [datapath_check()]
+    checks = kernel_checks() + [datapath_check(),
+                                datapath_needs_check(datapath.choose_datapath(requested_datapath))]
     checks += package_checks(pkgs, dpkg_versions(p.name for p in pkgs), shutil.which,
                              required_groups)
     checks.append(ovs_check())
@@ -293,12 +306,14 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--vm", action="store_true",
                     help="also require what `make vm-test` needs (the vm group)")
     ap.add_argument("--json", action="store_true", help="the items as JSON")
+    ap.add_argument("--datapath", choices=datapath.DATAPATHS, default="auto",
+                    help="check what this OVS datapath needs (auto: the one a build picks)")
 
 
 def report(args: argparse.Namespace) -> int:
     """Run every check, print one line per item (or JSON); 1 if something required is missing."""
     groups = deps.SETUP_GROUPS + (("vm",) if args.vm else ())
-    checks = all_checks(groups)
+    checks = all_checks(groups, getattr(args, "datapath", "auto"))
     if args.json:
         print(json.dumps(summary_items(checks), indent=1))
     else:

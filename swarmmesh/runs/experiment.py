@@ -70,6 +70,7 @@ class Context:
         spread = kwargs.pop("servers", None) or spread_from_args(self.args, cluster)
         if spread is not None:
             self.summary["servers"] = spread.plan.to_dict()
+        kwargs.setdefault("build_timeout", getattr(self.args, "build_timeout", None))
         with Testbed(cluster, run_dir or self.run_dir, datapath=self.args.datapath,
                      progress=self.progress, servers=spread, **kwargs) as tb:
             if spread is not None:
@@ -124,6 +125,10 @@ def build_parser(module: ModuleType, prog: str | None = None) -> argparse.Argume
     common.add_argument("--datapath", choices=DATAPATHS, default="auto",
                         help="OVS datapath: kernel module (system), userspace (netdev), "
                              "or system where the module exists")
+    common.add_argument("--build-timeout", type=float, default=None, metavar="S",
+                        help="seconds a build may take before it stops, naming the node and "
+                             "step that hung (default: $SWARMMESH_BUILD_TIMEOUT, else 60 s "
+                             "+ 0.5 s a node + 0.15 s a task)")
     common.add_argument("--seed", type=int, default=None,
                         help="random seed (default: drawn at random and recorded)")
     common.add_argument("--quiet", action="store_true",
@@ -136,6 +141,9 @@ def build_parser(module: ModuleType, prog: str | None = None) -> argparse.Argume
 def _check_common(args: argparse.Namespace) -> None:
     if args.seed is not None and not 0 <= args.seed < 2 ** 32:
         raise InvalidConfigError("seed", f"must be in 0 .. 2**32-1, got {args.seed}")
+    timeout = getattr(args, "build_timeout", None)
+    if timeout is not None and not timeout > 0:
+        raise InvalidConfigError("build-timeout", f"must be > 0 seconds, got {timeout}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InvalidConfigError("out", f"{out} exists and is not a folder")
@@ -231,10 +239,16 @@ def _plan_or_error(module: ModuleType, args: argparse.Namespace) -> tuple[object
 def _run(module: ModuleType, args: argparse.Namespace, plan: object, ctx: Context,
          summary: dict) -> int:
     """``module.run``, its outcome in ``summary["status"]``; the exit code."""
+    from swarmmesh.testbed.testbed import TestbedError as BuildError
     try:
         module.run(args, plan, ctx)
         summary["status"] = "ok" if not ctx.failed else f"failed: {ctx.failed}"
         return 1 if ctx.failed else 0
+    except BuildError as e:                        # one line: who, which step, why
+        summary["status"] = f"error: {e}"
+        ctx.progress.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         summary["status"] = "interrupted (Ctrl-C)"
         return 130

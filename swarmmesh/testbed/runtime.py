@@ -30,6 +30,9 @@ class RunState:
         self.dir = root / name
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "owner").write_text(f"{os.getpid()}\n")
+        # While the run builds: the time (monotonic) by which every step must be done
+        # (testbed.bounds); None once it is built.
+        self.deadline: float | None = None
 
     def register(self, pid: int, marker: str) -> None:
         """Remember that ``pid`` is ours while its command line holds ``marker``."""

@@ -24,6 +24,9 @@ from typing import Callable
 from swarmmesh import agents
 from swarmmesh.machine import deps
 from swarmmesh.model import Cluster, Task
+from swarmmesh.machine.datapath import choose_datapath, datapath_missing
+from swarmmesh.testbed import readiness
+from swarmmesh.testbed.bounds import BuildFailure, build_timeout
 from swarmmesh.testbed.lc import LeastConnections
 from swarmmesh.testbed.runtime import RunState, clean_all
 
@@ -51,6 +54,23 @@ def check_machine() -> None:
     except ImportError as e:
         raise TestbedError("Mininet is not importable from this Python "
                            f"({sys.executable}); use the venv made by `make setup`") from e
+
+
+def check_datapath(datapath: str) -> None:
+    """The OVS datapath the build will use can run here (what ``swarmmesh doctor`` checks:
+    /dev/net/tun for userspace OVS), before anything is built."""
+    why = datapath_missing(datapath)
+    if why:
+        raise TestbedError(f"datapath {datapath}: {why}")
+
+
+def build_bound(cluster: Cluster, given: float | None) -> float:
+    """The build's bound in seconds (a bad flag or environment value is a TestbedError
+    naming it)."""
+    try:
+        return build_timeout(len(cluster.nodes), len(cluster.tasks), given)
+    except ValueError as e:
+        raise TestbedError(str(e)) from None
 
 
 def check_ingress(ingress: str, cluster: Cluster, servers=None) -> None:
@@ -118,8 +138,8 @@ class Testbed:
 
     def __init__(self, cluster: Cluster, run_dir: Path, datapath: str = "auto",
                  progress: Callable[[str], None] = lambda msg: None,
-                 ready_timeout: float = 60.0, servers=None, userspace_tso: bool = False,
-                 ingress: str = "mesh") -> None:
+                 build_timeout: float | None = None, servers=None,
+                 userspace_tso: bool = False, ingress: str = "mesh") -> None:
         self.cluster, self.run_dir = cluster, Path(run_dir)
         # "mesh": the emulated pick in each node's kernel; "ipvs": Swarm's own ingress
         # sandbox with the kernel's IPVS on every node (the reference path).
@@ -128,7 +148,9 @@ class Testbed:
         self.servers = servers      # a testbed.servers.Spread (issue 15), or None: this machine
         self.requested_datapath = datapath
         self.progress = progress
-        self.ready_timeout = ready_timeout
+        # The build's bound (testbed.bounds): given, $SWARMMESH_BUILD_TIMEOUT, or by size.
+        self.build_timeout_given = build_timeout
+        self.build_timeout = 0.0
         self.state: RunState | None = None
         self.net = None
         self.controller: subprocess.Popen | None = None
@@ -144,10 +166,16 @@ class Testbed:
         check_machine()
         if self.ingress != "mesh":
             check_ingress(self.ingress, self.cluster, self.servers)
+        self.build_timeout = build_bound(self.cluster, self.build_timeout_given)
+        if self.servers is None:       # (on several servers, each checks its own)
+            check_datapath(choose_datapath(self.requested_datapath))
         clean_all()                        # what a killed earlier run left behind
         self._old_term = signal.signal(signal.SIGTERM, _raise_exit)
         try:
             self._start()
+        except BuildFailure as e:
+            self.stop()
+            raise TestbedError(str(e)) from None
         except BaseException:
             self.stop()
             raise
@@ -165,6 +193,7 @@ class Testbed:
         workers = parallel.workers()            # a bad value fails before anything is built
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state = RunState(f"run-{os.getpid()}-{next(_RUN_SEQ)}")
+        deadline = self.state.deadline = time.monotonic() + self.build_timeout
         model = self.run_dir / "model.json"
         model.write_text(json.dumps(self.cluster.to_dict(), indent=1))
         # The live model: the controller and the nodes' DNS follow this file.
@@ -192,20 +221,13 @@ class Testbed:
             self.servers.connect(self)        # the tunnels between the servers' underlays
         self.net.start()
         self.progress("waiting for the task servers")
-        self.wait_task_servers()
+        readiness.wait_task_servers(self, deadline)
         self.progress("waiting for the controller to program every node")
-        self.wait_programmed()
-        self.wait_dns()
+        readiness.wait_programmed(self, deadline)
+        readiness.wait_dns(self, deadline)
+        self.state.deadline = None          # from here on, commands wait as long as they take
         self.lc = LeastConnections(self).__enter__()   # a no-op without an lc service
         record_datapath(self.datapath)
-
-    def wait_task_servers(self) -> None:
-        """Every task server started during the build listens (they start in parallel:
-        each host's config starts its server, this waits for them all)."""
-        from swarmmesh.testbed.topology import SwarmTask
-        for host in self.net.hosts:
-            if isinstance(host, SwarmTask) and host.server is not None:
-                host.wait_ready()
 
     def start_controller(self, sock: str) -> subprocess.Popen:
         ctl_dir = self.state.dir / "ctl"
@@ -227,43 +249,8 @@ class Testbed:
         return proc
 
     def wait_programmed(self) -> None:
-        ready = self.state.dir / "ctl" / "ready"
-        deadline = time.monotonic() + self.ready_timeout
-        want = {n.name for n in self.cluster.nodes}
-        while True:
-            have = {p.name for p in ready.iterdir()} if ready.exists() else set()
-            if want <= have:
-                return
-            if self.controller.poll() is not None:
-                raise TestbedError("controller exited; see controller.log / controller.err")
-            if time.monotonic() > deadline:
-                raise TestbedError(f"nodes not programmed after {self.ready_timeout:.0f}s: "
-                                   f"{sorted(want - have)}")
-            time.sleep(0.05)
-
-    def wait_dns(self) -> None:
-        """Until every node's embedded DNS serves all of its tasks."""
-        from swarmmesh.testbed.topology import is_built
-        deadline = time.monotonic() + self.ready_timeout
-        while True:
-            missing = []
-            remote = self.servers.dns_ready() if self.servers is not None else {}
-            for node in self.cluster.nodes:
-                want = {t.host for t in self.cluster.tasks_on(node.name)
-                        if is_built(t, self.cluster)}
-                try:
-                    have = set(remote[node.name] if node.name in remote else
-                               json.loads((self.state.dir / "dns" / f"{node.name}.json")
-                                          .read_text())["tasks"])
-                except (OSError, ValueError, KeyError):
-                    have = set()
-                missing += sorted(want - have)
-            if not missing:
-                return
-            if time.monotonic() > deadline:
-                raise TestbedError(f"embedded DNS not serving after {self.ready_timeout:.0f}s: "
-                                   f"{missing}; see the nodes' dns.log")
-            time.sleep(0.05)
+        """Until the controller has programmed every node (within the build's bound)."""
+        readiness.wait_programmed(self, time.monotonic() + self.build_timeout)
 
     def stop(self) -> None:
         if self.lc is not None:

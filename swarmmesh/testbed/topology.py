@@ -41,6 +41,7 @@ from swarmmesh.control.relay import DEFAULT_UNIX_SOCKET
 from swarmmesh.dataplane import kernel, layout, rules
 from swarmmesh.model import Cluster, UNDERLAY_SUBNET, docker_mac
 from swarmmesh.testbed.runtime import RunState, kill_pid, signal_pid
+from swarmmesh.testbed.shellbound import BoundedShell, first_line
 from swarmmesh.machine.datapath import choose_datapath
 
 PRIVATE_PORT = 9999          # every task also listens here; it is never published
@@ -128,7 +129,7 @@ def vsctl_batches(args: list[str], prefix: str, limit: int = LINE_MAX - 200) -> 
     return out
 
 
-class _Recorded(Host):
+class _Recorded(BoundedShell, Host):
     """A host whose shell is written down in the run state as it starts.
 
     Its files and processes are on this machine: the methods below (records, small state
@@ -279,10 +280,9 @@ class SwarmTask(_Recorded, _Quiet):
             self.state.register(self.server.pid, TASKSERVER)
 
     def wait_ready(self):
-        """Until the task server listens (its first line)."""
-        line = self.server.stdout.readline()
-        if not line.startswith("ready"):
-            raise RuntimeError(f"{self.name}: task server did not start: {line.strip()}")
+        """Until the task server listens (its first line), by the build's deadline."""
+        first_line(self.server, getattr(self.state, "deadline", None), "task server",
+                   f"{self.name} (task {self.task_name} on {self.node_name})", "task server")
 
     def stop_server(self):
         """Ask the task server to stop (SIGTERM), without waiting."""

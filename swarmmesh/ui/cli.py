@@ -141,6 +141,9 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="lifecycle timings: Swarm's own, or the fast profile")
     p.add_argument("--datapath", choices=experiment.DATAPATHS, default="auto",
                    help="OVS datapath")
+    p.add_argument("--build-timeout", type=float, default=None, metavar="S",
+                   help="seconds the build may take (default: $SWARMMESH_BUILD_TIMEOUT, else "
+                        "by the cluster's size)")
     p.add_argument("--out", default="results/cli",
                    help="parent of the run folder (logs, model.json, events.csv)")
     from swarmmesh.dataplane import servers

@@ -73,7 +73,7 @@ def run_cli(args) -> int:
     code = 0
     try:
         with Testbed(cluster, run_dir, datapath=args.datapath, progress=say,
-                     servers=spread) as tb:
+                     servers=spread, build_timeout=args.build_timeout) as tb:
             with Orchestrator(tb, profile=args.profile) as orch:
                 from mininet.log import setLogLevel
                 setLogLevel("output")              # `<host> cmd` prints through Mininet's log

@@ -107,3 +107,15 @@ def test_a_missing_qdisc_is_said_but_never_fails_the_doctor():
     assert doctor.qdisc_check("tbf", "a bandwidth limit", 0).detail == \
         "a bandwidth limit on underlay links"
     assert doctor.verdict([absent]) == 0
+
+
+def test_userspace_ovs_without_dev_net_tun_is_required_and_says_how_to_fix(monkeypatch):
+    from swarmmesh.machine import datapath
+    why = datapath.tun_problem(datapath.TUN, FileNotFoundError(2, "No such file"))
+    monkeypatch.setattr(datapath, "tun_missing", lambda path=datapath.TUN: why)
+    c = doctor.datapath_needs_check("netdev")
+    assert (c.what, c.status, c.required) == ("datapath netdev: /dev/net/tun", "missing", True)
+    assert c.detail.startswith("/dev/net/tun is absent") and "--device /dev/net/tun" in c.fix
+    assert doctor.verdict([c]) == 1
+    monkeypatch.setattr(datapath, "tun_missing", lambda path=datapath.TUN: None)
+    assert doctor.datapath_needs_check("netdev").status == "ok"
