@@ -160,6 +160,9 @@ class Testbed:
         self._published: dict[int, dict] = {}    # revision -> the model, until the kernels have it
         self._kernel_revision = 0                # the revision every node's nft table follows
         self.lc = None                           # the least-connections loop, if a service
+        # Told of every task started (``task_started``) or about to stop (``task_stopping``)
+        # at run time, e.g. an external balancer's pool that follows the tasks (extlb).
+        self.task_watchers: list = []
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self) -> "Testbed":
@@ -267,13 +270,15 @@ class Testbed:
                 for host in self.net.hosts:
                     if hasattr(host, "stop_ovs"):
                         host.stop_ovs()
-                if all(h.shell is not None and h.shell.poll() is None for h in self.net.hosts):
-                    self._stop_hosts()
-                else:
-                    # A host's shell died (killed from outside): Mininet would
-                    # wait on it for ever.  The namespaces go with the shells;
-                    # the recorded PIDs are cleaned below.
-                    print("warning: a host shell died; cleaning by record", file=sys.stderr)
+                # A host's shell that died (killed from outside, or by the build's bound)
+                # is not waited on; its namespace went with it, and the recorded PIDs
+                # are cleaned below.  The others stop as usual.
+                dead = [h.name for h in self.net.hosts if h.shell is None or
+                        h.shell.poll() is not None]
+                if dead:
+                    print(f"warning: the shells of {', '.join(dead)} died; cleaning by "
+                          "record", file=sys.stderr)
+                self._stop_hosts()
             except Exception as e:                          # noqa: BLE001
                 print(f"warning: network stop: {e}", file=sys.stderr)
             self.net = None
@@ -300,7 +305,10 @@ class Testbed:
         interface lives in a host's namespace and goes with it when its last process
         exits (the shells are the last), which takes one signal per host."""
         for host in self.net.hosts:
-            host.terminate()
+            if host.shell is not None and host.shell.poll() is None:
+                host.terminate()
+            elif host.shell is not None:        # dead (and reaped): close its pty only
+                host.cleanup()
 
     def _keep_logs(self) -> None:
         """Copy the nodes' OVS logs and configs into the run folder."""
@@ -383,12 +391,16 @@ class Testbed:
         if self.servers is not None:            # the plan's MTUs on the new legs
             self.servers.set_mtus(self, [host, node])
         self.sync_fdb()
+        for w in self.task_watchers:
+            w.task_started(task)
         # The node binds its host-mode ports, and every kernel may pick the task, once
         # the model that says so is published and the switches have it (wait_applied).
 
     def stop_task(self, task: Task) -> None:
         """Stop a task's container: its server, its host and its legs (the kernels
         follow the model that says it is gone, once published)."""
+        for w in self.task_watchers:
+            w.task_stopping(task)
         host = self.net.get(task.host) if task.host in self.net else None
         node = self.net.get(task.node)
         node.detach_task(task, self.cluster)
