@@ -128,7 +128,7 @@ def run(args, plan, ctx) -> None:
         ctx.summary["haproxy_stat_end"] = {f"{b}/{s}": v for (b, s), v in
                                            extlb.servers(lb).items()}
         time.sleep(0.3)                           # HAProxy logs a connection as it closes
-        join_log(rows, lb.log_path.read_text())
+        join_log(rows, lb.log_path.read_text(), lb.task_at)
     ctx.write_csv("requests.csv", rows, COLUMNS)
     ctx.write_csv("haproxy_states.csv", states, STATE_COLUMNS)
     ctx.write_csv("events.csv", events, EVENT_COLUMNS)
@@ -239,8 +239,9 @@ def down_phase(tb, lb, orch, node: str, args, ctx):
     return rows, states, events, round(cut - t0, 4)
 
 
-def join_log(rows: list[dict], log_text: str) -> None:
-    """HAProxy's choice of server and its timers, per request (by frontend and client port)."""
+def join_log(rows: list[dict], log_text: str, task_at=lambda address: None) -> None:
+    """HAProxy's choice of server (a direct slot named by the task at its address) and its
+    timers, per request (by frontend and client port)."""
     from swarmmesh.dataplane import haproxy
     by: dict = {}
     for line in haproxy.parse_log(log_text):              # in the order connections closed
@@ -252,7 +253,8 @@ def join_log(rows: list[dict], log_text: str) -> None:
         lines = by.get((pool, r.get("local_port"))) if pool else None
         line = lines.pop(0) if lines else None
         if line:
-            r.update(haproxy_server=line["server"], haproxy_tc_ms=line["tc_ms"],
+            r.update(haproxy_server=task_at(line["server_ip"]) or line["server"],
+                     haproxy_tc_ms=line["tc_ms"],
                      haproxy_tt_ms=line["tt_ms"], haproxy_termination=line["termination"])
 
 

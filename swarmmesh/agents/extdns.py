@@ -7,7 +7,9 @@ underlay address.  Answers are authoritative (AA set, RA clear), TTL 30 s, and
 rotate by one address per query (BIND's ``cyclic`` order), so clients that take
 the first address spread over the nodes.  A name under the zone that is not in it
 gets NXDOMAIN, a name outside it REFUSED, a known name asked for another type an
-empty NOERROR.  UDP only; the wire format is the embedded DNS's
+empty NOERROR.  The zone follows its file: changed (its modification time), it is read
+again before the next answer (the testbed rewrites it as tasks come and go: the
+``tasks.<service>`` names HAProxy's DNS discovery asks).  UDP only; the wire format is the embedded DNS's
 (:mod:`swarmmesh.agents.dns`).
 
     python -m swarmmesh.agents.extdns --zone zone.json --bind 192.168.99.253
@@ -36,6 +38,27 @@ class Zone:
         self.apexes = sorted(self.records, key=len)[:1]
         self.ttl = ttl
         self.turn: dict[str, int] = {}
+        self.mtime_ns = 0
+
+    @classmethod
+    def load(cls, path: Path, ttl: int = 30) -> "Zone":
+        zone = cls(json.loads(path.read_text()), ttl)
+        zone.mtime_ns = path.stat().st_mtime_ns
+        return zone
+
+    def reload_if_changed(self, path: Path) -> bool:
+        """Read the zone file again if it changed since; True if it did.  A file being
+        replaced or not valid JSON keeps the records as they are."""
+        try:
+            mtime = path.stat().st_mtime_ns
+            if mtime == self.mtime_ns:
+                return False
+            records = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        self.records = {k.rstrip(".").lower(): list(v) for k, v in records.items()}
+        self.mtime_ns = mtime
+        return True
 
     def _inside(self, name: str) -> bool:
         return any(name == a or name.endswith("." + a) for a in self.apexes)
@@ -68,12 +91,14 @@ class Zone:
         return bytes(reply)
 
 
-def serve(zone: Zone, bind: str, port: int = dns.PORT) -> None:
+def serve(zone: Zone, bind: str, port: int = dns.PORT, path: Path | None = None) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((bind, port))
         print("ready", flush=True)
         while True:
             data, peer = s.recvfrom(4096)
+            if path is not None:
+                zone.reload_if_changed(path)
             reply = zone.respond(data)
             if reply is not None:
                 s.sendto(reply, peer)
@@ -87,7 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ttl", type=int, default=30)
     args = ap.parse_args(argv)
     try:
-        serve(Zone(json.loads(args.zone.read_text()), args.ttl), args.bind, args.port)
+        serve(Zone.load(args.zone, args.ttl), args.bind, args.port, args.zone)
     except KeyboardInterrupt:
         pass
     return 0

@@ -9,7 +9,11 @@ its own on the balancer's address, make the comparison of the issue:
 * ``mesh``: every node's ingress-published port (the routing mesh balances again);
 * ``host``: every node's host-mode published port; only the nodes that run a task
   answer, the others refuse and HAProxy's check keeps them out of the rotation;
-* ``direct``: every task's own address and target port (no node, no mesh).
+* ``direct``: every task's own address and target port (no node, no mesh).  With
+  :class:`Discovery` it follows the tasks as a user's HAProxy does in front of a swarm:
+  ``server-template`` slots filled by DNS discovery of ``tasks.<service>`` (a
+  ``resolvers`` section), so a replacement task joins the pool and a removed one leaves
+  it, with no reload.
 
 HAProxy runs in TCP mode (L4, as the documentation's example), with TCP connect
 checks on every server (``inter``, ``fall``, ``rise``) and ``roundrobin`` or
@@ -26,11 +30,12 @@ from swarmmesh.model import Cluster, InvalidConfigError
 
 BALANCES = ("roundrobin", "leastconn")
 POOLS = ("mesh", "host", "direct")
-LOG_FORMAT = "%ci %cp %ft %b %s %Tw %Tc %Tt %B %ts"
+LOG_FORMAT = "%ci %cp %ft %b %s %Tw %Tc %Tt %B %ts %si"
 """client IP, client port, frontend, backend, server, wait/connect/total ms,
-bytes to the client, termination state."""
+bytes to the client, termination state, the server's address (a template's slot holds
+whichever task DNS gave it)."""
 LOG_FIELDS = ("client_ip", "client_port", "frontend", "backend", "server", "tw_ms", "tc_ms",
-              "tt_ms", "bytes", "termination")
+              "tt_ms", "bytes", "termination", "server_ip")
 ZONE_TTL = 30
 
 
@@ -61,11 +66,26 @@ class Server:
     backup: bool = False   # used only while no other server of the pool is up
 
 
+@dataclass(frozen=True)
+class Discovery:
+    """A pool's servers found by DNS: ``slots`` servers of one ``server-template``, each
+    holding one address of ``fqdn`` (the A records of ``tasks.<service>``) as the
+    ``resolver`` (``ip:port``) answers, asked again every ``hold`` seconds."""
+
+    fqdn: str
+    slots: int
+    resolver: str
+    hold: float = 1.0
+    prefix: str = "slot"
+
+
 @dataclass
 class Pool:
     name: str          # mesh | host | direct
     port: int          # the frontend's port on the balancer
-    servers: list[Server] = field(default_factory=list)
+    servers: list[Server] = field(default_factory=list)   # (with discovery: those at start)
+    discovery: Discovery | None = None
+    target: int = 0    # the servers' port (a template's)
 
 
 def _ms(seconds: float) -> str:
@@ -87,8 +107,8 @@ def published_ports(cluster: Cluster, service: str) -> tuple[int, int | None, in
     return (ingress[0].published, host[0].published if host else None, ingress[0].target)
 
 
-def pools(cluster: Cluster, service: str, direct: dict[str, str], base_port: int | None = None
-          ) -> list[Pool]:
+def pools(cluster: Cluster, service: str, direct: dict[str, str], base_port: int | None = None,
+          discovery: Discovery | None = None) -> list[Pool]:
     """The balancer's pools for ``service``.  ``direct`` maps a task's name to the
     address the balancer reaches it on (its leg on the balancer's backend network);
     tasks missing from it are left out.  Frontend ports: the mesh's and the host-mode
@@ -99,12 +119,27 @@ def pools(cluster: Cluster, service: str, direct: dict[str, str], base_port: int
     if host is not None:
         out.append(Pool("host", host, [Server(n.name, str(n.underlay_ip), host) for n in nodes]))
     tasks = [t for t in cluster.tasks_of(service) if t.name in direct]
-    if tasks:
+    if tasks or discovery is not None:
         port = base_port if base_port is not None else ingress + 82
         if port in {p.port for p in out}:
             raise InvalidConfigError("direct_port", f"{port} is taken by another frontend")
-        out.append(Pool("direct", port, [Server(t.name, direct[t.name], target) for t in tasks]))
+        if discovery is not None and discovery.slots < len(tasks):
+            raise InvalidConfigError("slots", f"{discovery.slots} server slots for "
+                                              f"{len(tasks)} tasks")
+        out.append(Pool("direct", port, [Server(t.name, direct[t.name], target) for t in tasks],
+                        discovery, target))
     return out
+
+
+def tasks_name(service: str, zone_name: str) -> str:
+    """The external zone's name for a service's tasks (Swarm's ``tasks.<service>``)."""
+    return f"tasks.{service}.{zone_name.rstrip('.').lower()}"
+
+
+def slots_for(replicas: int) -> int:
+    """Server slots of a discovered pool: room for every task, one replacement of each
+    during a rolling change, and a few more (a user sizes it for the service's scale)."""
+    return max(8, 2 * replicas + 2)
 
 
 def zone_pools(cluster: Cluster, service: str, zones: dict[str, str], zone: str) -> list[Pool]:
@@ -159,9 +194,43 @@ def config(pools_: list[Pool], bind: str, balance: str = "roundrobin",
                   f"    balance {balance}",
                   f"    default-server check inter {_ms(checks.inter)} fall {checks.fall} "
                   f"rise {checks.rise}"]
-        lines += [f"    server {s.name} {s.address}:{s.port}" + (" backup" if s.backup else "")
-                  for s in pool.servers]
+        if pool.discovery is None:
+            lines += [f"    server {s.name} {s.address}:{s.port}" + (" backup" if s.backup else "")
+                      for s in pool.servers]
+        else:
+            lines.append(_template(pool))
+    lines += resolvers([p.discovery for p in pools_ if p.discovery is not None])
     return "\n".join(lines) + "\n"
+
+
+def _template(pool: Pool) -> str:
+    d = pool.discovery
+    return (f"    server-template {d.prefix} {d.slots} {d.fqdn}:{pool.target} "
+            f"resolvers {RESOLVERS} init-addr none resolve-prefer ipv4")
+
+
+RESOLVERS = "extdns"
+
+
+def resolvers(discoveries: list[Discovery]) -> list[str]:
+    """The ``resolvers`` section the discovered pools ask: answers held ``hold`` s (then
+    asked again), a name that lost an address loses its slot at once (``hold obsolete``)."""
+    if not discoveries:
+        return []
+    d = discoveries[0]
+    hold = _ms(d.hold)
+    return ["", f"resolvers {RESOLVERS}",
+            f"    nameserver dns1 {d.resolver}",
+            "    accepted_payload_size 8192",
+            "    resolve_retries 3",
+            f"    timeout resolve {hold}",
+            f"    timeout retry {hold}",
+            f"    hold valid {hold}",
+            f"    hold nx {hold}",
+            f"    hold other {hold}",
+            f"    hold refused {hold}",
+            f"    hold timeout {hold}",
+            "    hold obsolete 0s"]
 
 
 def parse_log(text: str) -> list[dict]:
@@ -194,7 +263,8 @@ def parse_stat(csv_text: str) -> dict[tuple[str, str], dict]:
             continue
         out[(row["pxname"], sv)] = {"status": row.get("status", ""),
                                     "stot": int(row.get("stot") or 0),
-                                    "check_status": row.get("check_status", "")}
+                                    "check_status": row.get("check_status", ""),
+                                    "addr": row.get("addr", "").rsplit(":", 1)[0]}
     return out
 
 

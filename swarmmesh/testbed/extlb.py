@@ -16,7 +16,11 @@ external DNS name on the nodes.  :func:`build` adds, through the Mininet API
   balancer (10.254.0.1) with one veth to every task (``<task>-xlb``, 10.254.0.10,
   ...).  The balancer's connections to a task leave from 10.254.0.1, on-link for
   the task: nothing of the task's routing changes (its mesh and host-mode replies
-  keep their paths).
+  keep their paths).  The ``direct`` pool follows the tasks as a user's HAProxy in front
+  of a swarm does: ``server-template`` slots filled by DNS discovery of
+  ``tasks.<service>.<name>`` from the external DNS, asked again every second.  A task
+  started at run time gets its leg and its address in that record as it starts
+  (:class:`DirectFollower`, called by the testbed); a stopped one leaves the record.
 * ``extdns``: a host on the underlay (the next free address) running
   :mod:`swarmmesh.agents.extdns`, authoritative for the cluster's external name.
 
@@ -90,6 +94,14 @@ class ExternalLB:
     stats_socket: Path
     zone: dict[str, list[str]] = field(default_factory=dict)
     config: str = ""
+    service: str = ""
+    addresses: dict[str, str] = field(default_factory=dict)   # task -> its direct address
+    zone_path: Path | None = None
+    ever: dict[str, str] = field(default_factory=dict)        # direct address -> last task
+
+    def task_at(self, address: str) -> str | None:
+        """The task that holds (or last held) a direct address."""
+        return self.ever.get(address)
 
     def pool(self, name: str) -> haproxy.Pool:
         return next(p for p in self.pools if p.name == name)
@@ -126,29 +138,100 @@ def build(tb, cluster: Cluster, service: str, balance: str = "roundrobin",
     zone = haproxy.zone(dns_name, cluster)        # bad names fail before anything is built
     lb_ip, dns_ip = free_underlay_ips(cluster, 2)
     net = l4lb.backend_network(cluster)
-    hosts = list(net.hosts())
-    gw = str(hosts[0])
     host = l4lb.add_underlay_host(tb, LB_HOST, lb_ip, cls=ServiceHost)
     legs, addrs = {}, {}
+    discovery = None
     if direct:
-        l4lb._sh(host, f"ip link add {BRIDGE} type bridge && ip addr add {gw}/{net.prefixlen} "
-                       f"dev {BRIDGE} && ip link set {BRIDGE} up")
-        for i, t in enumerate(t for t in cluster.tasks_of(service) if t.host in tb.net):
-            ip, intf, peer = str(hosts[9 + i]), f"{LB_HOST}-{t.host}", f"{t.host}-xlb"
-            tb.state.register_links([intf, peer])
-            tb.net.addLink(host, tb.task_host(t), intfName1=intf, intfName2=peer)
-            l4lb._sh(host, f"ip link set {intf} master {BRIDGE} && ip link set {intf} up")
-            l4lb._sh(tb.task_host(t), f"ip addr add {ip}/{net.prefixlen} dev {peer} && "
-                                      f"ip link set {peer} up && ethtool -K {peer} tx off "
-                                      ">/dev/null 2>&1; true")
-            legs[t.name], addrs[t.name] = intf, ip
-    pools = haproxy.pools(cluster, service, addrs)
+        l4lb._sh(host, f"ip link add {BRIDGE} type bridge && ip addr add "
+                       f"{next(net.hosts())}/{net.prefixlen} dev {BRIDGE} && "
+                       f"ip link set {BRIDGE} up")
+        for t in cluster.tasks_of(service):
+            if t.host in tb.net:
+                addrs[t.name] = free_direct_ip(net, addrs)
+                legs[t.name] = add_leg(tb, host, t, addrs[t.name])
+        fqdn = haproxy.tasks_name(service, dns_name)
+        zone[fqdn] = [addrs[t] for t in sorted(addrs)]
+        discovery = haproxy.Discovery(fqdn, haproxy.slots_for(len(cluster.tasks_of(service))),
+                                      f"{dns_ip}:53")
+    pools = haproxy.pools(cluster, service, addrs, discovery=discovery)
     lb = start_haproxy(tb, host, lb_ip, pools, balance, checks, **cfg)
-    lb.backend_network, lb.legs = str(net), legs
+    lb.backend_network, lb.legs, lb.service, lb.addresses = str(net), legs, service, addrs
+    lb.ever = {ip: t for t, ip in addrs.items()}
     lb.dns_host, lb.dns_address, lb.dns_name, lb.zone = (DNS_HOST, dns_ip,
                                                          dns_name.rstrip(".").lower(), zone)
     _start_dns(tb, lb)
+    if direct:
+        tb.task_watchers.append(DirectFollower(tb, lb))
     return lb
+
+
+DIRECT_FIRST = 9            # the tasks' direct addresses start at the network's 10th
+
+
+def free_direct_ip(net, taken: dict[str, str], ever: dict[str, str] | None = None) -> str:
+    """The lowest address of the backend network that no task ever held (the balancer has
+    .1), else the lowest no task holds now: an address given again at once would meet the
+    balancer's ARP entry for the task that left (its MAC), and stay unreachable."""
+    pool = [str(ip) for i, ip in enumerate(net.hosts()) if i >= DIRECT_FIRST]
+    for used in (set(taken.values()) | set(ever or {}), set(taken.values())):
+        free = [ip for ip in pool if ip not in used]
+        if free:
+            return free[0]
+    raise ExtLBError(f"no address left for a task in the backend network {net}")
+
+
+def add_leg(tb, host, task, ip: str) -> str:
+    """A veth from the balancer's bridge to ``task``, ``ip`` on the task's end; returns
+    the balancer's end."""
+    net = l4lb.backend_network(tb.cluster)
+    intf, peer = f"{host.name}-{task.host}", f"{task.host}-xlb"
+    tb.state.register_links([intf, peer])
+    tb.net.addLink(host, tb.task_host(task), intfName1=intf, intfName2=peer)
+    l4lb._sh(host, f"ip link set {intf} master {BRIDGE} && ip link set {intf} up")
+    l4lb._sh(tb.task_host(task), f"ip addr add {ip}/{net.prefixlen} dev {peer} && "
+                                 f"ip link set {peer} up && ethtool -K {peer} tx off "
+                                 ">/dev/null 2>&1; true")
+    return intf
+
+
+class DirectFollower:
+    """The direct pool follows the tasks: the testbed calls it as it starts a task (a leg
+    to the balancer, its address in ``tasks.<service>``) and before it stops one (out of
+    the record; its leg goes with its host).  HAProxy's resolvers see the record change
+    at their next question (every ``Discovery.hold`` s)."""
+
+    def __init__(self, tb, lb: ExternalLB) -> None:
+        self.tb, self.lb = tb, lb
+        self.net = l4lb.backend_network(tb.cluster)
+
+    def task_started(self, task) -> None:
+        if task.service != self.lb.service or task.name in self.lb.addresses:
+            return
+        ip = free_direct_ip(self.net, self.lb.addresses, self.lb.ever)
+        balancer = self.tb.host(self.lb.host)
+        if ip in self.lb.ever:                       # given again: forget the old MAC
+            balancer.cmd(f"ip neigh flush to {ip}")
+        self.lb.legs[task.name] = add_leg(self.tb, balancer, task, ip)
+        self.lb.addresses[task.name] = ip
+        self.lb.ever[ip] = task.name
+        self.write_zone()
+
+    def task_stopping(self, task) -> None:
+        if self.lb.addresses.pop(task.name, None) is not None:
+            self.lb.legs.pop(task.name, None)
+            self.write_zone()
+
+    def write_zone(self) -> None:
+        fqdn = haproxy.tasks_name(self.lb.service, self.lb.dns_name)
+        self.lb.zone[fqdn] = [self.lb.addresses[t] for t in sorted(self.lb.addresses)]
+        write_zone(self.lb.zone_path, self.lb.zone)
+
+
+def write_zone(path: Path, zone: dict) -> None:
+    """The zone file, replaced at once (the DNS reads it again when it changes)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(zone, indent=1))
+    tmp.replace(path)
 
 
 def start_haproxy(tb, host, address: str, pools: list[haproxy.Pool], balance: str = "roundrobin",
@@ -174,8 +257,8 @@ def start_haproxy(tb, host, address: str, pools: list[haproxy.Pool], balance: st
 
 def _start_dns(tb, lb: ExternalLB) -> None:
     dns_host = l4lb.add_underlay_host(tb, DNS_HOST, lb.dns_address, cls=ServiceHost)
-    zone_file = tb.state.dir / "extdns-zone.json"
-    zone_file.write_text(json.dumps(lb.zone, indent=1))
+    zone_file = lb.zone_path = tb.state.dir / "extdns-zone.json"
+    write_zone(zone_file, lb.zone)
     (tb.run_dir / zone_file.name).write_text(zone_file.read_text())
     proc = dns_host.start([sys.executable, "-m", "swarmmesh.agents.extdns", "--zone",
                            str(zone_file), "--bind", lb.dns_address],
@@ -210,8 +293,13 @@ def admin(lb: ExternalLB, command: str, timeout: float = 2.0) -> str:
 
 
 def servers(lb: ExternalLB) -> dict[tuple[str, str], dict]:
-    """(pool, server) -> status (UP, DOWN, ...), connections so far, last check."""
-    return haproxy.parse_stat(admin(lb, "show stat"))
+    """(pool, server) -> status (UP, DOWN, ...), connections so far, last check; a
+    discovered pool's slot that holds a task's address is named by that task."""
+    out = {}
+    for (pool, name), v in haproxy.parse_stat(admin(lb, "show stat")).items():
+        holder = lb.task_at(v.get("addr", "")) if pool == "direct" else None
+        out[(pool, holder or name)] = {**v, "slot": name} if holder else v
+    return out
 
 
 def wait_up(lb: ExternalLB, want: dict[str, set[str]], timeout: float = 20.0) -> dict:

@@ -75,23 +75,27 @@ def test_detection_window():
 
 def test_parse_log_takes_connection_lines_only():
     text = ("[WARNING]  (13596) : Server host/node3 is DOWN, reason: Layer4 connection problem\n"
-            "192.168.99.201 60484 mesh mesh node1 1 1 3 199 --\n"
-            "192.168.99.201 37502 direct direct app.1 0 0 1 199 --\n"
-            "192.168.99.201 40000 mesh mesh node2 0 -1 1002 0 SC\n")
+            "192.168.99.201 60484 mesh mesh node1 1 1 3 199 -- 192.168.99.1\n"
+            "192.168.99.201 37502 direct direct slot2 0 0 1 199 -- 10.254.0.11\n"
+            "192.168.99.201 40000 mesh mesh node2 0 -1 1002 0 SC 192.168.99.2\n")
     rows = haproxy.parse_log(text)
-    assert [(r["client_port"], r["server"], r["tc_ms"], r["termination"]) for r in rows] == [
-        (60484, "node1", 1, "--"), (37502, "app.1", 0, "--"), (40000, "node2", -1, "SC")]
+    assert [(r["client_port"], r["server"], r["tc_ms"], r["termination"], r["server_ip"])
+            for r in rows] == [(60484, "node1", 1, "--", "192.168.99.1"),
+                               (37502, "slot2", 0, "--", "10.254.0.11"),
+                               (40000, "node2", -1, "SC", "192.168.99.2")]
 
 
 def test_parse_stat_keeps_servers():
-    csv = ("# pxname,svname,qcur,stot,status,check_status\n"
-           "mesh,FRONTEND,,5,OPEN,\n"
-           "mesh,node1,0,3,UP,L4OK\n"
-           "mesh,node2,0,2,DOWN,L4TOUT\n"
-           "mesh,BACKEND,0,5,UP,\n")
+    csv = ("# pxname,svname,qcur,stot,status,check_status,addr\n"
+           "mesh,FRONTEND,,5,OPEN,,\n"
+           "mesh,node1,0,3,UP,L4OK,192.168.99.1:8000\n"
+           "mesh,node2,0,2,DOWN,L4TOUT,192.168.99.2:8000\n"
+           "mesh,BACKEND,0,5,UP,,\n")
     assert haproxy.parse_stat(csv) == {
-        ("mesh", "node1"): {"status": "UP", "stot": 3, "check_status": "L4OK"},
-        ("mesh", "node2"): {"status": "DOWN", "stot": 2, "check_status": "L4TOUT"}}
+        ("mesh", "node1"): {"status": "UP", "stot": 3, "check_status": "L4OK",
+                            "addr": "192.168.99.1"},
+        ("mesh", "node2"): {"status": "DOWN", "stot": 2, "check_status": "L4TOUT",
+                            "addr": "192.168.99.2"}}
     assert haproxy.parse_stat("") == {}
 
 
@@ -123,3 +127,53 @@ def test_external_dns_is_authoritative_and_rotates(cluster):
     assert _ask(zone, "example.org")[2:] == (extdns.REFUSED, [])
     assert _ask(zone, "swarm.example", dns.QTYPE_AAAA)[2:] == (dns.NOERROR, [])
     assert zone.respond(b"\x00\x01") is None
+
+
+def test_a_discovered_direct_pool_is_a_server_template_asking_the_external_dns(cluster):
+    disc = haproxy.Discovery(haproxy.tasks_name("app", "Swarm.Example."),
+                             haproxy.slots_for(2), "192.168.99.253:53", hold=1.0)
+    pools = {p.name: p for p in haproxy.pools(cluster, "app", {"app.1": "10.254.0.10"},
+                                              discovery=disc)}
+    text = haproxy.config(list(pools.values()), "192.168.99.254")
+    assert disc.fqdn == "tasks.app.swarm.example" and disc.slots == 8
+    direct = text.split("\nbackend direct\n")[1].split("\n\n")[0]
+    assert ("    server-template slot 8 tasks.app.swarm.example:80 resolvers extdns "
+            "init-addr none resolve-prefer ipv4") in direct
+    assert "    server " not in direct                 # no fixed server: DNS fills the slots
+    res = text.split("resolvers extdns\n")[1]
+    assert res.splitlines()[:2] == ["    nameserver dns1 192.168.99.253:53",
+                                    "    accepted_payload_size 8192"]
+    assert "    hold valid 1000ms" in res and "    hold obsolete 0s" in res
+    # a pool with no task yet still has its frontend and its slots
+    assert [p.name for p in haproxy.pools(cluster, "app", {}, discovery=disc)][-1] == "direct"
+    with pytest.raises(InvalidConfigError, match="slots"):
+        haproxy.pools(cluster, "app", {"app.1": "a", "app.2": "b"},
+                      discovery=haproxy.Discovery("x", 1, "1.2.3.4:53"))
+
+
+def test_the_zone_follows_its_file(tmp_path):
+    path = tmp_path / "zone.json"
+    path.write_text('{"swarm.example": ["192.168.99.1"], "tasks.app.swarm.example": ["10.0.0.1"]}')
+    z = extdns.Zone.load(path)
+    assert z.answer("tasks.app.swarm.example", dns.QTYPE_A) == (dns.NOERROR, ["10.0.0.1"])
+    assert not z.reload_if_changed(path)
+    import os
+    path.write_text('{"swarm.example": ["192.168.99.1"], "tasks.app.swarm.example": []}')
+    os.utime(path, ns=(1, 10 ** 18))
+    assert z.reload_if_changed(path)
+    assert z.answer("tasks.app.swarm.example", dns.QTYPE_A) == (dns.NOERROR, [])
+
+
+def test_a_new_task_gets_an_address_no_task_held_before_while_there_is_one():
+    import ipaddress
+    from swarmmesh.testbed.extlb import ExtLBError, free_direct_ip
+    net = ipaddress.ip_network("10.254.0.0/24")
+    assert free_direct_ip(net, {}) == "10.254.0.10"
+    now = {"app.2": "10.254.0.11"}
+    ever = {"10.254.0.10": "app.1", "10.254.0.11": "app.2"}
+    assert free_direct_ip(net, now, ever) == "10.254.0.12"      # app.1's is not given again
+    small = ipaddress.ip_network("10.254.0.0/28")               # .10 - .14 for tasks
+    ever = {f"10.254.0.{i}": f"app.{i}" for i in range(10, 15)}
+    assert free_direct_ip(small, {"x": "10.254.0.10"}, ever) == "10.254.0.11"   # then reused
+    with pytest.raises(ExtLBError, match="no address left"):
+        free_direct_ip(small, {f"t{i}": f"10.254.0.{i}" for i in range(10, 15)}, ever)
