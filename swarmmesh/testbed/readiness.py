@@ -24,9 +24,10 @@ def read_text(path: Path) -> str:
         return ""
 
 
-def wait_task_servers(tb, deadline: float) -> None:
+def wait_task_servers(tb) -> None:
     """Every task server started during the build listens (they start in parallel:
-    each host's config starts its server, this waits for them all)."""
+    each host's config starts its server, this waits for them all, each until the run's
+    deadline: ``SwarmTask.wait_ready``)."""
     from swarmmesh.testbed.topology import SwarmTask
     for host in tb.net.hosts:
         if isinstance(host, SwarmTask) and host.server is not None:

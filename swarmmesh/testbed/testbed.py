@@ -224,7 +224,7 @@ class Testbed:
             self.servers.connect(self)        # the tunnels between the servers' underlays
         self.net.start()
         self.progress("waiting for the task servers")
-        readiness.wait_task_servers(self, deadline)
+        readiness.wait_task_servers(self)
         self.progress("waiting for the controller to program every node")
         readiness.wait_programmed(self, deadline)
         readiness.wait_dns(self, deadline)
