@@ -206,6 +206,8 @@ def down_phase(tb, lb, orch, node: str, args, ctx):
             except OSError:
                 st = {}
             now = time.time()
+            for b, s in [k for k in last if k not in st and st and last[k] != "MAINT"]:
+                st[(b, s)] = {"status": "MAINT", "check_status": "left DNS"}   # slot emptied
             for (b, s), v in st.items():
                 if last.get((b, s)) != v["status"]:
                     states.append({"t": round(now - t0, 4), "pool": b, "server": s,
@@ -319,7 +321,7 @@ def down_analysis(rows: list[dict], states: list[dict], events: list[dict],
     out: dict = {}
     for pool in ("mesh", "host", "direct"):
         outs = [float(s["t"]) for s in states if s["pool"] == pool and s["server"] in lost
-                and s["status"].startswith("DOWN") and float(s["t"]) >= cut]
+                and s["status"].startswith(("DOWN", "MAINT")) and float(s["t"]) >= cut]
         haproxy_out = min(outs) if outs else None
         ends = [x for x in (haproxy_out, removed if pool == "mesh" else None) if x is not None]
         window = max(ends) if ends else None
