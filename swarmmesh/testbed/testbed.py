@@ -436,6 +436,14 @@ class Testbed:
         """The node loses power: its underlay link goes down, it answers nothing."""
         self.net.get(name).cmd(f"ip link set {name}-eth0 down")
 
+    def restore_node(self, name: str) -> None:
+        """The node's underlay link comes back up."""
+        self.net.get(name).cmd(f"ip link set {name}-eth0 up")
+
+    def task_netns_pid(self, task: Task) -> int | None:
+        """A process in the task's network namespace (where its health probe runs)."""
+        return self.net.get(task.host).pid if task.host in self.net else None
+
     def kill_controller(self) -> None:
         """SIGKILL the controller (a crash): the switches keep their flows."""
         self.controller.kill()
