@@ -30,6 +30,7 @@ class RunState:
         self.dir = root / name
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "owner").write_text(f"{os.getpid()}\n")
+        self.forks = None           # the run's task-server fork server, if it has one
 
     def register(self, pid: int, marker: str) -> None:
         """Remember that ``pid`` is ours while its command line holds ``marker``."""

@@ -24,6 +24,7 @@ from typing import Callable
 from swarmmesh import agents
 from swarmmesh.machine import deps
 from swarmmesh.model import Cluster, Task
+from swarmmesh.testbed.forks import ForkServer
 from swarmmesh.testbed.lc import LeastConnections
 from swarmmesh.testbed.runtime import RunState, clean_all
 
@@ -163,6 +164,7 @@ class Testbed:
 
         setLogLevel(os.environ.get("SWARMMESH_MN_LOG", "warning"))
         workers = parallel.workers()            # a bad value fails before anything is built
+        use_forks = self.servers is None and forks_enabled()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state = RunState(f"run-{os.getpid()}-{next(_RUN_SEQ)}")
         model = self.run_dir / "model.json"
@@ -171,6 +173,8 @@ class Testbed:
         self.model_path = self.state.dir / "model.json"
         self.revision = 0
         self.model_path.write_text(json.dumps({**self.cluster.to_dict(), "revision": 0}))
+        if use_forks:
+            self.state.forks = ForkServer(self.state).start()
         sock = str(self.state.dir / "openflow.sock")
         self.progress("starting controller")
         self.controller = self.start_controller(sock)
@@ -290,6 +294,9 @@ class Testbed:
             except Exception as e:                          # noqa: BLE001
                 print(f"warning: network stop: {e}", file=sys.stderr)
             self.net = None
+        if self.state is not None and self.state.forks is not None:
+            self.state.forks.stop()
+            self.state.forks = None
         if self.controller is not None and self.controller.poll() is None:
             self.controller.terminate()
             try:
@@ -486,6 +493,15 @@ class Testbed:
         if proc.returncode != 0:
             raise TestbedError(f"{host}: {' '.join(args)} exited {proc.returncode}: {err[-1000:]}")
         return out
+
+
+def forks_enabled() -> bool:
+    """Task servers forked from one Python (the default), or each its own interpreter
+    (``SWARMMESH_FORKSERVER=0``: the benchmark's baseline)."""
+    value = os.environ.get("SWARMMESH_FORKSERVER", "1")
+    if value not in ("0", "1"):
+        raise TestbedError(f"SWARMMESH_FORKSERVER: must be 0 or 1, got {value!r}")
+    return value == "1"
 
 
 def _raise_exit(signum, frame):

@@ -268,11 +268,15 @@ class SwarmTask(_Recorded, _Quiet):
         """Start the task server (``-S``: it needs the standard library and swarmmesh,
         which PYTHONPATH gives; no site start-up, a third of the time per task)."""
         ports = sorted({*self.target_ports, APP_PORT} - {PRIVATE_PORT})
-        cmd = [sys.executable, "-S", "-m", "swarmmesh.agents.taskserver", "--task",
-               self.task_name, "--node", self.node_name, "--udp",
-               "--control-port", str(PRIVATE_PORT)]
+        args = ["--task", self.task_name, "--node", self.node_name, "--udp",
+                "--control-port", str(PRIVATE_PORT)]
         for p in ports:
-            cmd += ["--port", str(p)]
+            args += ["--port", str(p)]
+        forks = getattr(self.state, "forks", None)
+        if forks is not None:                 # a fork of the machine's one task-server Python
+            self.server = forks.spawn(self.pid, args)
+            return
+        cmd = [sys.executable, "-S", "-m", "swarmmesh.agents.taskserver", *args]
         self.server = self.popen(cmd, env=agents.python_env(), stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True)
         if self.state:                        # (for a remote task: the local ssh client)
