@@ -12,7 +12,7 @@ import pytest
 
 from swarmmesh.dataplane import kernel, layout
 from swarmmesh.model import Cluster
-from swarmmesh.testing.fakeswitch import FakeKernel
+from tests.doubles.fakeswitch import FakeKernel
 
 CLIENTS = [f"198.18.{i // 250}.{i % 250 + 1}" for i in range(3000)]
 
