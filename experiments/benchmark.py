@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 12's whole table in one run, every figure a ratio to a baseline of the same run.
+"""The benchmark's whole table in one run, every figure a ratio to a baseline of the same run.
 
 Three parts (each can be skipped):
 
@@ -58,7 +58,7 @@ except ImportError:                    # pragma: no cover - experiments/benchmar
     import mesh_overhead               # type: ignore[no-redef]
 
 NAME = "benchmark"
-DESCRIPTION = ("issue 12's table in one run: latency, connections/s and iperf3 throughput "
+DESCRIPTION = ("the benchmark table in one run: latency, connections/s and iperf3 throughput "
                "through the mesh as ratios to direct and underlay baselines; build and "
                "teardown time against cluster size with bare Mininet as the baseline; "
                "memory per node and per task")
@@ -85,7 +85,7 @@ STEPS = {"starting controller": "controller",
          "waiting for the task servers": "task servers",
          "waiting for the controller to program every node": "switches programmed, DNS"}
 
-# Issue 12's targets: (measure, path or size, comparison, limit).
+# The targets: (measure, path or size, comparison, limit).
 TARGETS = {
     ("latency", "mesh_task_node"): ("<=", 2.0),
     ("latency", "mesh_empty_node"): ("<=", 2.0),
@@ -779,7 +779,7 @@ def build_figure(run_dir: Path, summary: dict, memory: list[dict]) -> list[Path]
                                 ha="right" if x > right else "left")
         if "50x10" in hosts:
             ax.scatter([hosts["50x10"]], [limit], marker="_", s=400, color="red", zorder=4,
-                       label=f"issue 12: 50x10 ≤ {limit:g} s")
+                       label=f"target: 50x10 ≤ {limit:g} s")
         ax.set_xlabel("hosts built: nodes + tasks + underlay + client")
         ax.set_ylabel("seconds")
         ax.set_ylim(bottom=0)
@@ -855,7 +855,7 @@ def load_section(rep, summary: dict, load: list[dict], fig) -> None:
 
 def write_report(run_dir: Path, summary: dict, tables: dict, figs: dict) -> None:
     p = summary["parameters"]
-    rep = report.Report(run_dir, "Benchmark (issue 12)", summary)
+    rep = report.Report(run_dir, "Benchmark", summary)
     load = summary.get("load_average") or {}
     rep.text("Every figure below is a ratio to a baseline measured in this run. Load "
              f"average (1, 5, 15 min) at the start {load.get('start')}, before the mesh "
@@ -887,7 +887,7 @@ def write_report(run_dir: Path, summary: dict, tables: dict, figs: dict) -> None
              "the same hosts and links. Table also in `table.csv`.")
     if "ratios" in figs:
         rep.figure(figs["ratios"], "Per-repeat ratios to the same run's baselines; dashed: "
-                                   "issue 12's targets.")
+                                   "the targets.")
     if tables["load"]:
         load_section(rep, summary, tables["load"], figs.get("load"))
     if tables["memory"]:

@@ -12,8 +12,8 @@ builds the testbed and pings, in the same run:
 * ``mesh``: the client -> node2:8000 -> a task, one HTTP request per new
   connection (connect + answer), for scale.
 
-Figures are ratios against the baseline measured in the same run.  Target
-(issue 2): overlay RTT <= 1 ms, and the large cluster <= 2x the small one.
+Figures are ratios against the baseline measured in the same run.  Target:
+overlay RTT <= 1 ms, and the large cluster <= 2x the small one.
 
     sudo .venv/bin/swarmmesh run overlay_rtt [--sizes 3x2,10x100] [--count 200]
     sudo .venv/bin/python experiments/overlay_rtt.py [--sizes 3x2,10x100] [--count 200]
@@ -205,7 +205,7 @@ def plot(run_dir: Path) -> None:
                and "overlay_over_underlay" in v])
     if "large_over_small_overlay" in rtt:
         rep.text(f"Large / small cluster, overlay RTT medians: x{rtt['large_over_small_overlay']:.2f}. "
-                 f"Target (issue 2): overlay RTT <= 1 ms: {rtt['target_met']['overlay_rtt_le_1ms']}; "
+                 f"Target: overlay RTT <= 1 ms: {rtt['target_met']['overlay_rtt_le_1ms']}; "
                  f"large <= 2x small: {rtt['target_met']['large_le_2x_small']}.")
     rep.figure(fig, "Round-trip time per path and cluster size")
     rep.write()

@@ -20,7 +20,7 @@ for every batch (a new task joins 30 s after it starts).
 Writes ``timeline.csv``, ``events.csv``, ``summary.json`` (per order: failed
 requests in total and during the update, update duration, requests per
 version), the figure and ``report.md``.  Exits 1 if a request failed with
-start-first (issue 5: start-first loses none).
+start-first (start-first loses none).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Every scheduler and option side by side, on the same cluster and traffic (issue 14).
+"""Every scheduler and option side by side, on the same cluster and traffic.
 
 For each option (Swarm's ``rr`` first, then ``wrr``, ``sh``, ``maglev``, ``lc``, ``rr``
 with ClientIP affinity, and ``traffic_policy: local``) the run builds the same cluster

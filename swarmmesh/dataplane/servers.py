@@ -3,8 +3,8 @@ tunnels between the servers' underlay bridges, their MTUs, the controller's addr
 one unix-socket relay per server.  Pure (no Mininet, no ssh): ``swarmmesh.testbed.servers``
 carries it out over Mininet's cluster edition.
 
-Design (issue 15)
------------------
+Design
+------
 Mininet's cluster edition (``mininet.examples.cluster``) runs a host on another server by
 starting its shell there over ssh (``RemoteHost``: ``ssh ... sudo -E mnexec -cdn bash``);
 every later command goes down that shell, every ``popen`` is one more ssh; a link between

@@ -1,4 +1,4 @@
-"""The cluster spread over several servers, carried out (issue 15; the plan and its design:
+"""The cluster spread over several servers, carried out (the plan and its design:
 ``swarmmesh.dataplane.servers``).
 
 Built on Mininet's cluster edition (``mininet.examples.cluster``): a host placed on another
