@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from swarmmesh.model import Cluster, InvalidConfigError
-from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.runs import experiment, plots, report, runfolder as results, stackargs
 
 NAME = "external_lb"
 DESCRIPTION = ("clients -> HAProxy -> every node -> the mesh -> tasks: the two balancing "
@@ -59,9 +59,9 @@ EVENT_COLUMNS = ["t", "event", "detail"]
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--nodes", type=int, default=3, help="swarm nodes")
-    ap.add_argument("--replicas", type=int, default=2,
-                    help="replicas of `app` (host mode: one per node; at least one node runs none)")
+    stackargs.add_size_arguments(ap, nodes=3, replicas=2,
+                                 replicas_help="replicas of `app` (host mode: one per node; at "
+                                               "least one node runs none)")
     ap.add_argument("--requests", type=int, default=120, help="new connections per path (paths phase)")
     ap.add_argument("--rate", type=float, default=40.0, help="open-loop rate per path, requests/s")
     ap.add_argument("--balance", choices=("roundrobin", "leastconn"), default="roundrobin",

@@ -25,7 +25,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.runs import experiment, plots, report, runfolder as results, stackargs
 from swarmmesh.model import Cluster, InvalidConfigError
 
 NAME = "keepalive"
@@ -43,8 +43,7 @@ PUBLISHED, TARGET = 8000, 80
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--nodes", type=int, default=3, help="swarm nodes")
-    ap.add_argument("--replicas", type=int, default=3, help="replicas of `app`")
+    stackargs.add_size_arguments(ap, nodes=3, replicas=3, replicas_help="replicas of `app`")
     ap.add_argument("--requests", type=int, default=60,
                     help="requests per mode (a multiple of --replicas gives an exact split)")
     ap.add_argument("--rate", type=float, default=50.0, help="open-loop start rate, requests/s")

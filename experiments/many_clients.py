@@ -38,7 +38,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.runs import experiment, metrics, plots, report, runfolder as results, stackargs
 from swarmmesh.model import Cluster, InvalidConfigError
 from swarmmesh.traffic import scapygen
 
@@ -56,19 +56,6 @@ def _natural(name: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def jain(xs) -> float | None:
-    """Jain's fairness index (sum x)^2 / (n sum x^2): 1 when even, 1/n when one takes all."""
-    xs = [float(x) for x in xs]
-    sq = sum(x * x for x in xs)
-    return (sum(xs) ** 2) / (len(xs) * sq) if xs and sq else None
-
-
-def max_over_mean(xs) -> float | None:
-    xs = [float(x) for x in xs]
-    mean = sum(xs) / len(xs) if xs else 0
-    return max(xs) / mean if mean else None
-
-
 def spread_of(rows: list[dict], tasks: list[str]) -> dict:
     """Per ingress node and overall (``all``): requests, answered, lost, the
     count per task (zeros included: a task that got nothing counts) and its
@@ -83,7 +70,7 @@ def spread_of(rows: list[dict], tasks: list[str]) -> dict:
         xs = list(counts.values())
         out[node] = {"requests": len(mine), "answered": len(ok), "lost": len(mine) - len(ok),
                      "loss": (len(mine) - len(ok)) / len(mine) if mine else None,
-                     "per_task": counts, "jain": jain(xs), "max_over_mean": max_over_mean(xs),
+                     "per_task": counts, "jain": metrics.jain(xs), "max_over_mean": metrics.max_over_mean(xs),
                      "min": min(xs) if xs else None, "max": max(xs) if xs else None,
                      "other_tasks": sum(v for k, v in c.items() if k not in counts)}
     return out
@@ -138,8 +125,7 @@ def datapath_counters(node) -> dict:
 # -- the experiment ---------------------------------------------------------------
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--nodes", type=int, default=3, help="swarm nodes")
-    ap.add_argument("--replicas", type=int, default=3, help="replicas of the service `app`")
+    stackargs.add_size_arguments(ap, nodes=3, replicas=3)
     ap.add_argument("--sources", type=int, default=6000,
                     help="spoofed sources = new flows, one each, spread evenly over the nodes")
     ap.add_argument("--protocol", choices=["udp", "tcp"], default="udp",

@@ -44,7 +44,7 @@ import os
 import sys
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.runs import experiment, plots, report, runfolder as results, stackargs
 from swarmmesh.model import Cluster, InvalidConfigError
 
 NAME = "mesh_overhead"
@@ -87,9 +87,9 @@ WHY = {
 
 def add_arguments(ap: argparse.ArgumentParser, ipvs: bool = True) -> None:
     """The flags; ``ipvs``: with ``--ipvs`` (the benchmark takes the others only)."""
-    ap.add_argument("--nodes", type=int, default=3, help="swarm nodes")
-    ap.add_argument("--replicas", type=int, default=2,
-                    help="replicas of `app`; at least one node must run none")
+    stackargs.add_size_arguments(ap, nodes=3, replicas=2,
+                                 replicas_help="replicas of `app`; at least one node must run "
+                                               "none")
     ap.add_argument("--requests", type=int, default=100,
                     help="open-loop requests per path per repeat (latency samples)")
     ap.add_argument("--rate", type=float, default=50.0, help="open-loop start rate, requests/s")

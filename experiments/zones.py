@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 from swarmmesh.model import Cluster, InvalidConfigError
-from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.runs import experiment, plots, report, runfolder as results, stackargs
 
 NAME = "zones"
 DESCRIPTION = ("two zones apart on the underlay (delay, jitter, loss, bandwidth): requests "
@@ -53,7 +53,8 @@ COLUMNS = ["client", "client_zone", "path", "target", "seq", "ok", "connect_ms",
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--nodes", type=int, default=4, help="swarm nodes (odd: zone a, even: zone b)")
+    stackargs.add_size_arguments(ap, nodes=4, replicas=None,
+                                 nodes_help="swarm nodes (odd: zone a, even: zone b)")
     ap.add_argument("--tasks", choices=("both", "a"), default="both",
                     help="the two tasks of `app`: one per zone, or both in zone a")
     ap.add_argument("--delay-ms", type=float, default=10.0,
