@@ -13,32 +13,18 @@ from swarmmesh.runs.metrics import per_repeat_ratios, ratio
 
 
 THR_PATHS = ("underlay", "mesh_task_node", "mesh_empty_node")
-
-
 THR_LABELS = {"underlay": "underlay alone: c1 -> node (baseline)",
               "mesh_task_node": "mesh via the node with the task",
               "mesh_empty_node": "mesh via a node with no task"}
-
-
 CONFIGS = {"default": "checksum offload off, no TSO (the testbed's default)",
            "userspace_tso": "userspace-tso-enable=true, offload kept on every leg"}
-
-
 THR_COLUMNS = ["config", "repeat", "path", "streams", "target", "mbps", "sent_mbps",
                "retransmits", "load_1min", "error"]
-
-
 BUILD_COLUMNS = ["repeat", "size", "nodes", "tasks_per_node", "tasks", "hosts", "build",
                  "up_s", "down_s", "idle_after_s", "load_1min", "phases", "error"]
-
-
 MEMORY_COLUMNS = ["size", "repeat", "build", "kind", "host", "pid", "pss_kb", "rss_kb"]
-
-
 TABLE_COLUMNS = ["section", "measure", "path", "value", "unit", "baseline", "ratio",
                  "ratio_min", "ratio_max", "n", "target", "met", "ratio_to_default_underlay"]
-
-
 BUILDS = {"swarmmesh": "this testbed", "mininet": "Mininet alone (bare hosts and links)"}
 
 

@@ -15,8 +15,6 @@ from swarmmesh.runs.metrics import ratio
 
 
 PATHS = ("direct", "mesh_task_node", "mesh_empty_node", "nft_lb")
-
-
 LABELS = {"direct": "(a) direct to a task",
           "mesh_task_node": "(b) mesh via a node with a task",
           "mesh_empty_node": "(c) mesh via a node with no task",
@@ -25,31 +23,17 @@ LABELS = {"direct": "(a) direct to a task",
 
 # Swarm's own IPVS (the reference path), on a second cluster of the same run.
 IPVS_PATHS = ("ipvs_direct", "ipvs_task_node", "ipvs_empty_node")
-
-
 IPVS_LABELS = {"ipvs_direct": "(a') direct to a task, IPVS cluster",
                "ipvs_task_node": "(e) Swarm's IPVS via a node with a task",
                "ipvs_empty_node": "(f) Swarm's IPVS via a node with no task"}
-
-
 ALL_LABELS = {**LABELS, **IPVS_LABELS}
-
-
 SAME_AS = {"ipvs_direct": "direct", "ipvs_task_node": "mesh_task_node",
            "ipvs_empty_node": "mesh_empty_node"}        # the same target, the other mechanism
-
-
 BASELINE = {p: "ipvs_direct" for p in IPVS_PATHS}       # ratios within each cluster
-
-
 LAT_COLUMNS = ["repeat", "path", "target", "seq", "sched_ms", "late_ms", "ok", "connect_ms",
                "ttfb_ms", "total_ms", "task", "node", "seen_source", "error"]
-
-
 AB_COLUMNS = ["repeat", "path", "target", "requests", "concurrency", "complete", "failed",
               "non_2xx", "rps", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "duration_s"]
-
-
 TABLE_COLUMNS = ["path", "label", "target", "latency_n", "latency_median_ms", "latency_p5_ms",
                  "latency_p95_ms", "connect_median_ms", "ttfb_median_ms", "failed",
                  "rps_repeats", "rps_median", "rps_min", "rps_max",
