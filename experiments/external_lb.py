@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from swarmmesh.model import Cluster, InvalidConfigError
-from swarmmesh.runs import experiment, plots, report, runfolder as results, stackargs
+from swarmmesh.runs import experiment, flags, plots, report, runfolder as results, stackargs
 from swarmmesh.runs.extlb_report import (DIRECT_PORT, HOST_PORT, LABELS, PATHS, POOL_OF,
                                          PORT_OF, PUBLISHED, TARGET, analyse, answered,
                                          down_figure, down_section, intro, paths_section,
@@ -77,16 +77,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def validate(args) -> dict:
     from swarmmesh.dataplane import haproxy
     for name, low in (("nodes", 2), ("replicas", 1), ("requests", 10), ("fall", 1), ("rise", 1)):
-        if getattr(args, name) < low:
-            raise InvalidConfigError(name, f"must be >= {low}, got {getattr(args, name)}")
+        flags.at_least(args, name, low)
     if args.replicas >= args.nodes:
         raise InvalidConfigError("replicas", f"must be < --nodes ({args.nodes}): host mode puts "
                                              "one task per node, and one node must run none")
     for name in ("rate", "down_rate", "check_inter", "timeout"):
-        if getattr(args, name) <= 0:
-            raise InvalidConfigError(name.replace("_", "-"), f"must be > 0, got {getattr(args, name)}")
-    if args.down_seconds < 0:
-        raise InvalidConfigError("down-seconds", f"must be >= 0, got {args.down_seconds}")
+        flags.number(args, name)
+    flags.seconds(args, "down_seconds", zero=True)
     stack = {"services": {"app": {"deploy": {"replicas": args.replicas}, "ports": [
         {"target": TARGET, "published": PUBLISHED},
         {"target": TARGET, "published": HOST_PORT, "mode": "host"}]}}}

@@ -32,7 +32,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from swarmmesh.runs import experiment, metrics, plots, report, runfolder as results, stackargs
+from swarmmesh.runs import experiment, flags, metrics, plots, report, runfolder as results, stackargs
 from swarmmesh.agents.nameclient import POLICIES
 from swarmmesh.model import Cluster, InvalidConfigError
 
@@ -73,14 +73,10 @@ def stack(replicas: int, mode: str, clients: int) -> dict:
 
 
 def validate(args) -> Cluster:
-    if args.requests < 1:
-        raise InvalidConfigError("requests", f"must be >= 1, got {args.requests}")
-    if args.replicas < 1:
-        raise InvalidConfigError("replicas", f"must be >= 1, got {args.replicas}")
-    if args.timeout <= 0:
-        raise InvalidConfigError("timeout", f"must be > 0, got {args.timeout}")
-    if args.clients < 0:
-        raise InvalidConfigError("clients", f"must be >= 0, got {args.clients}")
+    flags.positive(args, "requests")
+    flags.positive(args, "replicas")
+    flags.seconds(args, "timeout")
+    flags.at_least(args, "clients", 0)
     if args.clients > args.nodes:
         raise InvalidConfigError("clients", f"at most one client task per node: at most "
                                             f"{args.nodes}, got {args.clients}")

@@ -38,7 +38,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from swarmmesh.runs import experiment, metrics, report, runfolder as results, stackargs
+from swarmmesh.runs import experiment, flags, metrics, report, runfolder as results, stackargs
 from swarmmesh.runs.many_clients_report import (figures, generator_text, latency_section,
                                                 losses_section, spread_section)
 from swarmmesh.model import Cluster, InvalidConfigError
@@ -148,23 +148,17 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def validate(args) -> Cluster:
-    if args.replicas < 1:
-        raise InvalidConfigError("replicas", f"must be >= 1, got {args.replicas}")
+    flags.positive(args, "replicas")
     if not args.nodes <= args.sources <= MAX_SOURCES:
         raise InvalidConfigError("sources", f"must be in {args.nodes} (one per node) .. "
                                             f"{MAX_SOURCES}, got {args.sources}")
     if args.rate is None:
         args.rate = DEFAULT_RATE[args.protocol]
-    if args.rate < 0:
-        raise InvalidConfigError("rate", f"must be >= 0 (0 = as fast as possible), got {args.rate}")
-    if args.wait < 0:
-        raise InvalidConfigError("wait", f"must be >= 0, got {args.wait}")
-    if not 1 <= args.batch <= 1024:
-        raise InvalidConfigError("batch", f"must be in 1 .. 1024, got {args.batch}")
-    if not 0 <= args.bench_packets <= 2_000_000:
-        raise InvalidConfigError("bench_packets", f"must be in 0 .. 2000000, got {args.bench_packets}")
-    if not 0 <= args.max_loss <= 1:
-        raise InvalidConfigError("max_loss", f"must be in 0 .. 1, got {args.max_loss}")
+    flags.number(args, "rate", zero=True, unit=" (0 = as fast as possible)")
+    flags.seconds(args, "wait", zero=True)
+    flags.int_in(args, "batch", 1, 1024)
+    flags.int_in(args, "bench_packets", 0, 2_000_000)
+    flags.number(args, "max_loss", most=1, zero=True)
     return Cluster.quick(nodes=args.nodes, replicas=args.replicas, published=args.published,
                          protocol=args.protocol)
 

@@ -44,7 +44,7 @@ import os
 import sys
 from pathlib import Path
 
-from swarmmesh.runs import experiment, runfolder as results, stackargs
+from swarmmesh.runs import experiment, flags, runfolder as results, stackargs
 from swarmmesh.runs.meshpaths import (AB_COLUMNS, ALL_LABELS, IPVS_PATHS, LAT_COLUMNS, PATHS,
                                       SAME_AS, TABLE_COLUMNS, reference, summarise)
 from swarmmesh.runs.meshpaths_report import paths_figure, write_report
@@ -103,13 +103,9 @@ def ipvs_plan(choice: str, cluster: Cluster) -> str | None:
 def validate(args) -> dict:
     for name, low in (("nodes", 2), ("replicas", 1), ("requests", 10), ("repeats", 1),
                       ("ab_requests", 10), ("concurrency", 1)):
-        if getattr(args, name) < low:
-            raise InvalidConfigError(name.replace("_", "-"),
-                                     f"must be >= {low}, got {getattr(args, name)}")
-    if not 0 < args.rate <= 1000:
-        raise InvalidConfigError("rate", f"must be in (0, 1000] requests/s, got {args.rate}")
-    if args.timeout <= 0:
-        raise InvalidConfigError("timeout", f"must be > 0, got {args.timeout}")
+        flags.at_least(args, name, low)
+    flags.number(args, "rate", most=1000, unit=" requests/s")
+    flags.seconds(args, "timeout")
     if args.concurrency > args.ab_requests:
         raise InvalidConfigError("concurrency", f"must be <= --ab-requests ({args.ab_requests})")
     cluster = Cluster.quick(nodes=args.nodes, replicas=args.replicas, published=PUBLISHED,

@@ -31,7 +31,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.runs import experiment, flags, plots, report, runfolder as results
 from swarmmesh.model import Cluster, InvalidConfigError
 
 NAME = "overlay_rtt"
@@ -39,21 +39,6 @@ DESCRIPTION = ("emulator overhead: task-to-task RTT over the overlay vs the unde
                "baseline, small and large cluster")
 
 COLUMNS = ["size", "nodes", "tasks", "path", "seq", "rtt_ms"]
-
-
-def parse_sizes(text: str) -> list[tuple[int, int]]:
-    sizes = []
-    for item in text.split(","):
-        m = re.fullmatch(r"\s*(\d+)x(\d+)\s*", item)
-        if not m:
-            raise InvalidConfigError("sizes", f"expected NODESxTASKS[,NODESxTASKS...], got {item!r}")
-        n, t = int(m.group(1)), int(m.group(2))
-        if n < 2:
-            raise InvalidConfigError("sizes", f"{item}: needs at least 2 nodes for a cross-node RTT")
-        if t < 2:
-            raise InvalidConfigError("sizes", f"{item}: needs at least 2 tasks")
-        sizes.append((n, t))
-    return sizes
 
 
 def ping(host, ip: str, count: int, interval: float) -> list[float]:
@@ -162,9 +147,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def validate(args) -> list[tuple[int, int]]:
-    sizes = parse_sizes(args.sizes)
-    if args.count < 10:
-        raise InvalidConfigError("count", f"must be >= 10, got {args.count}")
+    sizes = flags.sizes(args.sizes, min_nodes=2, min_tasks=2, max_tasks=10_000, unique=False,
+                        tasks_word="tasks")
+    flags.at_least(args, "count", 10)
     if args.interval < 0.002:
         raise InvalidConfigError("interval", f"must be >= 0.002 s, got {args.interval}")
     return sizes

@@ -32,7 +32,7 @@ import re
 import sys
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, timeline
+from swarmmesh.runs import experiment, flags, plots, report, timeline
 from swarmmesh.runs.timeline_metrics import (by_variant, failures_between, first_event,
                                              load_panels, read_events, read_timeline, task_of)
 from swarmmesh.runs.timeline_plots import timeline_figure
@@ -78,10 +78,8 @@ def times(args) -> tuple[float, float]:
 
 def validate(args):
     timeline.check_arguments(args)
-    if args.parallelism < 1:
-        raise InvalidConfigError("parallelism", f"must be >= 1, got {args.parallelism}")
-    if args.update_delay < 0:
-        raise InvalidConfigError("update-delay", f"must be >= 0, got {args.update_delay:g}")
+    flags.positive(args, "parallelism")
+    flags.seconds(args, "update_delay", zero=True)
     at, dur = times(args)
     if at <= 0:
         raise InvalidConfigError("update-at", f"must be > 0, got {at:g}")

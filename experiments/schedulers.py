@@ -35,7 +35,7 @@ from pathlib import Path
 
 from swarmmesh.lifecycle.orchestrator import Orchestrator
 from swarmmesh.model import Cluster, InvalidConfigError
-from swarmmesh.runs import experiment, metrics, plots, report, runfolder as results, stackargs
+from swarmmesh.runs import experiment, flags, metrics, plots, report, runfolder as results, stackargs
 from swarmmesh.traffic import scapygen
 
 NAME = "schedulers"
@@ -74,10 +74,8 @@ def validate(args) -> tuple[list[str], dict[str, Cluster]]:
     if not chosen:
         raise InvalidConfigError("options", "give at least one")
     for name, low in (("replicas", 2), ("sources", 10), ("requests", 1), ("nodes", 1)):
-        if getattr(args, name) < low:
-            raise InvalidConfigError(name, f"must be >= {low}, got {getattr(args, name)}")
-    if args.rate <= 0:
-        raise InvalidConfigError("rate", f"must be > 0, got {args.rate}")
+        flags.at_least(args, name, low)
+    flags.number(args, "rate")
     return chosen, {o: cluster(o, args.nodes, args.replicas) for o in chosen}
 
 

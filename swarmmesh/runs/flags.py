@@ -7,6 +7,8 @@ is built, and returns the value checked.
         flags.int_in(args, "load_seconds", 1, 60)       # an int in 1..60
         flags.seconds(args, "timeout", most=60)         # a float in (0, 60]
         flags.seconds(args, "settle_timeout", zero=True)  # >= 0
+        flags.number(args, "rate", most=1000, unit=" requests/s")   # (0, 1000] requests/s
+        flags.at_least(args, "requests", 10)
         sizes = flags.sizes(args.sizes)                 # "3x2,50x10" -> [(3, 2), (50, 10)]
         streams = flags.int_list(args.streams, "streams", 1, 128)
 
@@ -44,16 +46,31 @@ def int_in(args: argparse.Namespace, dest: str, least: int, most: int) -> int:
     return value
 
 
+def at_least(args: argparse.Namespace, dest: str, least: int) -> int:
+    """An integer flag >= ``least``."""
+    value = getattr(args, dest)
+    if value < least:
+        raise InvalidConfigError(flag(dest), f"must be >= {least}, got {value}")
+    return value
+
+
+def number(args: argparse.Namespace, dest: str, most: float | None = None,
+           zero: bool = False, unit: str = "") -> float:
+    """A number flag (a rate, a share): > 0 (>= 0 with ``zero``), and <= ``most`` if
+    given; ``unit`` follows the limit in the message (`` requests/s``)."""
+    value = getattr(args, dest)
+    if value < 0 or (value == 0 and not zero) or (most is not None and value > most):
+        low = "[0" if zero else "(0"
+        limit = (f"in {low}, {most:g}]" if most is not None
+                 else (">= 0" if zero else "> 0"))
+        raise InvalidConfigError(flag(dest), f"must be {limit}{unit}, got {value:g}")
+    return value
+
+
 def seconds(args: argparse.Namespace, dest: str, most: float | None = None,
             zero: bool = False) -> float:
     """A duration flag: > 0 (>= 0 with ``zero``), and <= ``most`` if given."""
-    value = getattr(args, dest)
-    low = "[0" if zero else "(0"
-    if value < 0 or (value == 0 and not zero) or (most is not None and value > most):
-        limit = (f"in {low}, {most:g}]" if most is not None
-                 else (">= 0" if zero else "> 0"))
-        raise InvalidConfigError(flag(dest), f"must be {limit}, got {value:g}")
-    return value
+    return number(args, dest, most, zero)
 
 
 def int_list(text: str, name: str, least: int = 1, most: int | None = None,

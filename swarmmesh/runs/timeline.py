@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Sequence
 from swarmmesh import agents
 from swarmmesh.agents import loadgen
 from swarmmesh.lifecycle import profiles
-from swarmmesh.runs import stackargs
+from swarmmesh.runs import flags, stackargs
 
 LOADGEN = loadgen.__name__
 """The load generator's module, run with ``python -m`` in the client host; also the
@@ -76,16 +76,11 @@ def add_arguments(ap: argparse.ArgumentParser, profiles: Sequence[str] = ("swarm
 
 def check_arguments(args, max_rate: float = 2000.0) -> None:
     """InvalidConfigError naming the flag, for the common flags."""
-    from swarmmesh.model import InvalidConfigError
-    if args.replicas < 1:
-        raise InvalidConfigError("replicas", f"must be >= 1, got {args.replicas}")
-    if not 0 < args.rate <= max_rate:
-        raise InvalidConfigError("rate", f"must be in (0, {max_rate:g}] requests/s, "
-                                         f"got {args.rate:g}")
-    if args.duration is not None and args.duration <= 0:
-        raise InvalidConfigError("duration", f"must be > 0, got {args.duration:g}")
-    if args.timeout <= 0:
-        raise InvalidConfigError("timeout", f"must be > 0, got {args.timeout:g}")
+    flags.positive(args, "replicas")
+    flags.number(args, "rate", most=max_rate, unit=" requests/s")
+    if args.duration is not None:
+        flags.seconds(args, "duration")
+    flags.seconds(args, "timeout")
 
 
 def cluster_for(args):

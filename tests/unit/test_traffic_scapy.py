@@ -320,7 +320,7 @@ def test_spread_counts_zeros_losses_and_strangers():
     (["--replicas", "0"], "replicas"),
     (["--nodes", "0"], "nodes"),
     (["--batch", "0"], "batch"),
-    (["--max-loss", "1.5"], "max_loss"),
+    (["--max-loss", "1.5"], "max-loss"),                 # the flag as typed
     (["--published", "70000"], "services.app.ports"),
 ])
 def test_many_clients_rejects_bad_input_before_building(tmp_path, args, field):
