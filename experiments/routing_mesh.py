@@ -38,7 +38,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, runfolder as results, stackargs
+from swarmmesh.runs import experiment, flags, plots, report, runfolder as results, stackargs
 from swarmmesh.model import Cluster, InvalidConfigError
 
 NAME = "routing_mesh"
@@ -62,10 +62,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def validate(args) -> tuple[Cluster, str, object]:
     """Check every flag and build the model, before anything is built."""
-    if args.requests < 1:
-        raise InvalidConfigError("requests", f"must be >= 1, got {args.requests}")
-    if args.timeout <= 0:
-        raise InvalidConfigError("timeout", f"must be > 0, got {args.timeout}")
+    flags.positive(args, "requests")
+    flags.seconds(args, "timeout")
     cluster = stackargs.cluster(args, replicas=args.replicas)
     if args.ingress == "ipvs":
         check_ipvs(cluster)

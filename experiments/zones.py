@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 from swarmmesh.model import Cluster, InvalidConfigError
-from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.runs import experiment, flags, plots, report, runfolder as results, stackargs
 
 NAME = "zones"
 DESCRIPTION = ("two zones apart on the underlay (delay, jitter, loss, bandwidth): requests "
@@ -53,7 +53,8 @@ COLUMNS = ["client", "client_zone", "path", "target", "seq", "ok", "connect_ms",
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--nodes", type=int, default=4, help="swarm nodes (odd: zone a, even: zone b)")
+    stackargs.add_size_arguments(ap, nodes=4, replicas=None,
+                                 nodes_help="swarm nodes (odd: zone a, even: zone b)")
     ap.add_argument("--tasks", choices=("both", "a"), default="both",
                     help="the two tasks of `app`: one per zone, or both in zone a")
     ap.add_argument("--delay-ms", type=float, default=10.0,
@@ -69,8 +70,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def validate(args) -> dict:
     from swarmmesh.dataplane import underlay
     from swarmmesh.model.nodes import NodeAttrs, NodeSetup
-    if args.nodes < 2 or args.nodes > 16:
-        raise InvalidConfigError("nodes", f"must be in 2..16, got {args.nodes}")
+    flags.int_in(args, "nodes", 2, 16)
     if args.requests < 4 or args.rate <= 0 or args.timeout <= 0:
         raise InvalidConfigError("requests", "requests >= 4, rate > 0, timeout > 0")
     wan = underlay.Conditions(args.delay_ms, args.jitter_ms, args.loss, args.rate_mbit)

@@ -1,4 +1,4 @@
-"""The schedulers a service may choose (issue 14), as pure functions: tasks in, the table
+"""The schedulers a service may choose, as pure functions: tasks in, the table
 the node's kernel picks from out.  Nothing here knows nftables; ``kernel`` renders the
 tables as maps, and the unit tests compute from the tables alone which share of client
 flows moves when a task leaves or joins.

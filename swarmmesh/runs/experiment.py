@@ -129,7 +129,7 @@ def build_parser(module: ModuleType, prog: str | None = None) -> argparse.Argume
     common.add_argument("--quiet", action="store_true",
                         help="plain, sparse log lines instead of a progress bar (for CI)")
     from swarmmesh.dataplane import servers
-    servers.add_arguments(ap.add_argument_group("across several servers (issue 15)"))
+    servers.add_arguments(ap.add_argument_group("across several servers"))
     return ap
 
 

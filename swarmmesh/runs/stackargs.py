@@ -8,6 +8,9 @@
     --nodes-file FILE                 roles, labels, platform, availability per node
     --scheduler S --affinity D --traffic-policy P   beyond Swarm, on every published service
 
+and, for an experiment that builds its own cluster, ``--nodes N --replicas R`` with its
+own defaults (:func:`add_size_arguments`).
+
 Nothing is built here: :func:`cluster` returns the model, or raises
 :class:`InvalidConfigError` naming the flag or the field.
 """
@@ -21,6 +24,17 @@ from typing import Mapping
 from swarmmesh.model import Cluster, InvalidConfigError
 from swarmmesh.model import balancing, compose, nodes as node_model
 from swarmmesh.model.nodes import NodeSetup
+
+
+def add_size_arguments(ap, nodes: int = 3, replicas: int | None = 2,
+                       nodes_help: str = "swarm nodes",
+                       replicas_help: str = "replicas of the service `app`") -> None:
+    """``--nodes N`` and ``--replicas R`` of an experiment that builds its own cluster (no
+    stack file), with its defaults; ``replicas=None``: no ``--replicas``.  Their checks
+    are ``flags.positive`` and the model's (errors name ``nodes``, ``replicas``)."""
+    ap.add_argument("--nodes", type=int, default=nodes, help=nodes_help)
+    if replicas is not None:
+        ap.add_argument("--replicas", type=int, default=replicas, help=replicas_help)
 
 
 def add_arguments(ap: argparse.ArgumentParser, stack: bool = True) -> None:

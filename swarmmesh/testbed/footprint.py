@@ -1,5 +1,5 @@
 """What a cluster costs the machine: build and teardown time, memory per process kind,
-and the same number of plain Mininet hosts as the baseline (issue 12).
+and the same number of plain Mininet hosts as the baseline.
 
 * :func:`bare_mininet` builds, with Mininet alone, the hosts and links a cluster of
   ``nodes`` x ``tasks_per_node`` has (the underlay, the nodes, the tasks, the client:

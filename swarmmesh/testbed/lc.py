@@ -1,4 +1,4 @@
-"""Least connections, approximated (issue 14): every ``interval`` seconds each node
+"""Least connections, approximated: every ``interval`` seconds each node
 counts its live connections per task in its own conntrack (what the node balanced, as
 IPVS lc counts its own), and the weights :func:`schedulers.lc_weights` gives them go
 into that node's weighted table (``kernel.table(..., lc=...)``), reloaded only when they

@@ -1,4 +1,4 @@
-"""The cluster spread over several servers, carried out (issue 15; the plan and its design:
+"""The cluster spread over several servers, carried out (the plan and its design:
 ``swarmmesh.dataplane.servers``).
 
 Built on Mininet's cluster edition (``mininet.examples.cluster``): a host placed on another
@@ -42,7 +42,7 @@ from swarmmesh.dataplane import servers as sv
 from swarmmesh.dataplane.servers import Plan, Server
 from swarmmesh.machine import servers_check
 from swarmmesh.testbed.runtime import RunState, clean_servers, sh_pidfile_signal
-from swarmmesh.testbed.topology import SwarmClient, SwarmNode, SwarmTask, SwarmTopo, Underlay
+from swarmmesh.testbed.topology import SwarmNode, SwarmTopo, Underlay
 
 RELAY_MODULE = "swarmmesh.control.server_relay"
 FORWARDED_ENV = ("PYTHONPATH", "OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR")  # ssh forwards none
@@ -209,7 +209,7 @@ class SpreadTopo(SwarmTopo):
 
     def build(self, spread: "Spread" = None, **params):
         self.spread = spread
-        super().build(**params)
+        super().build(**params, mtu=spread.plan.mtu)      # every leg at the plan's MTUs
 
     def addHost(self, name, **opts):
         plan = self.spread.plan
@@ -365,7 +365,8 @@ class Spread:
 
     # -- after the build -----------------------------------------------------------------
     def connect(self, tb) -> None:
-        """The tunnels between the servers' underlay bridges, then every leg's MTU."""
+        """The tunnels between the servers' underlay bridges (every other leg has the
+        plan's MTU from the build: the topology is given it)."""
         # Two runs over the same servers must not share a VNI or GRE key (the device's
         # socket is in the root namespace): the plan's key, offset per run.
         offset = 16 * (zlib.crc32(self.state.dir.name.encode()) % 1_000_000)
@@ -384,7 +385,6 @@ class Spread:
                 self._root(here, tb, f"{make} && ip link set {intf} netns {host.pid}")
                 host.run(f"ip link set {intf} mtu {self.plan.mtu.underlay} && "
                          f"ip link set {intf} master ul0 && ip link set {intf} up")
-        self.set_mtus(tb)
 
     def _local_address(self, here: Server, there: Server) -> str:
         if not here.local:
@@ -400,28 +400,6 @@ class Spread:
                 raise SpreadError(f"{server.name}: `{script}` failed: {r.stderr.strip()}")
         else:
             self.run(server, script)
-
-    def set_mtus(self, tb, hosts=None) -> None:
-        """Underlay legs to the plan's underlay MTU, overlay legs (VXLAN devices, task
-        legs: everything the topology set to 1450) to its overlay MTU; on ``hosts``
-        (default: all)."""
-        mtu = self.plan.mtu
-        for host in (tb.net.hosts if hosts is None else hosts):
-            cmds = []
-            if isinstance(host, (SwarmNode, SwarmTask)):
-                # the topology's overlay MTU (1450) wherever it set it, now the plan's;
-                # first, before an underlay leg may be set to 1450 itself
-                cmds.append(f"for i in $(ip -o link | awk -F': ' '/mtu 1450 / {{print $2}}' "
-                            f"| cut -d@ -f1); do ip link set $i mtu {mtu.overlay}; done")
-            for intf in host.intfList():
-                name = intf.name
-                if name == "lo":
-                    continue
-                if isinstance(host, (Underlay,)) or name.endswith("-eth0") and \
-                        isinstance(host, (SwarmNode, SwarmClient)):
-                    cmds.append(f"ip link set {name} mtu {mtu.underlay}")
-            if cmds:
-                host.cmd(" ; ".join(cmds))
 
     # -- the run's files on the other servers ----------------------------------------
     def publish(self, text: str) -> None:

@@ -389,19 +389,17 @@ class Testbed:
         legs, its bridge ports, its server; every node's FDB learns it, and its
         node binds its host-mode ports once the server listens."""
         from swarmmesh.testbed.topology import task_legs, task_params
-        params = task_params(task, self.cluster, self.state, self.userspace_tso)
+        node = self.net.get(task.node)
+        params = task_params(task, self.cluster, self.state, self.userspace_tso, node.mtu)
         if self.servers is not None:            # on its node's server
             params = self.servers.host_opts(task.host, params)
         host = self.net.addHost(task.host, **params)
-        node = self.net.get(task.node)
         legs = task_legs(task, self.cluster)
         self.state.register_links([n for leg in legs for n in (leg["intfName1"], leg["intfName2"])])
         for leg in legs:
             self.net.addLink(host, node, **leg)
         node.attach_task(task, self.cluster)
         host.configDefault()
-        if self.servers is not None:            # the plan's MTUs on the new legs
-            self.servers.set_mtus(self, [host, node])
         self.sync_fdb()
         # The node binds its host-mode ports, and every kernel may pick the task, once
         # the model that says so is published and the switches have it (wait_applied).

@@ -38,94 +38,20 @@ from mininet.topo import Topo
 from swarmmesh import agents
 from swarmmesh.agents import dns
 from swarmmesh.control.relay import DEFAULT_UNIX_SOCKET
-from swarmmesh.dataplane import kernel, layout, rules
+from swarmmesh.dataplane import kernel, layout, nodeplan, rules
+from swarmmesh.dataplane.mtu import SWARM, Mtu
+from swarmmesh.dataplane.nodeplan import is_built, tx_off_cmd  # noqa: F401  (re-exported)
 from swarmmesh.model import Cluster, UNDERLAY_SUBNET, docker_mac
 from swarmmesh.testbed.runtime import RunState, kill_pid, signal_pid
 from swarmmesh.machine.datapath import choose_datapath
+from swarmmesh.testbed.shell import LINE_MAX, Quiet as _Quiet, shell_lines, vsctl_batches  # noqa: F401
 
 PRIVATE_PORT = 9999          # every task also listens here; it is never published
 TASKSERVER = "swarmmesh.agents.taskserver"
 APP_PORT = 80                # every task's application port (the usual target port)
 DNS = "swarmmesh.agents.dns"
-VXLAN_PORT = 4789
+VXLAN_PORT = nodeplan.VXLAN_PORT
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
-
-
-class _Quiet:
-    """Run a command in a host and fail loudly, naming the host and command."""
-
-    def run(self, *cmd: str) -> str:
-        out = self.cmd(*cmd)                   # type: ignore[attr-defined]
-        rc = self.cmd("echo $?").strip()       # type: ignore[attr-defined]
-        if rc != "0":
-            raise RuntimeError(f"{self.name}: `{' '.join(cmd)}` failed ({rc}): {out.strip()}")
-        return out
-
-    def run_all(self, cmds: list[str]) -> str:
-        """Several commands in as few round trips to the host's shell as its line allows
-        (:func:`shell_lines`), stopping at the first that fails (named in the error).
-        A build has thousands of them."""
-        if not cmds:
-            return ""
-        parts = [f"{{ {c} || {{ echo \"__failed {i} $?\"; false; }}; }}"
-                 for i, c in enumerate(cmds)]
-        outs = []
-        for line in shell_lines(parts, self.name):
-            out = self.cmd(line)               # type: ignore[attr-defined]
-            if "__failed " in out:
-                i, rc = out.rsplit("__failed ", 1)[1].split()[:2]
-                raise RuntimeError(f"{self.name}: `{cmds[int(i)]}` failed ({rc}): "
-                                   f"{out.rsplit('__failed ', 1)[0].strip()}")
-            outs.append(out)
-        return "".join(outs)
-
-    def batch_file(self, name: str, lines: list[str]) -> Path | None:
-        """A file of ``lines`` in this host's state folder (for ``bridge -batch``)."""
-        if not lines:
-            return None
-        path = self.state.node_dir(self.name) / name       # type: ignore[attr-defined]
-        path.write_text("\n".join(lines) + "\n")
-        return path
-
-
-# A host's shell reads its commands from a pty in canonical mode, where Linux cuts a line
-# at 4,095 bytes: a longer command never ends (its sentinel is lost), so no line may
-# come near it (a node with 20 tasks made a 5 KB one and hung the build).
-LINE_MAX = 3000
-
-
-def shell_lines(parts: list[str], host: str = "", limit: int = LINE_MAX) -> list[str]:
-    """Commands joined with ``&&`` into as few lines as stay within ``limit`` bytes
-    each, in order; a single command longer than that is an error naming the host."""
-    lines: list[str] = []
-    cur = ""
-    for p in parts:
-        if len(p.encode()) > limit:
-            raise ValueError(f"{host}: a command of {len(p.encode())} bytes exceeds the "
-                             f"shell's line ({limit}): {p[:120]}...")
-        if cur and len((cur + " && " + p).encode()) > limit:
-            lines.append(cur)
-            cur = p
-        else:
-            cur = f"{cur} && {p}" if cur else p
-    if cur:
-        lines.append(cur)
-    return lines
-
-
-def vsctl_batches(args: list[str], prefix: str, limit: int = LINE_MAX - 200) -> list[str]:
-    """``ovs-vsctl`` commands (``prefix -- a -- b ...``) of ``args``, one transaction
-    each, as few as keep every command line within ``limit`` bytes."""
-    out: list[str] = []
-    cur: list[str] = []
-    for a in args:
-        if cur and len(prefix) + sum(len(x) + 4 for x in cur + [a]) > limit:
-            out.append(f"{prefix} -- " + " -- ".join(cur))
-            cur = []
-        cur.append(a)
-    if cur:
-        out.append(f"{prefix} -- " + " -- ".join(cur))
-    return out
 
 
 class _Recorded(Host):
@@ -138,8 +64,10 @@ class _Recorded(Host):
 
     remote = False            # True for a host on another server (testbed.servers)
 
-    def __init__(self, name, state: RunState | None = None, offload: bool = False, **params):
+    def __init__(self, name, state: RunState | None = None, offload: bool = False,
+                 mtu: Mtu = SWARM, **params):
         self.state = state
+        self.mtu = mtu            # the underlay's and the overlay's (one derivation: dataplane.mtu)
         # Checksum/segmentation offload left on (userspace TSO, ``--userspace-tso``): OVS
         # then carries the kernel's offload metadata and fills checksums in itself.
         self.offload = offload
@@ -150,7 +78,7 @@ class _Recorded(Host):
     def tx_cmd(self, intf: str) -> str:
         """The command that turns checksum offload off on one of this host's legs
         (userspace OVS fills in no checksum), or a no-op with ``offload``."""
-        return "true" if self.offload else tx_off_cmd(intf)
+        return nodeplan.tx_cmd(intf, self.offload)
 
     def record(self, pid: int, marker: str) -> None:
         """Write a process of this host's server into the run's record there."""
@@ -202,20 +130,10 @@ class Underlay(_Recorded, _Quiet):
         self.run("ip link set ul0 up")
         for intf in self.intfList():
             if intf.name != "lo":
+                self.run(f"ip link set {intf.name} mtu {self.mtu.underlay}")
                 self.run(f"ip link set {intf.name} master ul0")
                 self.run(f"ip link set {intf.name} up")
         return r
-
-
-def _tx_off(host: Host, intf: str) -> None:
-    # Userspace OVS does not fill in checksums that veth leaves to offload
-    # (unless its userspace TSO is on: the host's ``offload``).
-    if not getattr(host, "offload", False):
-        host.cmd(tx_off_cmd(intf))
-
-
-def tx_off_cmd(intf: str) -> str:
-    return f"{{ ethtool -K {intf} tx off >/dev/null 2>&1 || true; }}"
 
 
 class SwarmClient(_Recorded):
@@ -223,7 +141,8 @@ class SwarmClient(_Recorded):
 
     def config(self, **params):
         r = super().config(**params)
-        _tx_off(self, self.defaultIntf().name)
+        eth0 = self.defaultIntf().name
+        self.cmd(f"{self.tx_cmd(eth0)} ; ip link set {eth0} mtu {self.mtu.underlay}")
         return r
 
 
@@ -242,14 +161,8 @@ class SwarmTask(_Recorded, _Quiet):
 
     def config(self, **params):
         r = super().config(**params)
-        cmds = []
-        for intf in self.intfList():
-            if intf.name != "lo":
-                cmds.append(self.tx_cmd(intf.name))
-                if intf.name != self.gw_intf:      # docker_gwbridge is no overlay: 1500
-                    cmds.append(f"ip link set {intf.name} mtu 1450")
-        if self.gw_intf:             # as a container's: the default route is docker_gwbridge
-            cmds.append(f"ip route replace default via {layout.GW_IP} dev {self.gw_intf}")
+        cmds = nodeplan.task_cmds([i.name for i in self.intfList() if i.name != "lo"],
+                                  self.gw_intf, self.mtu, self.offload)
         cmds += self._resolver()
         self.run_all(cmds)
         self.start_server()
@@ -320,64 +233,27 @@ class SwarmNode(_Recorded, _Quiet):
     # -- configuration ---------------------------------------------------
     def config(self, **params):
         r = super().config(**params)
-        node = self.cluster.node(self.name)
-        eth0 = self.defaultIntf().name
-        cmds = ["sysctl -qw net.ipv4.ip_forward=1"]
-        # Swarm's docker_gwbridge leg to the ingress sandbox: the bridge's port 1 plays the
-        # sandbox, or (ingress "ipvs") a real sandbox sits between gwbr and that port.
-        if self.ingress == "ipvs":
+        if self.ingress == "ipvs":             # a real sandbox between gwbr and the bridge
             from swarmmesh.testbed.sandbox import IngressSandbox
             self.sandbox = IngressSandbox(self)
             self.sandbox.create()
-        else:
-            cmds.append(f"ip link add {layout.GW_INTF} type veth peer name {layout.GW_OVS_INTF}")
-        cmds.append(f"ip link set {layout.GW_INTF} address {layout.GW_MAC}")
-        cmds.append(f"ip addr add {layout.GW_IP}/{layout.GW_PREFIX} dev {layout.GW_INTF}")
-        for intf in (layout.GW_INTF, layout.GW_OVS_INTF):
-            cmds.append(f"ip link set {intf} up")
-            cmds.append(self.tx_cmd(intf))
-        # The kernel DNATs a published connection to the task it picked: the ingress
-        # network is routed via the sandbox (the bridge), and nothing else goes there.
-        # (A real sandbox picks itself: the node reaches no task, as in Swarm.)
-        if self.sandbox is None:
-            cmds.append(f"ip route add {self.cluster.networks['ingress'].subnet} "
-                        f"via {layout.SBOX_GW_IP} dev {layout.GW_INTF}")
-        else:
-            cmds.append(f"ip link set {layout.GW_OVS_INTF} mtu 1450")
-        # The ingress overlay: kernel VXLAN, no learning, static FDB from the model.
-        cmds.append(f"ip link add {layout.VXLAN_INTF} type vxlan id "
-                    f"{self.cluster.networks['ingress'].vni} dstport {VXLAN_PORT} "
-                    f"local {node.underlay_ip} dev {eth0} nolearning")
-        cmds.append(f"ip link set {layout.VXLAN_INTF} mtu 1450 up")
-        fdb = [f"fdb append {mac} dev {layout.VXLAN_INTF} dst {remote}"
-               for mac, remote in rules.overlay_fdb(self.cluster, self.name)]
-        # One more VXLAN device (its own VNI) per user overlay network.
-        for net in layout.user_networks(self.cluster):
-            vx = layout.vxlan_intf(net)
-            cmds.append(f"ip link add {vx} type vxlan id {net.vni} dstport {VXLAN_PORT} "
-                        f"local {node.underlay_ip} dev {eth0} nolearning")
-            cmds.append(f"ip link set {vx} mtu 1450 up")
-            fdb += [f"fdb append {mac} dev {vx} dst {remote}"
-                    for mac, remote in rules.overlay_fdb(self.cluster, self.name, net.name)]
-        batch = self.batch_file("fdb.batch", fdb)     # one process for the whole FDB
-        if batch is not None:
-            cmds.append(f"bridge -batch {batch}")
-        gw_legs = {layout.gw_intf(t) for t in kernel.gw_legs(self.cluster, self.name)}
-        for intf in self.intfList():
-            if intf.name != "lo" and intf != self.defaultIntf():
-                cmds.append(self.tx_cmd(intf.name))
-                if intf.name not in gw_legs:
-                    cmds.append(f"ip link set {intf.name} mtu 1450")
-        cmds.append(f"sysctl -qw net.ipv4.conf.{layout.GW_INTF}.route_localnet=1")
-        self.run_all(cmds)
-        for task in kernel.gw_legs(self.cluster, self.name):
-            self.plug_gw_leg(task)
+        plan = self.plan()
+        self.batch_file(nodeplan.FDB_FILE, list(plan.fdb))
+        self.run_all(list(plan.kernel) + list(plan.gw_legs))
         if self.sandbox is not None:
             self.sandbox.configure(self.cluster)
         self.sync_nft(self.cluster)
-        self._start_ovs()
+        self._start_ovs(plan)
         self._start_dns()
         return r
+
+    def plan(self) -> nodeplan.NodePlan:
+        """This node's set-up (:func:`nodeplan.node_plan`), with its own paths."""
+        ovs = self.state.dir / self.name / "ovs"
+        return nodeplan.node_plan(
+            self.cluster, self.name, self.mtu, ingress=self.ingress, offload=self.offload,
+            datapath=self.datapath, fdb_path=str(self.state.dir / self.name / nodeplan.FDB_FILE),
+            controller=f"{ovs}/controller.sock")
 
     def _start_dns(self):
         """The node's embedded DNS server (Swarm's daemon answers on 127.0.0.11
@@ -442,13 +318,9 @@ class SwarmNode(_Recorded, _Quiet):
         """The node's end of a task's docker_gwbridge leg: up, a /32 route to the task
         (the node answers ARP for its gateway address on it, as for any local address),
         and localhost allowed out as on gwbr."""
-        intf = layout.gw_intf(task)
-        _tx_off(self, intf)
-        self.run(f"ip link set {intf} up")
-        self.run(f"ip route replace {layout.task_gw_ip(task)}/32 dev {intf}")
-        self.run(f"sysctl -qw net.ipv4.conf.{intf}.route_localnet=1")
+        self.run_all(nodeplan.gw_leg_cmds(task, self.offload))
 
-    def _start_ovs(self):
+    def _start_ovs(self, plan: nodeplan.NodePlan):
         d = self.state.dir / self.name / "ovs"
         if self.remote:
             mkdir = [f"mkdir -p {d}"]
@@ -470,36 +342,11 @@ class SwarmNode(_Recorded, _Quiet):
         finally:
             self.record_pidfiles([(d / "ovsdb-server.pid", "ovsdb-server"),
                                   (d / "ovs-vswitchd.pid", "ovs-vswitchd")])
-        node = self.cluster.node(self.name)
-        cmd = [f"add-br {layout.BRIDGE}",
-               f"set bridge {layout.BRIDGE} datapath_type={self.datapath} fail-mode=secure "
-               f"protocols=OpenFlow13 other-config:datapath-id={layout.dpid_of(node):016x}",
-               f"add-port {layout.BRIDGE} {layout.GW_OVS_INTF} "
-               f"-- set interface {layout.GW_OVS_INTF} ofport_request={layout.PORT_GW}",
-               f"add-port {layout.BRIDGE} {layout.VXLAN_INTF} "
-               f"-- set interface {layout.VXLAN_INTF} ofport_request={layout.PORT_VXLAN}"]
-        for net in layout.user_networks(self.cluster):
-            vx = layout.vxlan_intf(net)
-            cmd.append(f"add-port {layout.BRIDGE} {vx} -- set interface {vx} "
-                       f"ofport_request={layout.vxlan_port(net)}")
-        for task in self.cluster.tasks_on(self.name):
-            port = layout.task_ports(self.cluster, self.name).get(task.host)
-            if port is not None:
-                intf = layout.task_intf(task)
-                cmd.append(f"add-port {layout.BRIDGE} {intf} -- set interface {intf} "
-                           f"ofport_request={port}")
-            for name in task.addresses:
-                net = self.cluster.networks[name]
-                if not net.ingress:
-                    intf = layout.net_intf(task, net)
-                    cmd.append(f"add-port {layout.BRIDGE} {intf} -- set interface {intf} "
-                               f"ofport_request={layout.net_port(task, net)}")
         # vswitchd only dials unix sockets inside its own run dir: link to the relay.
         link = self.file_cmds(links={d / "controller.sock": self.controller_target})
-        cmd.append(f"set-controller {layout.BRIDGE} unix:{d}/controller.sock")
-        cmd.append(f"set controller {layout.BRIDGE} max_backoff=1000 inactivity_probe=0")
         # One transaction per node unless its command line would be too long for the shell.
-        self.run_all(link + vsctl_batches(cmd, f"{env} ovs-vsctl --db=unix:{d}/db.sock"))
+        self.run_all(link + vsctl_batches(list(plan.bridge),
+                                          f"{env} ovs-vsctl --db=unix:{d}/db.sock"))
 
     def sync_fdb(self, cluster: Cluster) -> None:
         """Bring every VXLAN device's static FDB to what ``cluster`` says
@@ -525,18 +372,9 @@ class SwarmNode(_Recorded, _Quiet):
     def attach_task(self, task, cluster: Cluster) -> None:
         """Plug a task started at run time into the bridge (its legs exist), and its
         docker_gwbridge leg into the node's kernel (the nft table follows apart)."""
-        if layout.has_gw_leg(task, cluster):
-            self.plug_gw_leg(task)
-        for name in task.addresses:
-            net = cluster.networks[name]
-            if net.ingress:
-                intf, port = layout.task_intf(task), layout.ingress_port(task)
-            else:
-                intf, port = layout.net_intf(task, net), layout.net_port(task, net)
-            _tx_off(self, intf)
-            self.run(f"ip link set {intf} mtu 1450 up")
-            self.ovs_vsctl(f"--may-exist add-port {layout.BRIDGE} {intf} -- set interface {intf} "
-                           f"ofport_request={port}")
+        self.run_all(nodeplan.attach_cmds(task, cluster, self.mtu, self.offload))
+        for port in nodeplan.attach_ports(task, cluster):
+            self.ovs_vsctl(port)
 
     def detach_task(self, task, cluster: Cluster) -> None:
         for name in task.addresses:
@@ -616,18 +454,14 @@ class SwarmNode(_Recorded, _Quiet):
         super().terminate()
 
 
-def task_params(task, cluster: Cluster, state: RunState | None, offload: bool = False) -> dict:
+def task_params(task, cluster: Cluster, state: RunState | None, offload: bool = False,
+                mtu: Mtu = SWARM) -> dict:
     """Mininet host parameters of a task (for addHost, at build or run time)."""
     svc = cluster.service(task.service)
     gw = layout.task_gw_intf(task) if layout.has_gw_leg(task, cluster) else None
     return dict(cls=SwarmTask, task_name=task.name, node_name=task.node,
                 ports=[p.target for p in svc.ports], ip=None, state=state, gw_intf=gw,
-                offload=offload)
-
-
-def is_built(task, cluster: Cluster) -> bool:
-    """Is the task a host at all?  Not if it is on no network and has no host-mode port."""
-    return bool(task.addresses) or layout.has_gw_leg(task, cluster)
+                offload=offload, mtu=mtu)
 
 
 def task_legs(task, cluster: Cluster) -> list[dict]:
@@ -657,12 +491,14 @@ class SwarmTopo(Topo):
               clients: int = 1, cluster: Cluster | None = None,
               state: RunState | None = None, datapath: str = "auto",
               controller: str = DEFAULT_UNIX_SOCKET, defer_ready: bool = False,
-              userspace_tso: bool = False, ingress: str = "mesh"):
+              userspace_tso: bool = False, ingress: str = "mesh", mtu: Mtu = SWARM):
         """``userspace_tso``: every node's vswitchd starts with
         ``other_config:userspace-tso-enable=true`` and every leg of a node, task or client
         keeps its checksum offload (so the kernels hand OVS segments of up to 64 KiB).
         ``ingress``: ``mesh`` (the emulated pick in each node's kernel) or ``ipvs`` (Swarm's
-        own ingress sandbox with the kernel's IPVS per node, :mod:`swarmmesh.dataplane.ipvs`)."""
+        own ingress sandbox with the kernel's IPVS per node, :mod:`swarmmesh.dataplane.ipvs`).
+        ``mtu``: every leg's (underlay and overlay), Swarm's 1500/1450 unless the servers'
+        plan says otherwise."""
         if cluster is None:
             cluster = (Cluster.from_stack(stack, nodes=nodes, clients=clients) if stack
                        else Cluster.quick(nodes=nodes, replicas=replicas, clients=clients))
@@ -674,25 +510,26 @@ class SwarmTopo(Topo):
             model.write_text(json.dumps({**cluster.to_dict(), "revision": 0}))
         self.cluster, self.state = cluster, state
         self.userspace_tso = userspace_tso
+        self.mtu = mtu
         dp = choose_datapath(datapath)
         self.datapath = dp
         prefix = UNDERLAY_SUBNET.prefixlen
-        ul = self.addHost("underlay", cls=Underlay, ip=None, state=state)
+        ul = self.addHost("underlay", cls=Underlay, ip=None, state=state, mtu=mtu)
         for node in cluster.nodes:
             self.addHost(node.name, cls=SwarmNode, ip=f"{node.underlay_ip}/{prefix}",
                          cluster=cluster, state=state, datapath=dp, controller=controller,
-                         offload=userspace_tso, ingress=ingress)
+                         offload=userspace_tso, ingress=ingress, mtu=mtu)
             self.addLink(node.name, ul, intfName1=f"{node.name}-eth0",
                          intfName2=f"ul-{node.name}")
         for client in cluster.clients:
             self.addHost(client.name, cls=SwarmClient, ip=f"{client.underlay_ip}/{prefix}",
-                         state=state, offload=userspace_tso)
+                         state=state, offload=userspace_tso, mtu=mtu)
             self.addLink(client.name, ul, intfName1=f"{client.name}-eth0",
                          intfName2=f"ul-{client.name}")
         for task in cluster.tasks:
             if not is_built(task, cluster):    # no network, no host-mode port: no host
                 continue
-            self.addHost(task.host, **task_params(task, cluster, state, userspace_tso),
+            self.addHost(task.host, **task_params(task, cluster, state, userspace_tso, mtu),
                          defer_ready=defer_ready)
             for leg in task_legs(task, cluster):
                 self.addLink(task.host, task.node, **leg)

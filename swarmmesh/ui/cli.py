@@ -144,7 +144,7 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/cli",
                    help="parent of the run folder (logs, model.json, events.csv)")
     from swarmmesh.dataplane import servers
-    servers.add_arguments(p.add_argument_group("across several servers (issue 15)"))
+    servers.add_arguments(p.add_argument_group("across several servers"))
     p.set_defaults(func=cmd_cli)
     return ap
 

@@ -1,4 +1,4 @@
-"""Unit tests for swarmmesh.dataplane.rules, run on swarmmesh.testing.fakeswitch (no switch, no root)."""
+"""Unit tests for swarmmesh.dataplane.rules, run on tests.doubles.fakeswitch (no switch, no root)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from swarmmesh.dataplane import layout, rules
-from swarmmesh.testing.fakeswitch import AmbiguousMatch, FakeCluster, FakeSwitch
+from tests.doubles.fakeswitch import AmbiguousMatch, FakeCluster, FakeSwitch
 from swarmmesh.model import Cluster
 from swarmmesh.dataplane.flows import (COOKIE_LEARNED, CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK,
                                       CT_TRK_EST, CT_TRK_NEW, Ct, Flow, Goto, Learn, Nat, Output,

@@ -289,10 +289,10 @@ def test_bpf_program_accepts_only_the_prefix():
     assert socket.inet_aton("198.18.0.0") == struct.pack("!I", prog[4][3])
 
 
-# -- fairness (experiments/many_clients.py) -------------------------------------------
+# -- fairness (swarmmesh.runs.metrics, as many_clients uses it) ------------------------
 
 def test_jain_and_max_over_mean():
-    from swarmmesh_experiments.many_clients import jain, max_over_mean
+    from swarmmesh.runs.metrics import jain, max_over_mean
     assert jain([5, 5, 5]) == 1.0 and max_over_mean([5, 5, 5]) == 1.0
     assert jain([9, 0, 0]) == pytest.approx(1 / 3) and max_over_mean([9, 0, 0]) == 3.0
     assert jain([1002, 999, 999]) == pytest.approx(0.999998, abs=1e-6)
@@ -320,7 +320,7 @@ def test_spread_counts_zeros_losses_and_strangers():
     (["--replicas", "0"], "replicas"),
     (["--nodes", "0"], "nodes"),
     (["--batch", "0"], "batch"),
-    (["--max-loss", "1.5"], "max_loss"),
+    (["--max-loss", "1.5"], "max-loss"),                 # the flag as typed
     (["--published", "70000"], "services.app.ports"),
 ])
 def test_many_clients_rejects_bad_input_before_building(tmp_path, args, field):
