@@ -1,6 +1,6 @@
-"""The README's "Write your own experiment" example, exactly as written,
-run for real on a tiny cluster (as a script and through `swarmmesh run PATH`),
-then replotted from its folder."""
+"""The "Write your own experiment" example of docs/experiments.md, exactly as
+written, run for real on a tiny cluster (as a script and through `swarmmesh run
+PATH`), then replotted from its folder."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from .conftest import PY, REPO
 
 
 def readme_example() -> str:
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Write your own experiment", 1)[1].split("\n## ", 1)[0]
+    text = (REPO / "docs" / "experiments.md").read_text()
+    section = text.split("\n## Write your own experiment", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert blocks, "no python block in the README section"
+    assert blocks, "no python block in docs/experiments.md's section"
     return blocks[0]
 
 
