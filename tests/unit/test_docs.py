@@ -160,3 +160,18 @@ def test_a_docs_page_starts_with_its_title_and_what_it_is_for(page):
     lines = [line for line in page.read_text().splitlines() if line.strip()]
     assert lines[0].startswith("# "), "a page starts with its title"
     assert not lines[1].startswith("#"), "then says what its reader comes for, before any section"
+
+
+def experiment_files() -> set[str]:
+    from swarmmesh.runs.experiment import NOT_EXPERIMENTS
+    return {p.stem for p in (REPO / "experiments").glob("*.py")} - set(NOT_EXPERIMENTS)
+
+
+def test_the_readmes_table_and_the_experiments_page_name_every_experiment():
+    table = section(README.read_text(), "The experiments")
+    in_table = {name for row in re.findall(r"^\| (`.+?) \|", table, re.M)
+                for name in re.findall(r"`(\w+)`", row)}
+    assert in_table == experiment_files()
+    headings = " ".join(m.group(2) for m in HEADING.finditer((REPO / "docs" / "experiments.md")
+                                                             .read_text()))
+    assert {n for n in experiment_files() if f"`{n}`" not in headings} == set()
