@@ -63,8 +63,8 @@ docker-test:
 	docker build -t swarmmesh-test .
 	docker run --rm --privileged -v /lib/modules:/lib/modules:ro swarmmesh-test make test
 
-# The benchmark's table in one run (mesh latency, connections/s, iperf3, build and teardown against
-# size, memory); BENCH_ARGS adds flags, e.g. BENCH_ARGS='--userspace-tso --sizes 3x2,50x10'.
+# The speed targets in one run (mesh latency, connections/s, iperf3, build and teardown against
+# size, memory; docs/measurements.md); BENCH_ARGS adds flags, e.g. BENCH_ARGS='--userspace-tso --sizes 3x2,50x10'.
 benchmark: setup
 	$(VENV)/bin/swarmmesh run benchmark $(BENCH_ARGS)
 

@@ -75,7 +75,7 @@ def validate(args) -> dict:
         raise InvalidConfigError("requests", "requests >= 4, rate > 0, timeout > 0")
     wan = underlay.Conditions(args.delay_ms, args.jitter_ms, args.loss, args.rate_mbit)
     # Zones interleaved (node1 a, node2 b, ...): placement fills nodes in order, and with a
-    # host-mode port it ignores a spread preference (see the README), so this puts one
+    # host-mode port it ignores a spread preference (see docs/departures.md), so this puts one
     # task per zone; --tasks a constrains both to zone a.
     setup = NodeSetup(count=args.nodes, attrs={
         i: NodeAttrs(role="manager" if i == 1 else "worker",

@@ -377,7 +377,7 @@ def add_arguments(group) -> None:
     """The servers' flags, common to every experiment."""
     group.add_argument("--servers", default=None, metavar="A,B,...",
                        help="spread the cluster over these servers (the first: this machine, "
-                            "'localhost'; [user@]name[:port]); see the README")
+                            "'localhost'; [user@]name[:port]); see docs/servers.md")
     group.add_argument("--servers-file", default=None, metavar="FILE",
                        help="servers, their addresses, MTU, ssh options, placement (YAML)")
     group.add_argument("--placement", choices=("block", "round-robin"), default=None,

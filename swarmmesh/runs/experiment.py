@@ -1,4 +1,4 @@
-"""The framework every experiment runs in (README: Write your own experiment).
+"""The framework every experiment runs in (docs/experiments.md: Write your own experiment).
 
 An experiment is a module (``experiments/<NAME>.py``, installed as a plug-in of the
 entry-point group ``swarmmesh.experiments``, or a user's own file) with ``NAME``,
@@ -323,7 +323,7 @@ def _checked(module: ModuleType, where: object) -> ModuleType:
     for attr in ("NAME", "add_arguments", "validate", "run", "plot"):
         if not hasattr(module, attr):
             raise InvalidConfigError("experiment", f"{where} defines no {attr} "
-                                     "(see the convention in README: Write your own experiment)")
+                                     "(see the convention in docs/experiments.md: Write your own experiment)")
     return module
 
 

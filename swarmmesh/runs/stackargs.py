@@ -49,7 +49,7 @@ def add_arguments(ap: argparse.ArgumentParser, stack: bool = True) -> None:
                     help="a node label, as docker node update --label-add (repeat it)")
     ap.add_argument("--nodes-file", default=None, metavar="FILE",
                     help="YAML: count, managers, and per node role, labels, platform, "
-                         "engine_labels, availability (see the README)")
+                         "engine_labels, availability (see docs/stacks.md)")
     ap.add_argument("--scheduler", default=None, metavar="rr|wrr|sh|maglev|lc",
                     help="every service with a published port balances with it (beyond "
                          "Swarm; a stack's x-swarmmesh does it per service)")

@@ -16,7 +16,7 @@ a Mininet host in its own network namespace:
   leg on docker_gwbridge (a veth straight to its node's kernel).
 * ``c1..`` : external clients on the underlay.
 
-Use it from Mininet directly (start the controller first, see the README)::
+Use it from Mininet directly (start the controller first, see docs/cli.md)::
 
     sudo mn --custom topologies/swarm.py --topo swarm,nodes=3,replicas=2 --controller remote
 """
