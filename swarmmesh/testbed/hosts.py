@@ -130,7 +130,7 @@ class SwarmTask(_Recorded, _Quiet):
         self.task_name, self.node_name = task_name, node_name
         self.target_ports = tuple(ports)
         self.gw_intf = gw_intf           # the docker_gwbridge leg (host-mode ports), or None
-        self.defer_ready = defer_ready   # start the server, let the builder wait for it
+        self.defer_ready = defer_ready   # start the task server, let the builder wait for it
         self.server = None
         super().__init__(name, **params)
 
