@@ -75,7 +75,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def validate(args) -> dict:
-    from swarmmesh.dataplane import haproxy
+    from swarmmesh.dataplane import extlb as lbplan
     for name, low in (("nodes", 2), ("replicas", 1), ("requests", 10), ("fall", 1), ("rise", 1)):
         flags.at_least(args, name, low)
     if args.replicas >= args.nodes:
@@ -88,10 +88,10 @@ def validate(args) -> dict:
         {"target": TARGET, "published": PUBLISHED},
         {"target": TARGET, "published": HOST_PORT, "mode": "host"}]}}}
     cluster = Cluster.from_stack(stack, nodes=args.nodes, implicit_network=False)
-    haproxy.zone(args.dns_name, cluster)
+    lbplan.zone(args.dns_name, cluster)
     busy = [n.name for n in cluster.nodes if cluster.tasks_on(n.name)]
     return {"cluster": cluster, "down_node": busy[0],
-            "checks": haproxy.Checks(args.check_inter, args.fall, args.rise)}
+            "checks": lbplan.Checks(args.check_inter, args.fall, args.rise)}
 
 
 # -- run ---------------------------------------------------------------------------
@@ -233,9 +233,9 @@ def down_phase(tb, lb, orch, node: str, args, ctx):
 
 def join_log(rows: list[dict], log_text: str) -> None:
     """HAProxy's choice of server and its timers, per request (by frontend and client port)."""
-    from swarmmesh.dataplane import haproxy
+    from swarmmesh.dataplane import extlb as lbplan
     by: dict = {}
-    for line in haproxy.parse_log(log_text):              # in the order connections closed
+    for line in lbplan.parse_log(log_text):              # in the order connections closed
         by.setdefault((line["frontend"], line["client_port"]), []).append(line)
     # a client port comes back in a later connection: the earliest request takes the
     # earliest line of its (frontend, port)

@@ -1,4 +1,5 @@
-"""Small, fast, single-threaded HTTP/1.1 server run inside each emulated task.
+"""The task server: the small, fast, single-threaded HTTP/1.1 server each emulated task runs
+(a machine of the testbed is a "server"; what answers inside a task is its "task server").
 
 Built directly on :mod:`selectors` and non-blocking sockets (no asyncio
 streams, no http.server): a freshly accepted socket is read and answered

@@ -6,7 +6,7 @@ external DNS name on the nodes.  :func:`build` adds, through the Mininet API
 
 * ``haproxy``: a host on the underlay at the highest free address
   (192.168.99.254 unless taken), running Debian's ``haproxy`` in the foreground
-  with the configuration of :func:`swarmmesh.dataplane.haproxy.config`: one
+  with the configuration of :func:`swarmmesh.dataplane.extlb.config`: one
   frontend per pool (``mesh``: every node's published port; ``host``: every node's
   host-mode port, the nodes without a task kept out by the checks; ``direct``:
   every task), TCP checks, ``roundrobin`` or ``leastconn``, one log line per
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from swarmmesh import agents
-from swarmmesh.dataplane import haproxy
+from swarmmesh.dataplane import extlb as lbplan
 from swarmmesh.model import Cluster, InvalidConfigError, UNDERLAY_SUBNET
 from swarmmesh.testbed import l4lb
 from swarmmesh.testbed.topology import SwarmClient
@@ -81,8 +81,8 @@ class ExternalLB:
     dns_address: str
     dns_name: str
     balance: str
-    checks: haproxy.Checks
-    pools: list[haproxy.Pool]
+    checks: lbplan.Checks
+    pools: list[lbplan.Pool]
     backend_network: str
     legs: dict[str, str]                 # task -> its lb-side veth
     config_path: Path
@@ -91,7 +91,7 @@ class ExternalLB:
     zone: dict[str, list[str]] = field(default_factory=dict)
     config: str = ""
 
-    def pool(self, name: str) -> haproxy.Pool:
+    def pool(self, name: str) -> lbplan.Pool:
         return next(p for p in self.pools if p.name == name)
 
     def describe(self) -> dict:
@@ -119,11 +119,11 @@ def free_underlay_ips(cluster: Cluster, count: int) -> list[str]:
 
 
 def build(tb, cluster: Cluster, service: str, balance: str = "roundrobin",
-          checks: haproxy.Checks = haproxy.Checks(), dns_name: str = DEFAULT_NAME,
+          checks: lbplan.Checks = lbplan.Checks(), dns_name: str = DEFAULT_NAME,
           direct: bool = True, **cfg) -> ExternalLB:
     """Add the balancer (and its backend network to the tasks), start HAProxy and the
     DNS; returns once both run (not yet once the checks pass: see :func:`wait_up`)."""
-    zone = haproxy.zone(dns_name, cluster)        # bad names fail before anything is built
+    zone = lbplan.zone(dns_name, cluster)        # bad names fail before anything is built
     lb_ip, dns_ip = free_underlay_ips(cluster, 2)
     net = l4lb.backend_network(cluster)
     hosts = list(net.hosts())
@@ -142,7 +142,7 @@ def build(tb, cluster: Cluster, service: str, balance: str = "roundrobin",
                                       f"ip link set {peer} up && ethtool -K {peer} tx off "
                                       ">/dev/null 2>&1; true")
             legs[t.name], addrs[t.name] = intf, ip
-    pools = haproxy.pools(cluster, service, addrs)
+    pools = lbplan.pools(cluster, service, addrs)
     lb = start_haproxy(tb, host, lb_ip, pools, balance, checks, **cfg)
     lb.backend_network, lb.legs = str(net), legs
     lb.dns_host, lb.dns_address, lb.dns_name, lb.zone = (DNS_HOST, dns_ip,
@@ -151,14 +151,14 @@ def build(tb, cluster: Cluster, service: str, balance: str = "roundrobin",
     return lb
 
 
-def start_haproxy(tb, host, address: str, pools: list[haproxy.Pool], balance: str = "roundrobin",
-                  checks: haproxy.Checks = haproxy.Checks(), **cfg) -> ExternalLB:
+def start_haproxy(tb, host, address: str, pools: list[lbplan.Pool], balance: str = "roundrobin",
+                  checks: lbplan.Checks = lbplan.Checks(), **cfg) -> ExternalLB:
     """Check and start HAProxy in ``host`` (a :class:`ServiceHost`) with these pools on
     ``address``; its config and stats socket in the run state (the config's path marks
     the PID), a copy of the config and its log in the run folder."""
     conf = tb.state.dir / f"{host.name}.cfg"     # in the run state: its path is the PID's marker
     sock = tb.state.dir / f"{host.name}.sock"
-    conf.write_text(haproxy.config(pools, address, balance, checks, str(sock), **cfg))
+    conf.write_text(lbplan.config(pools, address, balance, checks, str(sock), **cfg))
     (tb.run_dir / f"{host.name}.cfg").write_text(conf.read_text())
     lb = ExternalLB(host.name, address, "", "", "", balance, checks, pools, "", {}, conf,
                     tb.run_dir / f"{host.name}.log", sock, {}, conf.read_text())
@@ -211,7 +211,7 @@ def admin(lb: ExternalLB, command: str, timeout: float = 2.0) -> str:
 
 def servers(lb: ExternalLB) -> dict[tuple[str, str], dict]:
     """(pool, server) -> status (UP, DOWN, ...), connections so far, last check."""
-    return haproxy.parse_stat(admin(lb, "show stat"))
+    return lbplan.parse_stat(admin(lb, "show stat"))
 
 
 def wait_up(lb: ExternalLB, want: dict[str, set[str]], timeout: float = 20.0) -> dict:

@@ -131,3 +131,11 @@ class ForkServer:
                 self.proc.wait()
         self.proc = None
 
+
+def forks_enabled() -> bool:
+    """Task servers forked from one Python (the default), or each its own interpreter
+    (``SWARMMESH_FORKSERVER=0``: the benchmark's baseline)."""
+    value = os.environ.get("SWARMMESH_FORKSERVER", "1")
+    if value not in ("0", "1"):
+        raise ForkServerError(f"SWARMMESH_FORKSERVER: must be 0 or 1, got {value!r}")
+    return value == "1"

@@ -24,7 +24,7 @@ from typing import Callable
 from swarmmesh import agents
 from swarmmesh.machine import deps
 from swarmmesh.model import Cluster, Task
-from swarmmesh.testbed.forks import ForkServer
+from swarmmesh.testbed.forks import ForkServer, forks_enabled
 from swarmmesh.testbed.lc import LeastConnections
 from swarmmesh.testbed.runtime import RunState, clean_all
 
@@ -491,15 +491,6 @@ class Testbed:
         if proc.returncode != 0:
             raise TestbedError(f"{host}: {' '.join(args)} exited {proc.returncode}: {err[-1000:]}")
         return out
-
-
-def forks_enabled() -> bool:
-    """Task servers forked from one Python (the default), or each its own interpreter
-    (``SWARMMESH_FORKSERVER=0``: the benchmark's baseline)."""
-    value = os.environ.get("SWARMMESH_FORKSERVER", "1")
-    if value not in ("0", "1"):
-        raise TestbedError(f"SWARMMESH_FORKSERVER: must be 0 or 1, got {value!r}")
-    return value == "1"
 
 
 def _raise_exit(signum, frame):

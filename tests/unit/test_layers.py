@@ -129,3 +129,21 @@ def test_the_package_finds_no_path_of_its_own():
     bad = [f"{m}" for m, p in modules().items()
            if "sys.path.insert" in p.read_text() or "sys.path.append" in p.read_text()]
     assert not bad, bad
+
+
+# The project's size rules: a module says one thing, an experiment is a short script.
+MAX_MODULE_LINES = 500
+MAX_EXPERIMENT_LINES = 400
+
+
+def test_no_module_of_the_package_is_over_500_lines():
+    big = {m: n for m, p in modules().items()
+           if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not big, f"split by concern (a new module per concern): {big}"
+
+
+def test_no_experiment_is_over_400_lines():
+    experiments = PACKAGE.parent / "experiments"
+    big = {p.name: n for p in sorted(experiments.glob("*.py"))
+           if (n := len(p.read_text().splitlines())) > MAX_EXPERIMENT_LINES}
+    assert not big, f"move its tables and figures to swarmmesh/runs: {big}"
