@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "swarmmesh"
 
 # Which layer may import which (besides itself).  The direction, top to bottom:
 #   ui -> runs -> lifecycle / testbed -> control -> dataplane -> model
-#   agents -> model; traffic -> agents; machine and model import nothing of ours.
+#   agents -> model; traffic -> agents; machine and model import nothing of ours;
+#   trace (a path predicted and parsed, pure) -> dataplane, model.
 ALLOWED = {
     "model": set(),
     "machine": set(),
@@ -23,12 +24,14 @@ ALLOWED = {
     "agents": {"model"},
     "control": {"dataplane", "model"},
     "testing": {"dataplane", "model"},
+    "trace": {"dataplane", "model"},
     "traffic": {"agents", "machine", "model"},
     "testbed": {"control", "dataplane", "agents", "machine", "model"},
     "lifecycle": {"testbed", "dataplane", "machine", "model"},
-    "runs": {"lifecycle", "testbed", "traffic", "agents", "machine", "model", "dataplane"},
+    "runs": {"lifecycle", "testbed", "traffic", "agents", "machine", "model", "dataplane",
+             "trace"},
     "ui": {"runs", "lifecycle", "testbed", "traffic", "agents", "machine", "model",
-           "dataplane", "control"},
+           "dataplane", "control", "trace"},
 }
 OUTSIDE = ("experiments", "topologies", "controllers", "swarmmesh_experiments")
 
