@@ -56,8 +56,8 @@ def ofproto_flow(hop: Hop, entering) -> str:
     """The ``ofproto/trace`` flow of a bridge hop: the packet as it enters, on its in_port."""
     in_port = next(d.split("=", 1)[1] for d in hop.detail if d.startswith("in_port="))
     p = entering
-    ports = f",tp_src={p.sport},tp_dst={p.dport}" if p.sport is not None else \
-        f",tp_dst={p.dport}"
+    ports = (f",{p.proto}_src={p.sport}" if p.sport is not None else "") + \
+        f",{p.proto}_dst={p.dport}"
     return f"in_port={in_port},{p.proto},nw_src={p.src},nw_dst={p.dst},nw_ttl=64{ports}"
 
 
@@ -121,9 +121,14 @@ def send(tb, source: Source, dest: Dest, cluster, timeout: float) -> dict:
 
 
 def answer_of(result: dict) -> dict:
+    """The task's answer, or how the connection failed (refused, timeout, unresolved: no
+    name, unreachable: no route)."""
     if "answer" in result and isinstance(result["answer"], dict):
         return result["answer"]
-    return {k: True for k in ("refused", "timeout") if result.get(k)} or {"error": result}
+    if "unreachable" in str(result.get("error", "")):
+        return {"unreachable": True}
+    return ({k: True for k in ("refused", "timeout", "unresolved") if result.get(k)}
+            or {"error": result})
 
 
 def trace(tb, source_text: str, dest_text: str, timeout: float = 2.0,
@@ -146,7 +151,9 @@ def trace(tb, source_text: str, dest_text: str, timeout: float = 2.0,
             nft = stack.enter_context(nft_trace(node, tb, str(source.client.underlay_ip), dest))
             ct = stack.enter_context(process(node, ["conntrack", "-E", "-p", dest.proto], tb))
         result = send(tb, source, dest, cluster, timeout)
-    obs.seen = {pt: parse.parse_tcpdump(out[0]) for pt, out in caps.items()}
+    obs.seen = {pt: parse.parse_tcpdump(out[0], None if pt[1] == f"{pt[0]}-eth0"
+                                        and pt[0].startswith("node") else dest.proto)
+                for pt, out in caps.items()}
     if raw is not None:
         raw.update({f"tcpdump {h} {i}": out[0] for (h, i), out in caps.items()})
         raw.update({"nft monitor trace": nft[0], "conntrack -E": ct[0]} if nft else {})
@@ -156,11 +163,17 @@ def trace(tb, source_text: str, dest_text: str, timeout: float = 2.0,
                                     if e.orig[2] == result.get("sport")]
     obs.answer = answer_of(result)
     path = predict(cluster, source, dest, pick=obs.answer.get("task"), sport=result.get("sport"))
-    obs.ofproto = bridge_traces(tb, path)
+    obs.ofproto = bridge_traces(tb, path, raw)
+    if source.task is not None:
+        node = tb.host(source.task.node)
+        text = node.appctl("dpctl/dump-conntrack")
+        obs.bridge_ct[node.name] = parse.parse_dpctl_conntrack(text)
+        if raw is not None:
+            raw[f"dpctl/dump-conntrack {node.name}"] = text
     return compare.verify(path, obs)
 
 
-def bridge_traces(tb, path: Path) -> dict:
+def bridge_traces(tb, path: Path, raw: dict | None = None) -> dict:
     """``ofproto/trace`` on every bridge hop of ``path``, its packet on its in_port."""
     out = {}
     for i, hop in enumerate(path.hops):
@@ -169,5 +182,7 @@ def bridge_traces(tb, path: Path) -> dict:
         flow = ofproto_flow(hop, entering_packet(path, i))
         text = tb.host(hop.host).appctl(f"ofproto/trace {layout.BRIDGE} '{flow}'")
         port = int(flow.split(",", 1)[0].split("=")[1])
+        if raw is not None:
+            raw[f"ofproto/trace {hop.host} {flow}"] = text
         out[(hop.host, port)] = parse.parse_ofproto_trace(text)
     return out

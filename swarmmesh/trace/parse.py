@@ -148,8 +148,11 @@ def parse_ofproto_trace(text: str) -> OfTrace:
                                 m["cookie"] or ""))
         elif rules and line and not line.startswith(("->", ">>", "thaw", "Resuming",
                                                      "bridge(", "---", "===", "recirc(",
-                                                     "Replacing", "Megaflow")):
+                                                     "Replacing", "Megaflow", "Flow:",
+                                                     "Initial flow:", "Modified flow:")):
             rules[-1].actions.append(line)
+    if not flow and text.strip():          # ovs-appctl's error, as the datapath's answer
+        dp = "error: " + text.strip().splitlines()[0]
     return OfTrace(flow, rules, final or flow, dp, nat)
 
 
@@ -232,6 +235,36 @@ def parse_conntrack(text: str) -> list[CtEvent]:
     return [e for e in map(parse_conntrack_line, text.splitlines()) if e is not None]
 
 
+# -- ovs-appctl dpctl/dump-conntrack ------------------------------------------------
+
+_DPCTL = re.compile(r"^(?P<proto>\w+),orig=\((?P<orig>[^)]*)\),reply=\((?P<reply>[^)]*)\)"
+                    r"(?P<rest>.*)$")
+
+
+@dataclass(frozen=True)
+class BridgeConn:
+    """One connection in the bridge's (userspace) conntrack, by zone."""
+
+    proto: str
+    orig: tuple[str, str, int | None, int | None]
+    reply: tuple[str, str, int | None, int | None]
+    zone: int
+    mark: int
+
+
+def parse_dpctl_conntrack(text: str) -> list[BridgeConn]:
+    out = []
+    for line in text.splitlines():
+        m = _DPCTL.match(line.strip())
+        if not m:
+            continue
+        kv = lambda part: dict(x.split("=", 1) for x in part.split(",") if "=" in x)  # noqa
+        rest = kv(m["rest"].strip(","))
+        out.append(BridgeConn(m["proto"], _tuple(kv(m["orig"])), _tuple(kv(m["reply"])),
+                              int(rest.get("zone", 0)), int(rest.get("mark", 0))))
+    return out
+
+
 # -- tcpdump -n -l ------------------------------------------------------------------
 
 _TD_IP = re.compile(r"IP (?P<src>[\d.]+?)(?:\.(?P<sport>\d+))? > (?P<dst>[\d.]+?)"
@@ -264,9 +297,11 @@ def _td_proto(rest: str) -> str:
     return rest.split(",")[0].split()[0].lower() if rest else "?"
 
 
-def parse_tcpdump(text: str) -> list[Seen]:
+def parse_tcpdump(text: str, proto: str | None = None) -> list[Seen]:
     """``tcpdump -n -l`` lines; a VXLAN packet (tcpdump prints the outer line, then the
-    inner one on the next) becomes one :class:`Seen` with its inner addresses."""
+    inner one on the next) becomes one :class:`Seen` with its inner addresses.  ``proto``:
+    the capture's filter allowed only that protocol (tcpdump decodes some UDP ports as
+    their application, e.g. 5353 as mDNS, and then names no protocol)."""
     out: list[Seen] = []
     pending: tuple[int, tuple[str, str]] | None = None
     for line in text.splitlines():
@@ -281,6 +316,6 @@ def parse_tcpdump(text: str) -> list[Seen]:
             continue
         vni, outer = pending if pending else (None, None)
         pending = None
-        out.append(Seen(_td_proto(rest), m["src"], port("sport"), m["dst"], port("dport"),
+        out.append(Seen(proto or _td_proto(rest), m["src"], port("sport"), m["dst"], port("dport"),
                         vni, outer, rest[:80]))
     return out

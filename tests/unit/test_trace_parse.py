@@ -103,3 +103,34 @@ def test_conntrack_counters_when_accounting_is_on():
     e = parse.parse_conntrack_line(line)
     assert e.packets == (6, 4) and e.bytes == (397, 518)
     assert e.dnat == ("10.255.0.5", 80)
+
+
+def test_tcpdump_vxlan_packets_carry_their_inner_addresses_vni_and_outer_ends():
+    seen = parse.parse_tcpdump(text("tcpdump_vxlan.txt"))
+    first = seen[0]
+    assert (first.proto, first.src, first.sport, first.dst, first.dport) == \
+        ("tcp", "10.0.1.8", 58790, "10.0.1.4", 80)
+    assert first.vni == 4097 and first.outer == ("192.168.99.1", "192.168.99.3")
+    assert seen[1].src == "10.0.1.4" and seen[1].outer == ("192.168.99.3", "192.168.99.1")
+    assert all(s.vni == 4097 for s in seen)
+
+
+def test_tcpdump_a_udp_port_tcpdump_decodes_as_an_application():
+    # 5353 is printed as mDNS ("domain"): the capture's filter names the protocol
+    assert parse.parse_tcpdump(text("tcpdump_udp.txt"))[0].proto != "udp"
+    seen = parse.parse_tcpdump(text("tcpdump_udp.txt"), "udp")
+    assert [(s.proto, s.src, s.dport) for s in seen] == [
+        ("udp", "192.168.99.201", 5353), ("udp", "192.168.99.2", seen[0].sport)]
+
+
+def test_bridge_conntrack_shows_the_vip_dnat_and_the_lb_snat():
+    zone3, zone4 = parse.parse_dpctl_conntrack(text("dpctl_vip.txt"))
+    assert zone3.zone == 3 and zone3.orig == ("10.0.1.2", "10.0.1.12", 58790, 80)
+    assert zone3.reply[0] == "10.0.1.4" and zone3.mark == 268566531
+    assert zone4.zone == 4 and zone4.reply[1] == "10.0.1.8"
+
+
+def test_ofproto_trace_error_is_kept_as_the_answer():
+    t = parse.parse_ofproto_trace("Bad openflow flow syntax: in_port=1,udp,tp_src=1: "
+                                  "prerequisites not met for setting tp_src\n")
+    assert t.rules == [] and t.datapath_actions.startswith("error: Bad openflow flow syntax")
