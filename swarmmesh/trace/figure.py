@@ -95,8 +95,10 @@ def draw_cluster(ax, cluster: Cluster, pos, on_path: set[str]) -> None:
 
 
 def _rewrites(hop: Hop) -> str:
-    return "\n".join(f"{r.kind.upper()} {r.before} → {r.after}" for r in hop.rewrites
-                     if r.kind not in ("mac", "encap"))
+    lines = [f"{r.kind.upper()} {r.before} → {r.after}" for r in hop.rewrites
+             if r.kind not in ("mac", "encap")]
+    lines += [d for d in hop.detail if d.startswith("routed to")]   # a docker_gwbridge leg
+    return "\n".join(lines)
 
 
 def _number(ax, x, y, n: int, colour) -> None:
@@ -119,14 +121,22 @@ def _arrow(ax, pts, colour, dashed: bool) -> None:
                                 mutation_scale=14))
 
 
-def _segment(a, b, reply: bool, lane: float) -> list[tuple[float, float]]:
-    """The points of one arrow: vertical hops stay on their side of the centre line; the
-    overlay goes down to its lane, across and up."""
+def _segment(a, b, reply: bool, lane: float, same_node: bool) -> list[tuple[float, float]]:
+    """The points of one arrow: within a node (or to a client) straight, on its side of the
+    centre line; between nodes down to the overlay's lane, across and up."""
     dx = -SHIFT if reply else SHIFT
-    if abs(a[0] - b[0]) < 1e-6 or a[1] == Y_CLIENT or b[1] == Y_CLIENT:
+    if same_node:
         return [(a[0] + dx, a[1]), (b[0] + dx, b[1])]
-    dx *= 2.6                      # the overlay's legs beside the arrows to and from tasks
-    return [(a[0] + dx, a[1]), (a[0] + dx, lane), (b[0] + dx, lane), (b[0] + dx, b[1])]
+    ax = a[0] + (dx * 2.6 if a[1] == Y_BRIDGE else dx)   # beside the arrows to the tasks
+    bx = b[0] + (dx * 2.6 if b[1] == Y_BRIDGE else dx)
+    return [(ax, a[1]), (ax, lane), (bx, lane), (bx, b[1])]
+
+
+def node_of(cluster: Cluster, where: tuple[str, str]) -> str:
+    host, role = where
+    if role == "client":
+        return "client"
+    return cluster.task(host).node if role == "task" else host
 
 
 def _trim(pts, a_role: str, b_role: str):
@@ -163,7 +173,9 @@ def draw(path: Path, cluster: Cluster, out: str) -> None:
         colour = BAD if hop.verified is False else (REPLY if reply else REQUEST)
         a, b = pos[a_place], pos[b_place]
         lane = Y_LANE - (0.25 if reply else 0.0)
-        pts = _trim(_segment(a, b, reply, lane), a_place[1], b_place[1])
+        same = node_of(cluster, a_place) == node_of(cluster, b_place) or \
+            "client" in (a_place[1], b_place[1])
+        pts = _trim(_segment(a, b, reply, lane, same), a_place[1], b_place[1])
         _arrow(ax, pts, colour, reply)
         mid = ((pts[1][0] + pts[2][0]) / 2, lane) if len(pts) == 4 else \
             ((pts[0][0] + pts[1][0]) / 2, (pts[0][1] + pts[1][1]) / 2)

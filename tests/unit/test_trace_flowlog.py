@@ -16,15 +16,7 @@ def events(name: str):
 
 def cluster() -> Cluster:
     """The cluster the fixtures were captured on."""
-    stack = {"services": {
-        "app": {"deploy": {"replicas": 2}, "ports": [{"target": 80, "published": 8000}],
-                "networks": ["back"]},
-        "db": {"deploy": {"replicas": 2}, "networks": ["back"]},
-        "dns": {"deploy": {"replicas": 2, "endpoint_mode": "dnsrr"}, "networks": ["back"]},
-        "web": {"deploy": {"replicas": 1},
-                "ports": [{"target": 80, "published": 8080, "mode": "host"}]}},
-        "networks": {"back": {}}}
-    return Cluster.from_stack(stack, nodes=3, implicit_network=False)
+    return Cluster.from_stack(FIX / "stack.yml", nodes=3, implicit_network=False)
 
 
 def test_a_closed_ingress_connection_becomes_one_row():

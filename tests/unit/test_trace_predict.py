@@ -14,19 +14,7 @@ from swarmmesh.trace.predict import predict
 from swarmmesh.trace.parse import Seen
 
 FIX = Path(__file__).parent / "fixtures" / "trace"
-STACK = {"services": {
-    "app": {"deploy": {"replicas": 2}, "ports": [{"target": 80, "published": 8000}],
-            "networks": ["back"]},
-    "db": {"deploy": {"replicas": 2}, "networks": ["back"]},
-    "dns": {"deploy": {"replicas": 2, "endpoint_mode": "dnsrr"}, "networks": ["back"]},
-    "web": {"deploy": {"replicas": 1},
-            "ports": [{"target": 80, "published": 8080, "mode": "host"}]},
-    "near": {"deploy": {"replicas": 1}, "ports": [{"target": 80, "published": 8090}],
-             "x-swarmmesh": {"traffic_policy": "local"}},
-    "dgram": {"deploy": {"replicas": 1},
-              "ports": [{"target": 80, "published": 5353, "protocol": "udp"}]},
-    "lone": {"deploy": {"replicas": 1}, "networks": ["front"]},
-}, "networks": {"back": {}, "front": {}}}
+STACK = FIX / "stack.yml"
 
 
 @pytest.fixture(scope="module")
