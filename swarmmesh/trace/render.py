@@ -12,7 +12,8 @@ def hop_text(i: int, hop: Hop) -> list[str]:
     head = f"{i:2d}. {hop.namespace} [{hop.stage}]"
     lines = [head, "    " + "-" * (len(head) - 4)]
     lines.append(f"    {hop.matched}")
-    lines += [f"    {d}" for d in hop.detail if "=" not in d.split()[0] or d.startswith("  ")]
+    lines += [f"    {d}" for d in hop.detail
+              if d != "reply" and ("=" not in d.split()[0] or d.startswith("  "))]
     for r in hop.rewrites:
         lines.append(f"    {r.kind}: {r.before} -> {r.after}")
     if hop.packet is not None:
