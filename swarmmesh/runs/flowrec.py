@@ -2,10 +2,12 @@
 ``flows.csv`` (:mod:`swarmmesh.trace.flowlog`) and its figure, entry node x task.
 
 Each node's namespace gets ``net.netfilter.nf_conntrack_acct=1`` (byte and packet
-counters) and a ``conntrack -E -o timestamp,id`` writing into ``conntrack/<node>.txt`` of
-the run folder.  At the end every node's table is flushed (the kernel reports each entry
-it destroys with its counters: a closed connection's entry would otherwise wait 120 s in
-TIME_WAIT), then the recorders stop.
+counters) and a ``conntrack -E -o timestamp,id`` (an 8 MiB socket buffer) writing into
+``conntrack/<node>.txt`` of the run folder.  The kernel gives counters only with an
+entry's DESTROY event, and a closed connection waits 120 s in TIME_WAIT before it is
+destroyed: at the end, ``conntrack -L -o id`` of every node (``conntrack/<node>.list.txt``)
+gives the counters of the entries still there.  (A flush would report them as DESTROY
+events, but a burst of a few hundred overflowed the event socket here: 144 of 300.)
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 from swarmmesh.runs import runfolder
 from swarmmesh.trace import flowlog, parse
 
-SETTLE = 0.5          # seconds for conntrack -E to subscribe, and to print the flush
+SETTLE = 0.3          # seconds for conntrack -E to subscribe, and to print the last events
+BUFFER = 8 << 20      # bytes of the event socket's buffer
 
 
 class FlowRecorder:
@@ -36,18 +39,21 @@ class FlowRecorder:
             host.cmd("sysctl -qw net.netfilter.nf_conntrack_acct=1")
             self.files[n.name] = folder / f"{n.name}.txt"
             with open(self.files[n.name], "w") as out:
-                proc = host.popen(["conntrack", "-E", "-o", "timestamp,id"], stdout=out,
-                                  stderr=subprocess.DEVNULL)
+                proc = host.popen(["conntrack", "-E", "-o", "timestamp,id", "-b", str(BUFFER)],
+                                  stdout=out, stderr=subprocess.STDOUT)
             self.tb.state.register(proc.pid, "conntrack")
             self.procs[n.name] = proc
         time.sleep(SETTLE)
         return self
 
     def stop(self) -> list[dict]:
-        """Flush, stop, write flows.csv; its rows."""
-        for name in self.procs:
-            self.tb.host(name).cmd("conntrack -F 2>/dev/null")
+        """List, stop, write flows.csv; its rows."""
         time.sleep(SETTLE)
+        listed = {}
+        for name in self.procs:
+            text = self.tb.host(name).cmd("conntrack -L -o id 2>/dev/null")
+            (self.run_dir / "conntrack" / f"{name}.list.txt").write_text(text)
+            listed[name] = parse.parse_conntrack(text)
         for proc in self.procs.values():
             proc.terminate()
         for proc in self.procs.values():
@@ -57,7 +63,7 @@ class FlowRecorder:
                 proc.kill()
                 proc.wait()
         events = {n: parse.parse_conntrack(f.read_text()) for n, f in self.files.items()}
-        rows = flowlog.flows(events, self.tb.cluster)
+        rows = flowlog.flows(events, self.tb.cluster, listed=listed)
         runfolder.write_csv(self.run_dir / "flows.csv", rows, flowlog.COLUMNS)
         return rows
 

@@ -25,6 +25,7 @@ class _Flow:
     last: CtEvent
     destroyed: bool = False
     ended_at: float | None = None    # when it closed (TIME_WAIT, CLOSE) or was destroyed
+    counted: CtEvent | None = None   # the event or listing that carries its counters
 
 
 def task_by_address(cluster: Cluster) -> dict[str, str]:
@@ -51,13 +52,19 @@ def ending(states: list[str], destroyed: bool, proto: str) -> str:
 
 
 def flows(events: dict[str, list[CtEvent]], cluster: Cluster,
-          published: set[tuple[str, int]] | None = None) -> list[dict]:
+          published: set[tuple[str, int]] | None = None,
+          listed: dict[str, list[CtEvent]] | None = None) -> list[dict]:
     """One row per connection, in order of start, from each node's events: only the ones
-    a node's table DNATed (a published port), or to ``published`` (proto, port)."""
+    a node's table DNATed (a published port), or to ``published`` (proto, port).  The
+    counters come from the connection's DESTROY event, else from ``listed`` (the node's
+    ``conntrack -L`` at the end: a dump loses nothing, where a burst of events may)."""
     by_task = task_by_address(cluster)
     rows = []
     for node, evs in events.items():
+        final = {(e.key, e.ct_id): e for e in (listed or {}).get(node, []) if e.bytes}
         for f in _group(evs).values():
+            if f.last.bytes is None and (f.first.key, f.first.ct_id) in final:
+                f.counted = final[(f.first.key, f.first.ct_id)]
             dnat = f.first.dnat
             if dnat is None and not (published and (f.first.proto, f.first.orig[3])
                                      in published):
@@ -93,17 +100,18 @@ def _group(evs: list[CtEvent]) -> dict[tuple, _Flow]:
 
 def _row(node: str, f: _Flow, dnat, by_task: dict[str, str]) -> dict:
     e = f.first
-    counters = f.last.packets is not None
+    c = f.counted or f.last
+    counters = c.packets is not None
     start, end = e.timestamp, f.ended_at
     snat = e.snat
     return {"entry_node": node, "proto": e.proto, "client": e.orig[0], "client_port": e.orig[2],
             "published": e.orig[3], "task": by_task.get(dnat[0], "") if dnat else "",
             "task_address": dnat[0] if dnat else "", "task_port": dnat[1] if dnat else "",
             "snat_address": snat[0] if snat else "", "snat_port": snat[1] if snat else "",
-            "packets_in": f.last.packets[0] if counters else "",
-            "packets_out": f.last.packets[1] if counters else "",
-            "bytes_in": f.last.bytes[0] if counters else "",
-            "bytes_out": f.last.bytes[1] if counters else "",
+            "packets_in": c.packets[0] if counters else "",
+            "packets_out": c.packets[1] if counters else "",
+            "bytes_in": c.bytes[0] if counters else "",
+            "bytes_out": c.bytes[1] if counters else "",
             "start": start, "end": end,
             "duration_s": round(end - start, 6) if start is not None and end is not None else "",
             "ended": ending(f.states, f.destroyed, e.proto)}

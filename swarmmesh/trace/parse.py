@@ -160,6 +160,8 @@ def parse_ofproto_trace(text: str) -> OfTrace:
 
 _CT_HEAD = re.compile(r"^(?:\[(?P<ts>[\d.]+)\]\s+)?\s*\[(?P<event>NEW|UPDATE|DESTROY)\]\s+"
                       r"(?P<proto>\w+)\s+\d+\s+(?P<rest>.*)$")
+# ``conntrack -L``: no event, the protocol's number and the entry's timeout first
+_CT_LIST = re.compile(r"^(?P<proto>tcp|udp|sctp|icmp)\s+\d+\s+\d+\s+(?P<rest>.*)$")
 
 
 @dataclass(frozen=True)
@@ -205,9 +207,13 @@ def _tuple(kv: dict[str, str]) -> tuple[str, str, int | None, int | None]:
 
 
 def parse_conntrack_line(line: str) -> CtEvent | None:
+    """One ``conntrack -E`` event, or one entry of ``conntrack -L`` (event ``LIST``)."""
     m = _CT_HEAD.match(line.strip())
     if not m:
-        return None
+        listed = _CT_LIST.match(line.strip())
+        if not listed:
+            return None
+        m = {"ts": None, "event": "LIST", "proto": listed["proto"], "rest": listed["rest"]}
     halves: list[dict[str, str]] = [{}]
     state, flags, ct_id = "", [], ""
     for tok in m["rest"].split():
@@ -215,6 +221,8 @@ def parse_conntrack_line(line: str) -> CtEvent | None:
             flags.append(tok.strip("[]"))
         elif "=" in tok:
             k, v = tok.split("=", 1)
+            if k in ("mark", "use", "zone", "portid"):
+                continue
             if k == "id":
                 ct_id = v
             elif k == "src" and "src" in halves[-1]:

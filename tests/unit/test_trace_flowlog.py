@@ -59,3 +59,15 @@ def test_matrix_counts_entry_node_by_task():
             {"entry_node": "node2", "task": "app.1"}, {"entry_node": "node2", "task": ""}]
     assert flowlog.matrix(rows) == (["node2", "node10"], ["(none)", "app.1", "app.2"],
                                     [[1, 2, 0], [0, 0, 1]])
+
+
+def test_counters_from_the_final_listing_when_no_destroy_event_came():
+    listing = ("tcp      6 118 TIME_WAIT src=192.168.99.201 dst=192.168.99.3 sport=46802 "
+               "dport=8000 packets=6 bytes=397 src=10.255.0.5 dst=10.255.0.4 sport=80 "
+               "dport=46802 packets=4 bytes=518 [ASSURED] mark=0 use=1 id=3543812749\n")
+    listed = parse.parse_conntrack(listing)
+    assert listed[0].event == "LIST" and listed[0].ct_id == "3543812749"
+    assert listed[0].reply == ("10.255.0.5", "10.255.0.4", 80, 46802)
+    [row] = flowlog.flows({"node3": events("conntrack_ingress_ts.txt")}, cluster(),
+                          listed={"node3": listed})
+    assert (row["bytes_in"], row["bytes_out"], row["packets_out"]) == (397, 518, 4)
