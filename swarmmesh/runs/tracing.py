@@ -72,8 +72,7 @@ def entering_packet(path: Path, i: int):
 @contextmanager
 def process(host, cmd: list[str], tb, ready: str | None = None) -> Iterator[list[str]]:
     """``cmd`` in ``host`` for the block's length; yields a one-item list that holds its
-    output once the block ends.  ``ready``: wait for that text on its stderr first.  (The
-    caller lets the last packets arrive before the block ends.)"""
+    output once the block ends.  ``ready``: wait for that text on its stderr first."""
     proc = host.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tb.state.register(proc.pid, cmd[0])
     out: list[str] = []
@@ -86,6 +85,7 @@ def process(host, cmd: list[str], tb, ready: str | None = None) -> Iterator[list
             said += line
         yield out
     finally:
+        time.sleep(SETTLE)
         proc.terminate()
         try:
             out.append(proc.communicate(timeout=5)[0])
@@ -151,7 +151,6 @@ def trace(tb, source_text: str, dest_text: str, timeout: float = 2.0,
             nft = stack.enter_context(nft_trace(node, tb, str(source.client.underlay_ip), dest))
             ct = stack.enter_context(process(node, ["conntrack", "-E", "-p", dest.proto], tb))
         result = send(tb, source, dest, cluster, timeout)
-        time.sleep(SETTLE)              # the last packets reach every capture, once
     obs.seen = {pt: parse.parse_tcpdump(out[0], None if pt[1] == f"{pt[0]}-eth0"
                                         and pt[0].startswith("node") else dest.proto)
                 for pt, out in caps.items()}
