@@ -33,4 +33,4 @@ def test_flows_agree_with_the_clients_requests(tmp_path):
     assert summary["flows"]["connections"] == 60
     assert (run_dir / "flows.png").stat().st_size > 10_000
     assert sorted(p.name for p in (run_dir / "conntrack").iterdir()) == \
-        ["node1.txt", "node2.txt", "node3.txt"]
+        [f"node{i}{kind}.txt" for i in (1, 2, 3) for kind in (".list", "")]
