@@ -76,7 +76,16 @@ class Context:
                 self.summary["servers"]["checks"] = spread.report
             self.summary["datapath"] = tb.datapath
             self.progress.note(f"datapath: {tb.datapath} OVS")
-            yield tb
+            if not getattr(self.args, "flows", False):
+                yield tb
+                return
+            from swarmmesh.runs.flowrec import FlowRecorder
+            rec = FlowRecorder(tb, run_dir or self.run_dir).start()
+            try:
+                yield tb
+            finally:
+                rows = rec.stop()
+                self.summary["flows"] = {"connections": len(rows), "file": "flows.csv"}
 
     def record_stack(self, cluster) -> None:
         """What Swarm would have said at deploy: the nodes' roles and labels, the tasks
@@ -128,6 +137,9 @@ def build_parser(module: ModuleType, prog: str | None = None) -> argparse.Argume
                         help="random seed (default: drawn at random and recorded)")
     common.add_argument("--quiet", action="store_true",
                         help="plain, sparse log lines instead of a progress bar (for CI)")
+    common.add_argument("--flows", action="store_true",
+                        help="log every connection's path from the nodes' conntrack events "
+                             "into flows.csv and flows.png (entry node x task)")
     from swarmmesh.dataplane import servers
     servers.add_arguments(ap.add_argument_group("across several servers"))
     return ap
@@ -253,6 +265,7 @@ def _plot(module: ModuleType, run_dir: Path, progress: Progress) -> bool:
     try:
         progress.phase("plotting")
         module.plot(run_dir)
+        _plot_flows(run_dir)
         return True
     except Exception:                              # noqa: BLE001 - data is kept; replot later
         progress.close()
@@ -260,6 +273,12 @@ def _plot(module: ModuleType, run_dir: Path, progress: Progress) -> bool:
         print(f"error: plotting failed; the raw data is in {run_dir}; fix and run "
               f"`swarmmesh replot {run_dir}`", file=sys.stderr)
         return False
+
+
+def _plot_flows(run_dir: Path) -> None:
+    """``--flows``' figure, whatever the experiment (nothing without flows.csv)."""
+    from swarmmesh.runs import flowrec
+    flowrec.plot(run_dir)
 
 
 # -- finding experiments --------------------------------------------------------
@@ -342,4 +361,5 @@ def replot(run_dir: str | os.PathLike) -> ModuleType:
     else:
         module = load(script)                      # a user's own, kept elsewhere
     module.plot(run_dir)
+    _plot_flows(run_dir)
     return module

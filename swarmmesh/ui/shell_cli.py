@@ -34,7 +34,7 @@ class SwarmCLI(CLI):
     file's commands and returns (Mininet's batch mode)."""
 
     prompt = "swarmmesh> "
-    swarm_commands = ("service", "task", "node", "events", "flows", "wait")
+    swarm_commands = ("service", "task", "node", "events", "flows", "trace", "wait")
 
     def __init__(self, orch, stdin=sys.stdin, script: str | None = None, stdout=None,
                  **kwargs) -> None:
@@ -166,6 +166,7 @@ class SwarmCLI(CLI):
             "  node drain NODE | node active NODE          availability\n"
             "  events [N]                                  the orchestrator's event log (last N)\n"
             "  flows NODE [MATCH ...]                      ovs-ofctl dump-flows of the node's bridge\n"
+            "  trace SOURCE DEST [--json]                  one connection hop by hop, checked by its packets\n"
             "  wait [SECONDS]                              until the background operations are done")
 
     # -- service -----------------------------------------------------------------
@@ -319,6 +320,23 @@ class SwarmCLI(CLI):
             self.say(f"note: {node.name} is down (link only: its switch still runs)")
         with self.orch.build_lock:
             self.say(self.mn.get(node.name).ofctl("dump-flows", *args[1:]))
+
+    def do_trace(self, line: str) -> None:
+        """trace SOURCE DEST [--json]: one real connection from a client or task to
+        node:port[/proto], service:port or address:port, hop by hop, each hop checked
+        against the packets (swarmmesh trace)"""
+        import json
+
+        from swarmmesh.runs import tracing
+        from swarmmesh.trace import render
+        args = line.split()
+        as_json = "--json" in args
+        args = [a for a in args if a != "--json"]
+        if len(args) != 2:
+            raise InvalidConfigError("trace", "usage: trace SOURCE DEST [--json]")
+        with self.orch.build_lock:
+            path = tracing.trace(self.orch.tb, *args)
+        self.say(json.dumps(path.to_dict(), indent=1) if as_json else render.text(path))
 
     def do_wait(self, line: str) -> None:
         """wait [SECONDS]: until every background operation started here is

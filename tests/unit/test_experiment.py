@@ -112,7 +112,8 @@ def test_success_writes_summary_with_everything_and_prints_the_folder_last(toy, 
     s = json.loads((run_dir / "summary.json").read_text())
     assert s["experiment"] == "toy" and s["status"] == "ok"
     assert s["parameters"] == {"count": 4, "mode": "ok", "out": str(out), "datapath": "auto",
-                               "seed": 7, "quiet": True, "servers": None, "servers_file": None,
+                               "seed": 7, "quiet": True, "flows": False, "servers": None,
+                               "servers_file": None,
                                "placement": None, "place": [], "tunnel": None}
     assert s["seed"] == 7
     assert s["datapath_requested"] == "auto"

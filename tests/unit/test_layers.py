@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "swarmmesh"
 # that a new edge is a decision someone takes here.  The direction, top to bottom:
 #   ui -> runs -> testbed -> control -> dataplane -> model
 #   lifecycle -> model (the orchestrator drives a testbed it is handed, imports none);
+#   trace (a path predicted and parsed, pure) -> dataplane, model;
 #   agents -> model; traffic -> agents, machine; machine and model import nothing of ours.
 ALLOWED = {
     "model": set(),
@@ -24,11 +25,13 @@ ALLOWED = {
     "dataplane": {"model"},
     "agents": {"model"},
     "control": {"dataplane", "model"},
+    "trace": {"dataplane", "model"},
     "traffic": {"agents", "machine"},
     "testbed": {"control", "dataplane", "agents", "machine", "model"},
     "lifecycle": {"model"},
-    "runs": {"lifecycle", "testbed", "traffic", "agents", "machine", "model", "dataplane"},
-    "ui": {"runs", "lifecycle", "testbed", "machine", "model", "dataplane"},
+    "runs": {"lifecycle", "testbed", "traffic", "agents", "machine", "model", "dataplane",
+             "trace"},
+    "ui": {"runs", "lifecycle", "testbed", "machine", "model", "dataplane", "trace"},
 }
 OUTSIDE = ("experiments", "topologies", "controllers", "swarmmesh_experiments")
 
