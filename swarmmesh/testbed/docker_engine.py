@@ -25,10 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from swarmmesh import agents
 from swarmmesh.machine import dockerd
 from swarmmesh.model import Cluster, UNDERLAY_SUBNET
-from swarmmesh.testbed import docker_clean, docker_image, docker_plan as plan
+from swarmmesh.testbed import agentrun, docker_clean, docker_image, docker_plan as plan
 from swarmmesh.testbed.runtime import RunState, clean_all
 from swarmmesh.testbed.errors import TestbedError
 
@@ -334,19 +333,7 @@ class DockerTestbed:
 
     def run_in(self, host: str, args: list[str], timeout: float = 120) -> str:
         """Run a Python module of ours in a host (a client, a node); its stdout."""
-        h = self.net.get(host)
-        proc = h.popen([sys.executable, *args], env=agents.python_env(),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.state.register(proc.pid, args[1] if args[0] == "-m" else sys.executable)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise TestbedError(f"{host}: {' '.join(args)} timed out after {timeout}s")
-        if proc.returncode != 0:
-            raise TestbedError(f"{host}: {' '.join(args)} exited {proc.returncode}: {err[-1000:]}")
-        return out
+        return agentrun.run_in(self.net.get(host), self.state, args, timeout)
 
     def container_of(self, task: str) -> tuple[str, str]:
         """(node, container ID) of a running task, by its model name (``app.1``)."""

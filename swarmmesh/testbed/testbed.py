@@ -472,19 +472,8 @@ class Testbed:
 
     def run_in(self, host: str, args: list[str], timeout: float = 120) -> str:
         """Run a Python module of ours in a host; return its stdout."""
-        h = self.net.get(host)
-        proc = h.popen([sys.executable, *args], env=agents.python_env(),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.state.register(proc.pid, args[1] if args[0] == "-m" else sys.executable)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            raise TestbedError(f"{host}: {' '.join(args)} timed out after {timeout}s")
-        if proc.returncode != 0:
-            raise TestbedError(f"{host}: {' '.join(args)} exited {proc.returncode}: {err[-1000:]}")
-        return out
+        from swarmmesh.testbed.agentrun import run_in
+        return run_in(self.net.get(host), self.state, args, timeout)
 
 
 def _raise_exit(signum, frame):
