@@ -79,11 +79,46 @@ def test_a_swarm_without_published_ports_runs_answers_heals_and_leaves_nothing(t
         swarm.settle(timeout=240)
         new = {t.id for t in swarm.tasks() if t.slot == 1 and t.desired == "running"}
         assert new and not new & old, (old, new)
-        assert [e.event for e in swarm.events] == ["kill_container", "settled"]
+        _drain_update_and_app_kill(tb, swarm)
+        assert [e.event for e in swarm.events] == [
+            "kill_container", "settled", "node_update", "settled", "node_update", "update",
+            "settled", "kill_task", "settled"]
     assert _docker_left([state, data]) == []
     assert not data.exists() and not state.exists()
     assert docker_clean.IP_FORWARD.read_text() == forward_before
     assert not list(Path("/sys/fs/cgroup").glob(f"*/{docker_clean.cgroup_prefix(state)}*"))
+
+
+def _running_ids(swarm) -> set[str]:
+    return {t.id for t in swarm.tasks() if t.desired == "running"}
+
+
+def _drain_update_and_app_kill(tb, swarm) -> None:
+    """Drain moves a node's tasks away; a start-first update replaces every task (Swarm's
+    spec says start-first); the app killed inside its container (the task server closes its
+    sockets, the health check fails) gets its task replaced by Swarm."""
+    busy = tb.cluster.task("app.1").node
+    swarm.node_drain(busy)
+    swarm.settle(timeout=240)
+    assert all(t.node != busy for t in tb.cluster.tasks), tb.cluster.tasks
+    swarm.node_activate(busy)
+    before = _running_ids(swarm)
+    swarm.update("app", order="start-first")
+    deadline = time.monotonic() + 240
+    while _running_ids(swarm) & before and time.monotonic() < deadline:
+        time.sleep(1)
+    swarm.settle(timeout=240)
+    assert not _running_ids(swarm) & before
+    assert tb.docker(tb.manager, "service", "inspect", "--format",
+                     "{{.Spec.UpdateConfig.Order}}", "app").strip() == "start-first"
+    before = _running_ids(swarm)
+    swarm.kill_task("app.2", how="hang")
+    deadline = time.monotonic() + 240
+    while _running_ids(swarm) == before and time.monotonic() < deadline:
+        time.sleep(1)
+    swarm.settle(timeout=240)
+    after = _running_ids(swarm)
+    assert len(after) == 2 and len(after - before) == 1, (before, after)
 
 
 UNPUBLISHED = ("from swarmmesh.model import Cluster; from swarmmesh.testbed.testbed import Testbed; "
