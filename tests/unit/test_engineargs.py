@@ -53,3 +53,12 @@ def test_routing_mesh_refuses_engine_docker_with_scheduler_before_building(capsy
     code = experiment.main(module, ["--engine", "docker", "--scheduler", "sh", "--out", "/nonexistent-x"])
     assert code == 2
     assert "scheduler: --engine docker: Swarm has no scheduler option" in capsys.readouterr().err
+
+
+def test_figures_and_reports_name_real_swarm_instead_of_ovs():
+    from swarmmesh.runs import plots
+    docker = {"datapath": "docker", "engines": {"docker": {"version": "20.10.24+dfsg1"}},
+              "git_commit": "abc", "started": "2026-12-04T20:31:03"}
+    assert plots.run_title(docker, "x").splitlines()[1].startswith(
+        "real Docker Swarm 20.10.24+dfsg1, commit abc")
+    assert plots.run_title({"datapath": "netdev"}, "x").splitlines()[1].startswith("netdev OVS")
