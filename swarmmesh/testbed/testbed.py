@@ -24,6 +24,7 @@ from typing import Callable
 from swarmmesh import agents
 from swarmmesh.machine import deps
 from swarmmesh.model import Cluster, Task
+from swarmmesh.testbed.errors import TestbedError
 from swarmmesh.testbed.forks import ForkServer, forks_enabled
 from swarmmesh.testbed.lc import LeastConnections
 from swarmmesh.testbed.runtime import RunState, clean_all
@@ -34,10 +35,6 @@ REQUIRED = ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "nft", "conntrack", "et
 
 
 _RUN_SEQ = itertools.count(1)          # several testbeds may live in one process
-
-
-class TestbedError(RuntimeError):
-    """The machine cannot run the testbed; the message says how to fix it."""
 
 
 def check_machine() -> None:
@@ -116,11 +113,21 @@ class Testbed:
     """A cluster running on Mininet + per-node Open vSwitch + the controller."""
 
     __test__ = False      # not a pytest test class, despite its name
+    engine = "emulated"
+
+    def __new__(cls, *args, engine: str = "emulated", **kwargs):
+        """``engine="docker"``: real dockerd nodes instead (:mod:`docker_engine`)."""
+        if engine == "docker":
+            from swarmmesh.testbed.docker_engine import DockerTestbed
+            return DockerTestbed(*args, **kwargs)
+        if engine != "emulated":
+            raise TestbedError(f"engine: must be emulated or docker, got {engine!r}")
+        return super().__new__(cls)
 
     def __init__(self, cluster: Cluster, run_dir: Path, datapath: str = "auto",
                  progress: Callable[[str], None] = lambda msg: None,
                  ready_timeout: float = 60.0, servers=None, userspace_tso: bool = False,
-                 ingress: str = "mesh") -> None:
+                 ingress: str = "mesh", engine: str = "emulated") -> None:
         self.cluster, self.run_dir = cluster, Path(run_dir)
         # "mesh": the emulated pick in each node's kernel; "ipvs": Swarm's own ingress
         # sandbox with the kernel's IPVS on every node (the reference path).
@@ -478,19 +485,8 @@ class Testbed:
 
     def run_in(self, host: str, args: list[str], timeout: float = 120) -> str:
         """Run a Python module of ours in a host; return its stdout."""
-        h = self.net.get(host)
-        proc = h.popen([sys.executable, *args], env=agents.python_env(),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.state.register(proc.pid, args[1] if args[0] == "-m" else sys.executable)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            raise TestbedError(f"{host}: {' '.join(args)} timed out after {timeout}s")
-        if proc.returncode != 0:
-            raise TestbedError(f"{host}: {' '.join(args)} exited {proc.returncode}: {err[-1000:]}")
-        return out
+        from swarmmesh.testbed.agentrun import run_in
+        return run_in(self.net.get(host), self.state, args, timeout)
 
 
 def _raise_exit(signum, frame):
