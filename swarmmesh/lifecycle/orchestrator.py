@@ -405,6 +405,18 @@ class Orchestrator:
                                 "the load balancer, as in Swarm")
         return task
 
+    def kill_container(self, name: str) -> Task:
+        """``docker kill`` of the task's container: its process exits, so Swarm knows at
+        once (no health check involved): connections are refused from now, the task
+        leaves every load balancer (weight 0, removal after the convergence delay) and a
+        replacement is scheduled in its slot."""
+        task = self.cluster.task(name)
+        with self.build_lock:
+            self.tb.kill_app(task, "hang")
+        self.record("task killed", f"{task.name} on {task.node} (container)")
+        self.busy_call(self._leave, task, "container exited", True)
+        return task
+
     def node_down(self, name: str) -> None:
         """The node loses power: it stops answering at once; the cluster notices
         after the profile's delay, then reschedules its tasks elsewhere."""
