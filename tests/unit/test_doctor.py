@@ -107,3 +107,14 @@ def test_a_missing_qdisc_is_said_but_never_fails_the_doctor():
     assert doctor.qdisc_check("tbf", "a bandwidth limit", 0).detail == \
         "a bandwidth limit on underlay links"
     assert doctor.verdict([absent]) == 0
+
+
+def test_dockerd_programs_and_cgroup2_are_judged_from_what_was_read():
+    from swarmmesh.machine import dockerd
+    assert dockerd.programs_missing(lambda p: "/usr/bin/" + p, lambda p: True) is None
+    why = dockerd.programs_missing(lambda p: None if p == "containerd" else "/x", lambda p: True)
+    assert why.startswith("containerd not found") and "make setup-docker" in why
+    why = dockerd.programs_missing(lambda p: "/x", lambda p: False)
+    assert why.startswith("/usr/bin/docker not found")
+    assert dockerd.cgroup2_missing("nodev\tcgroup\nnodev\tcgroup2\n") is None
+    assert "cgroup2" in dockerd.cgroup2_missing("nodev\tcgroup\n")
