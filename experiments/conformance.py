@@ -84,12 +84,15 @@ def validate(args) -> tuple[Cluster, tuple[str, ...], tuple[str, ...]]:
 
 def docker_missing() -> str | None:
     """Why real Swarm cannot run here, or None."""
+    from swarmmesh.machine.dockerd import engine_missing
+    why = engine_missing()                 # the machine first: no ip_vs, no dockerd, ...
+    if why:
+        return why
     try:
-        from swarmmesh.machine.dockerd import engine_missing
         from swarmmesh.testbed import docker_engine  # noqa: F401
     except ImportError:
         return "this build has no docker engine"
-    return engine_missing()
+    return None
 
 
 @contextlib.contextmanager

@@ -409,13 +409,19 @@ class Orchestrator:
         """``docker kill`` of the task's container: its process exits, so Swarm knows at
         once (no health check involved): connections are refused from now, the task
         leaves every load balancer (weight 0, removal after the convergence delay) and a
-        replacement is scheduled in its slot."""
+        replacement starts in its slot after the restart delay (Swarm: 5 s)."""
         task = self.cluster.task(name)
         with self.build_lock:
             self.tb.kill_app(task, "hang")
         self.record("task killed", f"{task.name} on {task.node} (container)")
-        self.busy_call(self._leave, task, "container exited", True)
+        self.busy_call(self._leave, task, "container exited")
+        self.after(self.profile.restart_delay, self._restart, task)
         return task
+
+    def _restart(self, task: Task) -> None:
+        """The restart policy: a replacement in the failed task's slot, if still missing."""
+        if decisions.missing(self.cluster, task.service) > 0:
+            self._start_task(task.service, version=task.version, slot=task.slot)
 
     def node_down(self, name: str) -> None:
         """The node loses power: it stops answering at once; the cluster notices

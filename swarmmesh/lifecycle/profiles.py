@@ -25,6 +25,11 @@ IPVS_TCP_TIMEOUT, IPVS_TCPFIN_TIMEOUT, IPVS_UDP_TIMEOUT = 900.0, 120.0, 300.0
 """IPVS idle timeouts of Swarm's load balancers (established TCP, TCP FIN, UDP)."""
 
 
+RESTART_DELAY = 5.0
+"""Swarm's restart policy delay (``restart_policy.delay``, default 5 s): a task whose
+container exited is replaced this long after it failed."""
+
+
 @dataclass(frozen=True)
 class Profile:
     """All lifecycle timings of one mode of the testbed."""
@@ -38,6 +43,7 @@ class Profile:
     lb_leave_delay: float
     node_failure_detection: tuple[float, float]
     node_down_after: float
+    restart_delay: float = RESTART_DELAY    # a failed task's replacement starts this late
 
     def detection_window(self, hung: bool = False) -> tuple[float, float]:
         """Bounds (s) from a task's failure to ``unhealthy``, the failure falling
@@ -62,7 +68,7 @@ SWARM_PROFILE = Profile(
 FAST_PROFILE = Profile(
     name="fast", interval=0.1, timeout=0.2, retries=2, start_period=0.0,
     start_interval=0.1, lb_leave_delay=0.2, node_failure_detection=(0.3, 0.6),
-    node_down_after=1.0)
+    node_down_after=1.0, restart_delay=0.0)
 """How good it could be. Health: a check every 0.1 s, 0.2 s timeout, 2 retries.
 A failure that answers at once (refused, HTTP 503) is detected in 0.1 to 0.2 s
 (plus one check's duration); a hung task (every check times out) in at most
