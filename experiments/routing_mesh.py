@@ -38,7 +38,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, runfolder as results, stackargs
+from swarmmesh.runs import engineargs, experiment, plots, report, runfolder as results, stackargs
 from swarmmesh.model import Cluster, InvalidConfigError
 
 NAME = "routing_mesh"
@@ -50,6 +50,7 @@ COLUMNS = ["ingress_node", "seq", "task", "task_node", "path", "seen_source", "s
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     stackargs.add_arguments(ap)
+    engineargs.add_arguments(ap)
     ap.add_argument("--replicas", type=int, default=2,
                     help="replicas of the quick service `app` (ignored with --stack)")
     ap.add_argument("--requests", type=int, default=30, help="new connections per node")
@@ -67,6 +68,7 @@ def validate(args) -> tuple[Cluster, str, object]:
     if args.timeout <= 0:
         raise InvalidConfigError("timeout", f"must be > 0, got {args.timeout}")
     cluster = stackargs.cluster(args, replicas=args.replicas)
+    engineargs.check(args)
     if args.ingress == "ipvs":
         check_ipvs(cluster)
     services = cluster.ingress_services()
@@ -235,7 +237,8 @@ def run(args, plan, ctx) -> None:
     for key in cluster.ignored_keys:
         ctx.progress.note(f"not emulated, ignored: {key}")
     ipvs_after = None
-    with ctx.testbed(cluster, ingress=args.ingress) as tb:
+    with ctx.testbed(cluster, ingress=args.ingress, **engineargs.testbed_kwargs(args)) as tb:
+        cluster = tb.cluster                    # real Swarm: as it placed the tasks
         cap, pcap, intf = start_capture(tb, cluster, ctx.run_dir)
         ctx.progress.phase("sending", total=args.requests * len(cluster.nodes))
         try:

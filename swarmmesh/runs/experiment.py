@@ -75,7 +75,11 @@ class Context:
             if spread is not None:
                 self.summary["servers"]["checks"] = spread.report
             self.summary["datapath"] = tb.datapath
-            self.progress.note(f"datapath: {tb.datapath} OVS")
+            if getattr(tb, "engine", "emulated") == "docker":
+                self.progress.note(f"engine: docker {tb.version} (real Swarm)")
+                self.summary["engines"] = {"docker": tb.summary()}
+            else:
+                self.progress.note(f"datapath: {tb.datapath} OVS")
             yield tb
 
     def record_stack(self, cluster) -> None:

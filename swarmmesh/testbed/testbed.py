@@ -24,6 +24,7 @@ from typing import Callable
 from swarmmesh import agents
 from swarmmesh.machine import deps
 from swarmmesh.model import Cluster, Task
+from swarmmesh.testbed.errors import TestbedError
 from swarmmesh.testbed.lc import LeastConnections
 from swarmmesh.testbed.runtime import RunState, clean_all
 
@@ -33,10 +34,6 @@ REQUIRED = ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "nft", "conntrack", "et
 
 
 _RUN_SEQ = itertools.count(1)          # several testbeds may live in one process
-
-
-class TestbedError(RuntimeError):
-    """The machine cannot run the testbed; the message says how to fix it."""
 
 
 def check_machine() -> None:
@@ -115,11 +112,21 @@ class Testbed:
     """A cluster running on Mininet + per-node Open vSwitch + the controller."""
 
     __test__ = False      # not a pytest test class, despite its name
+    engine = "emulated"
+
+    def __new__(cls, *args, engine: str = "emulated", **kwargs):
+        """``engine="docker"``: real dockerd nodes instead (:mod:`docker_engine`)."""
+        if engine == "docker":
+            from swarmmesh.testbed.docker_engine import DockerTestbed
+            return DockerTestbed(*args, **kwargs)
+        if engine != "emulated":
+            raise TestbedError(f"engine: must be emulated or docker, got {engine!r}")
+        return super().__new__(cls)
 
     def __init__(self, cluster: Cluster, run_dir: Path, datapath: str = "auto",
                  progress: Callable[[str], None] = lambda msg: None,
                  ready_timeout: float = 60.0, servers=None, userspace_tso: bool = False,
-                 ingress: str = "mesh") -> None:
+                 ingress: str = "mesh", engine: str = "emulated") -> None:
         self.cluster, self.run_dir = cluster, Path(run_dir)
         # "mesh": the emulated pick in each node's kernel; "ipvs": Swarm's own ingress
         # sandbox with the kernel's IPVS on every node (the reference path).
