@@ -106,15 +106,13 @@ def live_engine(ctx, engine: str, cluster: Cluster):
                 Orchestrator(tb, profile="swarm") as ops:
             yield _live(engine, tb, ops, out, ctx.args)
         return
+    from swarmmesh.testbed.docker_swarm import DockerSwarm
     from swarmmesh.testbed.testbed import Testbed
     ctx.progress.phase("building (real Swarm)")
     with Testbed(cluster, out, datapath=ctx.args.datapath, progress=ctx.progress,
-                 engine="docker") as tb:
-        facts = getattr(tb, "summary", lambda: {})()
-        ctx.summary.setdefault("engines", {})["docker"] = {
-            "version": facts.get("version") or facts.get("docker_version"), **facts}
-        lifecycle = getattr(tb, "lifecycle", None)
-        yield _live(engine, tb, lifecycle() if lifecycle else None, out, ctx.args)
+                 engine="docker") as tb, DockerSwarm(tb) as ops:
+        ctx.summary.setdefault("engines", {})["docker"] = tb.summary()
+        yield _live(engine, tb, ops, out, ctx.args)
 
 
 def _live(engine: str, tb, ops, out: Path, args) -> scenarios.Live:
@@ -130,9 +128,8 @@ def run_engine(ctx, engine: str, cluster: Cluster, chosen) -> dict[str, conf.Fig
     with live_engine(ctx, engine, cluster) as live:
         for name in chosen:
             ctx.progress.phase(f"{engine}: {name}")
-            if live.ops is None and name in TIMED:
-                figures.update(_skipped(name, "this engine has no lifecycle operations yet"))
-                continue
+            if name in TIMED:
+                live.ops.settle(180)             # the last change done, the model read back
             try:
                 figures.update(scenarios.SCENARIOS[name](live))
             except Exception as e:                       # noqa: BLE001 (a result to report)

@@ -177,6 +177,19 @@ def first_answer_everywhere(rows: Sequence[Mapping], task: str | None, t_action:
     return Figure(f"{s:.1f} s ({task})", s)
 
 
+def second_life(rows: Sequence[Mapping], task: str, t_action: float,
+                silence: float = 2.0) -> float | None:
+    """When a task name answered again after at least ``silence`` s without an answer
+    (from the action on): a replacement under the same name; None if it never did."""
+    last = t_action
+    for r in sorted((r for r in rows if r["ok"] and r["task"] == task
+                     and r["t_send"] >= t_action), key=lambda r: r["t_send"]):
+        if r["t_send"] - last >= silence:
+            return r["t_send"]
+        last = r["t_send"]
+    return None
+
+
 def failures_after(rows: Sequence[Mapping], t_action: float, nodes: Sequence[str]) -> dict:
     """Failed new connections after the action: per node, and when the last one started."""
     failed = [r for r in rows if not r["ok"] and r["t_send"] >= t_action]

@@ -133,28 +133,44 @@ def addresses(live: Live) -> dict[str, conf.Figure]:
     ``live.ops.ingress_facts()`` where the engine offers it (the docker engine: ``docker
     network inspect ingress``), else the emulation's own: the seen sources (the sandboxes)
     and each task's own ingress address."""
-    facts = getattr(live.ops, "ingress_facts", None)
-    if facts is not None:
-        f = facts()
-        return {"ingress subnet and VIP": conf.ingress_addresses(
-            f["subnet"], f["sandboxes"], f["vip"], f["tasks"])}
     c = live.cluster
+    sandboxes = [str(n.ingress_ip) for n in c.nodes]
+    docker = getattr(live.tb, "docker", None)
+    if docker is not None:                          # as Swarm tells it (read back, inspect)
+        m = live.tb.manager
+        ipam = json.loads(docker(m, "network", "inspect", "ingress", "--format",
+                                 "{{json .IPAM.Config}}"))
+        vips = json.loads(docker(m, "service", "inspect", live.service, "--format",
+                                 "{{json .Endpoint.VirtualIPs}}"))
+        tasks = [str(t.addresses["ingress"]) for t in c.tasks_of(live.service)]
+        vip = next((v["Addr"].split("/")[0] for v in vips or []), "none")
+        return {"ingress subnet and VIP": conf.ingress_addresses(
+            ipam[0]["Subnet"], sandboxes, f"{vip}/32", tasks)}
     subnet = str(c.networks["ingress"].subnet)
     tasks = []
     for t in c.tasks_of(live.service):
         mine = [a for a in _ipv4_of(live.tb, t) if a.split("/")[0] == str(t.addresses["ingress"])]
         tasks += [a.split("/")[0] for a in mine]
     vip = c.service(live.service).ingress_vip
-    sandboxes = [str(n.ingress_ip) for n in c.nodes]
     return {"ingress subnet and VIP": conf.ingress_addresses(subnet, sandboxes, f"{vip}/32",
                                                               tasks)}
 
 
 def dnsrr(live: Live) -> dict[str, conf.Figure]:
     """A dnsrr service with an ingress port: the engine's own answer."""
-    refuse = getattr(live.ops, "try_dnsrr_ingress", None)
-    if refuse is not None:
-        return {"ingress + dnsrr refused": conf.refused(refuse())}
+    docker = getattr(live.tb, "docker", None)
+    if docker is not None:
+        import subprocess
+        from swarmmesh.testbed.docker_plan import client_argv
+        r = subprocess.run(client_argv(live.tb.daemons[live.tb.manager], "service", "create",
+                                       "--name", "dnsrrprobe", "--endpoint-mode", "dnsrr",
+                                       "--publish", "8100:80", "--no-resolve-image",
+                                       "--detach", live.tb.image),
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode == 0:
+            docker(live.tb.manager, "service", "rm", "dnsrrprobe", check=False)
+            return {"ingress + dnsrr refused": conf.refused(None)}
+        return {"ingress + dnsrr refused": conf.refused(r.stderr.strip().splitlines()[-1])}
     from swarmmesh.model import Cluster, InvalidConfigError
     try:
         Cluster.from_stack({"services": {"x": {"ports": ["8100:80"],
@@ -178,7 +194,7 @@ def stack(live: Live) -> dict[str, conf.Figure]:
         return {"stack name prefix": conf.service_names(names)}
     path = live.out / "shop-probe.json"           # JSON is YAML
     path.write_text(json.dumps(STACK_PROBE))
-    manager = live.tb.manager() if callable(getattr(live.tb, "manager", None)) else "node1"
+    manager = live.tb.manager
     docker(manager, "stack", "deploy", "--resolve-image", "never", "-c", str(path), "shop")
     out = docker(manager, "service", "ls", "--format", "{{.Name}}")
     docker(manager, "stack", "rm", "shop", check=False)
@@ -238,6 +254,22 @@ def _new_tasks(rows: list[dict], before: set[str], t: float) -> list[str]:
     return sorted({r["task"] for r in rows if r["ok"] and r["t_send"] >= t} - before)
 
 
+def _replacement(live: Live, rows: list[dict], before: set[str], victim: str, t: float,
+                 nodes: list[str]) -> conf.Figure:
+    """When the replacement of ``victim`` had answered through every node: a task with a
+    new name (the emulation), or the victim's own name coming back after a silence
+    (Swarm names a slot's task ``<service>.<slot>`` again)."""
+    new = _new_tasks(rows, before, t)
+    if new:
+        return conf.first_answer_everywhere(rows, new[0], t, nodes)
+    back = conf.second_life(rows, victim, t)
+    if back is None:
+        return conf.Figure(f"no replacement of {victim} answered", None)
+    later = [r for r in rows if r["t_send"] >= back]
+    f = conf.first_answer_everywhere(later, victim, t, nodes)
+    return f
+
+
 def scale(live: Live, duration: float = 20.0) -> dict[str, conf.Figure]:
     before = {t.name for t in live.cluster.tasks_of(live.service)}
     rows, t = _timed(live, "scale", duration, 2.0,
@@ -264,12 +296,11 @@ def kill_container(live: Live, duration: float = 30.0) -> dict[str, conf.Figure]
     rows, t = _timed(live, "kill_container", duration, 2.0,
                      lambda: live.ops.kill_container(victim))
     stats = conf.failures_after(rows, t, live.up())
-    new = _new_tasks(rows, before, t)
     live.raw["kill_container"] = {"task": victim, **stats}
     return {"kill container: most failed per node": conf.failed_per_node(stats),
             "kill container: last failure starts": conf.last_failure(stats),
             "kill container: replacement answers":
-                conf.first_answer_everywhere(rows, new[0] if new else None, t, live.up())}
+                _replacement(live, rows, before, victim, t, live.up())}
 
 
 def kill_app(live: Live, duration: float = 20.0) -> dict[str, conf.Figure]:
@@ -290,12 +321,11 @@ def node_down(live: Live, duration: float = 45.0) -> dict[str, conf.Figure]:
     live.down.add(victim.node)          # from now on, measured through the others only
     rows, t = _timed(live, "node_down", duration, 2.0, lambda: live.ops.node_down(victim.node))
     stats = conf.failures_after(rows, t, others)
-    new = _new_tasks(rows, before, t)
     live.raw["node_down"] = {"node": victim.node, "task": victim.name, **stats}
     return {"node down: its task leaves every rotation (last failure)":
                 conf.last_failure(stats),
             "node down: rescheduled task answers":
-                conf.first_answer_everywhere(rows, new[0] if new else None, t, others)}
+                _replacement(live, rows, before, victim.name, t, others)}
 
 
 def longlived(live: Live, duration: float = 16.0) -> dict[str, conf.Figure]:

@@ -188,3 +188,10 @@ def test_long_lived_connections_on_other_tasks_are_kept_and_the_killed_ones_brea
     assert f.text == "1/1 on other tasks kept; 1/1 on the killed task broke"
     conns[0]["tcp_connections"] = 2                 # moved by the scale: not Swarm's
     assert conf.long_lived(conns, "web.1").value == [False, True]
+
+
+def test_a_replacement_under_the_same_name_is_found_after_a_silence():
+    rows = [{"task": "web.1", "ok": True, "t_send": t} for t in (1.0, 2.4, 2.5, 16.0, 16.3)]
+    assert conf.second_life(rows, "web.1", 2.0) == 16.0      # 2.4, 2.5: before it died
+    assert conf.second_life(rows[:3], "web.1", 2.0) is None
+    assert conf.second_life(rows, "web.1", 2.0, silence=20.0) is None
