@@ -161,7 +161,13 @@ def run(args, plan, ctx) -> None:
                 engines_facts["docker"] = {"version": None, "not_run": why}
             continue
         fresh = Cluster.from_dict(cluster.to_dict())       # each engine its own model
-        figures[engine] = run_engine(ctx, engine, fresh, chosen)
+        try:
+            figures[engine] = run_engine(ctx, engine, fresh, chosen)
+        except Exception as e:                             # noqa: BLE001 (the build broke)
+            traceback.print_exc()
+            why = f"the {engine} engine broke: {str(e).strip().splitlines()[-1][:200]}"
+            ctx.failed = why
+            figures[engine] = {k: v for s in chosen for k, v in _skipped(s, why).items()}
     table = conf.rows(figures, chosen)
     ctx.summary["conformance"] = table
     ctx.summary["conformance_counts"] = conf.counts(table)
