@@ -75,6 +75,10 @@ def validate(args) -> tuple[Cluster, tuple[str, ...], tuple[str, ...]]:
     if bad or not engines:
         raise InvalidConfigError("engines", f"unknown engine {bad[0] if bad else '(none)'!r} "
                                             f"(known: {', '.join(ENGINES)})")
+    if "swarm" in engines and (getattr(args, "servers", None)
+                               or getattr(args, "servers_file", None)):
+        raise InvalidConfigError("servers", "real Swarm runs on one server: "
+                                            "--engines emulated for several")
     if args.requests < 2:
         raise InvalidConfigError("requests", f"must be >= 2, got {args.requests}")
     if not 0 < args.rate <= 500:
