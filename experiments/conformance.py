@@ -83,7 +83,10 @@ def validate(args) -> tuple[Cluster, tuple[str, ...], tuple[str, ...]]:
         raise InvalidConfigError("requests", f"must be >= 2, got {args.requests}")
     if not 0 < args.rate <= 500:
         raise InvalidConfigError("rate", f"must be in (0, 500], got {args.rate:g}")
-    return Cluster.from_stack(stack_spec(), nodes=3, clients=1), chosen, engines
+    # No implicit default network: the service is on ingress only, as `docker service
+    # create --publish` (Docker reserves the name `default`; a stack calls it shop_default).
+    return (Cluster.from_stack(stack_spec(), nodes=3, clients=1, implicit_network=False),
+            chosen, engines)
 
 
 def docker_missing() -> str | None:
