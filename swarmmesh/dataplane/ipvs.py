@@ -123,6 +123,8 @@ def setup_commands(cluster: Cluster, node: str) -> list[str]:
         f"ip link set {SBOX_GW_INTF} up",
         f"ip link set {SBOX_INGRESS_INTF} address {layout.GW_MAC}",
         f"ip addr add {n.ingress_ip}/{prefix} dev {SBOX_INGRESS_INTF}",
+        *[f"ip addr add {s.ingress_vip}/32 dev {SBOX_INGRESS_INTF}"    # as moby's sandbox
+          for s in cluster.ingress_services() if s.ingress_vip is not None],
         f"ip link set {SBOX_INGRESS_INTF} mtu {OVERLAY_MTU} up",
         f"ip route add default via {layout.GW_IP} dev {SBOX_GW_INTF}",
         "ipvsadm -L -n",

@@ -35,7 +35,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 from swarmmesh.runs import runfolder as results
 from swarmmesh.machine.datapath import DATAPATHS
-from swarmmesh.model import InvalidConfigError
+from swarmmesh.model import DOCKER_VERSION, InvalidConfigError
 from swarmmesh.runs.progress import Progress
 
 
@@ -176,6 +176,7 @@ def base_summary(module: ModuleType, args: argparse.Namespace) -> dict:
         "datapath": args.datapath if args.datapath != "auto" else
             "unknown (run() neither used ctx.testbed nor set ctx.summary[\"datapath\"])",
         "versions": versions(),
+        "emulates_docker": DOCKER_VERSION,     # the release the emulation's mesh follows
         "doctor": doctor.summary_items(doctor.all_checks()),
         "git_commit": results.git_commit(),
         "host": results.host_info(),

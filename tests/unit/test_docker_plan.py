@@ -133,7 +133,8 @@ def test_read_back_puts_swarms_placement_and_addresses_into_the_model():
     assert str(out.networks["ingress"].subnet) == "10.0.0.0/24"
     assert out.node("node3").ingress_ip == IPv4Address("10.0.0.4")
     assert out.tasks[0].macs["ingress"] == "02:42:0a:00:00:06"
-    assert c.node("node3").ingress_ip != out.node("node3").ingress_ip   # a new model
+    assert out is not c and out.node("node3") is not c.node("node3")      # a new model
+    assert c.node("node3").ingress_ip == out.node("node3").ingress_ip     # as emulated
 
 
 def test_docker_load_names_the_image_every_service_runs():

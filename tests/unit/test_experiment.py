@@ -116,6 +116,7 @@ def test_success_writes_summary_with_everything_and_prints_the_folder_last(toy, 
                                "servers_file": None,
                                "placement": None, "place": [], "tunnel": None}
     assert s["seed"] == 7
+    assert s["emulates_docker"] == "20.10.24"        # the release the mesh follows
     assert s["datapath_requested"] == "auto"
     assert s["datapath"] == "netdev"                 # ctx.summary overrides the framework
     assert s["drawn"] == 4

@@ -118,12 +118,12 @@ def test_lc_weights_come_from_the_nodes_live_connections():
 def test_lc_loop_counts_established_connections_by_the_reply_source():
     from swarmmesh.testbed import lc
     text = ("tcp      6 431999 ESTABLISHED src=192.168.99.201 dst=192.168.99.1 sport=40000 "
-            "dport=8000 src=10.255.0.5 dst=10.255.0.2 sport=80 dport=40000 [ASSURED] use=1\n"
+            "dport=8000 src=10.0.0.6 dst=10.0.0.2 sport=80 dport=40000 [ASSURED] use=1\n"
             "tcp      6 431999 ESTABLISHED src=192.168.99.201 dst=192.168.99.1 sport=40001 "
-            "dport=8000 src=10.255.0.5 dst=10.255.0.2 sport=80 dport=40001 [ASSURED] use=1\n"
+            "dport=8000 src=10.0.0.6 dst=10.0.0.2 sport=80 dport=40001 [ASSURED] use=1\n"
             "tcp      6 118 TIME_WAIT src=192.168.99.201 dst=192.168.99.1 sport=40002 "
-            "dport=8000 src=10.255.0.6 dst=10.255.0.2 sport=80 dport=40002 [ASSURED] use=1\n")
-    counts = lc.parse_counts(text, {"10.255.0.5": "web.1", "10.255.0.6": "web.2"})
+            "dport=8000 src=10.0.0.7 dst=10.0.0.2 sport=80 dport=40002 [ASSURED] use=1\n")
+    counts = lc.parse_counts(text, {"10.0.0.6": "web.1", "10.0.0.7": "web.2"})
     assert counts == {"web.1": 2, "web.2": 0}
     c = cluster({"scheduler": "lc"}, replicas=2)
     w = lc.weights(c, counts)

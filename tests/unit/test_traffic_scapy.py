@@ -162,7 +162,7 @@ def test_fast_mode_never_sleeps_and_counts_failures():
 
 # -- replies and matching --------------------------------------------------------
 
-def _udp_reply(req: Request, task="app.2", node="node3", seen="10.255.0.2") -> bytes:
+def _udp_reply(req: Request, task="app.2", node="node3", seen="10.0.0.2") -> bytes:
     body = (f'{{"task": "{task}", "node": "{node}", "client": "{seen}", '
             f'"client_port": {req.src_port}, "port": 80, "seq": 1}}\n').encode()
     return bytes(Ether(src=req.target.mac, dst=CLIENT_MAC) /
@@ -181,7 +181,7 @@ def test_parse_udp_reply_names_the_task():
     req = plan_requests([T1], 1, seed=1)[0]
     r = parse_frame(_udp_reply(req))
     assert r.kind == "udp" and r.key == req.key and r.peer == ("192.168.99.1", 8000)
-    assert (r.task, r.task_node, r.seen_source) == ("app.2", "node3", "10.255.0.2")
+    assert (r.task, r.task_node, r.seen_source) == ("app.2", "node3", "10.0.0.2")
 
 
 def test_parse_ignores_other_frames():
@@ -231,7 +231,7 @@ def test_matcher_tcp_http_handshake_then_rst():
     assert ack[TCP].chksum == TCP(bytes(ack[TCP]))[TCP].chksum
     # A retransmitted SYN-ACK changes nothing and sends nothing.
     assert m.on_reply(parse_frame(_tcp(req, "SA", server_isn, req.isn + 1)), 11) == []
-    body = b'HTTP/1.1 200 OK\r\n\r\n{"task": "app.3", "node": "node2", "client": "10.255.0.2"}'
+    body = b'HTTP/1.1 200 OK\r\n\r\n{"task": "app.3", "node": "node2", "client": "10.0.0.2"}'
     out = m.on_reply(parse_frame(_tcp(req, "PA", server_isn + 1,
                                       req.isn + 1 + len(HTTP_GET), body)), 20)
     rst = Ether(out[0])
