@@ -11,7 +11,7 @@ APT_PKGS := $(shell awk '!/^\#/ && NF && ($$2 == "core" || $$2 == "clients") {pr
 OVS_CTL := /usr/share/openvswitch/scripts/ovs-ctl
 
 .PHONY: setup apt ovs venv doctor demo test unit integration docker-test benchmark clean \
-        distclean
+        distclean setup-docker
 
 setup: apt ovs venv
 
@@ -23,6 +23,20 @@ apt:
 	  echo "setup: installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "setup: system packages present"; fi
+
+# --engine docker (real Swarm nodes): the docker group, Debian's docker.io (moby 20.10). No
+# recommends (needrestart, apparmor); the machine's own Docker service is neither started
+# nor used: every node runs its own dockerd under the run's state folder.
+DOCKER_PKGS := $(shell awk '!/^\#/ && NF && $$2 == "docker" {print $$1}' $(DEPS))
+setup-docker: setup
+	@missing=""; for p in $(DOCKER_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "setup-docker: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "setup-docker: docker packages present"; fi
+	@$(VENV)/bin/swarmmesh doctor --docker | grep -A1 -E '^[a-z]+ +(docker|kernel: cgroup2)' || true
 
 # The testbed runs one vswitchd per swarm node inside the node's namespace;
 # the system Open vSwitch is started too, for `mn` and for ovs-vsctl users.
@@ -63,8 +77,8 @@ docker-test:
 	docker build -t swarmmesh-test .
 	docker run --rm --privileged -v /lib/modules:/lib/modules:ro swarmmesh-test make test
 
-# Issue 12's table in one run (mesh latency, connections/s, iperf3, build and teardown against
-# size, memory); BENCH_ARGS adds flags, e.g. BENCH_ARGS='--userspace-tso --sizes 3x2,50x10'.
+# The speed targets in one run (mesh latency, connections/s, iperf3, build and teardown against
+# size, memory; docs/measurements.md); BENCH_ARGS adds flags, e.g. BENCH_ARGS='--userspace-tso --sizes 3x2,50x10'.
 benchmark: setup
 	$(VENV)/bin/swarmmesh run benchmark $(BENCH_ARGS)
 

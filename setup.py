@@ -1,6 +1,6 @@
 """swarmmesh: Docker Swarm's routing mesh on Mininet, Open vSwitch and os-ken.
 
-One package, ``swarmmesh`` (its subpackages name the layers, see README: Architecture),
+One package, ``swarmmesh`` (its subpackages name the layers, see docs/architecture.md),
 and the experiments of ``experiments/`` installed as ``swarmmesh_experiments`` and
 registered as plug-ins of the entry-point group ``swarmmesh.experiments``, so that
 ``swarmmesh list`` and ``swarmmesh run NAME`` work from any folder.  ``topologies/`` and

@@ -49,7 +49,7 @@ NAME = "failover"
 DESCRIPTION = ("a task dies under steady load through every node: requests/s per task over "
                "time, kill -> detection -> convergence, failed requests (swarm and fast timings)")
 
-FAST_BUDGET_S = 1.0          # issue 5: kill -> last new connection to the dead task
+FAST_BUDGET_S = 1.0          # kill -> last new connection to the dead task
 MARKS = ("task killed", "health unhealthy", "convergence", "task removed", "joins")
 
 

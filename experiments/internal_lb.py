@@ -32,7 +32,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.runs import experiment, flags, metrics, plots, report, runfolder as results, stackargs
 from swarmmesh.agents.nameclient import POLICIES
 from swarmmesh.model import Cluster, InvalidConfigError
 
@@ -51,8 +51,8 @@ POLICY_LABEL = {"fresh": "a) glibc, before\neach request", "raw": "b) raw query,
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--nodes", type=int, default=3, help="swarm nodes")
-    ap.add_argument("--replicas", type=int, default=3, help="replicas of the called service `app`")
+    stackargs.add_size_arguments(ap, nodes=3, replicas=3,
+                                 replicas_help="replicas of the called service `app`")
     ap.add_argument("--requests", type=int, default=30,
                     help="new connections per client task and DNS policy")
     ap.add_argument("--endpoint-mode", choices=["vip", "dnsrr"], default="vip",
@@ -73,14 +73,10 @@ def stack(replicas: int, mode: str, clients: int) -> dict:
 
 
 def validate(args) -> Cluster:
-    if args.requests < 1:
-        raise InvalidConfigError("requests", f"must be >= 1, got {args.requests}")
-    if args.replicas < 1:
-        raise InvalidConfigError("replicas", f"must be >= 1, got {args.replicas}")
-    if args.timeout <= 0:
-        raise InvalidConfigError("timeout", f"must be > 0, got {args.timeout}")
-    if args.clients < 0:
-        raise InvalidConfigError("clients", f"must be >= 0, got {args.clients}")
+    flags.positive(args, "requests")
+    flags.positive(args, "replicas")
+    flags.seconds(args, "timeout")
+    flags.at_least(args, "clients", 0)
     if args.clients > args.nodes:
         raise InvalidConfigError("clients", f"at most one client task per node: at most "
                                             f"{args.nodes}, got {args.clients}")
@@ -117,13 +113,6 @@ def measure(tb, cluster: Cluster, args, progress) -> list[dict]:
     return rows
 
 
-def jain(values: list[float]) -> float | None:
-    """Jain's fairness index: 1 = perfectly even, 1/n = all on one."""
-    if not values or not any(values):
-        return None
-    return sum(values) ** 2 / (len(values) * sum(v * v for v in values))
-
-
 def facts(cluster: Cluster, rows: list[dict], mode: str) -> dict:
     app_tasks = [t.name for t in cluster.tasks_of(SERVICE)]
     counts: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
@@ -136,11 +125,10 @@ def facts(cluster: Cluster, rows: list[dict], mode: str) -> dict:
     for policy in POLICIES:
         per_client = [list(c.values()) for c in counts[policy].values()]
         total = [sum(col) for col in zip(*per_client)] if per_client else []
-        mean = sum(total) / len(total) if total else 0
         spread[policy] = {
-            "jain_per_client": {k: jain(list(v.values())) for k, v in counts[policy].items()},
-            "jain_all_clients": jain(total),
-            "max_over_mean_all_clients": (max(total) / mean) if mean else None,
+            "jain_per_client": {k: metrics.jain(v.values()) for k, v in counts[policy].items()},
+            "jain_all_clients": metrics.jain(total),
+            "max_over_mean_all_clients": metrics.max_over_mean(total),
             "tasks_reached_per_client": {k: sum(1 for x in v.values() if x)
                                          for k, v in counts[policy].items()},
         }

@@ -25,7 +25,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.runs import experiment, flags, plots, report, runfolder as results, stackargs
 from swarmmesh.model import Cluster, InvalidConfigError
 
 NAME = "keepalive"
@@ -43,8 +43,7 @@ PUBLISHED, TARGET = 8000, 80
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--nodes", type=int, default=3, help="swarm nodes")
-    ap.add_argument("--replicas", type=int, default=3, help="replicas of `app`")
+    stackargs.add_size_arguments(ap, nodes=3, replicas=3, replicas_help="replicas of `app`")
     ap.add_argument("--requests", type=int, default=60,
                     help="requests per mode (a multiple of --replicas gives an exact split)")
     ap.add_argument("--rate", type=float, default=50.0, help="open-loop start rate, requests/s")
@@ -57,14 +56,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def validate(args) -> Cluster:
     for name, low in (("nodes", 1), ("replicas", 2), ("requests", 2)):
-        if getattr(args, name) < low:
-            raise InvalidConfigError(name, f"must be >= {low}, got {getattr(args, name)}")
-    if not 0 < args.rate <= 1000:
-        raise InvalidConfigError("rate", f"must be in (0, 1000] requests/s, got {args.rate}")
-    if args.timeout <= 0:
-        raise InvalidConfigError("timeout", f"must be > 0, got {args.timeout}")
-    if args.wrk_seconds < 0:
-        raise InvalidConfigError("wrk-seconds", f"must be >= 0, got {args.wrk_seconds}")
+        flags.at_least(args, name, low)
+    flags.number(args, "rate", most=1000, unit=" requests/s")
+    flags.seconds(args, "timeout")
+    flags.seconds(args, "wrk_seconds", zero=True)
     cluster = Cluster.quick(nodes=args.nodes, replicas=args.replicas, published=PUBLISHED,
                             target=TARGET)
     names = [n.name for n in cluster.nodes]

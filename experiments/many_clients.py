@@ -38,7 +38,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.runs import experiment, flags, metrics, report, runfolder as results, stackargs
+from swarmmesh.runs.many_clients_report import (figures, generator_text, latency_section,
+                                                losses_section, spread_section)
 from swarmmesh.model import Cluster, InvalidConfigError
 from swarmmesh.traffic import scapygen
 
@@ -56,19 +58,6 @@ def _natural(name: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def jain(xs) -> float | None:
-    """Jain's fairness index (sum x)^2 / (n sum x^2): 1 when even, 1/n when one takes all."""
-    xs = [float(x) for x in xs]
-    sq = sum(x * x for x in xs)
-    return (sum(xs) ** 2) / (len(xs) * sq) if xs and sq else None
-
-
-def max_over_mean(xs) -> float | None:
-    xs = [float(x) for x in xs]
-    mean = sum(xs) / len(xs) if xs else 0
-    return max(xs) / mean if mean else None
-
-
 def spread_of(rows: list[dict], tasks: list[str]) -> dict:
     """Per ingress node and overall (``all``): requests, answered, lost, the
     count per task (zeros included: a task that got nothing counts) and its
@@ -83,7 +72,7 @@ def spread_of(rows: list[dict], tasks: list[str]) -> dict:
         xs = list(counts.values())
         out[node] = {"requests": len(mine), "answered": len(ok), "lost": len(mine) - len(ok),
                      "loss": (len(mine) - len(ok)) / len(mine) if mine else None,
-                     "per_task": counts, "jain": jain(xs), "max_over_mean": max_over_mean(xs),
+                     "per_task": counts, "jain": metrics.jain(xs), "max_over_mean": metrics.max_over_mean(xs),
                      "min": min(xs) if xs else None, "max": max(xs) if xs else None,
                      "other_tasks": sum(v for k, v in c.items() if k not in counts)}
     return out
@@ -138,8 +127,7 @@ def datapath_counters(node) -> dict:
 # -- the experiment ---------------------------------------------------------------
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--nodes", type=int, default=3, help="swarm nodes")
-    ap.add_argument("--replicas", type=int, default=3, help="replicas of the service `app`")
+    stackargs.add_size_arguments(ap, nodes=3, replicas=3)
     ap.add_argument("--sources", type=int, default=6000,
                     help="spoofed sources = new flows, one each, spread evenly over the nodes")
     ap.add_argument("--protocol", choices=["udp", "tcp"], default="udp",
@@ -160,23 +148,17 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def validate(args) -> Cluster:
-    if args.replicas < 1:
-        raise InvalidConfigError("replicas", f"must be >= 1, got {args.replicas}")
+    flags.positive(args, "replicas")
     if not args.nodes <= args.sources <= MAX_SOURCES:
         raise InvalidConfigError("sources", f"must be in {args.nodes} (one per node) .. "
                                             f"{MAX_SOURCES}, got {args.sources}")
     if args.rate is None:
         args.rate = DEFAULT_RATE[args.protocol]
-    if args.rate < 0:
-        raise InvalidConfigError("rate", f"must be >= 0 (0 = as fast as possible), got {args.rate}")
-    if args.wait < 0:
-        raise InvalidConfigError("wait", f"must be >= 0, got {args.wait}")
-    if not 1 <= args.batch <= 1024:
-        raise InvalidConfigError("batch", f"must be in 1 .. 1024, got {args.batch}")
-    if not 0 <= args.bench_packets <= 2_000_000:
-        raise InvalidConfigError("bench_packets", f"must be in 0 .. 2000000, got {args.bench_packets}")
-    if not 0 <= args.max_loss <= 1:
-        raise InvalidConfigError("max_loss", f"must be in 0 .. 1, got {args.max_loss}")
+    flags.number(args, "rate", zero=True, unit=" (0 = as fast as possible)")
+    flags.seconds(args, "wait", zero=True)
+    flags.int_in(args, "batch", 1, 1024)
+    flags.int_in(args, "bench_packets", 0, 2_000_000)
+    flags.number(args, "max_loss", most=1, zero=True)
     return Cluster.quick(nodes=args.nodes, replicas=args.replicas, published=args.published,
                          protocol=args.protocol)
 
@@ -284,76 +266,6 @@ def failures(spread: dict, kernel: dict, max_loss: float) -> list[str]:
 
 # -- figures and report -------------------------------------------------------------
 
-def fairness_figure(spread: dict, title: str, path: Path) -> list[Path]:
-    """Jain's index and max/mean per ingress node and overall, side by side."""
-    import matplotlib.pyplot as plt
-    names = list(spread)
-    cols = [plots.colour_for(n) if n != "all" else "0.35" for n in names]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(max(8, 1.2 * len(names) + 4), 4.2))
-    for ax, key, label, ideal in ((a, "jain", "Jain's fairness index", 1.0),
-                                  (b, "max_over_mean", "max / mean of the per-task counts", 1.0)):
-        ys = [spread[n][key] or 0 for n in names]
-        bars = ax.bar(range(len(names)), ys, color=cols, alpha=0.85)
-        ax.bar_label(bars, labels=[f"{y:.4f}" if key == "jain" else f"{y:.3f}" for y in ys],
-                     fontsize=7)
-        ax.axhline(ideal, color="black", linestyle=":", linewidth=1, label="perfectly even")
-        ax.set_xticks(range(len(names)),
-                      [f"{n}\n(n={spread[n]['answered']})" for n in names], fontsize=8)
-        ax.set_xlabel("ingress node (all = every request)")
-        ax.set_ylabel(label)
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
-    a.set_ylim(min(0.9, min((spread[n]["jain"] or 0) for n in names) - 0.02), 1.005)
-    b.set_ylim(0.95, max(1.1, max((spread[n]["max_over_mean"] or 0) for n in names) + 0.05))
-    fig.suptitle(title, fontsize=10)
-    return plots.save(fig, path)
-
-
-def timeline_figure(rows: list[dict], title: str, path: Path, stalls: dict | None = None,
-                    bin_s: float = 0.1) -> list[Path]:
-    """Requests sent, answered and lost per time bin (by send time), as rates:
-    shows whether the losses are spread or come in bursts; the stalls of the
-    nodes' vswitchd main threads are shaded in the node's colour."""
-    import matplotlib.pyplot as plt
-    sent, ok = Counter(), Counter()
-    for r in rows:
-        if r["send_s"] not in ("", None):
-            b = int(float(r["send_s"]) / bin_s)
-            sent[b] += 1
-            ok[b] += str(r["ok"]) == "True"
-    bins = range(max(sent, default=-1) + 1)
-    xs = [b * bin_s for b in bins]
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    ax.step(xs, [sent[b] / bin_s for b in bins], where="post", color="0.3",
-            label="sent (offered)")
-    ax.step(xs, [ok[b] / bin_s for b in bins], where="post", color=plots.colour(0),
-            label="answered (by send time)")
-    ax.bar(xs, [(sent[b] - ok[b]) / bin_s for b in bins], width=bin_s, align="edge",
-           color=plots.colour(3), alpha=0.6, label="unanswered")
-    end = len(bins) * bin_s
-    for node, spans in (stalls or {}).items():
-        first = True
-        for st in spans:
-            if st["thread"] == "main" and st["to_s"] is not None and st["to_s"] > 0 \
-                    and st["from_s"] < end:
-                ax.axvspan(max(0, st["from_s"]), min(end, st["to_s"]), color=plots.colour_for(node),
-                           alpha=0.15, label=f"{node}'s vswitchd not scheduled" if first else None)
-                first = False
-    ax.set_xlabel("time since the first request (s)")
-    ax.set_ylabel(f"requests per second (bins of {bin_s * 1000:.0f} ms)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    return plots.save(fig, path)
-
-
-def _rate(x) -> str:
-    return f"{x:,.0f}" if isinstance(x, (int, float)) else "–"
-
-
-def _fixed(x, digits: int) -> str:
-    return f"{x:.{digits}f}" if isinstance(x, (int, float)) else "–"
-
 
 def plot(run_dir: Path) -> None:
     s = experiment.read_summary(run_dir)
@@ -369,102 +281,6 @@ def plot(run_dir: Path) -> None:
     losses_section(rep, s, figs["time"])
     latency_section(rep, rows, figs["lat"])
     rep.write()
-
-
-def figures(run_dir: Path, s: dict, rows: list[dict], what: str) -> dict[str, list[Path]]:
-    """Answers per task, fairness, latency CDF and losses over time."""
-    return {
-        "tasks": plots.requests_per_task(rows, plots.run_title(
-            s, f"Many clients: answers per task and ingress node\n{what}"),
-            run_dir / "per_task"),
-        "fair": fairness_figure(s["spread"], plots.run_title(s, f"Many clients: fairness\n{what}"),
-                                run_dir / "fairness"),
-        "lat": plots.latency_cdf(rows, plots.run_title(
-            s, f"Many clients: request to answer\n{what}"), run_dir / "latency_cdf"),
-        "time": timeline_figure(rows, plots.run_title(
-            s, f"Many clients: sent and answered over time\n{what}"), run_dir / "timeline",
-            s.get("vswitchd_stalls")),
-    }
-
-
-def generator_text(s: dict) -> str:
-    """The report's first paragraph: the generator's rates and capacity, what
-    the capture and the datapaths lost, what the client's kernel sent."""
-    gen = s["generator"]
-    cap = s.get("generator_capacity")
-    lines = [f"**Generator.** Offered {_rate(gen['offered_rate_pps'])} packets/s in the run "
-             f"(asked: {gen['requested_rate_pps']}), {gen['sent']} sent, {gen['send_failed']} "
-             f"send errors; achieved (answers over the first send to the last answer) "
-             f"{_rate(gen['achieved_rate_pps'])} /s."]
-    if cap:
-        lines.append(f"Alone, to a sink, the same generator offers "
-                     f"**{_rate(cap['offered_rate_pps'])} packets/s** "
-                     f"({cap['sent']} frames, {cap['send_failed']} send errors): it is not the "
-                     "bottleneck of this run.")
-    lines.append(f"The client's capture socket dropped {gen.get('capture_kernel_drops', '?')} "
-                 f"frames (receive buffer full); {gen.get('unmatched_replies', '?')} captured "
-                 f"replies matched no request, {gen.get('duplicates', '?')} were repeats.")
-    dpc = s.get("datapath_counters") or {}
-    if dpc:
-        lines.append("Nodes' userspace datapaths after the run (lookups hit / missed = upcalls / "
-                     "lost upcalls, datapath flows): " + "; ".join(
-                         f"{n} {v.get('hit')}/{v.get('missed')}/{v.get('lost')}, {v.get('flows')} flows"
-                         for n, v in dpc.items()) + ".")
-    k = s.get("client_kernel_sent_during_run", {})
-    lines.append(f"The client's own kernel sent {k.get('tcp_out_rsts', '?')} TCP RSTs and "
-                 f"{k.get('icmp_out_msgs', '?')} ICMP messages during the run (it must send none).")
-    return " ".join(lines)
-
-
-def spread_section(rep, spread: dict, figs: dict) -> None:
-    rep.heading("Per-task spread and fairness")
-    tasks = list(spread["all"]["per_task"])
-    rep.table(["ingress node", "requests", "answered", "lost", *tasks, "min–max",
-               "Jain's index", "max/mean"],
-              [[n, v["requests"], v["answered"], f"{v['lost']} ({v['loss']:.1%})",
-                *[v["per_task"][t] for t in tasks], f"{v['min']}–{v['max']}",
-                _fixed(v["jain"], 6), _fixed(v["max_over_mean"], 3)]
-               for n, v in spread.items()])
-    rep.text("Jain's index is (Σx)²/(n·Σx²) over the answered requests per task (1 = even, "
-             f"1/{len(tasks)} = one task takes all); unanswered requests are not attributed "
-             "to any task, so losses concentrated on one path show as unfairness too.")
-    rep.figure(figs["tasks"], "Answers per task for each ingress node (colour = task)")
-    rep.figure(figs["fair"], "Jain's index and max/mean, per ingress node and overall")
-
-
-def losses_section(rep, s: dict, fig_time: list[Path]) -> None:
-    rep.heading("Losses over time")
-    rep.text("Every request is one packet with no retransmission (open loop), so a packet "
-             "lost anywhere (the client's capture, the nodes' kernels, a vswitchd busy with "
-             "upcalls for new flows) is a lost request. By the time it was sent:")
-    stalled = [(n, st) for n, sts in (s.get("vswitchd_stalls") or {}).items() for st in sts
-               if st["thread"] == "main" and (st["to_s"] is None or st["to_s"] > 0)]
-    if stalled:
-        rep.text("The nodes' vswitchd main threads (which forward the netdev datapath) logged "
-                 "stalls: not scheduled, or held up by a revalidator thread (this machine's "
-                 "2 cores are shared): " +
-                 "; ".join(f"{n} {st['ms']} ms at {st['from_s']}–{st['to_s']} s"
-                           + (f" (waiting for {st['waiting_for']})" if st["waiting_for"] else "")
-                           for n, st in stalled)
-                 + ". Losses inside those windows are the host's, not the mesh's.")
-    else:
-        rep.text("No vswitchd main thread logged a stall (1 s or more) during the run.")
-    rep.figure(fig_time, "Requests sent, answered and unanswered per 100 ms, by send time "
-                         "(shaded: a node's vswitchd not scheduled)")
-
-
-def latency_section(rep, rows: list[dict], fig_lat: list[Path]) -> None:
-    lat = {}
-    for r in rows:
-        if str(r["ok"]) == "True" and r["latency_ms"]:
-            where = "local" if r["task_node"] == r["ingress_node"] else "remote"
-            lat.setdefault(f"{r['ingress_node']}, {where} task", []).append(r["latency_ms"])
-    rep.heading("Request to answer")
-    rep.numbers(dict(sorted(lat.items())), unit="ms",
-                what="request sent to its first answer captured (kernel timestamp; "
-                     "TCP: the SYN-ACK)",
-                label="ingress node, task")
-    rep.figure(fig_lat, "Latency CDF per ingress node; solid = task on the ingress node")
 
 
 if __name__ == "__main__":

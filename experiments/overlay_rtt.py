@@ -12,8 +12,8 @@ builds the testbed and pings, in the same run:
 * ``mesh``: the client -> node2:8000 -> a task, one HTTP request per new
   connection (connect + answer), for scale.
 
-Figures are ratios against the baseline measured in the same run.  Target
-(issue 2): overlay RTT <= 1 ms, and the large cluster <= 2x the small one.
+Figures are ratios against the baseline measured in the same run.  Target:
+overlay RTT <= 1 ms, and the large cluster <= 2x the small one.
 
     sudo .venv/bin/swarmmesh run overlay_rtt [--sizes 3x2,10x100] [--count 200]
     sudo .venv/bin/python experiments/overlay_rtt.py [--sizes 3x2,10x100] [--count 200]
@@ -31,7 +31,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.runs import experiment, flags, plots, report, runfolder as results
 from swarmmesh.model import Cluster, InvalidConfigError
 
 NAME = "overlay_rtt"
@@ -39,21 +39,6 @@ DESCRIPTION = ("emulator overhead: task-to-task RTT over the overlay vs the unde
                "baseline, small and large cluster")
 
 COLUMNS = ["size", "nodes", "tasks", "path", "seq", "rtt_ms"]
-
-
-def parse_sizes(text: str) -> list[tuple[int, int]]:
-    sizes = []
-    for item in text.split(","):
-        m = re.fullmatch(r"\s*(\d+)x(\d+)\s*", item)
-        if not m:
-            raise InvalidConfigError("sizes", f"expected NODESxTASKS[,NODESxTASKS...], got {item!r}")
-        n, t = int(m.group(1)), int(m.group(2))
-        if n < 2:
-            raise InvalidConfigError("sizes", f"{item}: needs at least 2 nodes for a cross-node RTT")
-        if t < 2:
-            raise InvalidConfigError("sizes", f"{item}: needs at least 2 tasks")
-        sizes.append((n, t))
-    return sizes
 
 
 def ping(host, ip: str, count: int, interval: float) -> list[float]:
@@ -162,9 +147,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def validate(args) -> list[tuple[int, int]]:
-    sizes = parse_sizes(args.sizes)
-    if args.count < 10:
-        raise InvalidConfigError("count", f"must be >= 10, got {args.count}")
+    sizes = flags.sizes(args.sizes, min_nodes=2, min_tasks=2, max_tasks=10_000, unique=False,
+                        tasks_word="tasks")
+    flags.at_least(args, "count", 10)
     if args.interval < 0.002:
         raise InvalidConfigError("interval", f"must be >= 0.002 s, got {args.interval}")
     return sizes
@@ -205,7 +190,7 @@ def plot(run_dir: Path) -> None:
                and "overlay_over_underlay" in v])
     if "large_over_small_overlay" in rtt:
         rep.text(f"Large / small cluster, overlay RTT medians: x{rtt['large_over_small_overlay']:.2f}. "
-                 f"Target (issue 2): overlay RTT <= 1 ms: {rtt['target_met']['overlay_rtt_le_1ms']}; "
+                 f"Target: overlay RTT <= 1 ms: {rtt['target_met']['overlay_rtt_le_1ms']}; "
                  f"large <= 2x small: {rtt['target_met']['large_le_2x_small']}.")
     rep.figure(fig, "Round-trip time per path and cluster size")
     rep.write()

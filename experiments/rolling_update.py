@@ -20,7 +20,7 @@ for every batch (a new task joins 30 s after it starts).
 Writes ``timeline.csv``, ``events.csv``, ``summary.json`` (per order: failed
 requests in total and during the update, update duration, requests per
 version), the figure and ``report.md``.  Exits 1 if a request failed with
-start-first (issue 5: start-first loses none).
+start-first (start-first loses none).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import re
 import sys
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, timeline
+from swarmmesh.runs import experiment, flags, plots, report, timeline
 from swarmmesh.runs.timeline_metrics import (by_variant, failures_between, first_event,
                                              load_panels, read_events, read_timeline, task_of)
 from swarmmesh.runs.timeline_plots import timeline_figure
@@ -78,10 +78,8 @@ def times(args) -> tuple[float, float]:
 
 def validate(args):
     timeline.check_arguments(args)
-    if args.parallelism < 1:
-        raise InvalidConfigError("parallelism", f"must be >= 1, got {args.parallelism}")
-    if args.update_delay < 0:
-        raise InvalidConfigError("update-delay", f"must be >= 0, got {args.update_delay:g}")
+    flags.positive(args, "parallelism")
+    flags.seconds(args, "update_delay", zero=True)
     at, dur = times(args)
     if at <= 0:
         raise InvalidConfigError("update-at", f"must be > 0, got {at:g}")

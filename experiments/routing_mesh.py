@@ -38,7 +38,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, runfolder as results, stackargs
+from swarmmesh.runs import (engineargs, experiment, flags, plots, report, runfolder as results,
+                            stackargs)
 from swarmmesh.model import Cluster, InvalidConfigError
 
 NAME = "routing_mesh"
@@ -50,6 +51,7 @@ COLUMNS = ["ingress_node", "seq", "task", "task_node", "path", "seen_source", "s
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     stackargs.add_arguments(ap)
+    engineargs.add_arguments(ap)
     ap.add_argument("--replicas", type=int, default=2,
                     help="replicas of the quick service `app` (ignored with --stack)")
     ap.add_argument("--requests", type=int, default=30, help="new connections per node")
@@ -62,11 +64,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def validate(args) -> tuple[Cluster, str, object]:
     """Check every flag and build the model, before anything is built."""
-    if args.requests < 1:
-        raise InvalidConfigError("requests", f"must be >= 1, got {args.requests}")
-    if args.timeout <= 0:
-        raise InvalidConfigError("timeout", f"must be > 0, got {args.timeout}")
+    flags.positive(args, "requests")
+    flags.seconds(args, "timeout")
     cluster = stackargs.cluster(args, replicas=args.replicas)
+    engineargs.check(args)
     if args.ingress == "ipvs":
         check_ipvs(cluster)
     services = cluster.ingress_services()
@@ -235,7 +236,8 @@ def run(args, plan, ctx) -> None:
     for key in cluster.ignored_keys:
         ctx.progress.note(f"not emulated, ignored: {key}")
     ipvs_after = None
-    with ctx.testbed(cluster, ingress=args.ingress) as tb:
+    with ctx.testbed(cluster, ingress=args.ingress, **engineargs.testbed_kwargs(args)) as tb:
+        cluster = tb.cluster                    # real Swarm: as it placed the tasks
         cap, pcap, intf = start_capture(tb, cluster, ctx.run_dir)
         ctx.progress.phase("sending", total=args.requests * len(cluster.nodes))
         try:

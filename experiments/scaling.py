@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from swarmmesh.runs import experiment, plots, report, timeline
+from swarmmesh.runs.metrics import jain, rounded
 from swarmmesh.runs.timeline_metrics import (converged, failures_between, first_last, joins,
                                              load_panels, read_events, read_timeline, task_of)
 from swarmmesh.runs.timeline_plots import timeline_figure
@@ -124,16 +125,11 @@ def metrics(rows: list[dict], events: list[dict]) -> dict:
             continue
         c = collections.Counter(r["task"] for r in rows if r["ok"] and a <= r["t_send"] < b)
         phases[name] = {"from_s": round(a, 3), "to_s": round(b, 3), "per_task": dict(c),
-                        "jain": jain(list(c.values())),
+                        "jain": rounded(jain(c.values()), 4),
                         "failed": failures_between(rows, a, b)}
     return {"requests": len(rows), "failed": sum(1 for r in rows if not r["ok"]),
             "t_scale_up": up, "t_scale_down": down, "new_tasks": new,
             "retired_tasks": retired, "phases": phases}
-
-
-def jain(xs: list[float]) -> float | None:
-    """Jain's fairness index (1 = even)."""
-    return round(sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs)), 4) if any(xs) else None
 
 
 def plot(run_dir: Path) -> None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Every scheduler and option side by side, on the same cluster and traffic (issue 14).
+"""Every scheduler and option side by side, on the same cluster and traffic.
 
 For each option (Swarm's ``rr`` first, then ``wrr``, ``sh``, ``maglev``, ``lc``, ``rr``
 with ClientIP affinity, and ``traffic_policy: local``) the run builds the same cluster
@@ -35,7 +35,7 @@ from pathlib import Path
 
 from swarmmesh.lifecycle.orchestrator import Orchestrator
 from swarmmesh.model import Cluster, InvalidConfigError
-from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.runs import experiment, flags, metrics, plots, report, runfolder as results, stackargs
 from swarmmesh.traffic import scapygen
 
 NAME = "schedulers"
@@ -56,8 +56,7 @@ REQUEST_COLUMNS = ["option", "node", "seq", "task", "latency_ms", "ok", "error"]
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--nodes", type=int, default=3, help="swarm nodes")
-    ap.add_argument("--replicas", type=int, default=4, help="tasks of the service")
+    stackargs.add_size_arguments(ap, nodes=3, replicas=4, replicas_help="tasks of the service")
     ap.add_argument("--sources", type=int, default=1500,
                     help="spoofed clients per pass (UDP, one datagram each)")
     ap.add_argument("--rate", type=float, default=1500.0, help="spoofed datagrams per second")
@@ -75,10 +74,8 @@ def validate(args) -> tuple[list[str], dict[str, Cluster]]:
     if not chosen:
         raise InvalidConfigError("options", "give at least one")
     for name, low in (("replicas", 2), ("sources", 10), ("requests", 1), ("nodes", 1)):
-        if getattr(args, name) < low:
-            raise InvalidConfigError(name, f"must be >= {low}, got {getattr(args, name)}")
-    if args.rate <= 0:
-        raise InvalidConfigError("rate", f"must be > 0, got {args.rate}")
+        flags.at_least(args, name, low)
+    flags.number(args, "rate")
     return chosen, {o: cluster(o, args.nodes, args.replicas) for o in chosen}
 
 
@@ -88,13 +85,6 @@ def cluster(option: str, nodes: int, replicas: int) -> Cluster:
            "x-swarmmesh": OPTIONS[option]}
     return Cluster.from_stack({"version": "3.8", "services": {"web": svc}}, nodes=nodes,
                               clients=1, implicit_network=False)
-
-
-def jain(xs: list[int]) -> float | None:
-    """Jain's fairness index: 1 when even, 1/n when one task takes all."""
-    if not xs or not sum(xs):
-        return None
-    return sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs))
 
 
 def moved(before: dict[str, str], after: dict[str, str]) -> float | None:
@@ -183,9 +173,8 @@ def facts(option: str, spread: list[dict], requests: list[dict], replicas: int) 
     sent = [r for r in spread if r["option"] == option]
     return {
         "per_task": dict(sorted(counts.items())),
-        "jain": round(jain(list(counts.values())), 4) if counts else None,
-        "max_over_mean": (round(max(counts.values()) / (sum(counts.values()) / len(counts)), 3)
-                          if counts else None),
+        "jain": metrics.rounded(metrics.jain(counts.values()), 4),
+        "max_over_mean": metrics.rounded(metrics.max_over_mean(counts.values()), 3),
         "moved_leave": round(moved(before, leave), 4) if moved(before, leave) is not None
         else None,
         "moved_join": round(moved(leave, join), 4) if moved(leave, join) is not None else None,

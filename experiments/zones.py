@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 from swarmmesh.model import Cluster, InvalidConfigError
-from swarmmesh.runs import experiment, plots, report, runfolder as results
+from swarmmesh.runs import experiment, flags, plots, report, runfolder as results, stackargs
 
 NAME = "zones"
 DESCRIPTION = ("two zones apart on the underlay (delay, jitter, loss, bandwidth): requests "
@@ -53,7 +53,8 @@ COLUMNS = ["client", "client_zone", "path", "target", "seq", "ok", "connect_ms",
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--nodes", type=int, default=4, help="swarm nodes (odd: zone a, even: zone b)")
+    stackargs.add_size_arguments(ap, nodes=4, replicas=None,
+                                 nodes_help="swarm nodes (odd: zone a, even: zone b)")
     ap.add_argument("--tasks", choices=("both", "a"), default="both",
                     help="the two tasks of `app`: one per zone, or both in zone a")
     ap.add_argument("--delay-ms", type=float, default=10.0,
@@ -67,15 +68,14 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def validate(args) -> dict:
-    from swarmmesh.dataplane import underlay
+    from swarmmesh.dataplane import zones as zoneplan
     from swarmmesh.model.nodes import NodeAttrs, NodeSetup
-    if args.nodes < 2 or args.nodes > 16:
-        raise InvalidConfigError("nodes", f"must be in 2..16, got {args.nodes}")
+    flags.int_in(args, "nodes", 2, 16)
     if args.requests < 4 or args.rate <= 0 or args.timeout <= 0:
         raise InvalidConfigError("requests", "requests >= 4, rate > 0, timeout > 0")
-    wan = underlay.Conditions(args.delay_ms, args.jitter_ms, args.loss, args.rate_mbit)
+    wan = zoneplan.Conditions(args.delay_ms, args.jitter_ms, args.loss, args.rate_mbit)
     # Zones interleaved (node1 a, node2 b, ...): placement fills nodes in order, and with a
-    # host-mode port it ignores a spread preference (see the README), so this puts one
+    # host-mode port it ignores a spread preference (see docs/departures.md), so this puts one
     # task per zone; --tasks a constrains both to zone a.
     setup = NodeSetup(count=args.nodes, attrs={
         i: NodeAttrs(role="manager" if i == 1 else "worker",
@@ -87,7 +87,7 @@ def validate(args) -> dict:
         {"target": TARGET, "published": PUBLISHED},
         {"target": TARGET, "published": HOST_PORT, "mode": "host"}]}}}
     cluster = Cluster.from_stack(stack, nodes=setup, clients=2, implicit_network=False)
-    zones = underlay.zone_of(cluster)
+    zones = zoneplan.zone_of(cluster)
     placed = {zones[t.node] for t in cluster.tasks_of("app")}
     if placed != ({"a", "b"} if args.tasks == "both" else {"a"}) or len(cluster.tasks) != 2:
         raise InvalidConfigError("tasks", f"placement gave {cluster.tasks}, not --tasks {args.tasks}")
@@ -95,9 +95,9 @@ def validate(args) -> dict:
 
 
 def run(args, plan, ctx) -> None:
-    from swarmmesh.dataplane import haproxy
+    from swarmmesh.dataplane import extlb as lbplan
     from swarmmesh.testbed import extlb, l4lb, zones as zonesmod
-    from swarmmesh.dataplane import underlay
+    from swarmmesh.dataplane import zones as zoneplan
     cluster: Cluster = plan["cluster"]
     zones = plan["zones"]
     with ctx.testbed(cluster) as tb:
@@ -112,14 +112,14 @@ def run(args, plan, ctx) -> None:
         ctx.progress.note(f"RTT across the zones {ctx.summary['wan_check']['cross_rtt_median_ms']}"
                           f" ms (set: {2 * plan['wan'].delay_ms:g} ms + the same-zone RTT)")
         lbs = {}
-        br = underlay.bridges(zones)
+        br = zoneplan.bridges(zones)
         ips = extlb.free_underlay_ips(cluster, 2)
         for zone, ip in zip(("a", "b"), ips):
             name = f"hap{zone}"
             host = l4lb.add_underlay_host(tb, name, ip, cls=extlb.ServiceHost,
                                           bridge=br[next(c.name for c in cluster.clients
                                                          if zones[c.name] == zone)])
-            lbs[zone] = extlb.start_haproxy(tb, host, ip, haproxy.zone_pools(
+            lbs[zone] = extlb.start_haproxy(tb, host, ip, lbplan.zone_pools(
                 cluster, "app", zones, zone))
         task_nodes = {t.node for t in cluster.tasks_of("app")}
         for lb in lbs.values():
@@ -173,7 +173,7 @@ def send(tb, cluster, zones, lbs, args, ctx) -> list[dict]:
 
 def row(client: str, cz: str, path: str, target: str, r: dict, zones: dict,
         by_ingress: dict) -> dict:
-    from swarmmesh.dataplane import underlay
+    from swarmmesh.dataplane import zones as zoneplan
     entry = (r.get("node") if path == "zone_haproxy_host"
              else by_ingress.get(r.get("seen_source") or "", ""))
     out = {"client": client, "client_zone": cz, "path": path, "target": target, **r,
@@ -181,7 +181,7 @@ def row(client: str, cz: str, path: str, target: str, r: dict, zones: dict,
     if r.get("ok") and entry and r.get("node"):
         ez, tz = zones[entry], zones[r["node"]]
         via = cz if path.startswith("zone_haproxy") else None
-        out.update(entry_zone=ez, task_zone=tz, crossings=underlay.crossings(cz, ez, tz, via))
+        out.update(entry_zone=ez, task_zone=tz, crossings=zoneplan.crossings(cz, ez, tz, via))
     return out
 
 

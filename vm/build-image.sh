@@ -3,7 +3,7 @@
 # the folder that holds it: rootfs.ext4, vmlinuz, initrd.img.
 #
 # The image is cached outside the repo, under a hash of its recipe (this script, the guest's
-# init, the core + clients lines of swarmmesh/machine/debian-packages.txt, requirements.txt,
+# init, the core + clients + docker lines of swarmmesh/machine/debian-packages.txt, requirements.txt,
 # setup.py and pyproject.toml): change any of them and the next run builds a new one. The
 # project's code is NOT in the image (vm/run shares it at run time): no rebuild for code.
 #
@@ -27,8 +27,10 @@ for p in debootstrap mkfs.ext4 unshare; do command -v $p >/dev/null || die "$p m
 # What `make setup` installs on a user's VM: the core and clients groups.
 GUEST_PKGS=$(awk '!/^#/ && NF && ($2 == "core" || $2 == "clients") {print $1}' "$PKGLIST" | sort -u | tr '\n' ' ')
 [ -n "$GUEST_PKGS" ] || die "no core/clients packages in $PKGLIST"
+# What `make setup-docker` adds (real Swarm nodes, --engine docker), without recommends.
+DOCKER_PKGS=$(awk '!/^#/ && NF && $2 == "docker" {print $1}' "$PKGLIST" | sort -u | tr '\n' ' ')
 
-KEY=$( { cat "$0" "$REPO/vm/guest-init"; echo "$GUEST_PKGS"
+KEY=$( { cat "$0" "$REPO/vm/guest-init"; echo "$GUEST_PKGS $DOCKER_PKGS"
          cat "$REPO/requirements.txt" "$REPO/setup.py" "$REPO/pyproject.toml" 2>/dev/null || true; } \
        | sha256sum | cut -c1-16)
 OUT=$CACHE_ROOT/$KEY
@@ -75,6 +77,7 @@ printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"; chmod +x "$ROOT/u
   in_root apt-get update -qq
   # As `make setup` does on a user's VM (apt's defaults, recommends included) ...
   in_root apt-get install -y -qq $GUEST_PKGS
+  [ -z "$DOCKER_PKGS" ] || in_root apt-get install -y -qq --no-install-recommends $DOCKER_PKGS
   # ... then what only the guest needs: its kernel (modules openvswitch, ip_vs, nf_nat,
   # sch_netem) and the initramfs that finds the virtio disk. No firmware: no hardware.
   in_root apt-get install -y -qq --no-install-recommends linux-image-amd64 initramfs-tools

@@ -2,7 +2,7 @@
 
 "An external DNS service mapped to any or all nodes" of Swarm's documentation: the
 zone (a JSON file ``{name: [addresses]}``, written by the testbed from
-:func:`swarmmesh.dataplane.haproxy.zone`) maps the cluster's name to every node's
+:func:`swarmmesh.dataplane.extlb.zone`) maps the cluster's name to every node's
 underlay address.  Answers are authoritative (AA set, RA clear), TTL 30 s, and
 rotate by one address per query (BIND's ``cyclic`` order), so clients that take
 the first address spread over the nodes.  A name under the zone that is not in it

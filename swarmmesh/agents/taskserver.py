@@ -1,4 +1,5 @@
-"""Small, fast, single-threaded HTTP/1.1 server run inside each emulated task.
+"""The task server: the small, fast, single-threaded HTTP/1.1 server each emulated task runs
+(a machine of the testbed is a "server"; what answers inside a task is its "task server").
 
 Built directly on :mod:`selectors` and non-blocking sockets (no asyncio
 streams, no http.server): a freshly accepted socket is read and answered
@@ -276,7 +277,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the process exit code."""
-    args = parse_args(argv)
+    return run(parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve as :func:`parse_args` said (the fork server parses before it forks)."""
     if args.control_port is not None and not 1 <= args.control_port <= 65535:
         print(f"taskserver: --control-port: must be in 1..65535, got {args.control_port}",
               file=sys.stderr)

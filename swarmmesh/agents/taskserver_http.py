@@ -57,7 +57,7 @@ def build_response(status: int, body: bytes, head_only: bool, keep: bool,
 
 
 class Server(Protocol):
-    """What a connection uses of the server it belongs to."""
+    """What a connection uses of the task server it belongs to."""
 
     sel: selectors.BaseSelector
     conns: set[Conn]

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 
 class Timer:
-    """A cancellable one-shot callback scheduled on the server loop."""
+    """A cancellable one-shot callback scheduled on the task server's loop."""
 
     __slots__ = ("fn", "args", "cancelled")
 

@@ -24,7 +24,7 @@ def client_ip(addr: tuple) -> str:
 
 
 class PortHandler:
-    """What the selector calls for one listening socket of the server."""
+    """What the selector calls for one listening socket of the task server."""
 
     def __init__(self, srv: Server, sock: socket.socket, port: int) -> None:
         self.srv = srv

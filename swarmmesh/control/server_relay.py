@@ -1,4 +1,4 @@
-"""The controller's connections across servers (issue 15): two relays, one process each.
+"""The controller's connections across servers: two relays, one process each.
 
 * on the first server, ``--tcp ADDR:PORT --to-unix SOCK``: a TCP listener on the address
   every other server reaches, relayed to the controller's own unix socket;

@@ -3,7 +3,7 @@ vocabulary they share (cookies, conntrack state bits).
 
 Pure data, no behaviour: ``swarmmesh.dataplane.rules`` builds flows from the
 cluster model, ``swarmmesh.control.ofp`` translates them into OpenFlow 1.3
-(with Nicira extensions), ``swarmmesh.testing.fakeswitch.FakeSwitch`` runs them.
+(with Nicira extensions), ``tests.doubles.fakeswitch.FakeSwitch`` runs them.
 A flow's ``repr`` names its classes only, so it does not depend on this module.
 """
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from swarmmesh.dataplane import layout, rules
+from swarmmesh.dataplane.mtu import SWARM
 from swarmmesh.model import Cluster
 from swarmmesh.model.errors import InvalidConfigError
 
@@ -47,7 +48,7 @@ SBOX_GW_INTF = "eth1"                  # the sandbox's docker_gwbridge leg (172.
 SBOX_INGRESS_INTF = "eth0"             # its leg on the ingress network (the node's address)
 FIRST_MARK = 256                       # libnetwork's first firewall mark
 SCHEDULER = "rr"
-OVERLAY_MTU = 1450
+OVERLAY_MTU = SWARM.overlay            # (one machine only: --ingress ipvs spans no servers)
 # moby sets these in every ingress and load-balancer namespace (and forwarding on).
 SYSCTLS = (("net.ipv4.ip_forward", 1), ("net.ipv4.vs.conntrack", 1),
            ("net.ipv4.vs.conn_reuse_mode", 0), ("net.ipv4.vs.expire_nodest_conn", 1),
@@ -122,6 +123,8 @@ def setup_commands(cluster: Cluster, node: str) -> list[str]:
         f"ip link set {SBOX_GW_INTF} up",
         f"ip link set {SBOX_INGRESS_INTF} address {layout.GW_MAC}",
         f"ip addr add {n.ingress_ip}/{prefix} dev {SBOX_INGRESS_INTF}",
+        *[f"ip addr add {s.ingress_vip}/32 dev {SBOX_INGRESS_INTF}"    # as moby's sandbox
+          for s in cluster.ingress_services() if s.ingress_vip is not None],
         f"ip link set {SBOX_INGRESS_INTF} mtu {OVERLAY_MTU} up",
         f"ip route add default via {layout.GW_IP} dev {SBOX_GW_INTF}",
         "ipvsadm -L -n",

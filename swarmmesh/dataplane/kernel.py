@@ -43,7 +43,7 @@ forgotten by the testbed (``conntrack -D --reply-src``, as IPVS's ``expire_nodes
 
 from __future__ import annotations
 
-from swarmmesh.dataplane import layout, rules, schedulers
+from swarmmesh.dataplane import layout, picks, rules
 from swarmmesh.model import Cluster, PublishedPort, Task
 from swarmmesh.model.balancing import Balancing
 
@@ -88,7 +88,7 @@ def balancing_of(cluster: Cluster, port: PublishedPort) -> Balancing:
 
 def _pick_expr(balancing: Balancing, size: int) -> str:
     """What indexes the table: the kernel's counter, or a hash of the client's address."""
-    if schedulers.hashed(balancing.scheduler):
+    if picks.hashed(balancing.scheduler):
         return f"jhash ip saddr mod {size} seed {HASH_SEED:#x}"
     return f"numgen inc mod {size}"
 
@@ -96,7 +96,7 @@ def _pick_expr(balancing: Balancing, size: int) -> str:
 def pick_table(balancing: Balancing, tasks: list[Task],
                lc: dict[str, int] | None = None) -> list[Task]:
     """The tasks in the order the kernel's map holds them (a task may appear many
-    times): rr as Swarm, or the service's scheduler (:mod:`schedulers`); ``lc``: the
+    times): rr as Swarm, or the service's scheduler (:mod:`picks`); ``lc``: the
     weights this node's live connections give (task name -> weight)."""
     if balancing.scheduler == "rr":
         return list(tasks)
@@ -107,8 +107,8 @@ def pick_table(balancing: Balancing, tasks: list[Task],
         weights = [(lc or {}).get(t.name, 1) for t in tasks]
     else:
         weights = []
-    return [by_name[n] for n in schedulers.table(balancing.scheduler,
-                                                 [t.name for t in tasks], weights)]
+    return [by_name[n] for n in picks.table(balancing.scheduler,
+                                            [t.name for t in tasks], weights)]
 
 
 def pick_rule(port: PublishedPort, tasks: list[Task], balancing: Balancing = Balancing(),
@@ -122,8 +122,8 @@ def pick_rule(port: PublishedPort, tasks: list[Task], balancing: Balancing = Bal
     if not table:
         return f"{head} drop"
     where = address or (lambda t: t.addresses["ingress"])
-    picks = ", ".join(f"{k} : {where(t)}" for k, t in enumerate(table))
-    return (f"{head} dnat to {_pick_expr(balancing, len(table))} map {{ {picks} }} "
+    entries = ", ".join(f"{k} : {where(t)}" for k, t in enumerate(table))
+    return (f"{head} dnat to {_pick_expr(balancing, len(table))} map {{ {entries} }} "
             f": {port.target}")
 
 

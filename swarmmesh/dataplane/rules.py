@@ -3,7 +3,7 @@
 Nothing here knows os-ken or a switch.  The flows are written in the small
 language of ``swarmmesh.dataplane.flows``; ``swarmmesh.control.ofp`` turns them
 into OpenFlow 1.3 messages (with Nicira extensions); the unit tests run them on
-``swarmmesh.testing.fakeswitch.FakeSwitch``.
+``tests.doubles.fakeswitch.FakeSwitch``.
 
 Every swarm node has its own Open vSwitch bridge (``br-ingress``) in its own
 namespace, with these ports::

@@ -3,8 +3,8 @@ tunnels between the servers' underlay bridges, their MTUs, the controller's addr
 one unix-socket relay per server.  Pure (no Mininet, no ssh): ``swarmmesh.testbed.servers``
 carries it out over Mininet's cluster edition.
 
-Design (issue 15)
------------------
+Design
+------
 Mininet's cluster edition (``mininet.examples.cluster``) runs a host on another server by
 starting its shell there over ssh (``RemoteHost``: ``ssh ... sudo -E mnexec -cdn bash``);
 every later command goes down that shell, every ``popen`` is one more ssh; a link between
@@ -48,26 +48,15 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any, Iterable, Mapping
 
+from swarmmesh.dataplane.mtu import (ETHERNET, ETHERNET_MTU, GRE_HEADER, GRE_KEY, IPV4,  # noqa: F401
+                                     MIN_OVERLAY_MTU, OVERHEAD, SWARM_OVERLAY_OVERHEAD, UDP,
+                                     VXLAN_HEADER, Mtu, overlay_of)
 from swarmmesh.model import Cluster, InvalidConfigError
 
 PLACEMENTS = ("block", "round-robin")
 TUNNELS = ("gretap", "vxlan")
 DEFAULT_TUNNEL = "vxlan"     # what --servers and a servers file with no tunnel get
 LOCAL = "localhost"
-
-# Bytes each encapsulation adds to what it carries (IPv4 outer header, no options).
-ETHERNET = 14
-IPV4 = 20
-UDP = 8
-VXLAN_HEADER = 8
-GRE_HEADER = 4
-GRE_KEY = 4
-OVERHEAD = {"gretap": IPV4 + GRE_HEADER + GRE_KEY + ETHERNET,        # 42
-            "vxlan": IPV4 + UDP + VXLAN_HEADER + ETHERNET}            # 50
-SWARM_OVERLAY_OVERHEAD = IPV4 + UDP + VXLAN_HEADER + ETHERNET          # 50: Swarm's VXLAN
-ETHERNET_MTU = 1500
-MIN_OVERLAY_MTU = 1280            # below this IPv6 would not even fit; refuse
-
 
 @dataclass(frozen=True)
 class Server:
@@ -83,25 +72,6 @@ class Server:
     @property
     def local(self) -> bool:
         return self.name == LOCAL
-
-
-@dataclass(frozen=True)
-class Mtu:
-    """What fits: the servers' path, the tunnel's device, the underlay, the overlay."""
-
-    path: int
-    tunnel_overhead: int
-    underlay: int
-    overlay: int
-
-    @property
-    def tunnel(self) -> int:
-        return self.path - self.tunnel_overhead
-
-    def explain(self) -> str:
-        return (f"path {self.path} - tunnel {self.tunnel_overhead} = {self.tunnel}; underlay "
-                f"min(1500, {self.tunnel}) = {self.underlay}; overlay {self.underlay} - "
-                f"{SWARM_OVERLAY_OVERHEAD} = {self.overlay}")
 
 
 @dataclass(frozen=True)
@@ -152,7 +122,7 @@ def mtu_plan(path_mtu: int, tunnel: str = "gretap", field_name: str = "mtu") -> 
     if tunnel not in OVERHEAD:
         raise InvalidConfigError("tunnel", f"one of {', '.join(TUNNELS)}, got {tunnel!r}")
     underlay = min(ETHERNET_MTU, path_mtu - OVERHEAD[tunnel])
-    overlay = underlay - SWARM_OVERLAY_OVERHEAD
+    overlay = overlay_of(underlay)
     if overlay < MIN_OVERLAY_MTU:
         raise InvalidConfigError(field_name, f"a path MTU of {path_mtu} leaves the overlay "
                                  f"{overlay} bytes through {tunnel} (at least {MIN_OVERLAY_MTU})")
@@ -407,7 +377,7 @@ def add_arguments(group) -> None:
     """The servers' flags, common to every experiment."""
     group.add_argument("--servers", default=None, metavar="A,B,...",
                        help="spread the cluster over these servers (the first: this machine, "
-                            "'localhost'; [user@]name[:port]); see the README")
+                            "'localhost'; [user@]name[:port]); see docs/servers.md")
     group.add_argument("--servers-file", default=None, metavar="FILE",
                        help="servers, their addresses, MTU, ssh options, placement (YAML)")
     group.add_argument("--placement", choices=("block", "round-robin"), default=None,

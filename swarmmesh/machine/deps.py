@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 LIST = Path(__file__).with_name("debian-packages.txt")
-GROUPS = ("core", "clients", "vm")
+GROUPS = ("core", "clients", "vm", "docker")
 SETUP_GROUPS = ("core", "clients")        # what `make setup` installs
 
 
@@ -23,7 +23,7 @@ class DepsListError(ValueError):
 @dataclass(frozen=True)
 class Package:
     name: str                  # the Debian package
-    group: str                 # core | clients | vm
+    group: str                 # core | clients | vm | docker
     programs: tuple[str, ...]  # what it provides that the code calls
     why: str
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from typing import Callable, Iterable, Mapping
 
-from swarmmesh.machine import datapath, deps
+from swarmmesh.machine import datapath, deps, dockerd
 
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
 SETUP = "sudo make setup"
@@ -259,6 +259,29 @@ def ovs_check() -> Check:
                    f"{OVS_CTL} start (or {SETUP})")
 
 
+def docker_checks(required: bool) -> list[Check]:
+    """What ``--engine docker`` needs (real Swarm nodes): docker.io's programs, cgroup v2,
+    and ip_vs for published ports. Optional unless ``--docker``."""
+    try:
+        filesystems = open("/proc/filesystems").read()
+    except OSError:
+        filesystems = ""
+    items = [("docker: dockerd and its client",
+              dockerd.programs_missing(shutil.which, os.path.exists), dockerd.FIX),
+             ("kernel: cgroup2", dockerd.cgroup2_missing(filesystems), "a kernel with cgroup v2"),
+             ("docker: published ports (ip_vs)", datapath.ipvs_missing(),
+              "a kernel with ip_vs (every stock distribution kernel has it; `make vm-test` "
+              "runs one)")]
+    out = []
+    for what, why, fix in items:
+        if why is None:
+            detail = dockerd.version() if what.startswith("docker: dockerd") else ""
+            out.append(ok(what, detail))
+        else:
+            out.append(missing(what, why + " (only --engine docker needs it)", fix, required))
+    return out
+
+
 def _installed_version(name: str) -> str | None:
     try:
         return metadata.version(name)
@@ -284,8 +307,10 @@ def _requirements() -> list[str]:
 def all_checks(required_groups: Iterable[str] = deps.SETUP_GROUPS,
                requested_datapath: str = "auto") -> list[Check]:
     pkgs = deps.packages()
-    checks = kernel_checks() + [datapath_check(),
-                                datapath_needs_check(datapath.choose_datapath(requested_datapath))]
+    required_groups = tuple(required_groups)
+    checks = (kernel_checks() + [datapath_check(),
+                                 datapath_needs_check(datapath.choose_datapath(requested_datapath))]
+              + docker_checks("docker" in required_groups))
     checks += package_checks(pkgs, dpkg_versions(p.name for p in pkgs), shutil.which,
                              required_groups)
     checks.append(ovs_check())
@@ -305,6 +330,9 @@ def summary_items(checks: Iterable[Check]) -> list[dict]:
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--vm", action="store_true",
                     help="also require what `make vm-test` needs (the vm group)")
+    ap.add_argument("--docker", action="store_true",
+                    help="also require what --engine docker needs (the docker group, ip_vs, "
+                         "cgroup2)")
     ap.add_argument("--json", action="store_true", help="the items as JSON")
     ap.add_argument("--datapath", choices=datapath.DATAPATHS, default="auto",
                     help="check what this OVS datapath needs (auto: the one a build picks)")
@@ -312,7 +340,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def report(args: argparse.Namespace) -> int:
     """Run every check, print one line per item (or JSON); 1 if something required is missing."""
-    groups = deps.SETUP_GROUPS + (("vm",) if args.vm else ())
+    groups = (deps.SETUP_GROUPS + (("vm",) if args.vm else ())
+              + (("docker",) if args.docker else ()))
     checks = all_checks(groups, getattr(args, "datapath", "auto"))
     if args.json:
         print(json.dumps(summary_items(checks), indent=1))

@@ -11,10 +11,10 @@ parsed and validated), ``placement`` (specs to nodes and placed tasks), ``cluste
 from swarmmesh.model.cluster import Cluster
 from swarmmesh.model.errors import InvalidConfigError
 from swarmmesh.model.healthcheck import HealthCheck
-from swarmmesh.model.objects import (DNSRR_INGRESS_ERROR, INGRESS_NETWORK, INGRESS_SUBNET,
+from swarmmesh.model.objects import (DNSRR_INGRESS_ERROR, DOCKER_VERSION, INGRESS_NETWORK, INGRESS_SUBNET,
                                      INGRESS_VNI, UNDERLAY_SUBNET, Client, Network, Node,
                                      PublishedPort, Service, Task, docker_mac)
 
-__all__ = ["Cluster", "InvalidConfigError", "HealthCheck", "DNSRR_INGRESS_ERROR",
+__all__ = ["Cluster", "InvalidConfigError", "HealthCheck", "DNSRR_INGRESS_ERROR", "DOCKER_VERSION",
            "INGRESS_NETWORK", "INGRESS_SUBNET", "INGRESS_VNI", "UNDERLAY_SUBNET", "Client",
            "Network", "Node", "PublishedPort", "Service", "Task", "docker_mac"]

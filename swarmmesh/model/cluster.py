@@ -120,6 +120,7 @@ class Cluster:
         used |= {a for n in self.nodes for a in n.lb_ips.values()}
         used |= {n.ingress_ip for n in self.nodes}
         used |= {v for s in self.services.values() for v in s.vips.values()}
+        used |= {s.ingress_vip for s in self.services.values() if s.ingress_vip is not None}
         return used
 
     def _free_address(self, net_name: str) -> IPv4Address:
@@ -223,6 +224,7 @@ class Cluster:
                 "constraints": [list(c) for c in s.constraints], "mode": s.mode,
                 "max_replicas_per_node": s.max_replicas_per_node,
                 "vips": {n: str(v) for n, v in s.vips.items()},
+                "ingress_vip": str(s.ingress_vip) if s.ingress_vip is not None else None,
                 "healthcheck": s.healthcheck.to_dict() if s.healthcheck else None,
                 "preferences": list(s.preferences),
                 "balancing": s.balancing.to_dict(),
@@ -264,6 +266,8 @@ class Cluster:
                     mode=s.get("mode", "replicated"),
                     max_replicas_per_node=int(s.get("max_replicas_per_node", 0)),
                     vips={n: IPv4Address(v) for n, v in s.get("vips", {}).items()},
+                    ingress_vip=(IPv4Address(s["ingress_vip"]) if s.get("ingress_vip")
+                                 else None),
                     healthcheck=(HealthCheck.from_dict(s["healthcheck"])
                                  if s.get("healthcheck") else None),
                     preferences=tuple(s.get("preferences", ())),

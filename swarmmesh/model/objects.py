@@ -12,7 +12,12 @@ from swarmmesh.model.balancing import Balancing
 from swarmmesh.model.healthcheck import HealthCheck
 
 INGRESS_NETWORK = "ingress"
-INGRESS_SUBNET = IPv4Network("10.255.0.0/16")
+# The Docker release whose routing mesh the emulation follows (measured on a real swarm of
+# three dockerd from Debian 12's docker.io): its ingress network is 10.0.0.0/24, the nodes'
+# ingress sandboxes take .2, .3, ... in node order, then each published service its ingress
+# VIP (a /32 in every sandbox) followed by its tasks.  Docker 1.12-1.13 used 10.255.0.0/16.
+DOCKER_VERSION = "20.10.24"
+INGRESS_SUBNET = IPv4Network("10.0.0.0/24")
 INGRESS_VNI = 4096
 UNDERLAY_SUBNET = IPv4Network("192.168.99.0/24")
 USER_POOL = IPv4Network("10.0.0.0/16")  # default user subnets: 10.0.1.0/24, 10.0.2.0/24, ...
@@ -124,6 +129,7 @@ class Service:
     mode: str = "replicated"
     max_replicas_per_node: int = 0  # 0 = unlimited
     vips: dict[str, IPv4Address] = field(default_factory=dict)  # user network -> VIP
+    ingress_vip: IPv4Address | None = None  # with an ingress port: a /32 in every sandbox
     healthcheck: HealthCheck | None = None  # None: no healthcheck key (no check runs)
     preferences: tuple[str, ...] = ()  # placement.preferences: spread descriptors, outermost first
     balancing: Balancing = field(default_factory=Balancing)   # Swarm's rr, or x-swarmmesh

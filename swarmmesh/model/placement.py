@@ -13,8 +13,8 @@ from swarmmesh.model import constraints
 from swarmmesh.model.errors import check
 from swarmmesh.model.balancing import Balancing
 from swarmmesh.model.nodes import NodeSetup
-from swarmmesh.model.objects import (CLIENT_BASE, INGRESS_NETWORK, INGRESS_SUBNET, INGRESS_VNI,
-                                     UNDERLAY_SUBNET, USER_POOL, Client, Network, Node,
+from swarmmesh.model.objects import (CLIENT_BASE, DOCKER_VERSION, INGRESS_NETWORK,
+                                     INGRESS_SUBNET, INGRESS_VNI, UNDERLAY_SUBNET, USER_POOL, Client, Network, Node,
                                      Pending, PublishedPort, Service, Task, docker_mac)
 from swarmmesh.model.stack import NetworkSpec, ParsedStack
 
@@ -213,6 +213,17 @@ def _allocate_networks(specs: dict[str, NetworkSpec]) -> dict[str, Network]:
     return networks
 
 
+def ingress_full_message(nodes: int, services: dict[str, Service], tasks: int) -> str:
+    """Why a cluster does not fit Docker's ingress network (one address per node's
+    sandbox, per published service's VIP and per task with an ingress port)."""
+    published = sum(1 for s in services.values() if s.ingress_ports())
+    return (f"the ingress network {INGRESS_SUBNET} (Docker {DOCKER_VERSION}'s) has "
+            f"{INGRESS_SUBNET.num_addresses - 3} addresses for the nodes' sandboxes, the "
+            f"published services' VIPs and their tasks; {nodes} nodes, {published} VIPs and "
+            f"up to {tasks} tasks do not fit: fewer nodes or replicas (real Swarm has the "
+            "same limit unless the ingress network is re-created with a larger subnet)")
+
+
 def _make_tasks(placement: list[tuple[str, int, Node]], services: dict[str, Service],
                 nodes: list[Node], networks: dict[str, Network],
                 net_specs: dict[str, NetworkSpec]) -> list[Task]:
@@ -226,6 +237,9 @@ def _make_tasks(placement: list[tuple[str, int, Node]], services: dict[str, Serv
     def take(net_name: str) -> IPv4Address:
         net = networks[net_name]
         addr = nxt[net_name]
+        if net_name == INGRESS_NETWORK:
+            check(addr < net.subnet.broadcast_address, "services",
+                  ingress_full_message(len(nodes), services, len(placement)))
         path = net_specs[net_name].subnet_path if net_name in net_specs else "services"
         check(addr < net.subnet.broadcast_address, path,
                f"subnet {net.subnet} of network {net_name!r} has too few addresses "
@@ -238,6 +252,8 @@ def _make_tasks(placement: list[tuple[str, int, Node]], services: dict[str, Serv
         svc = services[sname]
         addresses: dict[str, IPv4Address] = {}
         if svc.ingress_ports():
+            if svc.ingress_vip is None:        # the service's VIP, then its tasks
+                svc.ingress_vip = take(INGRESS_NETWORK)
             addresses[INGRESS_NETWORK] = take(INGRESS_NETWORK)
         for net in svc.networks:
             addresses[net] = take(net)
@@ -250,6 +266,9 @@ def _make_tasks(placement: list[tuple[str, int, Node]], services: dict[str, Serv
         for node in nodes:
             if any(t.node == node.name and name in t.addresses for t in tasks):
                 node.lb_ips[name] = take(name)
+    for svc in services.values():
+        if svc.ingress_ports() and svc.ingress_vip is None:    # no task placed yet
+            svc.ingress_vip = take(INGRESS_NETWORK)
     for svc in services.values():          # endpoint_mode vip: one VIP per user network
         if svc.endpoint_mode == "vip":
             svc.vips = {net: take(net) for net in svc.networks}

@@ -1,4 +1,4 @@
-"""The framework every experiment runs in (README: Write your own experiment).
+"""The framework every experiment runs in (docs/experiments.md: Write your own experiment).
 
 An experiment is a module (``experiments/<NAME>.py``, installed as a plug-in of the
 entry-point group ``swarmmesh.experiments``, or a user's own file) with ``NAME``,
@@ -35,7 +35,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 from swarmmesh.runs import runfolder as results
 from swarmmesh.machine.datapath import DATAPATHS
-from swarmmesh.model import InvalidConfigError
+from swarmmesh.model import DOCKER_VERSION, InvalidConfigError
 from swarmmesh.runs.progress import Progress
 
 
@@ -76,8 +76,21 @@ class Context:
             if spread is not None:
                 self.summary["servers"]["checks"] = spread.report
             self.summary["datapath"] = tb.datapath
-            self.progress.note(f"datapath: {tb.datapath} OVS")
-            yield tb
+            if getattr(tb, "engine", "emulated") == "docker":
+                self.progress.note(f"engine: docker {tb.version} (real Swarm)")
+                self.summary["engines"] = {"docker": tb.summary()}
+            else:
+                self.progress.note(f"datapath: {tb.datapath} OVS")
+            if not getattr(self.args, "flows", False):
+                yield tb
+                return
+            from swarmmesh.runs.flowrec import FlowRecorder
+            rec = FlowRecorder(tb, run_dir or self.run_dir).start()
+            try:
+                yield tb
+            finally:
+                rows = rec.stop()
+                self.summary["flows"] = {"connections": len(rows), "file": "flows.csv"}
 
     def record_stack(self, cluster) -> None:
         """What Swarm would have said at deploy: the nodes' roles and labels, the tasks
@@ -133,8 +146,11 @@ def build_parser(module: ModuleType, prog: str | None = None) -> argparse.Argume
                         help="random seed (default: drawn at random and recorded)")
     common.add_argument("--quiet", action="store_true",
                         help="plain, sparse log lines instead of a progress bar (for CI)")
+    common.add_argument("--flows", action="store_true",
+                        help="log every connection's path from the nodes' conntrack events "
+                             "into flows.csv and flows.png (entry node x task)")
     from swarmmesh.dataplane import servers
-    servers.add_arguments(ap.add_argument_group("across several servers (issue 15)"))
+    servers.add_arguments(ap.add_argument_group("across several servers"))
     return ap
 
 
@@ -168,6 +184,7 @@ def base_summary(module: ModuleType, args: argparse.Namespace) -> dict:
         "datapath": args.datapath if args.datapath != "auto" else
             "unknown (run() neither used ctx.testbed nor set ctx.summary[\"datapath\"])",
         "versions": versions(),
+        "emulates_docker": DOCKER_VERSION,     # the release the emulation's mesh follows
         "doctor": doctor.summary_items(doctor.all_checks()),
         "git_commit": results.git_commit(),
         "host": results.host_info(),
@@ -267,6 +284,7 @@ def _plot(module: ModuleType, run_dir: Path, progress: Progress) -> bool:
     try:
         progress.phase("plotting")
         module.plot(run_dir)
+        _plot_flows(run_dir)
         return True
     except Exception:                              # noqa: BLE001 - data is kept; replot later
         progress.close()
@@ -274,6 +292,12 @@ def _plot(module: ModuleType, run_dir: Path, progress: Progress) -> bool:
         print(f"error: plotting failed; the raw data is in {run_dir}; fix and run "
               f"`swarmmesh replot {run_dir}`", file=sys.stderr)
         return False
+
+
+def _plot_flows(run_dir: Path) -> None:
+    """``--flows``' figure, whatever the experiment (nothing without flows.csv)."""
+    from swarmmesh.runs import flowrec
+    flowrec.plot(run_dir)
 
 
 # -- finding experiments --------------------------------------------------------
@@ -337,7 +361,7 @@ def _checked(module: ModuleType, where: object) -> ModuleType:
     for attr in ("NAME", "add_arguments", "validate", "run", "plot"):
         if not hasattr(module, attr):
             raise InvalidConfigError("experiment", f"{where} defines no {attr} "
-                                     "(see the convention in README: Write your own experiment)")
+                                     "(see the convention in docs/experiments.md: Write your own experiment)")
     return module
 
 
@@ -356,4 +380,5 @@ def replot(run_dir: str | os.PathLike) -> ModuleType:
     else:
         module = load(script)                      # a user's own, kept elsewhere
     module.plot(run_dir)
+    _plot_flows(run_dir)
     return module

@@ -1,4 +1,4 @@
-"""A load sweep over several concurrencies (issue 12's "ab and wrk, several concurrencies").
+"""A load sweep over several concurrencies (ab and wrk).
 
 Per path and concurrency C, from one client:
 

@@ -75,8 +75,12 @@ _save = save
 
 
 def run_title(summary: dict, what: str) -> str:
-    """``what`` on the first line; the run's datapath and commit on the second."""
-    return (f"{what}\n{summary.get('datapath', '?')} OVS, commit {summary.get('git_commit', '?')}, "
+    """``what`` on the first line; the run's datapath (or real Swarm's version, with
+    ``--engine docker``) and commit on the second."""
+    docker = (summary.get("engines") or {}).get("docker")
+    engine = (f"real Docker Swarm {docker.get('version', '?')}" if docker else
+              f"{summary.get('datapath', '?')} OVS")
+    return (f"{what}\n{engine}, commit {summary.get('git_commit', '?')}, "
             f"{summary.get('started', '')[:16].replace('T', ' ')} UTC")
 
 

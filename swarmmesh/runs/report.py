@@ -122,7 +122,10 @@ class Report:
                      ["command", f"`{s['command']}`" if s.get("command") else None],
                      ["status", s.get("status")],
                      ["datapath", f"{s.get('datapath')} OVS (requested: "
-                                  f"{s.get('datapath_requested', '?')})"],
+                                  f"{s.get('datapath_requested', '?')})"]
+                     if not (s.get("engines") or {}).get("docker") else
+                     ["engine", f"real Docker Swarm {s['engines']['docker'].get('version')} "
+                                "(one dockerd per node, no OVS)"],
                      ["git commit", s.get("git_commit")],
                      ["host", _host(s.get("host"))],
                      ["started / finished (UTC)", f"{s.get('started')} / {s.get('finished')}"],

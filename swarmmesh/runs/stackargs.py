@@ -8,6 +8,9 @@
     --nodes-file FILE                 roles, labels, platform, availability per node
     --scheduler S --affinity D --traffic-policy P   beyond Swarm, on every published service
 
+and, for an experiment that builds its own cluster, ``--nodes N --replicas R`` with its
+own defaults (:func:`add_size_arguments`).
+
 Nothing is built here: :func:`cluster` returns the model, or raises
 :class:`InvalidConfigError` naming the flag or the field.
 """
@@ -23,6 +26,17 @@ from swarmmesh.model import balancing, compose, nodes as node_model
 from swarmmesh.model.nodes import NodeSetup
 
 
+def add_size_arguments(ap, nodes: int = 3, replicas: int | None = 2,
+                       nodes_help: str = "swarm nodes",
+                       replicas_help: str = "replicas of the service `app`") -> None:
+    """``--nodes N`` and ``--replicas R`` of an experiment that builds its own cluster (no
+    stack file), with its defaults; ``replicas=None``: no ``--replicas``.  Their checks
+    are ``flags.positive`` and the model's (errors name ``nodes``, ``replicas``)."""
+    ap.add_argument("--nodes", type=int, default=nodes, help=nodes_help)
+    if replicas is not None:
+        ap.add_argument("--replicas", type=int, default=replicas, help=replicas_help)
+
+
 def add_arguments(ap: argparse.ArgumentParser, stack: bool = True) -> None:
     """``--nodes --managers --node-label --nodes-file`` and, with ``stack``, ``--stack
     --env-file``."""
@@ -35,7 +49,7 @@ def add_arguments(ap: argparse.ArgumentParser, stack: bool = True) -> None:
                     help="a node label, as docker node update --label-add (repeat it)")
     ap.add_argument("--nodes-file", default=None, metavar="FILE",
                     help="YAML: count, managers, and per node role, labels, platform, "
-                         "engine_labels, availability (see the README)")
+                         "engine_labels, availability (see docs/stacks.md)")
     ap.add_argument("--scheduler", default=None, metavar="rr|wrr|sh|maglev|lc",
                     help="every service with a published port balances with it (beyond "
                          "Swarm; a stack's x-swarmmesh does it per service)")

@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Sequence
 from swarmmesh import agents
 from swarmmesh.agents import loadgen
 from swarmmesh.lifecycle import profiles
+from swarmmesh.runs import flags, stackargs
 
 LOADGEN = loadgen.__name__
 """The load generator's module, run with ``python -m`` in the client host; also the
@@ -40,7 +41,7 @@ marker its process is registered under for cleanup."""
 
 TIMELINE_COLUMNS = ["t_send", "ingress_node", "task", "ok", "latency_ms",
                     "task_node", "error", "variant", "seq", "late_ms", "client_port"]
-"""The issue's five columns first; then the answering task's node, the error,
+"""The five timeline columns first; then the answering task's node, the error,
 the variant of the run (profile or update order), the request number and how
 late its start was against the schedule (ms)."""
 EVENT_COLUMNS = ["t", "event", "detail", "variant"]
@@ -57,8 +58,8 @@ HEALTH_TEST = ["CMD", "curl", "-f", "http://localhost/health"]
 def add_arguments(ap: argparse.ArgumentParser, profiles: Sequence[str] = ("swarm", "fast"),
                   default_profile: str = "fast", replicas: int = 3, rate: float = 200.0) -> None:
     """``--nodes --replicas --rate --duration --profile --timeout``."""
-    ap.add_argument("--nodes", type=int, default=3, help="swarm nodes")
-    ap.add_argument("--replicas", type=int, default=replicas, help="replicas of service `app`")
+    stackargs.add_size_arguments(ap, nodes=3, replicas=replicas,
+                                 replicas_help="replicas of service `app`")
     ap.add_argument("--rate", type=float, default=rate,
                     help="requests started per second, spread round-robin over every node, "
                          "each on a new connection")
@@ -75,16 +76,11 @@ def add_arguments(ap: argparse.ArgumentParser, profiles: Sequence[str] = ("swarm
 
 def check_arguments(args, max_rate: float = 2000.0) -> None:
     """InvalidConfigError naming the flag, for the common flags."""
-    from swarmmesh.model import InvalidConfigError
-    if args.replicas < 1:
-        raise InvalidConfigError("replicas", f"must be >= 1, got {args.replicas}")
-    if not 0 < args.rate <= max_rate:
-        raise InvalidConfigError("rate", f"must be in (0, {max_rate:g}] requests/s, "
-                                         f"got {args.rate:g}")
-    if args.duration is not None and args.duration <= 0:
-        raise InvalidConfigError("duration", f"must be > 0, got {args.duration:g}")
-    if args.timeout <= 0:
-        raise InvalidConfigError("timeout", f"must be > 0, got {args.timeout:g}")
+    flags.positive(args, "replicas")
+    flags.number(args, "rate", most=max_rate, unit=" requests/s")
+    if args.duration is not None:
+        flags.seconds(args, "duration")
+    flags.seconds(args, "timeout")
 
 
 def cluster_for(args):

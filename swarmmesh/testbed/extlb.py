@@ -6,7 +6,7 @@ external DNS name on the nodes.  :func:`build` adds, through the Mininet API
 
 * ``haproxy``: a host on the underlay at the highest free address
   (192.168.99.254 unless taken), running Debian's ``haproxy`` in the foreground
-  with the configuration of :func:`swarmmesh.dataplane.haproxy.config`: one
+  with the configuration of :func:`swarmmesh.dataplane.extlb.config`: one
   frontend per pool (``mesh``: every node's published port; ``host``: every node's
   host-mode port, the nodes without a task kept out by the checks; ``direct``:
   every task), TCP checks, ``roundrobin`` or ``leastconn``, one log line per
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from swarmmesh import agents
-from swarmmesh.dataplane import haproxy
+from swarmmesh.dataplane import extlb as lbplan
 from swarmmesh.model import Cluster, InvalidConfigError, UNDERLAY_SUBNET
 from swarmmesh.testbed import l4lb
 from swarmmesh.testbed.topology import SwarmClient
@@ -85,8 +85,8 @@ class ExternalLB:
     dns_address: str
     dns_name: str
     balance: str
-    checks: haproxy.Checks
-    pools: list[haproxy.Pool]
+    checks: lbplan.Checks
+    pools: list[lbplan.Pool]
     backend_network: str
     legs: dict[str, str]                 # task -> its lb-side veth
     config_path: Path
@@ -103,7 +103,7 @@ class ExternalLB:
         """The task that holds (or last held) a direct address."""
         return self.ever.get(address)
 
-    def pool(self, name: str) -> haproxy.Pool:
+    def pool(self, name: str) -> lbplan.Pool:
         return next(p for p in self.pools if p.name == name)
 
     def describe(self) -> dict:
@@ -131,11 +131,11 @@ def free_underlay_ips(cluster: Cluster, count: int) -> list[str]:
 
 
 def build(tb, cluster: Cluster, service: str, balance: str = "roundrobin",
-          checks: haproxy.Checks = haproxy.Checks(), dns_name: str = DEFAULT_NAME,
+          checks: lbplan.Checks = lbplan.Checks(), dns_name: str = DEFAULT_NAME,
           direct: bool = True, **cfg) -> ExternalLB:
     """Add the balancer (and its backend network to the tasks), start HAProxy and the
     DNS; returns once both run (not yet once the checks pass: see :func:`wait_up`)."""
-    zone = haproxy.zone(dns_name, cluster)        # bad names fail before anything is built
+    zone = lbplan.zone(dns_name, cluster)        # bad names fail before anything is built
     lb_ip, dns_ip = free_underlay_ips(cluster, 2)
     net = l4lb.backend_network(cluster)
     host = l4lb.add_underlay_host(tb, LB_HOST, lb_ip, cls=ServiceHost)
@@ -149,11 +149,11 @@ def build(tb, cluster: Cluster, service: str, balance: str = "roundrobin",
             if t.host in tb.net:
                 addrs[t.name] = free_direct_ip(net, addrs)
                 legs[t.name] = add_leg(tb, host, t, addrs[t.name])
-        fqdn = haproxy.tasks_name(service, dns_name)
+        fqdn = lbplan.tasks_name(service, dns_name)
         zone[fqdn] = [addrs[t] for t in sorted(addrs)]
-        discovery = haproxy.Discovery(fqdn, haproxy.slots_for(len(cluster.tasks_of(service))),
-                                      f"{dns_ip}:53")
-    pools = haproxy.pools(cluster, service, addrs, discovery=discovery)
+        discovery = lbplan.Discovery(fqdn, lbplan.slots_for(len(cluster.tasks_of(service))),
+                                     f"{dns_ip}:53")
+    pools = lbplan.pools(cluster, service, addrs, discovery=discovery)
     lb = start_haproxy(tb, host, lb_ip, pools, balance, checks, **cfg)
     lb.backend_network, lb.legs, lb.service, lb.addresses = str(net), legs, service, addrs
     lb.ever = {ip: t for t, ip in addrs.items()}
@@ -222,7 +222,7 @@ class DirectFollower:
             self.write_zone()
 
     def write_zone(self) -> None:
-        fqdn = haproxy.tasks_name(self.lb.service, self.lb.dns_name)
+        fqdn = lbplan.tasks_name(self.lb.service, self.lb.dns_name)
         self.lb.zone[fqdn] = [self.lb.addresses[t] for t in sorted(self.lb.addresses)]
         write_zone(self.lb.zone_path, self.lb.zone)
 
@@ -234,14 +234,14 @@ def write_zone(path: Path, zone: dict) -> None:
     tmp.replace(path)
 
 
-def start_haproxy(tb, host, address: str, pools: list[haproxy.Pool], balance: str = "roundrobin",
-                  checks: haproxy.Checks = haproxy.Checks(), **cfg) -> ExternalLB:
+def start_haproxy(tb, host, address: str, pools: list[lbplan.Pool], balance: str = "roundrobin",
+                  checks: lbplan.Checks = lbplan.Checks(), **cfg) -> ExternalLB:
     """Check and start HAProxy in ``host`` (a :class:`ServiceHost`) with these pools on
     ``address``; its config and stats socket in the run state (the config's path marks
     the PID), a copy of the config and its log in the run folder."""
     conf = tb.state.dir / f"{host.name}.cfg"     # in the run state: its path is the PID's marker
     sock = tb.state.dir / f"{host.name}.sock"
-    conf.write_text(haproxy.config(pools, address, balance, checks, str(sock), **cfg))
+    conf.write_text(lbplan.config(pools, address, balance, checks, str(sock), **cfg))
     (tb.run_dir / f"{host.name}.cfg").write_text(conf.read_text())
     lb = ExternalLB(host.name, address, "", "", "", balance, checks, pools, "", {}, conf,
                     tb.run_dir / f"{host.name}.log", sock, {}, conf.read_text())
@@ -296,7 +296,7 @@ def servers(lb: ExternalLB) -> dict[tuple[str, str], dict]:
     """(pool, server) -> status (UP, DOWN, ...), connections so far, last check; a
     discovered pool's slot that holds a task's address is named by that task."""
     out = {}
-    for (pool, name), v in haproxy.parse_stat(admin(lb, "show stat")).items():
+    for (pool, name), v in lbplan.parse_stat(admin(lb, "show stat")).items():
         holder = lb.task_at(v.get("addr", "")) if pool == "direct" else None
         out[(pool, holder or name)] = {**v, "slot": name} if holder else v
     return out

@@ -1,5 +1,5 @@
 """What a cluster costs the machine: build and teardown time, memory per process kind,
-and the same number of plain Mininet hosts as the baseline (issue 12).
+and the same number of plain Mininet hosts as the baseline.
 
 * :func:`bare_mininet` builds, with Mininet alone, the hosts and links a cluster of
   ``nodes`` x ``tasks_per_node`` has (the underlay, the nodes, the tasks, the client:
@@ -28,7 +28,7 @@ from pathlib import Path
 KINDS = {
     "ovs-vswitchd": "node", "ovsdb-server": "node", "dns": "node", "node shell": "node",
     "task server": "task", "task shell": "task",
-    "controller": "run", "other shell": "run",
+    "controller": "run", "fork server": "run", "other shell": "run",
 }
 
 
@@ -112,6 +112,9 @@ def testbed_processes(tb) -> list[Proc]:
             procs.append(Proc("other shell", host.pid, host.name))
     if tb.controller is not None:
         procs.append(Proc("controller", tb.controller.pid, "controller"))
+    forks = getattr(tb.state, "forks", None)
+    if forks is not None and forks.proc is not None:
+        procs.append(Proc("fork server", forks.proc.pid, "fork server"))
     return procs
 
 

@@ -15,7 +15,7 @@ Added to a running :class:`~swarmmesh.testbed.testbed.Testbed` through the Minin
 * Routes: in ``lb1``, each task's *ingress* address /32 via that task's
   backend address (so the balancer DNATs to the same addresses the mesh
   uses); in each task, the underlay subnet via 10.254.0.1 (the ingress
-  overlay keeps its own on-link /16, so the mesh's replies are untouched).
+  overlay keeps its own on-link /24, so the mesh's replies are untouched).
 * nftables in ``lb1``: ``<lb>:<published> dnat to numgen inc mod N map {k :
   task_k}:<target>`` (round-robin over new connections, as IPVS rr; conntrack
   keeps a connection on its task), and ``ct status dnat masquerade`` out of

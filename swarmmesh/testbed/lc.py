@@ -1,6 +1,6 @@
-"""Least connections, approximated (issue 14): every ``interval`` seconds each node
+"""Least connections, approximated: every ``interval`` seconds each node
 counts its live connections per task in its own conntrack (what the node balanced, as
-IPVS lc counts its own), and the weights :func:`schedulers.lc_weights` gives them go
+IPVS lc counts its own), and the weights :func:`picks.lc_weights` gives them go
 into that node's weighted table (``kernel.table(..., lc=...)``), reloaded only when they
 change.  Between two counts the node walks the table as a wrr would: a burst of new
 connections within one interval is spread by the last weights, not by the live counts.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 import threading
 
-from swarmmesh.dataplane import schedulers
+from swarmmesh.dataplane import picks
 from swarmmesh.model import Cluster
 
 
@@ -37,7 +37,7 @@ def weights(cluster: Cluster, counts: dict[str, int]) -> dict[str, int]:
     out: dict[str, int] = {}
     for svc in lc_services(cluster):
         names = [t.name for t in cluster.tasks_of(svc)]
-        out.update(zip(names, schedulers.lc_weights([counts.get(n, 0) for n in names])))
+        out.update(zip(names, picks.lc_weights([counts.get(n, 0) for n in names])))
     return out
 
 

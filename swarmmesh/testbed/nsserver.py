@@ -1,4 +1,4 @@
-"""A second "server" on this machine, for tests of a cluster spread over servers (issue 15).
+"""A second "server" on this machine, for tests of a cluster spread over servers.
 
 A network namespace held by its own ``sshd`` (``unshare -n -m sshd -D``: the namespaces live
 exactly as long as that recorded process and what it starts), joined to this machine's root

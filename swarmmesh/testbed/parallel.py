@@ -1,4 +1,4 @@
-"""Hosts configured several at a time (issue 12: a 500-task build spent 41 of its 51 s
+"""Hosts configured several at a time (a 500-task build spent 41 of its 51 s
 waiting on one host's shell at a time).
 
 Mininet configures its hosts one after the other (``Mininet.configHosts``).  A swarm

@@ -28,7 +28,7 @@ def wait_task_servers(tb) -> None:
     """Every task server started during the build listens (they start in parallel:
     each host's config starts its server, this waits for them all, each until the run's
     deadline: ``SwarmTask.wait_ready``)."""
-    from swarmmesh.testbed.topology import SwarmTask
+    from swarmmesh.testbed.hosts import SwarmTask
     for host in tb.net.hosts:
         if isinstance(host, SwarmTask) and host.server is not None:
             host.wait_ready()
@@ -98,7 +98,7 @@ def dns_serves(tb, node: str) -> set[str]:
 
 def wait_dns(tb, deadline: float) -> None:
     """Until every node's embedded DNS serves all of its tasks."""
-    from swarmmesh.testbed.topology import is_built
+    from swarmmesh.dataplane.nodeplan import is_built
     started = time.monotonic()
     while True:
         remote = tb.servers.dns_ready() if tb.servers is not None else {}

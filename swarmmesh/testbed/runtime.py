@@ -33,6 +33,7 @@ class RunState:
         # While the run builds: the time (monotonic) by which every step must be done
         # (testbed.bounds); None once it is built.
         self.deadline: float | None = None
+        self.forks = None           # the run's task-server fork server, if it has one
 
     def register(self, pid: int, marker: str) -> None:
         """Remember that ``pid`` is ours while its command line holds ``marker``."""
@@ -138,7 +139,8 @@ def clean_servers(run_dir: Path, timeout: float = 30) -> list[str]:
 def clean_run(run_dir: Path) -> list[str]:
     """Kill what one run recorded (on every server it spread over), delete its leftover
     links and its folder."""
-    removed: list[str] = clean_servers(run_dir)
+    from swarmmesh.testbed import docker_clean      # real dockerd nodes (--engine docker)
+    removed: list[str] = clean_servers(run_dir) + docker_clean.clean(run_dir)
     pids = run_dir / "pids"
     if pids.exists():
         entries = []

@@ -22,72 +22,19 @@ from pathlib import Path
 from typing import Callable
 
 from swarmmesh import agents
-from swarmmesh.machine import deps
 from swarmmesh.model import Cluster, Task
-from swarmmesh.machine.datapath import choose_datapath, datapath_missing
+from swarmmesh.machine.datapath import choose_datapath
 from swarmmesh.testbed import readiness
-from swarmmesh.testbed.bounds import BuildFailure, build_timeout
+from swarmmesh.testbed.bounds import BuildFailure
+# What a build checks before it starts (re-exported: the CLIs check the machine first).
+from swarmmesh.testbed.checks import (REQUIRED, build_bound, check_datapath,  # noqa: F401
+                                      check_ingress, check_machine)
+from swarmmesh.testbed.errors import TestbedError
+from swarmmesh.testbed.forks import ForkServer, forks_enabled
 from swarmmesh.testbed.lc import LeastConnections
 from swarmmesh.testbed.runtime import RunState, clean_all
 
-# Programs every testbed calls (their packages: swarmmesh/machine/debian-packages.txt).
-REQUIRED = ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "nft", "conntrack", "ethtool", "bridge",
-            "mnexec")
-
-
 _RUN_SEQ = itertools.count(1)          # several testbeds may live in one process
-
-
-class TestbedError(RuntimeError):
-    """The machine cannot run the testbed; the message says how to fix it."""
-
-
-def check_machine() -> None:
-    if os.geteuid() != 0:
-        raise TestbedError("the testbed builds namespaces and switches: run it as root (sudo)")
-    missing = [f"{prog} ({deps.install_hint(prog)})" for prog in REQUIRED if not shutil.which(prog)]
-    if missing:
-        raise TestbedError("missing programs: " + ", ".join(missing) +
-                           "; `sudo make setup` installs them all")
-    try:
-        import mininet.net  # noqa: F401
-    except ImportError as e:
-        raise TestbedError("Mininet is not importable from this Python "
-                           f"({sys.executable}); use the venv made by `make setup`") from e
-
-
-def check_datapath(datapath: str) -> None:
-    """The OVS datapath the build will use can run here (what ``swarmmesh doctor`` checks:
-    /dev/net/tun for userspace OVS), before anything is built."""
-    why = datapath_missing(datapath)
-    if why:
-        raise TestbedError(f"datapath {datapath}: {why}")
-
-
-def build_bound(cluster: Cluster, given: float | None) -> float:
-    """The build's bound in seconds (a bad flag or environment value is a TestbedError
-    naming it)."""
-    try:
-        return build_timeout(len(cluster.nodes), len(cluster.tasks), given)
-    except ValueError as e:
-        raise TestbedError(str(e)) from None
-
-
-def check_ingress(ingress: str, cluster: Cluster, servers=None) -> None:
-    """The IPVS reference path can be built here, for this cluster (TestbedError or
-    InvalidConfigError saying why not)."""
-    from swarmmesh.dataplane import ipvs
-    from swarmmesh.machine.datapath import ipvs_missing
-    if ingress not in ipvs.INGRESS_MODES:
-        raise TestbedError(f"ingress: must be one of {', '.join(ipvs.INGRESS_MODES)}, "
-                           f"got {ingress!r}")
-    if servers is not None:
-        raise TestbedError("ingress ipvs: built on one server only (the sandboxes are "
-                           "reached by PID on this machine)")
-    why = ipvs_missing()
-    if why:
-        raise TestbedError(f"ingress ipvs: {why}")
-    ipvs.check_supported(cluster)
 
 
 def _free_port() -> int:
@@ -135,11 +82,22 @@ class Testbed:
     """A cluster running on Mininet + per-node Open vSwitch + the controller."""
 
     __test__ = False      # not a pytest test class, despite its name
+    engine = "emulated"
+
+    def __new__(cls, *args, engine: str = "emulated", **kwargs):
+        """``engine="docker"``: real dockerd nodes instead (:mod:`docker_engine`)."""
+        if engine == "docker":
+            from swarmmesh.testbed.docker_engine import DockerTestbed
+            return DockerTestbed(*args, **kwargs)
+        if engine != "emulated":
+            raise TestbedError(f"engine: must be emulated or docker, got {engine!r}")
+        return super().__new__(cls)
 
     def __init__(self, cluster: Cluster, run_dir: Path, datapath: str = "auto",
                  progress: Callable[[str], None] = lambda msg: None,
                  build_timeout: float | None = None, servers=None,
-                 userspace_tso: bool = False, ingress: str = "mesh") -> None:
+                 userspace_tso: bool = False, ingress: str = "mesh",
+                 engine: str = "emulated") -> None:
         self.cluster, self.run_dir = cluster, Path(run_dir)
         # "mesh": the emulated pick in each node's kernel; "ipvs": Swarm's own ingress
         # sandbox with the kernel's IPVS on every node (the reference path).
@@ -194,6 +152,7 @@ class Testbed:
 
         setLogLevel(os.environ.get("SWARMMESH_MN_LOG", "warning"))
         workers = parallel.workers()            # a bad value fails before anything is built
+        use_forks = self.servers is None and forks_enabled()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state = RunState(f"run-{os.getpid()}-{next(_RUN_SEQ)}")
         deadline = self.state.deadline = time.monotonic() + self.build_timeout
@@ -203,6 +162,8 @@ class Testbed:
         self.model_path = self.state.dir / "model.json"
         self.revision = 0
         self.model_path.write_text(json.dumps({**self.cluster.to_dict(), "revision": 0}))
+        if use_forks:
+            self.state.forks = ForkServer(self.state).start()
         sock = str(self.state.dir / "openflow.sock")
         self.progress("starting controller")
         self.controller = self.start_controller(sock)
@@ -282,6 +243,9 @@ class Testbed:
             except Exception as e:                          # noqa: BLE001
                 print(f"warning: network stop: {e}", file=sys.stderr)
             self.net = None
+        if self.state is not None and self.state.forks is not None:
+            self.state.forks.stop()
+            self.state.forks = None
         if self.controller is not None and self.controller.poll() is None:
             self.controller.terminate()
             try:
@@ -377,19 +341,17 @@ class Testbed:
         legs, its bridge ports, its server; every node's FDB learns it, and its
         node binds its host-mode ports once the server listens."""
         from swarmmesh.testbed.topology import task_legs, task_params
-        params = task_params(task, self.cluster, self.state, self.userspace_tso)
+        node = self.net.get(task.node)
+        params = task_params(task, self.cluster, self.state, self.userspace_tso, node.mtu)
         if self.servers is not None:            # on its node's server
             params = self.servers.host_opts(task.host, params)
         host = self.net.addHost(task.host, **params)
-        node = self.net.get(task.node)
         legs = task_legs(task, self.cluster)
         self.state.register_links([n for leg in legs for n in (leg["intfName1"], leg["intfName2"])])
         for leg in legs:
             self.net.addLink(host, node, **leg)
         node.attach_task(task, self.cluster)
         host.configDefault()
-        if self.servers is not None:            # the plan's MTUs on the new legs
-            self.servers.set_mtus(self, [host, node])
         self.sync_fdb()
         for w in self.task_watchers:
             w.task_started(task)
@@ -435,6 +397,14 @@ class Testbed:
         """The node loses power: its underlay link goes down, it answers nothing."""
         self.net.get(name).cmd(f"ip link set {name}-eth0 down")
 
+    def restore_node(self, name: str) -> None:
+        """The node's underlay link comes back up."""
+        self.net.get(name).cmd(f"ip link set {name}-eth0 up")
+
+    def task_netns_pid(self, task: Task) -> int | None:
+        """A process in the task's network namespace (where its health probe runs)."""
+        return self.net.get(task.host).pid if task.host in self.net else None
+
     def kill_controller(self) -> None:
         """SIGKILL the controller (a crash): the switches keep their flows."""
         self.controller.kill()
@@ -464,19 +434,8 @@ class Testbed:
 
     def run_in(self, host: str, args: list[str], timeout: float = 120) -> str:
         """Run a Python module of ours in a host; return its stdout."""
-        h = self.net.get(host)
-        proc = h.popen([sys.executable, *args], env=agents.python_env(),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.state.register(proc.pid, args[1] if args[0] == "-m" else sys.executable)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            raise TestbedError(f"{host}: {' '.join(args)} timed out after {timeout}s")
-        if proc.returncode != 0:
-            raise TestbedError(f"{host}: {' '.join(args)} exited {proc.returncode}: {err[-1000:]}")
-        return out
+        from swarmmesh.testbed.agentrun import run_in
+        return run_in(self.net.get(host), self.state, args, timeout)
 
 
 def _raise_exit(signum, frame):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 
 from swarmmesh import agents
-from swarmmesh.dataplane import underlay
+from swarmmesh.dataplane import zones as zoneplan
 from swarmmesh.testbed import l4lb
 from swarmmesh.testbed.extlb import ServiceHost, _wait, ExtLBError
 
@@ -36,10 +36,10 @@ def netem_available(tb) -> bool:
     return rc.endswith("0")
 
 
-def split(tb, zones: dict[str, str], wan: underlay.Conditions, seed: int | None = None) -> dict:
+def split(tb, zones: dict[str, str], wan: zoneplan.Conditions, seed: int | None = None) -> dict:
     """Two zones, the WAN link between them; returns what was done (for summary.json)."""
     ul = tb.host("underlay")
-    br = underlay.bridges(zones)
+    br = zoneplan.bridges(zones)
     if len(set(br.values())) < 2:
         return {"zones": zones, "wan": None}
     l4lb._sh(ul, "ip link add ul1 type bridge && ip link set ul1 up")
@@ -63,9 +63,9 @@ def split(tb, zones: dict[str, str], wan: underlay.Conditions, seed: int | None 
     if netem:
         l4lb._sh(host, f"ip link add wanbr type bridge && ip link set wanbr up && "
                        f"ip link set {a} master wanbr && ip link set {b} master wanbr")
-        commands = [underlay.netem(i, wan) for i in (a, b)]
+        commands = [zoneplan.netem(i, wan) for i in (a, b)]
     else:
-        commands = [underlay.tbf(i, wan.rate_mbit) for i in (a, b)] if wan.rate_mbit else []
+        commands = [zoneplan.tbf(i, wan.rate_mbit) for i in (a, b)] if wan.rate_mbit else []
         argv = [sys.executable, "-m", "swarmmesh.agents.wanlink", a, b,
                 "--delay-ms", f"{wan.delay_ms:g}", "--jitter-ms", f"{wan.jitter_ms:g}",
                 "--loss", f"{wan.loss:g}"] + (["--seed", str(seed)] if seed is not None else [])
@@ -83,8 +83,8 @@ def split(tb, zones: dict[str, str], wan: underlay.Conditions, seed: int | None 
 
 def limit_link(tb, host: str, rate_mbit: float) -> list[str]:
     """``host``'s own underlay link limited to ``rate_mbit`` both ways (tbf on each end)."""
-    cmds = [(host, underlay.tbf(f"{host}-eth0", rate_mbit)),
-            ("underlay", underlay.tbf(f"ul-{host}", rate_mbit))]
+    cmds = [(host, zoneplan.tbf(f"{host}-eth0", rate_mbit)),
+            ("underlay", zoneplan.tbf(f"ul-{host}", rate_mbit))]
     for h, cmd in cmds:
         l4lb._sh(tb.host(h), cmd)
     return [f"{h}: {c}" for h, c in cmds]

@@ -1,4 +1,5 @@
-"""The command-line tool: ``swarmmesh list | run | replot | clean | doctor | stack check | cli``.
+"""The command-line tool: ``swarmmesh list | run | replot | clean | doctor | stack check | cli
+| trace``.
 
     swarmmesh list                              the experiments, one line each
     sudo swarmmesh run routing_mesh --nodes 4   run one (its flags: swarmmesh run NAME --help)
@@ -8,6 +9,7 @@
     sudo swarmmesh clean                        remove what a killed run left (as `make clean`)
     sudo swarmmesh doctor                       can this machine run it? one line per item
     swarmmesh stack check FILE... [--nodes N]   what would be deployed (exit 2 naming the field)
+    sudo swarmmesh trace --nodes 3 c1 node3:8000 one connection hop by hop, checked by its packets
 
 ``run`` exits as the experiment does (0 ok, 1 failed, 2 bad input, 130
 Ctrl-C); ``replot`` exits 2 if RUN_DIR is not a run folder; ``cli`` exits 0
@@ -147,8 +149,10 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/cli",
                    help="parent of the run folder (logs, model.json, events.csv)")
     from swarmmesh.dataplane import servers
-    servers.add_arguments(p.add_argument_group("across several servers (issue 15)"))
+    servers.add_arguments(p.add_argument_group("across several servers"))
     p.set_defaults(func=cmd_cli)
+    from swarmmesh.ui import trace_cli
+    trace_cli.add_parser(sub)
     return ap
 
 

@@ -21,7 +21,7 @@ from swarmmesh.model import Cluster, InvalidConfigError
 from swarmmesh.ui.shell_format import events_text, node_ls, service_ls, service_ps
 from swarmmesh.ui.shell_ops import (OP_TIMEOUT, Op, errors_since, replaced, scale_done,
                                     settled, unconverged, update_done)
-from swarmmesh.ui.shell_parse import (NodeUpdateArgs, UpdateArgs, int_at_least, one_name,
+from swarmmesh.ui.shell_parse import (KILL_USAGE, NodeUpdateArgs, UpdateArgs, int_at_least, one_name,
                                       parse_kill, parse_node_update, parse_scale, parse_update,
                                       seconds)
 
@@ -34,7 +34,7 @@ class SwarmCLI(CLI):
     file's commands and returns (Mininet's batch mode)."""
 
     prompt = "swarmmesh> "
-    swarm_commands = ("service", "task", "node", "events", "flows", "wait")
+    swarm_commands = ("service", "task", "node", "events", "flows", "trace", "wait")
 
     def __init__(self, orch, stdin=sys.stdin, script: str | None = None, stdout=None,
                  **kwargs) -> None:
@@ -155,14 +155,18 @@ class SwarmCLI(CLI):
             "  service scale SVC=N [SVC=N ...]             start/retire tasks (background)\n"
             "  service update SVC [--parallelism N] [--delay S] [--order start-first|stop-first]\n"
             "                                              rolling update to the next version (background)\n"
-            "  task kill TASK [--how hang|unhealthy]      the task's app dies (hang) or fails its checks\n"
+            "  task kill TASK [--how hang|unhealthy|container]\n"
+            "                                              the task's app dies (hang) or fails its checks;\n"
+            "                                              container: docker kill, Swarm knows at once\n"
             "  node ls                                     nodes: STATUS, AVAILABILITY, ROLE, LABELS, TASKS\n"
             "  node update [--label-add K=V] [--label-rm K] [--role R] [--availability A] NODE\n"
             "                                              labels, role: pending tasks placed, constraints enforced\n"
             "  node down NODE                              power loss: link down, detected after the profile's delay\n"
+            "  node up NODE                                the link comes back: the node is ready again\n"
             "  node drain NODE | node active NODE          availability\n"
             "  events [N]                                  the orchestrator's event log (last N)\n"
             "  flows NODE [MATCH ...]                      ovs-ofctl dump-flows of the node's bridge\n"
+            "  trace SOURCE DEST [--json]                  one connection hop by hop, checked by its packets\n"
             "  wait [SECONDS]                              until the background operations are done")
 
     # -- service -----------------------------------------------------------------
@@ -215,15 +219,22 @@ class SwarmCLI(CLI):
 
     # -- task ----------------------------------------------------------------------
     def do_task(self, line: str) -> None:
-        """task kill TASK [--how hang|unhealthy]  (help swarm)"""
+        """task kill TASK [--how hang|unhealthy|container]  (help swarm)"""
         sub, *args = line.split() or [""]
         if not sub:
-            raise InvalidConfigError("task", "usage: task kill TASK [--how hang|unhealthy]")
+            raise InvalidConfigError("task", KILL_USAGE)
         if sub != "kill":
             raise InvalidConfigError("task", f"unknown subcommand {sub!r} (kill)")
         name, how = parse_kill(args)
         self.cluster.task(name)
         index = len(self.orch.events)
+        if how == "container":
+            with self.orch.build_lock:
+                task = self.orch.kill_container(name)
+            self.say(f"{task.name}'s container killed on {task.node}; Swarm knows at once "
+                     "(replaced in the background)")
+            self.start_op(f"kill {task.name}", lambda: replaced(self.cluster, task), index)
+            return
         with self.orch.build_lock:                  # its host's shell is shared
             task = self.orch.kill_task(name, how)
         if self.orch.healthcheck_of(task) is None:
@@ -236,9 +247,11 @@ class SwarmCLI(CLI):
 
     # -- node ------------------------------------------------------------------------
     def do_node(self, line: str) -> None:
-        """node ls | update [flags] NODE | down NODE | drain NODE | active NODE  (help swarm)"""
+        """node ls | update [flags] NODE | down NODE | up NODE | drain NODE | active NODE
+        (help swarm)"""
         sub, *args = line.split() or [""]
-        usage = "usage: node ls | update [flags] NODE | down NODE | drain NODE | active NODE"
+        usage = ("usage: node ls | update [flags] NODE | down NODE | up NODE | drain NODE | "
+                 "active NODE")
         if not sub:
             raise InvalidConfigError("node", usage)
         if sub == "ls":
@@ -249,9 +262,9 @@ class SwarmCLI(CLI):
         if sub == "update":
             self._node_update(parse_node_update(args))
             return
-        if sub not in ("down", "drain", "active"):
+        if sub not in ("down", "up", "drain", "active"):
             raise InvalidConfigError("node", f"unknown subcommand {sub!r} "
-                                             "(ls, update, down, drain, active)")
+                                             "(ls, update, down, up, drain, active)")
         node = self.cluster.node(one_name(args, f"node {sub} NODE"))
         if sub == "down":
             if node.name in self.downed or node.status == "down":
@@ -261,6 +274,13 @@ class SwarmCLI(CLI):
             self.downed.add(node.name)
             self.say(f"{node.name} down (the cluster notices after "
                      f"{self.orch.profile.node_down_after:g}s)")
+        elif sub == "up":
+            if node.name not in self.downed:
+                raise InvalidConfigError(f"nodes.{node.name}", "not down")
+            with self.orch.build_lock:
+                self.orch.node_up(node.name)
+            self.downed.discard(node.name)
+            self.say(f"{node.name} up (ready again; Swarm moves no running task back)")
         elif sub == "drain":
             self.orch.node_drain(node.name)
             self.say(f"{node.name} drained")
@@ -300,6 +320,23 @@ class SwarmCLI(CLI):
             self.say(f"note: {node.name} is down (link only: its switch still runs)")
         with self.orch.build_lock:
             self.say(self.mn.get(node.name).ofctl("dump-flows", *args[1:]))
+
+    def do_trace(self, line: str) -> None:
+        """trace SOURCE DEST [--json]: one real connection from a client or task to
+        node:port[/proto], service:port or address:port, hop by hop, each hop checked
+        against the packets (swarmmesh trace)"""
+        import json
+
+        from swarmmesh.runs import tracing
+        from swarmmesh.trace import render
+        args = line.split()
+        as_json = "--json" in args
+        args = [a for a in args if a != "--json"]
+        if len(args) != 2:
+            raise InvalidConfigError("trace", "usage: trace SOURCE DEST [--json]")
+        with self.orch.build_lock:
+            path = tracing.trace(self.orch.tb, *args)
+        self.say(json.dumps(path.to_dict(), indent=1) if as_json else render.text(path))
 
     def do_wait(self, line: str) -> None:
         """wait [SECONDS]: until every background operation started here is
@@ -370,7 +407,7 @@ class SwarmCLI(CLI):
 
     def complete_node(self, text, line, *_):
         nodes = lambda: [n.name for n in self.cluster.nodes]   # noqa: E731
-        return self._complete(text, line, {"ls": lambda: (), "down": nodes, "drain": nodes,
+        return self._complete(text, line, {"ls": lambda: (), "down": nodes, "up": nodes, "drain": nodes,
                                            "active": nodes})
 
     def complete_flows(self, text, line, *_):

@@ -115,11 +115,16 @@ def parse_update(args: Sequence[str]) -> UpdateArgs:
     return UpdateArgs(pos[0], v["parallelism"], v["delay"], v["order"])
 
 
+KILL_USAGE = "usage: task kill TASK [--how hang|unhealthy|container]"
+
+
 def parse_kill(args: Sequence[str]) -> tuple[str, str]:
-    """``TASK [--how hang|unhealthy]``."""
-    pos, v = parse_flags(args, {"how": choice(KILL_MODES)}, {"how": "hang"}, "task kill")
+    """``TASK [--how hang|unhealthy|container]``: the app hangs or fails its checks, or the
+    whole container is killed (``docker kill``)."""
+    pos, v = parse_flags(args, {"how": choice(KILL_MODES + ("container",))}, {"how": "hang"},
+                         "task kill")
     if len(pos) != 1:
-        raise InvalidConfigError("task kill", "usage: task kill TASK [--how hang|unhealthy]")
+        raise InvalidConfigError("task kill", KILL_USAGE)
     return pos[0], v["how"]
 
 

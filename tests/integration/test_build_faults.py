@@ -57,6 +57,9 @@ def test_a_task_that_never_listens_is_named_with_its_state(tmp_path, monkeypatch
         if self.task_name == "app.2":
             os.kill(self.server.pid, signal.SIGSTOP)      # alive, and never says ready
     monkeypatch.setattr(topology.SwarmTask, "start_server", stopped)
+    # Each task server its own interpreter: one forked by the fork server says ready within
+    # a millisecond of its fork, before the test could stop it.
+    monkeypatch.setenv("SWARMMESH_FORKSERVER", "0")
     msg, took = _fails(tmp_path, monkeypatch)
     assert msg.startswith("t2 (task app.2 on node2): task server: task server not ready "
                           "after"), msg

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from swarmmesh.dataplane import haproxy
+from swarmmesh.dataplane import extlb as lbplan
 from swarmmesh.lifecycle.orchestrator import Orchestrator
 from swarmmesh.model import Cluster
 from swarmmesh.testbed import extlb
@@ -33,7 +33,7 @@ def _up(lb) -> set[str]:
 def test_a_replacement_task_joins_the_direct_pool_and_the_removed_one_leaves(tmp_path):
     cluster = Cluster.from_stack(STACK, nodes=3, implicit_network=False)
     with Testbed(cluster, tmp_path / "run") as tb, Orchestrator(tb, profile="fast") as orch:
-        lb = extlb.build(tb, cluster, "app", checks=haproxy.Checks(0.2, 2, 2))
+        lb = extlb.build(tb, cluster, "app", checks=lbplan.Checks(0.2, 2, 2))
         assert "server-template slot 8 tasks.app.swarm.example:80" in lb.config
         first = {t.name for t in cluster.tasks_of("app")}
         extlb.wait_up(lb, {"direct": first})

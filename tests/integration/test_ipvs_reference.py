@@ -86,9 +86,12 @@ def test_the_sandbox_is_built_as_libnetwork_builds_it(ref):
     mangle = sbox.run(["iptables", "-t", "mangle", "-S", "PREROUTING"])
     assert "--dport 8000 -j MARK --set-xmark 0x100/0xffffffff" in mangle, mangle
     nat = sbox.run(["iptables", "-t", "nat", "-S", "POSTROUTING"])
-    assert "-m ipvs --ipvs -j SNAT --to-source 10.255.0.2" in nat, nat
+    assert "-m ipvs --ipvs -j SNAT --to-source 10.0.0.2" in nat, nat
     # The node itself has no route to the ingress network: only its sandbox reaches tasks.
-    assert "10.255.0.0/16" not in tb.host("node1").cmd("ip route")
+    assert "10.0.0.0/24" not in tb.host("node1").cmd("ip route")
+    # moby 20.10's sandbox: its ingress address and the service's ingress VIP as a /32.
+    addrs = sbox.run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+    assert "10.0.0.2/24" in addrs and "10.0.0.5/32" in addrs, addrs
 
 
 REUSE_RATE, REUSE_SECONDS, REUSE_PORTS = 30, 6, (40100, 40120)   # 21: odd

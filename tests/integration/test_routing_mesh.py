@@ -116,7 +116,7 @@ def test_experiment_4_nodes_3_replicas_splits_exactly_per_node(tmp_path):
         assert Counter(seq[i::3][0] for i in range(3)) == Counter(["app.1", "app.2", "app.3"])
         assert all(seq[i] == seq[i % 3] for i in range(len(seq))), seq
         assert {row["seen_source"] for row in rows if row["ingress_node"] == node} == \
-            {f"10.255.0.{1 + int(node[-1])}"}
+            {f"10.0.0.{1 + int(node[-1])}"}
     for name in ("requests_per_task", "latency_cdf"):
         assert (run_dir / f"{name}.png").stat().st_size > 10_000
         assert (run_dir / f"{name}.pdf").exists()

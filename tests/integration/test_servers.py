@@ -309,7 +309,7 @@ def test_the_servers_state_folder_is_its_own(spread, ns):
         json.loads((state / "model.json").read_text())
     # vswitchd's pidfile read there: appctl and a conntrack flush work on a remote node
     assert "ovs-vswitchd" in spread.host("node3").appctl("version")
-    spread.host("node3").flush_conntrack(["10.255.0.99"])
+    spread.host("node3").flush_conntrack(["10.0.0.99"])
 
 
 def test_node_down_on_the_server_moves_its_task_to_the_other_remote_node(spread, ns):

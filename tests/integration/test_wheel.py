@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,8 @@ def run(argv: list, cwd: Path, timeout: float = 120) -> subprocess.CompletedProc
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> tuple[Path, Path]:
-    """(venv, an empty folder to work from)."""
+def wheel(tmp_path_factory) -> Path:
+    """The wheel built from a copy of this checkout."""
     base = tmp_path_factory.mktemp("wheel")
     source = base / "source"                  # a copy: the build leaves build/ behind
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
@@ -38,7 +39,13 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
     built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                  "-q", "-w", base / "dist", source], base, timeout=300)
     assert built.returncode == 0, built.stderr[-3000:]
-    wheel = next((base / "dist").glob("swarmmesh-*.whl"))
+    return next((base / "dist").glob("swarmmesh-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def installed(wheel) -> tuple[Path, Path]:
+    """(venv, an empty folder to work from)."""
+    base = wheel.parent.parent
     venv = base / "venv"
     made = run([SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", venv], base)
     assert made.returncode == 0, made.stderr
@@ -61,6 +68,16 @@ def test_the_wheel_holds_the_package_and_the_experiments_only(installed):
     for generic in ("experiments", "topologies", "controllers"):
         r = run([venv / "bin/python", "-c", f"import {generic}"], elsewhere)
         assert r.returncode != 0 and "ModuleNotFoundError" in r.stderr, generic
+
+
+def test_the_wheel_holds_no_test_double(wheel):
+    """The fake switch and any other double live under tests/, as FAUCET keeps its
+    fakeoftable outside its package."""
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.startswith("swarmmesh/dataplane/rules.py") for n in names)
+    doubles = [n for n in names if n.startswith(("tests/", "swarmmesh/testing/"))
+               or "fake" in n.rsplit("/", 1)[-1]]
+    assert not doubles, doubles
 
 
 def test_swarmmesh_list_from_another_folder(installed):

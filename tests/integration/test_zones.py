@@ -77,7 +77,7 @@ def test_a_delay_set_on_the_link_shows_in_the_measured_rtt_within_10_pct(delay_m
     within 10 %, on whichever the kernel offers (netem, else the userspace WAN link); what
     the run records names it, and it is the one that carries the frames."""
     import statistics
-    from swarmmesh.dataplane import underlay
+    from swarmmesh.dataplane import zones as zoneplan
     from swarmmesh.model import Cluster
     from swarmmesh.testbed import zones as zonesmod
     from swarmmesh.testbed.testbed import Testbed
@@ -85,7 +85,7 @@ def test_a_delay_set_on_the_link_shows_in_the_measured_rtt_within_10_pct(delay_m
     with Testbed(cluster, tmp_path) as tb:
         netem = zonesmod.netem_available(tb)
         info = zonesmod.split(tb, {"node1": "a", "node2": "b", "c1": "a"},
-                              underlay.Conditions(delay_ms=delay_ms), seed=1)
+                              zoneplan.Conditions(delay_ms=delay_ms), seed=1)
         same = zonesmod.ping(tb, "c1", str(cluster.node("node1").underlay_ip), 30)
         cross = zonesmod.ping(tb, "c1", str(cluster.node("node2").underlay_ip), 30)
         wan = tb.host(zonesmod.WAN)

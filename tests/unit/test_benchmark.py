@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from swarmmesh.model import InvalidConfigError
-from swarmmesh.runs import experiment
+from swarmmesh.runs import benchbuilds, benchreport, benchtables, experiment, flags, metrics
 from swarmmesh.testbed import footprint
 from swarmmesh_experiments import benchmark as bm
 
@@ -25,23 +25,23 @@ def _args(*argv):
 
 # -- flags -------------------------------------------------------------------------------
 def test_sizes_parse_as_nodes_by_tasks_per_node():
-    assert bm.parse_sizes("3x2,10x20, 50x10 ,100×5") == [(3, 2), (10, 20), (50, 10), (100, 5)]
-    assert bm.size_tag(50, 10) == "50x10"
+    assert flags.sizes("3x2,10x20, 50x10 ,100×5") == [(3, 2), (10, 20), (50, 10), (100, 5)]
+    assert flags.size_tag(50, 10) == "50x10"
 
 
 @pytest.mark.parametrize("text", ["3", "3x", "x2", "3x2x1", "0x2", "3x0", "201x1", "3x101",
                                   "3x2,3x2", "3 by 2", ""])
 def test_bad_sizes_name_the_field(text):
     with pytest.raises(InvalidConfigError) as e:
-        bm.parse_sizes(text)
+        flags.sizes(text)
     assert e.value.field == "sizes"
 
 
 def test_streams_parse():
-    assert bm.parse_streams("1,4") == [1, 4]
+    assert flags.int_list("1,4", "streams", 1, 128) == [1, 4]
     for bad in ("0", "1,1", "a", "129", ""):
         with pytest.raises(InvalidConfigError) as e:
-            bm.parse_streams(bad)
+            flags.int_list(bad, "streams", 1, 128)
         assert e.value.field == "streams"
 
 
@@ -80,7 +80,7 @@ def test_plan_puts_bulk_on_the_task_node_and_keeps_the_empty_node_empty():
     assert len(bulk) == 1 and bulk[0].node == plan["task_node"]
     assert not c.tasks_on(plan["empty_node"])
     assert {t.node for t in c.tasks_of("app")} >= {plan["task_node"]}
-    assert plan["sizes"] == bm.parse_sizes(bm.DEFAULT_SIZES) and plan["streams"] == [1, 4]
+    assert plan["sizes"] == flags.sizes(bm.DEFAULT_SIZES) and plan["streams"] == [1, 4]
 
 
 def test_skip_mesh_and_throughput_needs_no_cluster():
@@ -92,8 +92,8 @@ def test_skip_mesh_and_throughput_needs_no_cluster():
 def test_per_repeat_ratios_pair_repeats_and_skip_missing_ones():
     vals = {("direct", 0): 2.0, ("direct", 1): 4.0, ("direct", 2): 0.0,
             ("mesh", 0): 4.0, ("mesh", 1): 6.0, ("mesh", 2): 1.0, ("mesh", 3): 9.0}
-    assert bm.per_repeat_ratios(vals, ("direct",), ("mesh",)) == [2.0, 1.5]
-    assert bm.ratio(None, 2) is None and bm.ratio(1, 0) is None and bm.ratio(3, 2) == 1.5
+    assert metrics.per_repeat_ratios(vals, ("direct",), ("mesh",)) == [2.0, 1.5]
+    assert metrics.ratio(None, 2) is None and metrics.ratio(1, 0) is None and metrics.ratio(3, 2) == 1.5
 
 
 def _lat(path, rep, ms, ok=True):
@@ -113,7 +113,7 @@ def test_mesh_table_ratios_to_direct_with_targets():
             lat += [_lat(path, rep, ms)] * 3
         ab += [_ab("direct", rep, 1000), _ab("mesh_task_node", rep, 600),
                _ab("mesh_empty_node", rep, 400 + 200 * rep), _ab("nft_lb", rep, 900)]
-    rows = {(r["measure"], r["path"]): r for r in bm.mesh_table(lat, ab)}
+    rows = {(r["measure"], r["path"]): r for r in benchtables.mesh_table(lat, ab)}
     c_lat = rows[("latency", "mesh_empty_node")]
     assert c_lat["baseline"] == 1.5 and c_lat["value"] == 4.0
     assert c_lat["ratio"] == pytest.approx(4 / 1.5)
@@ -124,8 +124,8 @@ def test_mesh_table_ratios_to_direct_with_targets():
     assert (c_rate["ratio_min"], c_rate["ratio_max"]) == (0.4, 0.6)
     assert rows[("connection_rate", "mesh_task_node")]["target"] == ""  # the issue sets none
     assert rows[("latency", "nft_lb")]["met"] == ""
-    assert bm._short_by(c_lat) == "×1.33 short"
-    assert bm._short_by(rows[("connection_rate", "mesh_task_node")]) == ""
+    assert benchreport._short_by(c_lat) == "×1.33 short"
+    assert benchreport._short_by(rows[("connection_rate", "mesh_task_node")]) == ""
 
 
 def _thr(config, path, streams, rep, mbps, error=""):
@@ -142,7 +142,7 @@ def test_throughput_table_against_the_same_configs_underlay_and_the_default_one(
                 _thr("userspace_tso", "mesh_task_node", 1, rep, 4400),
                 _thr("userspace_tso", "mesh_empty_node", 1, rep, 2000)]
     thr.append(_thr("default", "mesh_task_node", 1, 2, 0, error="iperf3 timed out"))
-    rows = bm.throughput_table(thr)
+    rows = benchtables.throughput_table(thr)
     assert [(r["section"], r["path"]) for r in rows] == [
         ("throughput (default)", "underlay"), ("throughput (default)", "mesh_task_node"),
         ("throughput (default)", "mesh_empty_node"), ("throughput (userspace_tso)", "underlay"),
@@ -168,7 +168,7 @@ def test_build_table_against_bare_mininet_and_the_50x10_limits():
                     "up_s": str(bare_up), "down_s": "10.0", "error": ""}]
     builds.append({"repeat": "0", "size": "3x2", "tasks": "6", "build": "swarmmesh",
                    "up_s": "2.0", "down_s": "0.2", "error": ""})
-    rows = bm.build_table(builds)
+    rows = benchtables.build_table(builds)
     assert [r["measure"] for r in rows] == ["build_up", "build_down", "build_up", "build_down"]
     up, down = rows[0], rows[1]
     assert up["path"] == "50x10 (500 tasks)" and up["value"] == 45.0 and up["baseline"] == 22.5
@@ -177,14 +177,14 @@ def test_build_table_against_bare_mininet_and_the_50x10_limits():
     assert down["value"] == 6.0 and down["ratio"] == 0.6 and down["met"] is True
     assert rows[2]["target"] == "" and rows[2]["baseline"] is None and rows[2]["ratio"] is None
     over = dict(up, value=63.0, met=False)
-    assert bm._short_by(over) == "×1.4 short"
+    assert benchreport._short_by(over) == "×1.4 short"
 
 
 def test_teardown_until_idle_adds_the_kernels_cleanup():
     builds = [{"repeat": "0", "size": "2x1", "tasks": "2", "build": b, "up_s": "1.0",
                "down_s": d, "idle_after_s": i, "error": ""}
               for b, d, i in (("swarmmesh", "0.5", "4.5"), ("mininet", "1.0", "2.0"))]
-    rows = {r["measure"]: r for r in bm.build_table(builds)}
+    rows = {r["measure"]: r for r in benchtables.build_table(builds)}
     idle = rows["build_down_until_idle"]       # the wait's own 2 s check taken off
     assert idle["value"] == 3.0 and idle["baseline"] == 1.0 and idle["ratio"] == 3.0
     assert idle["target"] == "" and rows["build_down"]["value"] == 0.5
@@ -201,13 +201,13 @@ def test_idle_fraction_from_proc_stat():
 
 
 def test_meets():
-    assert bm.meets(2.0, "<=", 2.0) and not bm.meets(2.01, "<=", 2.0)
-    assert bm.meets(0.5, ">=", 0.5) and not bm.meets(0.49, ">=", 0.5)
-    assert bm.meets(None, ">=", 0.5) is None
+    assert benchtables.meets(2.0, "<=", 2.0) and not benchtables.meets(2.01, "<=", 2.0)
+    assert benchtables.meets(0.5, ">=", 0.5) and not benchtables.meets(0.49, ">=", 0.5)
+    assert benchtables.meets(None, ">=", 0.5) is None
 
 
 def test_steps_time_each_build_step():
-    steps = bm._Steps(None)
+    steps = benchbuilds._Steps(None)
     steps.marks = [("starting controller", 0.0), ("building network", 0.5),
                    ("waiting for the task servers", 3.0),
                    ("waiting for the controller to program every node", 3.5)]
@@ -260,7 +260,7 @@ def test_memory_table_medians_over_repeats_and_bare_per_host():
                              "controller")]
         memory += [{"size": "2x1", "repeat": str(rep), "build": "mininet", "kind": "other shell",
                     "pss_kb": "512", "rss_kb": "1024"}] * 6
-    (m,) = bm.memory_table(memory, builds)
+    (m,) = benchtables.memory_table(memory, builds)
     assert m["per_node_pss_mib"] == 2.0 and m["per_task_rss_mib"] == 4.0
     assert m["ovs-vswitchd|pss_mib"] == 2.0 and m["per_run_pss_mib"] == 2.0
     assert m["bare_host_pss_mib"] == 0.5 and m["bare_host_rss_mib"] == 1.0
@@ -278,5 +278,5 @@ def test_bare_topology_has_the_clusters_hosts_and_links():
 
 
 def test_a_run_folder_without_runs_csvs_summarises_to_nothing(tmp_path):
-    s = bm.summarise_run(tmp_path)
+    s = benchtables.summarise_run(tmp_path)
     assert s == {"table": [], "load": [], "memory": [], "sizes_built": {}, "failures": []}

@@ -119,3 +119,14 @@ def test_userspace_ovs_without_dev_net_tun_is_required_and_says_how_to_fix(monke
     assert doctor.verdict([c]) == 1
     monkeypatch.setattr(datapath, "tun_missing", lambda path=datapath.TUN: None)
     assert doctor.datapath_needs_check("netdev").status == "ok"
+
+
+def test_dockerd_programs_and_cgroup2_are_judged_from_what_was_read():
+    from swarmmesh.machine import dockerd
+    assert dockerd.programs_missing(lambda p: "/usr/bin/" + p, lambda p: True) is None
+    why = dockerd.programs_missing(lambda p: None if p == "containerd" else "/x", lambda p: True)
+    assert why.startswith("containerd not found") and "make setup-docker" in why
+    why = dockerd.programs_missing(lambda p: "/x", lambda p: False)
+    assert why.startswith("/usr/bin/docker not found")
+    assert dockerd.cgroup2_missing("nodev\tcgroup\nnodev\tcgroup2\n") is None
+    assert "cgroup2" in dockerd.cgroup2_missing("nodev\tcgroup\n")

@@ -113,9 +113,11 @@ def test_success_writes_summary_with_everything_and_prints_the_folder_last(toy, 
     assert s["experiment"] == "toy" and s["status"] == "ok"
     assert s["parameters"] == {"count": 4, "mode": "ok", "out": str(out), "datapath": "auto",
                                "build_timeout": None,
-                               "seed": 7, "quiet": True, "servers": None, "servers_file": None,
+                               "seed": 7, "quiet": True, "flows": False, "servers": None,
+                               "servers_file": None,
                                "placement": None, "place": [], "tunnel": None}
     assert s["seed"] == 7
+    assert s["emulates_docker"] == "20.10.24"        # the release the mesh follows
     assert s["datapath_requested"] == "auto"
     assert s["datapath"] == "netdev"                 # ctx.summary overrides the framework
     assert s["drawn"] == 4

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from swarmmesh.agents import dns, extdns
-from swarmmesh.dataplane import haproxy
+from swarmmesh.dataplane import extlb as lbplan
 from swarmmesh.model import Cluster, InvalidConfigError
 
 STACK = {"services": {"app": {"deploy": {"replicas": 2},
@@ -22,7 +22,7 @@ def cluster():
 
 
 def test_pools_mesh_on_every_node_host_mode_on_every_node_direct_on_every_task(cluster):
-    pools = {p.name: p for p in haproxy.pools(cluster, "app", {"app.1": "10.254.0.10",
+    pools = {p.name: p for p in lbplan.pools(cluster, "app", {"app.1": "10.254.0.10",
                                                                "app.2": "10.254.0.11"})}
     assert [(s.name, s.address, s.port) for s in pools["mesh"].servers] == [
         ("node1", "192.168.99.1", 8000), ("node2", "192.168.99.2", 8000),
@@ -37,19 +37,19 @@ def test_pools_mesh_on_every_node_host_mode_on_every_node_direct_on_every_task(c
 
 def test_no_host_mode_port_and_no_direct_leg_give_the_mesh_pool_alone():
     c = Cluster.quick(nodes=2, replicas=1)
-    assert [p.name for p in haproxy.pools(c, "app", {})] == ["mesh"]
+    assert [p.name for p in lbplan.pools(c, "app", {})] == ["mesh"]
 
 
 def test_a_service_without_an_ingress_tcp_port_is_refused_naming_the_field():
     c = Cluster.from_stack({"services": {"web": {"ports": [
         {"target": 80, "published": 8080, "mode": "host"}]}}}, nodes=2, implicit_network=False)
     with pytest.raises(InvalidConfigError, match=r"services\.web\.ports"):
-        haproxy.pools(c, "web", {})
+        lbplan.pools(c, "web", {})
 
 
 def test_config_one_frontend_and_backend_per_pool_with_checks(cluster):
-    pools = haproxy.pools(cluster, "app", {"app.1": "10.254.0.10"})
-    text = haproxy.config(pools, "192.168.99.254", "leastconn", haproxy.Checks(0.2, 3, 1),
+    pools = lbplan.pools(cluster, "app", {"app.1": "10.254.0.10"})
+    text = lbplan.config(pools, "192.168.99.254", "leastconn", lbplan.Checks(0.2, 3, 1),
                           "/run/x/haproxy.sock", redispatch=True)
     assert "    mode tcp\n" in text and "    option redispatch\n" in text
     assert "stats socket /run/x/haproxy.sock" in text
@@ -62,15 +62,15 @@ def test_config_one_frontend_and_backend_per_pool_with_checks(cluster):
 
 
 @pytest.mark.parametrize("kw, field", [({"balance": "random"}, "balance"),
-                                       ({"checks": haproxy.Checks(0, 2, 2)}, "checks")])
+                                       ({"checks": lbplan.Checks(0, 2, 2)}, "checks")])
 def test_bad_config_input_names_its_field(cluster, kw, field):
     with pytest.raises(InvalidConfigError, match=field):
-        haproxy.config(haproxy.pools(cluster, "app", {}), "192.168.99.254", **kw)
+        lbplan.config(lbplan.pools(cluster, "app", {}), "192.168.99.254", **kw)
 
 
 def test_detection_window():
-    assert haproxy.Checks(0.5, 2, 2).window() == (1.5, 2.0)
-    assert haproxy.Checks(0.2, 3, 1).window() == pytest.approx((1.0, 1.2))
+    assert lbplan.Checks(0.5, 2, 2).window() == (1.5, 2.0)
+    assert lbplan.Checks(0.2, 3, 1).window() == pytest.approx((1.0, 1.2))
 
 
 def test_parse_log_takes_connection_lines_only():
@@ -78,7 +78,7 @@ def test_parse_log_takes_connection_lines_only():
             "192.168.99.201 60484 mesh mesh node1 1 1 3 199 -- 192.168.99.1\n"
             "192.168.99.201 37502 direct direct slot2 0 0 1 199 -- 10.254.0.11\n"
             "192.168.99.201 40000 mesh mesh node2 0 -1 1002 0 SC 192.168.99.2\n")
-    rows = haproxy.parse_log(text)
+    rows = lbplan.parse_log(text)
     assert [(r["client_port"], r["server"], r["tc_ms"], r["termination"], r["server_ip"])
             for r in rows] == [(60484, "node1", 1, "--", "192.168.99.1"),
                                (37502, "slot2", 0, "--", "10.254.0.11"),
@@ -91,20 +91,20 @@ def test_parse_stat_keeps_servers():
            "mesh,node1,0,3,UP,L4OK,192.168.99.1:8000\n"
            "mesh,node2,0,2,DOWN,L4TOUT,192.168.99.2:8000\n"
            "mesh,BACKEND,0,5,UP,,\n")
-    assert haproxy.parse_stat(csv) == {
+    assert lbplan.parse_stat(csv) == {
         ("mesh", "node1"): {"status": "UP", "stot": 3, "check_status": "L4OK",
                             "addr": "192.168.99.1"},
         ("mesh", "node2"): {"status": "DOWN", "stot": 2, "check_status": "L4TOUT",
                             "addr": "192.168.99.2"}}
-    assert haproxy.parse_stat("") == {}
+    assert lbplan.parse_stat("") == {}
 
 
 def test_zone_maps_the_name_to_every_node(cluster):
-    z = haproxy.zone("Swarm.Example.", cluster)
+    z = lbplan.zone("Swarm.Example.", cluster)
     assert z["swarm.example"] == ["192.168.99.1", "192.168.99.2", "192.168.99.3"]
     assert z["node2.swarm.example"] == ["192.168.99.2"]
     with pytest.raises(InvalidConfigError, match="dns_name"):
-        haproxy.zone("bad..name", cluster)
+        lbplan.zone("bad..name", cluster)
 
 
 def _ask(zone, name, qtype=dns.QTYPE_A):
@@ -115,7 +115,7 @@ def _ask(zone, name, qtype=dns.QTYPE_A):
 
 
 def test_external_dns_is_authoritative_and_rotates(cluster):
-    zone = extdns.Zone(haproxy.zone("swarm.example", cluster))
+    zone = extdns.Zone(lbplan.zone("swarm.example", cluster))
     answers = [_ask(zone, "swarm.example")[3] for _ in range(4)]
     assert answers[0] == ["192.168.99.1", "192.168.99.2", "192.168.99.3"]
     assert answers[1] == ["192.168.99.2", "192.168.99.3", "192.168.99.1"]
@@ -130,11 +130,11 @@ def test_external_dns_is_authoritative_and_rotates(cluster):
 
 
 def test_a_discovered_direct_pool_is_a_server_template_asking_the_external_dns(cluster):
-    disc = haproxy.Discovery(haproxy.tasks_name("app", "Swarm.Example."),
-                             haproxy.slots_for(2), "192.168.99.253:53", hold=1.0)
-    pools = {p.name: p for p in haproxy.pools(cluster, "app", {"app.1": "10.254.0.10"},
-                                              discovery=disc)}
-    text = haproxy.config(list(pools.values()), "192.168.99.254")
+    disc = lbplan.Discovery(lbplan.tasks_name("app", "Swarm.Example."),
+                            lbplan.slots_for(2), "192.168.99.253:53", hold=1.0)
+    pools = {p.name: p for p in lbplan.pools(cluster, "app", {"app.1": "10.254.0.10"},
+                                             discovery=disc)}
+    text = lbplan.config(list(pools.values()), "192.168.99.254")
     assert disc.fqdn == "tasks.app.swarm.example" and disc.slots == 8
     direct = text.split("\nbackend direct\n")[1].split("\n\n")[0]
     assert ("    server-template slot 8 tasks.app.swarm.example:80 resolvers extdns "
@@ -145,10 +145,10 @@ def test_a_discovered_direct_pool_is_a_server_template_asking_the_external_dns(c
                                     "    accepted_payload_size 8192"]
     assert "    hold valid 1000ms" in res and "    hold obsolete 0s" in res
     # a pool with no task yet still has its frontend and its slots
-    assert [p.name for p in haproxy.pools(cluster, "app", {}, discovery=disc)][-1] == "direct"
+    assert [p.name for p in lbplan.pools(cluster, "app", {}, discovery=disc)][-1] == "direct"
     with pytest.raises(InvalidConfigError, match="slots"):
-        haproxy.pools(cluster, "app", {"app.1": "a", "app.2": "b"},
-                      discovery=haproxy.Discovery("x", 1, "1.2.3.4:53"))
+        lbplan.pools(cluster, "app", {"app.1": "a", "app.2": "b"},
+                     discovery=lbplan.Discovery("x", 1, "1.2.3.4:53"))
 
 
 def test_the_zone_follows_its_file(tmp_path):

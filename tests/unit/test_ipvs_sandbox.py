@@ -36,7 +36,7 @@ NODE3_IPTABLES = """\
 COMMIT
 *nat
 :POSTROUTING ACCEPT [0:0]
--A POSTROUTING -d 10.255.0.0/16 -m ipvs --ipvs -j SNAT --to-source 10.255.0.4
+-A POSTROUTING -d 10.0.0.0/24 -m ipvs --ipvs -j SNAT --to-source 10.0.0.4
 COMMIT
 """
 
@@ -80,10 +80,10 @@ def test_one_rr_service_per_mark_one_masqueraded_real_server_per_task_on_the_tar
     c = Cluster.quick()
     svcs = ipvs.services(c, ipvs.assign_marks(c))
     assert svcs == {256: ipvs.VirtualService(256, "tcp", 8000, "rr",
-                                             (("10.255.0.5:80", 1), ("10.255.0.6:80", 1)))}
+                                             (("10.0.0.6:80", 1), ("10.0.0.7:80", 1)))}
     assert ipvs.ipvsadm_lines({}, svcs) == ["-A -f 256 -s rr",
-                                            "-a -f 256 -r 10.255.0.5:80 -m -w 1",
-                                            "-a -f 256 -r 10.255.0.6:80 -m -w 1"]
+                                            "-a -f 256 -r 10.0.0.6:80 -m -w 1",
+                                            "-a -f 256 -r 10.0.0.7:80 -m -w 1"]
     assert ipvs.ipvsadm_lines(svcs, svcs) == []
 
 
@@ -93,10 +93,10 @@ def test_a_leaving_task_gets_weight_0_then_its_real_server_is_deleted():
     before = ipvs.services(c, marks)
     c.task("app.1").state = "draining"
     draining = ipvs.services(c, marks)
-    assert ipvs.ipvsadm_lines(before, draining) == ["-e -f 256 -r 10.255.0.5:80 -m -w 0"]
+    assert ipvs.ipvsadm_lines(before, draining) == ["-e -f 256 -r 10.0.0.6:80 -m -w 0"]
     c.remove_task("app.1")
     gone = ipvs.services(c, marks)
-    assert ipvs.ipvsadm_lines(draining, gone) == ["-d -f 256 -r 10.255.0.5:80"]
+    assert ipvs.ipvsadm_lines(draining, gone) == ["-d -f 256 -r 10.0.0.6:80"]
     assert ipvs.ipvsadm_lines(gone, {}) == ["-D -f 256"]
 
 
@@ -104,13 +104,14 @@ def test_a_task_on_a_node_that_is_down_takes_no_new_connection():
     c = Cluster.quick()
     c.node(c.task("app.2").node).status = "down"
     svcs = ipvs.services(c, ipvs.assign_marks(c))
-    assert svcs[256].dests == (("10.255.0.5:80", 1), ("10.255.0.6:80", 0))
+    assert svcs[256].dests == (("10.0.0.6:80", 1), ("10.0.0.7:80", 0))
 
 
 def test_the_sandbox_has_the_nodes_ingress_address_mobys_sysctls_and_a_way_back():
     cmds = ipvs.setup_commands(Cluster.quick(), "node2")
     assert "ip addr add 172.18.0.2/16 dev eth1" in cmds
-    assert "ip addr add 10.255.0.3/16 dev eth0" in cmds
+    assert "ip addr add 10.0.0.3/24 dev eth0" in cmds
+    assert "ip addr add 10.0.0.5/32 dev eth0" in cmds           # the service's ingress VIP
     assert "ip link set eth0 address 02:42:ac:12:00:01" in cmds    # the bridge's replies
     assert "ip route add default via 172.18.0.1 dev eth1" in cmds
     sysctls = [c for c in cmds if c.startswith("sysctl")]

@@ -15,7 +15,7 @@ from swarmmesh.model import Cluster
 INGRESS_ONLY = """\
 table ip swarmmesh {
  chain mesh {
-  tcp dport 8000 dnat to numgen inc mod 2 map { 0 : 10.255.0.5, 1 : 10.255.0.6 } : 80
+  tcp dport 8000 dnat to numgen inc mod 2 map { 0 : 10.0.0.6, 1 : 10.0.0.7 } : 80
  }
  chain prerouting { type nat hook prerouting priority -100; policy accept;
   fib daddr type local jump mesh
@@ -24,7 +24,7 @@ table ip swarmmesh {
   fib daddr type local jump mesh
  }
  chain postrouting { type nat hook postrouting priority 100; policy accept;
-  oifname "gwbr" ip daddr 10.255.0.0/16 snat to 10.255.0.4
+  oifname "gwbr" ip daddr 10.0.0.0/24 snat to 10.0.0.4
   oifname "gwbr" ip saddr 127.0.0.0/8 masquerade
  }
 }
@@ -56,7 +56,7 @@ def test_ingress_only_cluster_table():
     assert kernel.table(cluster, "node3") == INGRESS_ONLY
     for node in cluster.nodes:                  # every node: the same pick, its own SNAT
         assert kernel.table(cluster, node.name) == INGRESS_ONLY.replace(
-            "snat to 10.255.0.4", f"snat to {node.ingress_ip}")
+            "snat to 10.0.0.4", f"snat to {node.ingress_ip}")
 
 
 def test_ingress_only_udp_and_several_ports():
@@ -123,7 +123,7 @@ def test_localhost_snatted_to_the_gateway_on_each_local_gw_leg():
     for node in cluster.nodes:
         post = chain(kernel.table(cluster, node.name), "postrouting")
         legs = [layout.gw_intf(t) for t in cluster.tasks_on(node.name) if t.service == "web"]
-        assert post == [f'oifname "gwbr" ip daddr 10.255.0.0/16 snat to {node.ingress_ip}',
+        assert post == [f'oifname "gwbr" ip daddr 10.0.0.0/24 snat to {node.ingress_ip}',
                         'oifname "gwbr" ip saddr 127.0.0.0/8 masquerade'] + \
             [f'oifname "{leg}" ip saddr 127.0.0.0/8 snat to 172.18.0.1' for leg in legs]
 

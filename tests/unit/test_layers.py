@@ -13,22 +13,25 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "swarmmesh"
 
-# Which layer may import which (besides itself).  The direction, top to bottom:
-#   ui -> runs -> lifecycle / testbed -> control -> dataplane -> model
-#   agents -> model; traffic -> agents; machine and model import nothing of ours.
+# Which layer may import which (besides itself): the imports the code makes, no more, so
+# that a new edge is a decision someone takes here.  The direction, top to bottom:
+#   ui -> runs -> testbed -> control -> dataplane -> model
+#   lifecycle -> model (the orchestrator drives a testbed it is handed, imports none);
+#   trace (a path predicted and parsed, pure) -> dataplane, model;
+#   agents -> model; traffic -> agents, machine; machine and model import nothing of ours.
 ALLOWED = {
     "model": set(),
     "machine": set(),
     "dataplane": {"model"},
     "agents": {"model"},
     "control": {"dataplane", "model"},
-    "testing": {"dataplane", "model"},
-    "traffic": {"agents", "machine", "model"},
+    "trace": {"dataplane", "model"},
+    "traffic": {"agents", "machine"},
     "testbed": {"control", "dataplane", "agents", "machine", "model"},
-    "lifecycle": {"testbed", "dataplane", "machine", "model"},
-    "runs": {"lifecycle", "testbed", "traffic", "agents", "machine", "model", "dataplane"},
-    "ui": {"runs", "lifecycle", "testbed", "traffic", "agents", "machine", "model",
-           "dataplane", "control"},
+    "lifecycle": {"model"},
+    "runs": {"lifecycle", "testbed", "traffic", "agents", "machine", "model", "dataplane",
+             "trace"},
+    "ui": {"runs", "lifecycle", "testbed", "machine", "model", "dataplane", "trace"},
 }
 OUTSIDE = ("experiments", "topologies", "controllers", "swarmmesh_experiments")
 
@@ -129,3 +132,21 @@ def test_the_package_finds_no_path_of_its_own():
     bad = [f"{m}" for m, p in modules().items()
            if "sys.path.insert" in p.read_text() or "sys.path.append" in p.read_text()]
     assert not bad, bad
+
+
+# The project's size rules: a module says one thing, an experiment is a short script.
+MAX_MODULE_LINES = 500
+MAX_EXPERIMENT_LINES = 400
+
+
+def test_no_module_of_the_package_is_over_500_lines():
+    big = {m: n for m, p in modules().items()
+           if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not big, f"split by concern (a new module per concern): {big}"
+
+
+def test_no_experiment_is_over_400_lines():
+    experiments = PACKAGE.parent / "experiments"
+    big = {p.name: n for p in sorted(experiments.glob("*.py"))
+           if (n := len(p.read_text().splitlines())) > MAX_EXPERIMENT_LINES}
+    assert not big, f"move its tables and figures to swarmmesh/runs: {big}"

@@ -61,9 +61,9 @@ def test_keepalive_summary_detects_pinning_and_uneven_split():
 
 
 def test_nft_ruleset_round_robin_dnat_and_masquerade_only_for_dnat():
-    text = l4lb.nft_ruleset("192.168.99.254", 8000, 80, ["10.255.0.5", "10.255.0.6"])
+    text = l4lb.nft_ruleset("192.168.99.254", 8000, 80, ["10.0.0.6", "10.0.0.7"])
     assert ("ip daddr 192.168.99.254 tcp dport 8000 dnat to numgen inc mod 2 map "
-            "{ 0 : 10.255.0.5, 1 : 10.255.0.6 } : 80") in text
+            "{ 0 : 10.0.0.6, 1 : 10.0.0.7 } : 80") in text
     assert 'ct status dnat oifname "be0" masquerade' in text
     with pytest.raises(ValueError):
         l4lb.nft_ruleset("192.168.99.254", 8000, 80, [])
@@ -87,12 +87,12 @@ def test_mesh_overhead_sets_the_emulated_mesh_beside_swarms_ipvs():
     path, and the side-by-side: split, first turns, source seen, latency, connections/s."""
     rr, off = ["app.2", "app.1"] * 3, ["app.1", "app.1", "app.2", "app.2"]
     lat = (_lat("direct", ["app.1"] * 4, "192.168.99.201", 1.0)
-           + _lat("mesh_task_node", rr, "10.255.0.2", 3.0)
-           + _lat("mesh_empty_node", rr, "10.255.0.4", 4.0)
+           + _lat("mesh_task_node", rr, "10.0.0.2", 3.0)
+           + _lat("mesh_empty_node", rr, "10.0.0.4", 4.0)
            + _lat("nft_lb", rr, "10.254.0.1", 1.0)
            + _lat("ipvs_direct", ["app.1"] * 4, "192.168.99.201", 2.0)
-           + _lat("ipvs_task_node", rr, "10.255.0.2", 3.0)
-           + _lat("ipvs_empty_node", off, "10.255.0.4", 5.0))
+           + _lat("ipvs_task_node", rr, "10.0.0.2", 3.0)
+           + _lat("ipvs_empty_node", off, "10.0.0.4", 5.0))
     ab = [{"path": p, "rps": str(r), "failed": "0"} for p, r in (
         ("direct", 1000), ("mesh_task_node", 500), ("mesh_empty_node", 400), ("nft_lb", 900),
         ("ipvs_direct", 800), ("ipvs_task_node", 600), ("ipvs_empty_node", 400))]
@@ -105,7 +105,7 @@ def test_mesh_overhead_sets_the_emulated_mesh_beside_swarms_ipvs():
     assert ref["empty_node"]["ipvs"]["split"] == {"app.1": 2, "app.2": 2}
     assert ref["task_node"]["ipvs"]["split"] == {"app.1": 3, "app.2": 3}
     assert ref["task_node"]["ipvs"]["first_turns"] == ["app.2", "app.1", "app.2", "app.1"]
-    assert ref["empty_node"]["ipvs"]["seen_sources"] == ["10.255.0.4"]
+    assert ref["empty_node"]["ipvs"]["seen_sources"] == ["10.0.0.4"]
     assert ref["direct"]["ipvs"]["rps_median"] == 800
     # Without the reference's rows, the table is the four paths as before.
     four = [r for r in lat if r["path"] in mesh_overhead.PATHS]

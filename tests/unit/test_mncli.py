@@ -105,6 +105,19 @@ class FakeOrch:
             self._later(replace)
         return task
 
+    def kill_container(self, name):
+        self.calls.append(("kill container", name))
+        task = self.cluster.task(name)
+
+        def replace():
+            self.cluster.remove_task(task.name)
+            self.cluster.place_task(task.service, state="running", slot=task.slot)
+        self._later(replace)
+        return task
+
+    def node_up(self, name):
+        self.calls.append(("up", name))
+
     def healthcheck_of(self, task):
         return self.cluster.service(task.service).healthcheck
 
@@ -300,12 +313,13 @@ def test_errors_are_one_line_and_the_cli_goes_on(orch, tmp_path):
         "error: services.nope: unknown service",
         "error: nodes.node9: unknown node",
         "error: tasks.app.9: unknown task",
-        "error: --how: must be one of hang, unhealthy, got 'dead'",
+        "error: --how: must be one of hang, unhealthy, container, got 'dead'",
         "error: --order: must be one of stop-first, start-first, got 'up'",
         "error: service: unknown subcommand 'frobnicate' (ls, ps, scale, update)",
         "error: service: usage: service ls | ps SERVICE | scale SERVICE=N ... "
         "| update SERVICE [flags]",
-        "error: node: usage: node ls | update [flags] NODE | down NODE | drain NODE | active NODE",
+        "error: node: usage: node ls | update [flags] NODE | down NODE | up NODE | drain NODE | "
+            "active NODE",
         "error: events N: must be >= 1, got 0"]
     assert "HOSTNAME   STATUS" in section(out, "node ls")          # still alive at the end
     assert orch.calls == []                                          # nothing reached it
@@ -348,6 +362,16 @@ def test_task_kill_and_node_commands_reach_the_orchestrator(orch, tmp_path):
     assert "app.1 killed (unhealthy) on node1; app has no health check: it stays" in out
     assert "node3 down (the cluster notices after 15s)" in out
     assert "error: nodes.node3: already down" in out
+
+
+def test_a_killed_container_and_a_node_back_up_reach_the_orchestrator(orch, tmp_path):
+    out = run_script(orch, tmp_path, "task kill t1 --how container\nwait\nnode up node3\n"
+                                     "node down node3\nnode up node3\n")
+    assert orch.calls == [("kill container", "t1"), ("down", "node3"), ("up", "node3")]
+    assert "app.1's container killed on node1; Swarm knows at once" in out
+    assert "app.1 detected, removed and replaced (app 2/2 running)" in out
+    assert "error: nodes.node3: not down" in out
+    assert "node3 up (ready again" in out
 
 
 def test_kill_of_a_checked_task_says_when_it_is_replaced(tmp_path):

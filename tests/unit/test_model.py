@@ -89,9 +89,9 @@ def test_node_and_client_addresses():
     assert (n1.index, n2.index, n3.index) == (1, 2, 3)
     assert n1.underlay_ip == IPv4Address("192.168.99.1")
     assert n3.underlay_ip == IPv4Address("192.168.99.3")
-    assert n1.ingress_ip == IPv4Address("10.255.0.2")
-    assert n3.ingress_ip == IPv4Address("10.255.0.4")
-    assert n1.ingress_mac == "02:42:0a:ff:00:02"
+    assert n1.ingress_ip == IPv4Address("10.0.0.2")       # as measured on moby 20.10.24
+    assert n3.ingress_ip == IPv4Address("10.0.0.4")
+    assert n1.ingress_mac == "02:42:0a:00:00:02"
     assert n1.lb_ips == {}
     assert [(cl.name, str(cl.underlay_ip)) for cl in c.clients] == [
         ("c1", "192.168.99.201"), ("c2", "192.168.99.202")]
@@ -101,23 +101,26 @@ def test_node_and_client_addresses():
 def test_task_ingress_addresses_follow_node_sandboxes():
     c = Cluster.quick(3, 2)
     t1, t2 = c.tasks
-    assert t1.addresses == {"ingress": IPv4Address("10.255.0.5")}
-    assert t2.addresses == {"ingress": IPv4Address("10.255.0.6")}
-    assert t1.macs == {"ingress": "02:42:0a:ff:00:05"}
-    assert t2.macs == {"ingress": "02:42:0a:ff:00:06"}
+    assert c.service("app").ingress_vip == IPv4Address("10.0.0.5")   # the VIP, then tasks
+    assert t1.addresses == {"ingress": IPv4Address("10.0.0.6")}
+    assert t2.addresses == {"ingress": IPv4Address("10.0.0.7")}
+    assert t1.macs == {"ingress": "02:42:0a:00:00:06"}
+    assert t2.macs == {"ingress": "02:42:0a:00:00:07"}
     ingress = c.networks["ingress"]
-    assert ingress.subnet == IPv4Network("10.255.0.0/16")
+    assert ingress.subnet == IPv4Network("10.0.0.0/24")
     assert ingress.vni == 4096 and ingress.ingress
-    assert ingress.gateway == IPv4Address("10.255.0.1")
+    assert ingress.gateway == IPv4Address("10.0.0.1")
 
 
 def test_ingress_addresses_depend_on_node_count():
     c = Cluster.quick(nodes=5, replicas=1)
-    assert c.tasks[0].addresses["ingress"] == IPv4Address("10.255.0.7")
+    assert c.service("app").ingress_vip == IPv4Address("10.0.0.7")
+    assert c.tasks[0].addresses["ingress"] == IPv4Address("10.0.0.8")
 
 
 @pytest.mark.parametrize("ip, mac", [
     ("10.255.0.2", "02:42:0a:ff:00:02"),
+    ("10.0.0.2", "02:42:0a:00:00:02"),
     ("10.0.1.2", "02:42:0a:00:01:02"),
     ("192.168.99.254", "02:42:c0:a8:63:fe"),
 ])
@@ -139,7 +142,7 @@ def test_user_networks_vni_subnets_and_lb_ips():
     assert (back.subnet, back.vni) == (IPv4Network("10.0.2.0/24"), 4098)
     assert placement(c) == {"web.1": "node1", "web.2": "node2", "api.1": "node3"}
     web1, web2, api1 = c.tasks
-    assert web1.addresses == {"ingress": IPv4Address("10.255.0.5"),
+    assert web1.addresses == {"ingress": IPv4Address("10.0.0.6"),
                               "front": IPv4Address("10.0.1.2")}
     assert web2.addresses["front"] == IPv4Address("10.0.1.3")
     # no ingress port -> no ingress address
@@ -464,7 +467,7 @@ BAD_STACKS = [
      {"services": {"app": {}}, "networks": {"n": {"ipam": {"config": [{"subnet": "10.1.0.1/24"}]}}}},
      {}, "networks.n.ipam.config[0].subnet", "invalid subnet"),
     ("subnet-overlaps-ingress",
-     {"services": {"app": {}}, "networks": {"n": {"ipam": {"config": [{"subnet": "10.255.8.0/24"}]}}}},
+     {"services": {"app": {}}, "networks": {"n": {"ipam": {"config": [{"subnet": "10.0.0.128/25"}]}}}},
      {}, "networks.n.ipam.config[0].subnet", "overlaps the ingress network"),
     ("subnets-overlap",
      {"services": {"app": {}}, "networks": {
@@ -542,3 +545,26 @@ def test_nothing_is_built_from_a_bad_stack():
     # The port error is in the last service: no partial cluster leaks out.
     with pytest.raises(InvalidConfigError):
         Cluster.from_stack(stack(a={"deploy": {"replicas": 2}}, b={"ports": ["x:80"]}))
+
+
+def test_a_second_published_service_gets_its_vip_after_the_first_ones_tasks():
+    c = Cluster.from_stack({"services": {
+        "web": {"ports": ["8000:80"], "deploy": {"replicas": 2}},
+        "api": {"ports": ["9000:80"], "deploy": {"replicas": 1}},
+        "db": {}}})
+    assert c.service("web").ingress_vip == IPv4Address("10.0.0.5")
+    assert [str(t.addresses["ingress"]) for t in c.tasks_of("web")] == ["10.0.0.6", "10.0.0.7"]
+    assert c.service("api").ingress_vip == IPv4Address("10.0.0.8")
+    assert c.tasks_of("api")[0].addresses["ingress"] == IPv4Address("10.0.0.9")
+    assert c.service("db").ingress_vip is None
+    again = Cluster.from_dict(json.loads(json.dumps(c.to_dict())))
+    assert again.service("web").ingress_vip == IPv4Address("10.0.0.5")
+    assert again.place_task("web").addresses["ingress"] == IPv4Address("10.0.0.10")
+
+
+def test_a_cluster_larger_than_dockers_ingress_24_is_refused_naming_the_field():
+    assert len(Cluster.quick(200, 50).tasks) == 50       # 200 + 1 VIP + 50 = 251 addresses
+    with pytest.raises(InvalidConfigError) as err:
+        Cluster.quick(200, 53)
+    assert err.value.field == "services"
+    assert "10.0.0.0/24" in str(err.value) and "200 nodes" in str(err.value)

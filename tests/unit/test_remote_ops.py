@@ -11,7 +11,7 @@ import sys
 import time
 
 from swarmmesh.testbed.runtime import sh_pidfile_signal
-from swarmmesh.testbed.servers import _printf_escape
+from swarmmesh.testbed.remotehost import _printf_escape
 
 
 def _sh(script: str, **kw) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""Unit tests for swarmmesh.dataplane.rules, run on swarmmesh.testing.fakeswitch (no switch, no root)."""
+"""Unit tests for swarmmesh.dataplane.rules, run on tests.doubles.fakeswitch (no switch, no root)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from swarmmesh.dataplane import layout, rules
-from swarmmesh.testing.fakeswitch import AmbiguousMatch, FakeCluster, FakeSwitch
+from tests.doubles.fakeswitch import AmbiguousMatch, FakeCluster, FakeSwitch
 from swarmmesh.model import Cluster
 from swarmmesh.dataplane.flows import (COOKIE_LEARNED, CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK,
                                       CT_TRK_EST, CT_TRK_NEW, Ct, Flow, Goto, Learn, Nat, Output,
@@ -237,7 +237,7 @@ def test_arp_for_tasks_and_nodes_is_answered_on_the_in_port(cluster):
             targets = [(str(t.addresses["ingress"]), t.macs["ingress"]) for t in cluster.tasks]
             targets += [(str(n.ingress_ip), n.ingress_mac) for n in cluster.nodes]
             for ip, mac in targets:
-                req = arp_request(in_port, ip, spa="10.255.0.99", sha="02:42:0a:ff:00:63")
+                req = arp_request(in_port, ip, spa="10.0.0.99", sha="02:42:0a:00:00:63")
                 assert sw.process(req) == [(in_port, _arp_reply(req, mac, ip))]
 
 
@@ -245,7 +245,7 @@ def test_unknown_arp_is_dropped_not_flooded(cluster):
     for node in cluster.nodes:
         sw = FakeSwitch(rules.node_flows(cluster, node.name))
         for in_port in (layout.PORT_GW, layout.PORT_VXLAN):
-            assert sw.process(arp_request(in_port, "10.255.0.250")) == []
+            assert sw.process(arp_request(in_port, "10.0.0.250")) == []
             assert sw.process(arp_request(in_port, "172.18.0.1")) == []
         # an ARP reply is not forwarded either
         reply = dict(arp_request(layout.PORT_GW, layout.SBOX_GW_IP), arp_op=2)
@@ -283,7 +283,7 @@ def test_gw_port_to_another_destination_is_dropped(cluster):
     task = tasks_of(cluster)[0]
     for node in cluster.nodes:
         for dst, port in ((str(task.addresses["ingress"]), 8000), (str(node.ingress_ip), 80),
-                          ("172.18.0.1", 80), (layout.SBOX_GW_IP, 80), ("10.255.0.250", 80),
+                          ("172.18.0.1", 80), (layout.SBOX_GW_IP, 80), ("10.0.0.250", 80),
                           ("8.8.8.8", 80)):
             pkt = dict(fc.from_client(node.name, CLIENT, 46001, 8000), ipv4_dst=dst,
                        tcp_dst=port)
@@ -295,9 +295,9 @@ def test_gw_port_to_another_destination_is_dropped(cluster):
 def test_overlay_packet_for_nobody_is_dropped():
     c = Cluster.quick(3, 2)
     fc = FakeCluster(c)
-    pkt = {"in_port": layout.PORT_VXLAN, "eth_type": IP, "ip_proto": 6, "eth_src": "02:42:0a:ff:00:63",
-           "eth_dst": c.node("node3").ingress_mac, "ipv4_src": "10.255.0.99",
-           "ipv4_dst": "10.255.0.200", "tcp_src": 1, "tcp_dst": 80}
+    pkt = {"in_port": layout.PORT_VXLAN, "eth_type": IP, "ip_proto": 6, "eth_src": "02:42:0a:00:00:63",
+           "eth_dst": c.node("node3").ingress_mac, "ipv4_src": "10.0.0.99",
+           "ipv4_dst": "10.0.0.200", "tcp_src": 1, "tcp_dst": 80}
     assert fc.deliver("node3", pkt) == []
     # a stray "reply" to node3's ingress address with no connection behind it: the
     # bridge keeps no state, it goes to the kernel, unchanged (no conntrack entry

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from swarmmesh.dataplane import layout, rules
-from swarmmesh.testing.fakeswitch import FakeCluster
+from tests.doubles.fakeswitch import FakeCluster
 from swarmmesh.model import Cluster, docker_mac
 from tests.stacks import EASTWEST as STACK
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from swarmmesh.dataplane import schedulers as s
+from swarmmesh.dataplane import picks as s
 
 TASKS = [f"web.{i}" for i in range(1, 6)]
 CLIENTS = [f"10.1.{i // 250}.{i % 250 + 1}" for i in range(5000)]

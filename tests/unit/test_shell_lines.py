@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from swarmmesh.testbed.topology import LINE_MAX, shell_lines, tx_off_cmd, vsctl_batches
+from swarmmesh.dataplane.nodeplan import tx_off_cmd
+from swarmmesh.testbed.shell import LINE_MAX, shell_lines, vsctl_batches
 
 
 def test_commands_are_joined_in_order_within_the_limit():

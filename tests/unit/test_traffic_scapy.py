@@ -162,7 +162,7 @@ def test_fast_mode_never_sleeps_and_counts_failures():
 
 # -- replies and matching --------------------------------------------------------
 
-def _udp_reply(req: Request, task="app.2", node="node3", seen="10.255.0.2") -> bytes:
+def _udp_reply(req: Request, task="app.2", node="node3", seen="10.0.0.2") -> bytes:
     body = (f'{{"task": "{task}", "node": "{node}", "client": "{seen}", '
             f'"client_port": {req.src_port}, "port": 80, "seq": 1}}\n').encode()
     return bytes(Ether(src=req.target.mac, dst=CLIENT_MAC) /
@@ -181,7 +181,7 @@ def test_parse_udp_reply_names_the_task():
     req = plan_requests([T1], 1, seed=1)[0]
     r = parse_frame(_udp_reply(req))
     assert r.kind == "udp" and r.key == req.key and r.peer == ("192.168.99.1", 8000)
-    assert (r.task, r.task_node, r.seen_source) == ("app.2", "node3", "10.255.0.2")
+    assert (r.task, r.task_node, r.seen_source) == ("app.2", "node3", "10.0.0.2")
 
 
 def test_parse_ignores_other_frames():
@@ -231,7 +231,7 @@ def test_matcher_tcp_http_handshake_then_rst():
     assert ack[TCP].chksum == TCP(bytes(ack[TCP]))[TCP].chksum
     # A retransmitted SYN-ACK changes nothing and sends nothing.
     assert m.on_reply(parse_frame(_tcp(req, "SA", server_isn, req.isn + 1)), 11) == []
-    body = b'HTTP/1.1 200 OK\r\n\r\n{"task": "app.3", "node": "node2", "client": "10.255.0.2"}'
+    body = b'HTTP/1.1 200 OK\r\n\r\n{"task": "app.3", "node": "node2", "client": "10.0.0.2"}'
     out = m.on_reply(parse_frame(_tcp(req, "PA", server_isn + 1,
                                       req.isn + 1 + len(HTTP_GET), body)), 20)
     rst = Ether(out[0])
@@ -289,10 +289,10 @@ def test_bpf_program_accepts_only_the_prefix():
     assert socket.inet_aton("198.18.0.0") == struct.pack("!I", prog[4][3])
 
 
-# -- fairness (experiments/many_clients.py) -------------------------------------------
+# -- fairness (swarmmesh.runs.metrics, as many_clients uses it) ------------------------
 
 def test_jain_and_max_over_mean():
-    from swarmmesh_experiments.many_clients import jain, max_over_mean
+    from swarmmesh.runs.metrics import jain, max_over_mean
     assert jain([5, 5, 5]) == 1.0 and max_over_mean([5, 5, 5]) == 1.0
     assert jain([9, 0, 0]) == pytest.approx(1 / 3) and max_over_mean([9, 0, 0]) == 3.0
     assert jain([1002, 999, 999]) == pytest.approx(0.999998, abs=1e-6)
@@ -320,7 +320,7 @@ def test_spread_counts_zeros_losses_and_strangers():
     (["--replicas", "0"], "replicas"),
     (["--nodes", "0"], "nodes"),
     (["--batch", "0"], "batch"),
-    (["--max-loss", "1.5"], "max_loss"),
+    (["--max-loss", "1.5"], "max-loss"),                 # the flag as typed
     (["--published", "70000"], "services.app.ports"),
 ])
 def test_many_clients_rejects_bad_input_before_building(tmp_path, args, field):

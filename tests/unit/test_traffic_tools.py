@@ -120,11 +120,11 @@ def test_open_loop_rows_sorted_and_record_fields():
     assert [r["seq"] for r in out] == [0, 1, 2]
     from swarmmesh.agents.httpclient import Result
     res = Result(ok=True, status=200, connect_ms=0.2, ttfb_ms=0.5, total_ms=0.6,
-                 body={"task": "app.2", "node": "node2", "client": "10.255.0.2"}, local_port=4)
+                 body={"task": "app.2", "node": "node2", "client": "10.0.0.2"}, local_port=4)
     r = openloop.record(3, 15.0, 0.25, res)
     assert set(r) == set(openloop.FIELDS)
     assert (r["task"], r["node"], r["seen_source"], r["late_ms"]) == ("app.2", "node2",
-                                                                     "10.255.0.2", 0.25)
+                                                                     "10.0.0.2", 0.25)
 
 
 def test_missing_program_names_the_debian_package(monkeypatch):

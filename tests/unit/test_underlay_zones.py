@@ -8,7 +8,7 @@ import random
 import pytest
 
 from swarmmesh.agents.wanlink import Schedule
-from swarmmesh.dataplane import haproxy, underlay
+from swarmmesh.dataplane import extlb as lbplan, zones as zoneplan
 from swarmmesh.model import Cluster, InvalidConfigError
 from swarmmesh.model.nodes import NodeAttrs, NodeSetup
 
@@ -29,9 +29,9 @@ def two():
 
 
 def test_zones_and_bridges(two):
-    z = underlay.zone_of(two)
+    z = zoneplan.zone_of(two)
     assert z == {"node1": "a", "node2": "b", "node3": "a", "node4": "b", "c1": "a", "c2": "b"}
-    assert underlay.bridges(z) == {"node1": "ul0", "node2": "ul1", "node3": "ul0",
+    assert zoneplan.bridges(z) == {"node1": "ul0", "node2": "ul1", "node3": "ul0",
                                    "node4": "ul1", "c1": "ul0", "c2": "ul1"}
 
 
@@ -41,7 +41,7 @@ def test_zones_and_bridges(two):
 ])
 def test_bad_zones_name_the_field(labels, words):
     with pytest.raises(InvalidConfigError, match=words):
-        underlay.zone_of(_cluster(labels))
+        zoneplan.zone_of(_cluster(labels))
 
 
 @pytest.mark.parametrize("kw, field", [({"delay_ms": -1}, "delay-ms"), ({"loss": 1.0}, "loss"),
@@ -49,33 +49,33 @@ def test_bad_zones_name_the_field(labels, words):
                                        ({"rate_mbit": 0}, "rate-mbit")])
 def test_bad_conditions_name_the_field(kw, field):
     with pytest.raises(InvalidConfigError, match=field):
-        underlay.Conditions(**kw)
+        zoneplan.Conditions(**kw)
 
 
 def test_tc_commands():
-    assert underlay.tbf("wan1-a", 10) == ("tc qdisc replace dev wan1-a root tbf rate 10mbit "
+    assert zoneplan.tbf("wan1-a", 10) == ("tc qdisc replace dev wan1-a root tbf rate 10mbit "
                                           "burst 12500 latency 100ms")
-    assert underlay.tbf("x", 1).split()[-3] == "3200"          # at least two frames
-    c = underlay.Conditions(10, 1, 0.01, 50)
-    assert underlay.netem("wan1-a", c) == ("tc qdisc replace dev wan1-a root netem delay 10ms "
+    assert zoneplan.tbf("x", 1).split()[-3] == "3200"          # at least two frames
+    c = zoneplan.Conditions(10, 1, 0.01, 50)
+    assert zoneplan.netem("wan1-a", c) == ("tc qdisc replace dev wan1-a root netem delay 10ms "
                                            "1ms loss 1% rate 50mbit")
     assert c.describe(False)["delay_jitter_loss_by"].startswith("userspace WAN link")
 
 
 def test_crossings():
-    assert underlay.crossings("a", "b", "a") == 2                # the mesh's worst case
-    assert underlay.crossings("a", "a", "b") == 1
-    assert underlay.crossings("a", "a", "a", via_zone="a") == 0
-    assert underlay.crossings("b", "a", "a", via_zone="b") == 1  # a backup in the other zone
+    assert zoneplan.crossings("a", "b", "a") == 2                # the mesh's worst case
+    assert zoneplan.crossings("a", "a", "b") == 1
+    assert zoneplan.crossings("a", "a", "a", via_zone="a") == 0
+    assert zoneplan.crossings("b", "a", "a", via_zone="b") == 1  # a backup in the other zone
 
 
 def test_zone_pools_own_zone_first_the_others_as_backups(two):
-    z = underlay.zone_of(two)
-    pools = {p.name: p for p in haproxy.zone_pools(two, "app", z, "b")}
+    z = zoneplan.zone_of(two)
+    pools = {p.name: p for p in lbplan.zone_pools(two, "app", z, "b")}
     assert [(s.name, s.backup) for s in pools["mesh"].servers] == [
         ("node2", False), ("node4", False), ("node1", True), ("node3", True)]
     assert pools["host"].port == 8080
-    text = haproxy.config(list(pools.values()), "192.168.99.253")
+    text = lbplan.config(list(pools.values()), "192.168.99.253")
     assert "    server node1 192.168.99.1:8080 backup\n" in text
 
 

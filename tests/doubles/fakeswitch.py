@@ -56,7 +56,7 @@ import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from swarmmesh.dataplane import kernel, layout, rules, schedulers
+from swarmmesh.dataplane import kernel, layout, picks, rules
 from swarmmesh.model import Cluster, Task
 from swarmmesh.dataplane.flows import (COOKIE_LEARNED, CT_EST, CT_NEW, CT_RPL, CT_TRK, Ct, Flow, Goto,
                                       Learn, Move, Nat, Output, Resubmit, SetField)
@@ -410,7 +410,7 @@ class FakeKernel:
     def _pick(self, proto: str, dport: int, src: str) -> tuple[str, int] | None:
         """The task a new connection goes to (None: dropped), as the ``mesh`` chain says:
         a remembered client first, then the counter or the client's hash (the kernel's
-        ``jhash``; here :func:`schedulers.source_hash`, another hash alike in spread)."""
+        ``jhash``; here :func:`picks.source_hash`, another hash alike in spread)."""
         for set_name, ip, target in self.sticky.get((proto, dport), []):
             if src in self.sets.get(set_name, set()):
                 return ip, target
@@ -422,7 +422,7 @@ class FakeKernel:
             self.counters[(proto, dport)] = k + 1
             k %= len(ips)
         else:
-            k = schedulers.source_hash(src, len(ips))
+            k = picks.source_hash(src, len(ips))
         if names:
             self.sets.setdefault(names[k], set()).add(src)
         return ips[k], target

@@ -1,10 +1,11 @@
 """The external load balancer in front of the swarm: HAProxy's configuration and the
-external DNS zone, as pure functions of the model (no Mininet, no process).
+external DNS zone, as pure functions of the model (no Mininet, no process);
+``swarmmesh.testbed.extlb`` carries them out.
 
 Swarm's documentation draws the routing mesh behind an external load balancer
 (HAProxy) that forwards to *any* node's published port, and an external DNS
 name "mapped to any or all nodes".  Three pools of servers, each a frontend of
-its own on the balancer's address, make the comparison of the issue:
+its own on the balancer's address, make the comparison:
 
 * ``mesh``: every node's ingress-published port (the routing mesh balances again);
 * ``host``: every node's host-mode published port; only the nodes that run a task

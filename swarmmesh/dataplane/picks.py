@@ -1,5 +1,7 @@
-"""The schedulers a service may choose (issue 14), as pure functions: tasks in, the table
-the node's kernel picks from out.  Nothing here knows nftables; ``kernel`` renders the
+"""The balancing algorithms a service may choose (``--scheduler`` and ``x-swarmmesh``
+call them schedulers, as IPVS does; Swarm's own scheduler, which places tasks on nodes,
+is :mod:`swarmmesh.model.placement`), as pure functions: tasks in, the table the node's
+kernel picks from out.  Nothing here knows nftables; ``kernel`` renders the
 tables as maps, and the unit tests compute from the tables alone which share of client
 flows moves when a task leaves or joins.
 
