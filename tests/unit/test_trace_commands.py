@@ -44,7 +44,7 @@ def test_ofproto_flow_is_the_packet_as_it_enters_the_bridge():
     mesh = predict(c, parse_source(c, "c1"), parse_dest(c, "node3:5353/udp"), sport=40000)
     i = next(i for i, h in enumerate(mesh.hops) if h.stage == "bridge")
     assert tracing.ofproto_flow(mesh.hops[i], tracing.entering_packet(mesh, i)) == (
-        "in_port=1,udp,nw_src=10.255.0.4,nw_dst=10.255.0.8,nw_ttl=64,udp_src=40000,udp_dst=80")
+        "in_port=1,udp,nw_src=10.0.0.4,nw_dst=10.0.0.11,nw_ttl=64,udp_src=40000,udp_dst=80")
     vip = predict(c, parse_source(c, "app.1"), parse_dest(c, "db:80"), sport=40000)
     flow = tracing.ofproto_flow(vip.hops[1], tracing.entering_packet(vip, 1))
     assert flow == ("in_port=1001,tcp,nw_src=10.0.1.2,nw_dst=10.0.1.12,nw_ttl=64,"

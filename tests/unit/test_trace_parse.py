@@ -19,9 +19,9 @@ def test_nft_trace_names_the_rules_of_the_first_packet_in_order():
     rules = [(e.chain, e.text, e.verdict) for e in first if e.kind == "rule"]
     assert rules == [
         ("prerouting", "fib daddr type local jump mesh", "jump mesh"),
-        ("mesh", "tcp dport 8000 dnat to numgen inc mod 2 map { 0 : 10.255.0.5, "
-                 "1 : 10.255.0.6 }:80", "accept"),
-        ("postrouting", 'oifname "gwbr" ip daddr 10.255.0.0/16 snat to 10.255.0.4', "accept")]
+        ("mesh", "tcp dport 8000 dnat to numgen inc mod 2 map { 0 : 10.0.0.6, "
+                 "1 : 10.0.0.7 }:80", "accept"),
+        ("postrouting", 'oifname "gwbr" ip daddr 10.0.0.0/24 snat to 10.0.0.4', "accept")]
 
 
 def test_nft_trace_packet_fields_show_the_dnat_between_chains():
@@ -30,7 +30,7 @@ def test_nft_trace_packet_fields_show_the_dnat_between_chains():
     packets = [e.fields for e in first if e.kind == "packet"]
     assert packets[0]["ip daddr"] == "192.168.99.3" and packets[0]["tcp dport"] == "8000"
     assert packets[0]["iif"] == "node3-eth0" and packets[0]["tcp flags"] == "syn"
-    assert packets[1]["ip daddr"] == "10.255.0.5" and packets[1]["tcp dport"] == "80"
+    assert packets[1]["ip daddr"] == "10.0.0.6" and packets[1]["tcp dport"] == "80"
     assert packets[1]["oif"] == "gwbr"
 
 
@@ -44,12 +44,12 @@ def test_nft_trace_a_reused_id_starts_a_new_packet():
 def test_ofproto_trace_lists_tables_priorities_cookies_and_the_output_port():
     t = parse.parse_ofproto_trace(text("ofproto_ingress_out.txt"))
     assert [(r.table, r.priority) for r in t.rules] == [(0, 200), (22, 100), (40, 100)]
-    assert t.rules[0].match == "tcp,in_port=1,nw_dst=10.255.0.5,tp_dst=80"
-    assert t.rules[0].cookie == "0x53573e533dbb15d4"
-    assert t.rules[1].actions == ["set_field:02:42:0a:ff:00:04->eth_src", "goto_table:40"]
+    assert t.rules[0].match == "tcp,in_port=1,nw_dst=10.0.0.6,tp_dst=80"
+    assert t.rules[0].cookie == "0x5357168f492d87aa"
+    assert t.rules[1].actions == ["set_field:02:42:0a:00:00:04->eth_src", "goto_table:40"]
     assert t.outputs == ["2"] and not t.dropped
-    assert t.datapath_actions == "set(eth(src=02:42:0a:ff:00:04,dst=02:42:0a:ff:00:05)),5"
-    assert "dl_src=02:42:0a:ff:00:04" in t.final_flow
+    assert t.datapath_actions == "set(eth(src=02:42:0a:00:00:04,dst=02:42:0a:00:00:06)),5"
+    assert "dl_src=02:42:0a:00:00:04" in t.final_flow
 
 
 def test_ofproto_trace_of_a_drop():
@@ -76,15 +76,15 @@ def test_conntrack_event_gives_the_nat_tuple():
     assert [e.state for e in events] == ["SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT",
                                          "LAST_ACK", "TIME_WAIT"]
     e = events[0]
-    assert e.orig == ("192.168.99.201", "192.168.99.3", 46802, 8000)
-    assert e.reply == ("10.255.0.5", "10.255.0.4", 80, 46802)
-    assert e.dnat == ("10.255.0.5", 80) and e.snat == ("10.255.0.4", 46802)
+    assert e.orig == ("192.168.99.201", "192.168.99.3", 51686, 8000)
+    assert e.reply == ("10.0.0.6", "10.0.0.4", 80, 51686)
+    assert e.dnat == ("10.0.0.6", 80) and e.snat == ("10.0.0.4", 51686)
     assert e.flags == ("UNREPLIED",) and events[2].flags == ("ASSURED",)
 
 
 def test_conntrack_event_with_timestamp_and_id():
     e = parse.parse_conntrack(text("conntrack_ingress_ts.txt"))[0]
-    assert e.timestamp == 1796411479.065588 and e.ct_id == "3543812749"
+    assert e.timestamp == 1796417929.243514 and e.ct_id == "3675421273"
     assert e.bytes is None
 
 
@@ -97,12 +97,12 @@ def test_conntrack_host_mode_dnat_without_snat_and_a_refusal():
 
 
 def test_conntrack_counters_when_accounting_is_on():
-    line = ("[DESTROY] tcp      6 src=192.168.99.201 dst=192.168.99.3 sport=46802 dport=8000 "
-            "packets=6 bytes=397 src=10.255.0.5 dst=10.255.0.4 sport=80 dport=46802 "
+    line = ("[DESTROY] tcp      6 src=192.168.99.201 dst=192.168.99.3 sport=51686 dport=8000 "
+            "packets=6 bytes=397 src=10.0.0.6 dst=10.0.0.4 sport=80 dport=51686 "
             "packets=4 bytes=518 [ASSURED]")
     e = parse.parse_conntrack_line(line)
     assert e.packets == (6, 4) and e.bytes == (397, 518)
-    assert e.dnat == ("10.255.0.5", 80)
+    assert e.dnat == ("10.0.0.6", 80)
 
 
 def test_tcpdump_vxlan_packets_carry_their_inner_addresses_vni_and_outer_ends():

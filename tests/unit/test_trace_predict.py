@@ -22,7 +22,7 @@ def cluster() -> Cluster:
     return Cluster.from_stack(STACK, nodes=3, implicit_network=False)
 
 
-def trace(cluster, source, dest, pick=None, sport=46802):
+def trace(cluster, source, dest, pick=None, sport=51686):
     return predict(cluster, parse_source(cluster, source), parse_dest(cluster, dest), pick,
                    sport)
 
@@ -45,11 +45,11 @@ def test_ingress_via_a_node_without_the_task_crosses_vxlan_both_ways(cluster):
                          ("node3", "bridge"), ("node3", "reply")]
     vx = p.hops[4]
     assert vx.capture.vni == 4096 and vx.capture.outer == ("192.168.99.3", "192.168.99.1")
-    assert [str(r) for r in p.hops[1].rewrites] == ["dnat 192.168.99.3:8000 -> 10.255.0.5:80"]
+    assert [str(r) for r in p.hops[1].rewrites] == ["dnat 192.168.99.3:8000 -> 10.0.0.6:80"]
     assert [str(r) for r in p.hops[2].rewrites] == [
-        "snat 192.168.99.201:46802 -> 10.255.0.4:46802"]
-    assert str(p.hops[6].packet) == "tcp 10.255.0.4:46802 > 10.255.0.5:80"
-    assert str(p.hops[-1].packet) == "tcp 192.168.99.3:8000 > 192.168.99.201:46802"
+        "snat 192.168.99.201:51686 -> 10.0.0.4:51686"]
+    assert str(p.hops[6].packet) == "tcp 10.0.0.4:51686 > 10.0.0.6:80"
+    assert str(p.hops[-1].packet) == "tcp 192.168.99.3:8000 > 192.168.99.201:51686"
 
 
 def test_ingress_via_a_node_with_the_task_stays_on_its_bridge(cluster):
@@ -97,7 +97,7 @@ def test_east_west_vip_dnats_and_snats_in_the_bridge(cluster):
     p = trace(cluster, "app.1", "db:80", pick="db.1")
     bridge = p.hops[1]
     assert [str(r) for r in bridge.rewrites] == ["dnat 10.0.1.12:80 -> 10.0.1.4:80",
-                                                 "snat 10.0.1.2:46802 -> 10.0.1.8:46802"]
+                                                 "snat 10.0.1.2:51686 -> 10.0.1.8:51686"]
     assert p.hops[2].capture.vni == 4097
     assert p.hops[4].packet.src == "10.0.1.8"          # the node's LB address
 
@@ -138,21 +138,21 @@ def observed_node3(answer) -> compare.Observed:
 
 def test_the_kernel_and_bridge_hops_agree_with_the_real_text(cluster):
     p = trace(cluster, "c1", "node3:8000", pick="app.1")
-    obs = observed_node3({"task": "app.1", "client": "10.255.0.4", "client_port": 46802})
-    obs.seen[("node3", "gwbr")] = [Seen("tcp", "10.255.0.4", 46802, "10.255.0.5", 80)]
-    obs.seen[("c1", "c1-eth0")] = [Seen("tcp", "192.168.99.201", 46802, "192.168.99.3", 8000)]
+    obs = observed_node3({"task": "app.1", "client": "10.0.0.4", "client_port": 51686})
+    obs.seen[("node3", "gwbr")] = [Seen("tcp", "10.0.0.4", 51686, "10.0.0.6", 80)]
+    obs.seen[("c1", "c1-eth0")] = [Seen("tcp", "192.168.99.201", 51686, "192.168.99.3", 8000)]
     v = compare.verify(p, obs)
     assert [h.verified for h in v.hops[1:4]] == [True, True, True]
     assert v.hops[5].verified is True                       # node1's bridge, from VXLAN
-    assert "table 0 priority 200 cookie 0x53573e533dbb15d4" in "\n".join(v.hops[3].detail)
+    assert "table 0 priority 200 cookie 0x5357168f492d87aa" in "\n".join(v.hops[3].detail)
     assert not v.verified                                   # the captures are missing
     assert v.first_disagreement().stage == "vxlan"
 
 
 def test_a_wrong_pick_is_the_first_hop_that_disagrees(cluster):
     p = trace(cluster, "c1", "node3:8000", pick="app.2")
-    obs = observed_node3({"task": "app.1", "client": "10.255.0.4"})
-    obs.seen[("c1", "c1-eth0")] = [Seen("tcp", "192.168.99.201", 46802, "192.168.99.3", 8000)]
+    obs = observed_node3({"task": "app.1", "client": "10.0.0.4"})
+    obs.seen[("c1", "c1-eth0")] = [Seen("tcp", "192.168.99.201", 51686, "192.168.99.3", 8000)]
     v = compare.verify(p, obs)
     bad = v.first_disagreement()
     assert (bad.host, bad.stage) == ("node3", "nft")
@@ -160,10 +160,10 @@ def test_a_wrong_pick_is_the_first_hop_that_disagrees(cluster):
 
 
 def test_a_refusal_is_verified_by_the_client_and_conntrack(cluster):
-    p = trace(cluster, "c1", "node3:8080", sport=51198)
+    p = trace(cluster, "c1", "node3:8080", sport=33782)
     ct = parse.parse_conntrack((FIX / "conntrack_refused.txt").read_text())
     obs = compare.Observed(conntrack={"node3": ct}, answer={"refused": True},
-                           seen={("c1", "c1-eth0"): [Seen("tcp", "192.168.99.201", 51198,
+                           seen={("c1", "c1-eth0"): [Seen("tcp", "192.168.99.201", 33782,
                                                           "192.168.99.3", 8080)]})
     v = compare.verify(p, obs)
     assert v.verified, render.text(v)
