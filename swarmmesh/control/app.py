@@ -72,6 +72,11 @@ class MeshController(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def switch_features(self, ev):
         dp = ev.msg.datapath
+        # os-ken's own OFPHandler sets dp.id from this same message, in its own event loop:
+        # this handler can run first and find None (seen in the guest: a node never
+        # programmed, "datapath None is not a node"). The message carries the id itself.
+        if dp.id is None:
+            dp.id = ev.msg.datapath_id
         node = layout.node_of_dpid(self.cluster, dp.id)
         if node is None:
             self.logger.warning("datapath %016x is not a node of this cluster; ignored", dp.id)

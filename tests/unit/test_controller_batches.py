@@ -11,7 +11,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from swarmmesh.control import app as mesh
 from swarmmesh.control import ofp as ofpmod
-from swarmmesh.dataplane import rules, sync
+from swarmmesh.dataplane import layout, rules, sync
 from swarmmesh.model import Cluster
 
 ofp = ofproto_v1_3
@@ -112,3 +112,18 @@ def test_batches_keep_order_and_size_and_pass_a_long_message_whole():
     assert b"".join(out) == b"".join(bufs)
     assert out == [bufs[0] + bufs[1], bufs[2], bufs[3], bufs[4] + bufs[5]]
     assert ofpmod.batches([]) == []
+
+
+def test_a_switch_whose_features_beat_os_kens_own_handler_is_still_programmed():
+    """os-ken's OFPHandler sets ``datapath.id`` in its own event loop; the app's features
+    handler may run first (seen in the guest) and must take the id from the message."""
+    cluster = Cluster.quick(3, 2)
+    dp = RecordingDatapath()
+    dp.id = None                                          # OFPHandler has not run yet
+    dpid = layout.dpid_of(cluster.node("node3"))
+    ctl = types.SimpleNamespace(cluster=cluster, stats={}, logger=None)
+    ev = types.SimpleNamespace(msg=types.SimpleNamespace(datapath=dp, datapath_id=dpid))
+    mesh.MeshController.switch_features(ctl, ev)
+    assert dp.id == dpid and ctl.stats == {dpid: []}
+    (request,) = dp.msgs
+    assert isinstance(request, parser.OFPFlowStatsRequest)
