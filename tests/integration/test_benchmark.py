@@ -107,7 +107,7 @@ def test_builds_against_bare_mininet_and_the_memory_per_kind(run):
     memory = _csv(run_dir / "memory.csv")
     kinds = {r["kind"] for r in memory if r["size"] == "3x2" and r["build"] == "swarmmesh"}
     assert kinds == {"ovs-vswitchd", "ovsdb-server", "dns", "node shell", "task server",
-                     "task shell", "controller", "other shell"}
+                     "task shell", "controller", "fork server", "other shell"}
     m = {x["size"]: x for x in json.loads((run_dir / "summary.json").read_text())["memory"]}
     assert 5 < m["3x2"]["per_node_pss_mib"] < 200 and 1 < m["3x2"]["per_task_pss_mib"] < 100
     assert 0 < m["3x2"]["bare_host_pss_mib"] < m["3x2"]["per_task_pss_mib"]
