@@ -22,7 +22,8 @@ def load_1min() -> float:
 
 
 # Testbed progress messages -> the build step they start.
-STEPS = {"starting controller": "controller",
+STEPS = {"starting the fork server": "fork server",
+         "starting controller": "controller",
          "building network": "hosts, links, kernels, OVS, DNS",
          "waiting for the task servers": "task servers",
          "waiting for the controller to program every node": "switches programmed, DNS"}

@@ -163,6 +163,7 @@ class Testbed:
         self.revision = 0
         self.model_path.write_text(json.dumps({**self.cluster.to_dict(), "revision": 0}))
         if use_forks:
+            self.progress("starting the fork server")
             self.state.forks = ForkServer(self.state).start()
         sock = str(self.state.dir / "openflow.sock")
         self.progress("starting controller")

@@ -24,6 +24,7 @@ from swarmmesh.lifecycle.probes import CommandProbe, HttpProbe, probe_for
 from swarmmesh.lifecycle.profiles import check_for
 from swarmmesh.model.healthcheck import parse_duration
 from swarmmesh.model import HealthCheck
+from swarmmesh.testbed import footprint
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -367,6 +368,10 @@ def test_checker_scales_50_tasks_at_fast_interval_without_drift(task_server):
             counts[task] = counts.get(task, 0) + 1
 
     run = 2.0
+    # Lateness is the checker's only on an idle machine: in `make test` this runs right
+    # after the integration tier, while the kernel may still be destroying its namespaces
+    # (once 88 ms p99 there, 2-5 ms alone). Wait for quiet CPUs first (bounded).
+    waited = footprint.wait_quiet(idle=0.8, timeout=30.0)
     cpu0 = time.process_time()
     with Checker(lambda t: None, on_result=on_result) as checker:
         now = time.monotonic()
@@ -380,4 +385,5 @@ def test_checker_scales_50_tasks_at_fast_interval_without_drift(task_server):
     assert len(counts) == 50
     assert min(counts.values()) >= 0.8 * expected, (min(counts.values()), expected, stats)
     assert stats["late_p99_ms"] < 30, stats
-    print(f"\n50 tasks x {fast.interval}s for {run}s: {stats}, checker CPU {cpu:.2f}s")
+    print(f"\n50 tasks x {fast.interval}s for {run}s: {stats}, checker CPU {cpu:.2f}s "
+          f"(after {waited:.1f} s waiting for quiet CPUs)")
