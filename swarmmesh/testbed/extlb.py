@@ -42,6 +42,7 @@ from swarmmesh import agents
 from swarmmesh.dataplane import extlb as lbplan
 from swarmmesh.model import Cluster, InvalidConfigError, UNDERLAY_SUBNET
 from swarmmesh.testbed import l4lb
+from swarmmesh.testbed.runtime import stop_popen
 from swarmmesh.testbed.topology import SwarmClient
 
 LB_HOST, DNS_HOST = "haproxy", "extdns"
@@ -67,13 +68,7 @@ class ServiceHost(SwarmClient):
         return self.proc
 
     def terminate(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_popen(self.proc)
         super().terminate()
 
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from swarmmesh import agents
+from swarmmesh.testbed.runtime import stop_popen
 from swarmmesh.testbed.bounds import BuildFailure, log_cause, no_answer
 
 MARKER = "swarmmesh.agents.forkserver"
@@ -147,13 +148,7 @@ class ForkServer:
 
     def stop(self) -> None:
         """Stop the fork server itself (its children are stopped by their own PIDs)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_popen(self.proc)
         self.proc = None
 
 

@@ -60,6 +60,17 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def stop_popen(proc, timeout: float = 3.0) -> None:
+    """SIGTERM a child process of ours (a ``Popen``), wait ``timeout`` s, then SIGKILL."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def signal_pid(pid: int, marker: str, sig: int = signal.SIGTERM) -> bool:
     """Send ``sig`` to a PID of ours (checked by its command line); True if sent."""
     if marker not in _cmdline(pid):

@@ -32,7 +32,7 @@ from swarmmesh.testbed.checks import (REQUIRED, build_bound, check_datapath,  # 
 from swarmmesh.testbed.errors import TestbedError
 from swarmmesh.testbed.forks import ForkServer, forks_enabled
 from swarmmesh.testbed.lc import LeastConnections
-from swarmmesh.testbed.runtime import RunState, clean_all
+from swarmmesh.testbed.runtime import RunState, clean_all, stop_popen
 
 _RUN_SEQ = itertools.count(1)          # several testbeds may live in one process
 
@@ -247,13 +247,7 @@ class Testbed:
         if self.state is not None and self.state.forks is not None:
             self.state.forks.stop()
             self.state.forks = None
-        if self.controller is not None and self.controller.poll() is None:
-            self.controller.terminate()
-            try:
-                self.controller.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.controller.kill()
-                self.controller.wait()
+        stop_popen(self.controller, timeout=5)
         self.controller = None
         if self.servers is not None and self.state is not None:
             self.servers.stop(self)
