@@ -63,6 +63,7 @@ datagram with the same JSON document (``port`` is the UDP port).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import selectors
 import signal
@@ -259,6 +260,14 @@ def _raise_nofile_limit() -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
+    return _parser().parse_args(argv)
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> argparse.ArgumentParser:
+    """Built once: the fork server builds it before it forks, and every task server it
+    forks parses with the parent's, shared (a parser built per task would be new
+    memory in each)."""
     p = argparse.ArgumentParser(prog="python -m swarmmesh.agents.taskserver",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--task", required=True, help="task name, e.g. app.1")
@@ -272,7 +281,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also answer UDP datagrams on the same ports")
     p.add_argument("--slow-delay", type=float, default=SLOW_DELAY,
                    help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
