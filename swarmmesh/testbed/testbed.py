@@ -103,7 +103,7 @@ class Testbed:
         # sandbox with the kernel's IPVS on every node (the reference path).
         self.ingress = ingress
         self.userspace_tso = userspace_tso  # every vswitchd with userspace TSO, offload kept
-        self.servers = servers      # a testbed.servers.Spread (issue 15), or None: this machine
+        self.servers = servers      # a testbed.servers.Spread, or None: this machine
         self.requested_datapath = datapath
         self.progress = progress
         # The build's bound (testbed.bounds): given, $SWARMMESH_BUILD_TIMEOUT, or by size.
