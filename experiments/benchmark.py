@@ -43,12 +43,13 @@ import sys
 import time
 from pathlib import Path
 
-from swarmmesh.runs import experiment, flags, meshpaths, report, runfolder as results
+from swarmmesh.runs import experiment, flags, meshpaths, report, runfolder as results, stackargs
 from swarmmesh.runs.benchreport import build_figure, load_figure, num, ratios_figure, write_report
 from swarmmesh.runs.benchbuilds import load_1min, measure_builds
 from swarmmesh.runs.benchtables import (BUILD_COLUMNS, MEMORY_COLUMNS, TABLE_COLUMNS,
                                         THR_COLUMNS, THR_PATHS, summarise_run)
 from swarmmesh.model import Cluster, InvalidConfigError
+from swarmmesh.model.stack import ingress_subnet
 from swarmmesh.runs import loadsweep
 
 try:                                   # installed (swarmmesh run) or from the checkout
@@ -64,6 +65,9 @@ DESCRIPTION = ("the benchmark table in one run: latency, connections/s and iperf
                "memory per node and per task")
 
 DEFAULT_SIZES = "3x2,10x20,50x10,100x5"
+# The builds' ingress network: past 10.0.0.0/24's 253 addresses (50 x 10 has 500 tasks), as a
+# user of a large swarm re-creates it (this is the subnet Docker 1.12 and 1.13 gave it).
+BUILD_INGRESS = "10.255.0.0/16"
 BULK, BULK_PORT, UNDERLAY_PORT = "bulk", 5201, 5301
 
 
@@ -90,6 +94,7 @@ def add_arguments(ap) -> None:
     build = ap.add_argument_group("build and teardown")
     build.add_argument("--sizes", default=DEFAULT_SIZES,
                        help="cluster sizes, NODESxTASKS_PER_NODE[,...]")
+    stackargs.add_ingress_subnet(build, default=BUILD_INGRESS)
     build.add_argument("--build-repeats", type=int, default=2,
                        help="builds of each size (ours and bare Mininet's each)")
     build.add_argument("--settle-timeout", type=float, default=120.0,
@@ -143,6 +148,12 @@ def validate(args) -> dict:
                                      f"tasks of app move ({app}); use more nodes")
         plan.update(base, cluster=cluster)
     plan["sizes"] = flags.sizes(args.sizes, tasks_word="tasks per node")
+    ingress_subnet(args.ingress_subnet)          # its own errors first (naming the flag)
+    for n, t in plan["sizes"]:                   # every size fits, before anything is built
+        try:
+            Cluster.quick(nodes=n, replicas=n * t, ingress_subnet=args.ingress_subnet)
+        except InvalidConfigError as e:
+            raise InvalidConfigError("sizes", f"{n}x{t}: {e}") from None
     flags.positive(args, "build_repeats")
     flags.seconds(args, "settle_timeout", zero=True)
     flags.seconds(args, "ready_timeout")

@@ -43,10 +43,14 @@ class Cluster:
     def from_stack(cls, stack: stack_file.Source | Sequence[stack_file.Source],
                    nodes: int | NodeSetup = 3, clients: int = 1,
                    env: Mapping[str, str] | None = None,
-                   implicit_network: bool = True) -> "Cluster":
+                   implicit_network: bool = True,
+                   ingress_subnet: str | IPv4Network | None = None) -> "Cluster":
         """Build a cluster from stack file paths, YAML texts or parsed mappings (several
         are merged in order), on ``nodes`` nodes (a count: node1 the manager, no labels;
-        or a :class:`NodeSetup`), with ``${VAR}`` taken from ``env``."""
+        or a :class:`NodeSetup`), with ``${VAR}`` taken from ``env``; ``ingress_subnet``:
+        the ingress network re-created with that subnet, as ``docker network create
+        --ingress --subnet`` does before any service (default: Docker's 10.0.0.0/24)."""
+        ingress = stack_file.ingress_subnet(ingress_subnet)
         if not isinstance(nodes, NodeSetup):
             check(is_int(nodes), "nodes", f"must be an integer, got {nodes!r}")
             check(nodes >= 1, "nodes", f"must be >= 1, got {nodes}")
@@ -59,14 +63,15 @@ class Cluster:
                f"at most {MAX_CLIENTS} clients fit the address plan, got {clients}")
         parsed = stack_file.parse(stack, env, implicit_network)
         node_list, networks, services, tasks, client_list, pending = \
-            placement.build(parsed, nodes, clients)
+            placement.build(parsed, nodes, clients, ingress)
         return cls(node_list, networks, services, tasks, client_list, parsed.ignored,
                    pending=pending, warnings=parsed.warnings)
 
     @classmethod
     def quick(cls, nodes: int | NodeSetup = 3, replicas: int = 2, published: int = 8000,
               target: int = 80, service: str = "app", clients: int = 1,
-              protocol: str = "tcp") -> "Cluster":
+              protocol: str = "tcp",
+              ingress_subnet: str | IPv4Network | None = None) -> "Cluster":
         """One service with one ingress-published port (the classic demo): ``docker
         service create --publish``, so no stack network."""
         stack = {"services": {service: {
@@ -74,7 +79,8 @@ class Cluster:
             "ports": [{"target": target, "published": published,
                        "protocol": protocol, "mode": "ingress"}],
         }}}
-        return cls.from_stack(stack, nodes=nodes, clients=clients, implicit_network=False)
+        return cls.from_stack(stack, nodes=nodes, clients=clients, implicit_network=False,
+                              ingress_subnet=ingress_subnet)
 
     # ---- lookups --------------------------------------------------------
 

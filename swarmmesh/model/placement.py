@@ -122,10 +122,13 @@ def choose(svc: Service, nodes: list[Node], load: Load, every: list[Node] | None
 # --- building the cluster from a parsed stack ---------------------------------------------
 
 
-def build(parsed: ParsedStack, nodes: NodeSetup, clients: int) -> tuple:
-    """Nodes, networks, services, placed tasks, clients and pending tasks for a stack."""
+def build(parsed: ParsedStack, nodes: NodeSetup, clients: int,
+          ingress_subnet: IPv4Network = INGRESS_SUBNET) -> tuple:
+    """Nodes, networks, services, placed tasks, clients and pending tasks for a stack, on
+    an ingress network of ``ingress_subnet`` (Docker's own, or the one a user re-creates:
+    ``docker network create --ingress --subnet``)."""
     specs, net_specs = parsed.services, parsed.networks
-    node_list = [_make_node(i, nodes) for i in range(1, nodes.count + 1)]
+    node_list = [_make_node(i, nodes, ingress_subnet) for i in range(1, nodes.count + 1)]
     services: dict[str, Service] = {}
     for s in specs:
         services[s.name] = Service(
@@ -143,15 +146,15 @@ def build(parsed: ParsedStack, nodes: NodeSetup, clients: int) -> tuple:
             balancing=s.balancing or Balancing(),
         )
     placement, pending = _place(services, node_list)
-    networks = _allocate_networks(net_specs)
+    networks = _allocate_networks(net_specs, ingress_subnet)
     tasks = _make_tasks(placement, services, node_list, networks, net_specs)
     client_list = [Client(f"c{i}", UNDERLAY_SUBNET.network_address + CLIENT_BASE + i)
                    for i in range(1, clients + 1)]
     return node_list, networks, services, tasks, client_list, pending
 
 
-def _make_node(index: int, setup: NodeSetup) -> Node:
-    ingress_ip = INGRESS_SUBNET.network_address + 1 + index
+def _make_node(index: int, setup: NodeSetup, ingress_subnet: IPv4Network) -> Node:
+    ingress_ip = ingress_subnet.network_address + 1 + index
     a = setup.of(index)
     return Node(name=f"node{index}", index=index,
                 underlay_ip=UNDERLAY_SUBNET.network_address + index,
@@ -190,15 +193,19 @@ def _place(services: dict[str, Service], nodes: list[Node]
     return result, pending
 
 
-def _allocate_networks(specs: dict[str, NetworkSpec]) -> dict[str, Network]:
+def _allocate_networks(specs: dict[str, NetworkSpec],
+                       ingress_subnet: IPv4Network) -> dict[str, Network]:
     """Ingress first, then user networks (given subnet or next free 10.0.k.0/24)."""
-    networks = {INGRESS_NETWORK: Network(INGRESS_NETWORK, INGRESS_SUBNET, INGRESS_VNI, True)}
+    networks = {INGRESS_NETWORK: Network(INGRESS_NETWORK, ingress_subnet, INGRESS_VNI, True)}
     explicit = [s for s in specs.values() if s.subnet is not None]
+    for a in explicit:
+        check(not a.subnet.overlaps(ingress_subnet), a.subnet_path,
+              f"subnet {a.subnet} overlaps the ingress network ({ingress_subnet})")
     for i, a in enumerate(explicit):
         for b in explicit[:i]:
             check(not a.subnet.overlaps(b.subnet), a.subnet_path,
                    f"subnet {a.subnet} overlaps network {b.name!r} ({b.subnet})")
-    taken = [s.subnet for s in explicit]
+    taken = [ingress_subnet] + [s.subnet for s in explicit]
     candidates = USER_POOL.subnets(new_prefix=24)
     next(candidates)  # 10.0.0.0/24 is skipped, as by Docker
     for vni, spec in enumerate(specs.values(), start=INGRESS_VNI + 1):
@@ -213,15 +220,18 @@ def _allocate_networks(specs: dict[str, NetworkSpec]) -> dict[str, Network]:
     return networks
 
 
-def ingress_full_message(nodes: int, services: dict[str, Service], tasks: int) -> str:
-    """Why a cluster does not fit Docker's ingress network (one address per node's
-    sandbox, per published service's VIP and per task with an ingress port)."""
+def ingress_full_message(nodes: int, services: dict[str, Service], tasks: int,
+                         subnet: IPv4Network = INGRESS_SUBNET) -> str:
+    """Why a cluster does not fit its ingress network (one address per node's sandbox,
+    per published service's VIP and per task with an ingress port)."""
     published = sum(1 for s in services.values() if s.ingress_ports())
-    return (f"the ingress network {INGRESS_SUBNET} (Docker {DOCKER_VERSION}'s) has "
-            f"{INGRESS_SUBNET.num_addresses - 3} addresses for the nodes' sandboxes, the "
-            f"published services' VIPs and their tasks; {nodes} nodes, {published} VIPs and "
-            f"up to {tasks} tasks do not fit: fewer nodes or replicas (real Swarm has the "
-            "same limit unless the ingress network is re-created with a larger subnet)")
+    whose = f" (Docker {DOCKER_VERSION}'s)" if subnet == INGRESS_SUBNET else ""
+    return (f"the ingress network {subnet}{whose} has {subnet.num_addresses - 3} addresses "
+            f"for the nodes' sandboxes, the published services' VIPs and their tasks; "
+            f"{nodes} nodes, {published} VIPs and up to {tasks} tasks do not fit: fewer "
+            "nodes or replicas, or a larger ingress subnet (--ingress-subnet, as real "
+            "Swarm's ingress network re-created with `docker network create --ingress "
+            "--subnet`)")
 
 
 def _make_tasks(placement: list[tuple[str, int, Node]], services: dict[str, Service],
@@ -229,7 +239,7 @@ def _make_tasks(placement: list[tuple[str, int, Node]], services: dict[str, Serv
                 net_specs: dict[str, NetworkSpec]) -> list[Task]:
     """Tasks with host names and addresses; nodes' lb_ips after the tasks."""
     nxt: dict[str, IPv4Address] = {
-        INGRESS_NETWORK: INGRESS_SUBNET.network_address + 2 + len(nodes)}
+        INGRESS_NETWORK: networks[INGRESS_NETWORK].subnet.network_address + 2 + len(nodes)}
     for name, net in networks.items():
         if not net.ingress:
             nxt[name] = net.subnet.network_address + 2
@@ -239,7 +249,7 @@ def _make_tasks(placement: list[tuple[str, int, Node]], services: dict[str, Serv
         addr = nxt[net_name]
         if net_name == INGRESS_NETWORK:
             check(addr < net.subnet.broadcast_address, "services",
-                  ingress_full_message(len(nodes), services, len(placement)))
+                  ingress_full_message(len(nodes), services, len(placement), net.subnet))
         path = net_specs[net_name].subnet_path if net_name in net_specs else "services"
         check(addr < net.subnet.broadcast_address, path,
                f"subnet {net.subnet} of network {net_name!r} has too few addresses "

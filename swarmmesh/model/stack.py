@@ -267,9 +267,20 @@ def _parse_subnet(value: Any, path: str) -> IPv4Network:
         raise InvalidConfigError(path, f"invalid subnet {value!r}: {exc}") from None
     check(isinstance(net, IPv4Network), path, f"only IPv4 is emulated, got {value!r}")
     check(net.prefixlen <= 29, path, f"subnet {value!r} is too small (at most /29)")
-    for other, what in ((INGRESS_SUBNET, "the ingress network"),
-                        (UNDERLAY_SUBNET, "the underlay")):
-        check(not net.overlaps(other), path, f"subnet {value} overlaps {what} ({other})")
+    check(not net.overlaps(UNDERLAY_SUBNET), path,
+          f"subnet {value} overlaps the underlay ({UNDERLAY_SUBNET})")
+    return net     # the ingress network's own subnet is checked where it is known (placement)
+
+
+def ingress_subnet(value: str | IPv4Network | None, path: str = "ingress-subnet"
+                   ) -> IPv4Network:
+    """The ingress network's subnet: Docker's (``None``), or one given as a user gives it to
+    ``docker network create --ingress --subnet``."""
+    if value is None:
+        return INGRESS_SUBNET
+    net = _parse_subnet(str(value), path)
+    check(net.prefixlen <= 28, path, f"subnet {value} is too small for an ingress "
+                                     "network (at most /28)")
     return net
 
 

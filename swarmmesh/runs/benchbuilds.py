@@ -102,7 +102,7 @@ def _bare(n: int, t: int, state) -> tuple[dict, list[dict]]:
 def _ours(n: int, t: int, args, ctx) -> tuple[dict, list[dict]]:
     from swarmmesh.testbed import footprint
     from swarmmesh.testbed.testbed import Testbed
-    cluster = Cluster.quick(nodes=n, replicas=n * t)
+    cluster = Cluster.quick(nodes=n, replicas=n * t, ingress_subnet=args.ingress_subnet)
     hosts = 1 + n + len(cluster.clients) + len(cluster.tasks)
     load = load_1min()
     steps = _Steps(ctx.progress)

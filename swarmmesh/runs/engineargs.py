@@ -3,7 +3,7 @@ on real Docker Swarm nodes inside the same emulated network (``--engine docker``
 
 :func:`check` refuses, before anything is built and naming the flag, what real Swarm has no
 option for (``--scheduler``, ``--affinity``, ``--traffic-policy``, ``--ingress ipvs``,
-``--servers``) and a machine that cannot run dockerd nodes (no docker.io, no cgroup2, no
+``--servers``, ``--ingress-subnet``) and a machine that cannot run dockerd nodes (no docker.io, no cgroup2, no
 ip_vs: the reason from :func:`swarmmesh.machine.dockerd.engine_missing`).
 """
 
@@ -44,6 +44,9 @@ def check(args: argparse.Namespace, missing=None) -> None:
         raise InvalidConfigError("ingress", "--engine docker: the ingress is Swarm's own")
     if getattr(args, "servers", None):
         raise InvalidConfigError("servers", "--engine docker: one server only")
+    if getattr(args, "ingress_subnet", None) is not None:
+        raise InvalidConfigError("ingress-subnet", "--engine docker: the ingress network is "
+                                                   "Docker's own (10.0.0.0/24)")
     if args.image_tar is not None and not Path(args.image_tar).is_file():
         raise InvalidConfigError("image-tar", f"{args.image_tar}: no such file")
     if missing is None:

@@ -58,6 +58,7 @@ def add_arguments(ap: argparse.ArgumentParser, stack: bool = True) -> None:
     ap.add_argument("--traffic-policy", default=None, metavar="cluster|local",
                     help="local: a node sends its published connections to its own tasks "
                          "only, with no SNAT (the task sees the client)")
+    add_ingress_subnet(ap)
     if stack:
         ap.add_argument("--stack", action="append", default=None, metavar="FILE",
                         help="docker stack / compose v3 file; repeat it to merge files in "
@@ -65,6 +66,15 @@ def add_arguments(ap: argparse.ArgumentParser, stack: bool = True) -> None:
         ap.add_argument("--env-file", default=None, metavar="FILE",
                         help="KEY=VALUE lines for ${VAR} in the stack files (a variable set "
                              "in the environment wins; note that sudo drops the environment)")
+
+
+def add_ingress_subnet(ap: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--ingress-subnet CIDR``: the ingress network re-created with a larger subnet."""
+    ap.add_argument("--ingress-subnet", default=default, metavar="CIDR",
+                    help="the ingress network's subnet, as after `docker network rm ingress; "
+                         "docker network create --driver overlay --ingress --subnet CIDR "
+                         "ingress` (default: Docker's 10.0.0.0/24: 253 addresses for the "
+                         "nodes' sandboxes, the published services' VIPs and their tasks)")
 
 
 def node_setup(args: argparse.Namespace) -> NodeSetup:
@@ -87,9 +97,10 @@ def cluster(args: argparse.Namespace, clients: int = 1, replicas: int = 2) -> Cl
     setup = node_setup(args)
     if getattr(args, "stack", None):
         c = Cluster.from_stack(args.stack, nodes=setup, clients=clients,
-                               env=environment(args))
+                               env=environment(args), ingress_subnet=getattr(args, "ingress_subnet", None))
     else:
-        c = Cluster.quick(nodes=setup, replicas=replicas, clients=clients)
+        c = Cluster.quick(nodes=setup, replicas=replicas, clients=clients,
+                          ingress_subnet=getattr(args, "ingress_subnet", None))
     return apply_balancing(c, args)
 
 

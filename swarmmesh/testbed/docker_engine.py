@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from swarmmesh.machine import dockerd
-from swarmmesh.model import Cluster, UNDERLAY_SUBNET
+from swarmmesh.model import INGRESS_NETWORK, INGRESS_SUBNET, Cluster, UNDERLAY_SUBNET
 from swarmmesh.testbed import agentrun, docker_clean, docker_image, docker_plan as plan
 from swarmmesh.testbed.runtime import RunState, clean_all
 from swarmmesh.testbed.errors import TestbedError
@@ -75,6 +75,9 @@ class DockerTestbed:
             raise TestbedError("--engine docker: runs on one server only (--servers)")
         if ingress != "mesh":
             raise TestbedError("--engine docker: the ingress is Swarm's own (--ingress)")
+        if cluster.networks[INGRESS_NETWORK].subnet != INGRESS_SUBNET:
+            raise TestbedError(f"--engine docker: the ingress network is Docker's own "
+                               f"{INGRESS_SUBNET} (--ingress-subnet)")
         self.cluster, self.run_dir = cluster, Path(run_dir)
         # ``build_timeout`` (the emulated engine's bound, --build-timeout) replaces the wait
         # for the services to converge when given.

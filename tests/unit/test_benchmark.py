@@ -57,6 +57,10 @@ def test_streams_parse():
     (["--userspace-tso", "--skip-throughput"], "userspace-tso"),
     (["--nodes", "3", "--replicas", "3"], "replicas"),     # mesh_overhead's own check
     (["--requests", "5"], "requests"),
+    (["--skip-mesh", "--skip-throughput", "--sizes", "50x10", "--ingress-subnet",
+      "10.0.0.0/24"], "sizes"),                            # 500 tasks: past 253 addresses
+    (["--skip-mesh", "--skip-throughput", "--ingress-subnet", "10.0.0.0/30"],
+     "ingress-subnet"),
 ])
 def test_bad_input_names_the_field(argv, field):
     with pytest.raises(InvalidConfigError) as e:
@@ -81,6 +85,14 @@ def test_plan_puts_bulk_on_the_task_node_and_keeps_the_empty_node_empty():
     assert not c.tasks_on(plan["empty_node"])
     assert {t.node for t in c.tasks_of("app")} >= {plan["task_node"]}
     assert plan["sizes"] == flags.sizes(bm.DEFAULT_SIZES) and plan["streams"] == [1, 4]
+
+
+def test_the_builds_ingress_network_holds_the_default_sizes_and_100x10():
+    """Docker's 10.0.0.0/24 holds 253 sandboxes, VIPs and tasks: the builds re-create the
+    ingress network larger, as a user of a large swarm does."""
+    args = _args("--skip-mesh", "--skip-throughput", "--sizes", bm.DEFAULT_SIZES + ",100x10")
+    assert args.ingress_subnet == "10.255.0.0/16"
+    assert (100, 10) in bm.validate(args)["sizes"]
 
 
 def test_skip_mesh_and_throughput_needs_no_cluster():

@@ -14,13 +14,15 @@ from swarmmesh.runs import engineargs, experiment
 def _args(*argv: str) -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     engineargs.add_arguments(ap)
-    for flag in ("--scheduler", "--affinity", "--traffic-policy", "--ingress"):
+    for flag in ("--scheduler", "--affinity", "--traffic-policy", "--ingress",
+                 "--ingress-subnet"):
         ap.add_argument(flag, default=None if flag != "--ingress" else "mesh")
     return ap.parse_args(list(argv))
 
 
 @pytest.mark.parametrize("flag,value", [("--scheduler", "sh"), ("--affinity", "3h"),
-                                        ("--traffic-policy", "local"), ("--ingress", "ipvs")])
+                                        ("--traffic-policy", "local"), ("--ingress", "ipvs"),
+                                        ("--ingress-subnet", "10.255.0.0/16")])
 def test_options_swarm_lacks_are_refused_naming_the_flag(flag, value):
     with pytest.raises(InvalidConfigError) as e:
         engineargs.check(_args("--engine", "docker", flag, value), missing=lambda: None)

@@ -568,3 +568,44 @@ def test_a_cluster_larger_than_dockers_ingress_24_is_refused_naming_the_field():
         Cluster.quick(200, 53)
     assert err.value.field == "services"
     assert "10.0.0.0/24" in str(err.value) and "200 nodes" in str(err.value)
+
+
+def test_a_larger_ingress_subnet_holds_what_dockers_does_not():
+    """``--ingress-subnet``: the ingress network as re-created by ``docker network create
+    --ingress --subnet``; the same plan (sandboxes, the VIP, the tasks) in it."""
+    c = Cluster.quick(100, 1000, ingress_subnet="10.255.0.0/16")
+    assert c.networks["ingress"].subnet == IPv4Network("10.255.0.0/16")
+    assert c.nodes[0].ingress_ip == IPv4Address("10.255.0.2")
+    assert c.service("app").ingress_vip == IPv4Address("10.255.0.102")
+    assert max(t.addresses["ingress"] for t in c.tasks) == IPv4Address("10.255.4.78")
+    assert len({t.addresses["ingress"] for t in c.tasks}) == 1000
+    again = Cluster.from_dict(json.loads(json.dumps(c.to_dict())))
+    assert again.place_task("app").addresses["ingress"] == IPv4Address("10.255.4.79")
+
+
+@pytest.mark.parametrize("value, reason", [
+    ("10.9.0.0/29", "too small for an ingress network"),
+    ("10.9.0.1/16", "invalid subnet"),
+    ("fd00::/64", "only IPv4"),
+    ("192.168.99.0/25", "overlaps the underlay"),
+])
+def test_a_bad_ingress_subnet_is_refused_naming_the_flag(value, reason):
+    with pytest.raises(InvalidConfigError, match=reason) as err:
+        Cluster.quick(3, 2, ingress_subnet=value)
+    assert err.value.field == "ingress-subnet"
+
+
+def test_a_user_network_may_not_overlap_a_custom_ingress_and_defaults_go_around_it():
+    net = {"services": {"app": {"networks": ["n"]}},
+           "networks": {"n": {"ipam": {"config": [{"subnet": "10.9.1.0/24"}]}}}}
+    with pytest.raises(InvalidConfigError, match=r"overlaps the ingress network \(10.9.0.0/16\)") as err:
+        Cluster.from_stack(net, ingress_subnet="10.9.0.0/16")
+    assert err.value.field == "networks.n.ipam.config[0].subnet"
+    # Docker's own ingress subnet is free for a user network once the ingress moved away
+    moved = {"services": {"app": {"networks": ["n"]}},
+             "networks": {"n": {"ipam": {"config": [{"subnet": "10.0.0.0/24"}]}}}}
+    assert Cluster.from_stack(moved, ingress_subnet="10.9.0.0/16").networks["n"].subnet \
+        == IPv4Network("10.0.0.0/24")
+    auto = Cluster.from_stack({"services": {"app": {"networks": ["n"]}}, "networks": {"n": {}}},
+                              ingress_subnet="10.0.1.0/24")
+    assert auto.networks["n"].subnet == IPv4Network("10.0.2.0/24")
