@@ -13,7 +13,6 @@ from __future__ import annotations
 import array
 import json
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 from swarmmesh import agents
 from swarmmesh.testbed.runtime import stop_popen
 from swarmmesh.testbed.bounds import BuildFailure, log_cause, no_answer
+from swarmmesh.testbed.shellbound import proc_state, readable
 
 MARKER = "swarmmesh.agents.forkserver"
 START_TIMEOUT = 30.0
@@ -105,10 +105,9 @@ class ForkServer:
         that stays silent ends the build with one line, :mod:`swarmmesh.testbed.bounds`)."""
         deadline = getattr(self.state, "deadline", None)
         started = time.monotonic()
-        while deadline is not None and not select.select(
-                [self.proc.stdout], [], [], max(0.0, min(deadline - time.monotonic(), 0.5)))[0]:
+        while deadline is not None and not readable(
+                self.proc.stdout, max(0.0, min(deadline - time.monotonic(), 0.5))):
             if time.monotonic() >= deadline:
-                from swarmmesh.testbed.shellbound import proc_state
                 log = Path(self.state.dir) / "forkserver.log"
                 cause = log_cause(log.read_text(errors="replace")) if log.exists() else None
                 state = proc_state(self.proc.pid)

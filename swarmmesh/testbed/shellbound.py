@@ -77,6 +77,15 @@ def proc_state(pid: int) -> str | None:
         return None
 
 
+def readable(fileobj, timeout: float) -> bool:
+    """Has ``fileobj`` something to read (or its end) within ``timeout`` seconds? By
+    ``poll``, not ``select``, whose descriptors must be below 1,024: a build of 500 tasks
+    holds a pipe per task server, and later pipes are numbered past it."""
+    poller = select.poll()
+    poller.register(fileobj, select.POLLIN)
+    return bool(poller.poll(max(0.0, timeout) * 1000))
+
+
 def first_line(proc, deadline: float | None, what: str, who: str, step: str) -> str:
     """The first line ``proc`` prints on its stdout (a pipe), waiting until ``deadline``
     at most; a process that exits or stays silent is a :class:`BuildFailure` with the
@@ -87,8 +96,7 @@ def first_line(proc, deadline: float | None, what: str, who: str, step: str) -> 
         if left <= 0:
             raise BuildFailure(who, step, no_answer(what, time.monotonic() - started, None,
                                                     proc_state(proc.pid)))
-        ready, _, _ = select.select([proc.stdout], [], [], min(left, POLL_S))
-        if ready:
+        if readable(proc.stdout, min(left, POLL_S)):
             break
     line = proc.stdout.readline()
     if line.startswith("ready"):

@@ -3,6 +3,7 @@ and what the datapath needs (no switch, no root)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,28 @@ def test_the_datapath_needs_tun_only_in_userspace(monkeypatch, tmp_path):
     assert datapath.datapath_missing("netdev") == "absent"
     monkeypatch.setattr(datapath, "kernel_datapath_available", lambda: True)
     assert datapath.datapath_missing("system") is None
+
+
+def test_the_first_line_is_read_from_a_pipe_numbered_past_1024():
+    """A build of 500 tasks holds a pipe per task server: later ones are numbered past
+    ``select``'s limit (once: 'filedescriptor out of range in select()' at 50 x 10)."""
+    import os
+    import resource
+    import subprocess
+
+    from swarmmesh.testbed.shellbound import first_line
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1200:
+        pytest.skip(f"RLIMIT_NOFILE's hard limit is {hard}: no descriptor past 1024")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    proc = subprocess.Popen(["sh", "-c", "sleep 0.2; echo ready 80"], stdout=subprocess.PIPE,
+                            text=True)
+    high = os.dup2(proc.stdout.fileno(), 1100)
+    try:
+        proc.stdout = os.fdopen(high, "r")
+        assert first_line(proc, time.monotonic() + 5, "task server", "t1", "task server") \
+            == "ready 80\n"
+    finally:
+        proc.stdout.close()
+        proc.wait()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
