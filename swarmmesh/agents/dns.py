@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import json
 import os
 import random
@@ -342,17 +343,31 @@ class Resolver:
                 self.serve_once(left)
 
 
-def main(argv=None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return _parser().parse_args(argv)
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> argparse.ArgumentParser:
+    """Built once (the fork server builds it before it forks, as the task server's)."""
     ap = argparse.ArgumentParser(description="Swarm's embedded DNS for one node's tasks")
     ap.add_argument("--node", required=True)
     ap.add_argument("--state-dir", required=True, type=Path)
     ap.add_argument("--model", type=Path, help="default: STATE_DIR/model.json")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve as :func:`parse_args` said, until killed."""
     try:
         Resolver(args.node, args.state_dir, args.model).run()
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def main(argv=None) -> int:
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":

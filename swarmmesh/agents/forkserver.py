@@ -1,4 +1,5 @@
-"""One Python for every task server of a machine: it forks into each task's namespaces.
+"""One Python for every task server and embedded DNS of a machine: it forks into each
+task's (or node's) namespaces.
 
 A task server started as its own ``python -m swarmmesh.agents.taskserver`` costs an
 interpreter start (about 35 ms of CPU) and some 7 MiB of memory of its own. This agent
@@ -9,8 +10,11 @@ namespaces (its Mininet shell) and, passed with ``SCM_RIGHTS``, the file descrip
 child's output goes to. It forks; the child joins the task's network and mount
 namespaces (``setns``: the same addresses and the same bind-mounted ``resolv.conf`` as a
 process started in that shell), points stdout and stderr at the descriptor and runs
-:func:`swarmmesh.agents.taskserver.main`. The reply is the child's PID; the agent reaps
-its children as they exit.
+:func:`swarmmesh.agents.taskserver.run`. A request whose ``program`` is ``dns`` runs a
+node's embedded DNS (:func:`swarmmesh.agents.dns.run`) the same way, in the node's
+namespaces. Arguments are parsed here, before the fork: a bad one is refused with what the
+program's own parser said. The reply is the child's PID; the agent reaps its children as
+they exit.
 
 Usage::
 
@@ -24,15 +28,17 @@ from __future__ import annotations
 
 import argparse
 import array
+import contextlib
 import ctypes
 import gc
+import io
 import json
 import os
 import signal
 import socket
 import sys
 
-from swarmmesh.agents import taskserver
+from swarmmesh.agents import dns, taskserver
 
 CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
 NAMESPACES = (("net", CLONE_NEWNET), ("mnt", CLONE_NEWNS))
@@ -52,19 +58,41 @@ def setns(pid: int, name: str, flag: int) -> None:
         os.close(fd)
 
 
-def parse_request(data: bytes) -> tuple[int, list[str]]:
-    """``{"pid": P, "argv": [...]}`` -> (P, argv); ValueError naming the field."""
+# What a child runs: a task server, or a node's embedded DNS; (parse the arguments, run).
+PROGRAMS = {"taskserver": (taskserver.parse_args, taskserver.run),
+            "dns": (dns.parse_args, dns.run)}
+
+
+def parse_request(data: bytes) -> tuple[int, list[str], str]:
+    """``{"pid": P, "argv": [...], "program": "taskserver"|"dns"}`` -> (P, argv,
+    program; a task server when absent); ValueError naming the field."""
     req = json.loads(data)
     pid, argv = req.get("pid"), req.get("argv")
+    program = req.get("program", "taskserver")
+    if program not in PROGRAMS:
+        raise ValueError(f"program: must be one of {', '.join(PROGRAMS)}, got {program!r}")
     if not isinstance(pid, int) or pid <= 0:
         raise ValueError(f"pid: must be a positive integer, got {pid!r}")
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         raise ValueError(f"argv: must be a list of strings, got {argv!r}")
-    return pid, argv
+    return pid, argv, program
 
 
-def child(pid: int, args, out_fd: int, listener: socket.socket) -> None:
-    """In the forked child: into the task's namespaces, output to ``out_fd``, serve."""
+def parse_args(program: str, argv: list[str]):
+    """``program``'s arguments; ValueError with what its parser said (``exited 2:
+    ...: error: unrecognized arguments: ...``), as the program started on its own would
+    have printed and exited."""
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            return PROGRAMS[program][0](argv)
+    except SystemExit as exc:
+        lines = said.getvalue().strip().splitlines()
+        raise ValueError(f"exited {exc.code}: {lines[-1] if lines else 'no output'}") from None
+
+
+def child(pid: int, program: str, args, out_fd: int, listener: socket.socket) -> None:
+    """In the forked child: into the host's namespaces, output to ``out_fd``, serve."""
     code = 1
     try:
         listener.close()
@@ -78,10 +106,10 @@ def child(pid: int, args, out_fd: int, listener: socket.socket) -> None:
         os.close(out_fd)
         sys.stdout = os.fdopen(1, "w", buffering=1)
         sys.stderr = os.fdopen(2, "w", buffering=1)
-        code = taskserver.run(args)
+        code = PROGRAMS[program][1](args)
     except BaseException as exc:                       # noqa: BLE001 (a child never returns)
         try:
-            os.write(2, f"forkserver: task server failed: {exc!r}\n".encode())
+            os.write(2, f"forkserver: {program} failed: {exc!r}\n".encode())
         except OSError:
             pass
     finally:
@@ -99,10 +127,10 @@ def serve(conn: socket.socket, listener: socket.socket) -> None:
     try:
         if len(fds) != 1:
             raise ValueError(f"fd: one output descriptor expected, got {len(fds)}")
-        pid, argv = parse_request(data)
+        pid, argv, program = parse_request(data)
         os.stat(f"/proc/{pid}/ns/net")
-        args = taskserver.parse_args(argv)        # here: the child only serves
-    except (ValueError, OSError, SystemExit) as exc:
+        args = parse_args(program, argv)          # here: the child only serves
+    except (ValueError, OSError) as exc:
         conn.sendall(f"error {exc}\n".encode())
         for fd in fds:
             os.close(fd)
@@ -110,7 +138,7 @@ def serve(conn: socket.socket, listener: socket.socket) -> None:
     child_pid = os.fork()
     if child_pid == 0:
         conn.close()
-        child(pid, args, fds[0], listener)
+        child(pid, program, args, fds[0], listener)
     os.close(fds[0])
     conn.sendall(f"pid {child_pid}\n".encode())
 
@@ -139,6 +167,7 @@ def warm_up() -> None:
     except OSError:
         pass
     server.close()
+    dns.parse_args(["--node", "warm", "--state-dir", "/"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,12 @@ START_TIMEOUT = 30.0
 
 
 class ForkServerError(RuntimeError):
-    pass
+    """The fork server's refusal (``refusal``: its own words, e.g. ``exited 2: ...``), or
+    no answer from it."""
+
+    def __init__(self, message: str, refusal: str | None = None) -> None:
+        super().__init__(message)
+        self.refusal = refusal
 
 
 class ForkedProc:
@@ -65,6 +70,11 @@ class ForkedProc:
                 raise subprocess.TimeoutExpired(f"task server {self.pid}", timeout)
             time.sleep(0.01)
         return self.returncode or 0
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
 
 
 def _alive(pid: int) -> bool:
@@ -121,29 +131,34 @@ class ForkServer:
         return START_TIMEOUT if deadline is None else max(
             0.1, min(START_TIMEOUT, deadline - time.monotonic()))
 
-    def spawn(self, netns_pid: int, argv: list[str]) -> ForkedProc:
-        """A task server (``argv``: its arguments) in the namespaces of ``netns_pid``."""
-        read_fd, write_fd = os.pipe()
+    def spawn(self, netns_pid: int, argv: list[str], program: str = "taskserver",
+              output: int | None = None) -> ForkedProc:
+        """A task server (``argv``: its arguments), or a node's embedded DNS (``program``
+        ``dns``), in the namespaces of ``netns_pid``; its output on a pipe of ours (the
+        ForkedProc's ``stdout``), or on the descriptor ``output`` (e.g. a log file's)."""
+        read_fd, write_fd = os.pipe() if output is None else (None, output)
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(self._timeout())
                 s.connect(str(self.path))
-                req = json.dumps({"pid": netns_pid, "argv": argv}).encode()
-                s.sendmsg([req], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                   array.array("i", [write_fd]).tobytes())])
+                req = json.dumps({"pid": netns_pid, "argv": argv, "program": program})
+                s.sendmsg([req.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                            array.array("i", [write_fd]).tobytes())])
                 s.shutdown(socket.SHUT_WR)
                 answer = s.makefile().readline().strip()
         except OSError as exc:
-            os.close(read_fd)
+            _close(read_fd)
             raise ForkServerError(f"fork server: {exc}") from exc
         finally:
-            os.close(write_fd)
+            if output is None:
+                os.close(write_fd)
         if not answer.startswith("pid "):
-            os.close(read_fd)
-            raise ForkServerError(f"fork server: {answer or 'no answer'}")
+            _close(read_fd)
+            refusal = answer[len("error "):] if answer.startswith("error ") else None
+            raise ForkServerError(f"fork server: {answer or 'no answer'}", refusal)
         pid = int(answer.split()[1])
         self.state.register(pid, MARKER)
-        return ForkedProc(pid, os.fdopen(read_fd, "r"))
+        return ForkedProc(pid, None if read_fd is None else os.fdopen(read_fd, "r"))
 
     def stop(self) -> None:
         """Stop the fork server itself (its children are stopped by their own PIDs)."""

@@ -16,6 +16,8 @@ from swarmmesh import agents
 from swarmmesh.control.relay import DEFAULT_UNIX_SOCKET
 from swarmmesh.dataplane import kernel, layout, nodeplan, rules
 from swarmmesh.model import Cluster
+from swarmmesh.testbed.bounds import BuildFailure
+from swarmmesh.testbed.forks import ForkServerError
 from swarmmesh.testbed.hosts import _Recorded
 from swarmmesh.testbed.runtime import kill_pid, signal_pid
 from swarmmesh.testbed.shell import Quiet as _Quiet, vsctl_batches
@@ -77,11 +79,20 @@ class SwarmNode(_Recorded, _Quiet):
         if not self.state or not (self.remote or (self.state.dir / "model.json").exists()):
             raise RuntimeError(f"{self.name}: no model.json in the run state")
         log = open(self.state.node_dir(self.name) / "dns.log", "w")
+        args = ["--node", self.name, "--state-dir", str(self.state.dir)]
+        forks = None if self.remote else getattr(self.state, "forks", None)
+        if forks is not None:                 # a fork of the machine's one agent Python
+            try:
+                self.dns = forks.spawn(self.pid, args, program="dns", output=log.fileno())
+            except ForkServerError as e:
+                raise BuildFailure(self.name, "embedded DNS",
+                                   f"embedded DNS {e.refusal or e}") from None
+            finally:
+                log.close()
+            return
         # ``-S``: the standard library and swarmmesh (PYTHONPATH) are all it imports; no
         # site start-up (about 65 ms of a node's 180 ms start here, certifi's .pth among it).
-        self.dns = self.popen([sys.executable, "-S", "-m", "swarmmesh.agents.dns",
-                               "--node", self.name,
-                               "--state-dir", str(self.state.dir)],
+        self.dns = self.popen([sys.executable, "-S", "-m", "swarmmesh.agents.dns", *args],
                               env=agents.python_env(),
                               stdout=log, stderr=subprocess.STDOUT)
         log.close()                           # (a remote DNS's output comes back over ssh)

@@ -79,14 +79,25 @@ def test_a_dns_that_never_serves_is_named(tmp_path, monkeypatch):
     assert "process stopped" in msg and took < BOUND + SLACK, (msg, took)
 
 
-def test_a_dns_that_exits_fails_at_once_with_its_own_error(tmp_path, monkeypatch):
-    start = topology.SwarmNode._start_dns
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "own-interpreter"])
+def test_a_dns_that_exits_fails_at_once_with_its_own_error(tmp_path, monkeypatch, forked):
+    """Started with a flag it does not know: forked, the fork server's parse refuses it
+    (the DNS's own parser's words); as its own interpreter, it exits 2 saying so."""
+    from swarmmesh.testbed.forks import ForkServer
+    monkeypatch.setenv("SWARMMESH_FORKSERVER", "1" if forked else "0")
+    spawn, start = ForkServer.spawn, topology.SwarmNode._start_dns
+
+    def bad_flag(self, pid, argv, program="taskserver", output=None):
+        if program == "dns" and "node2" in argv:
+            argv = [*argv, "--no-such-flag"]
+        return spawn(self, pid, argv, program, output)
 
     def broken(self):
-        if self.name == "node2":                # started with a flag it does not know
+        if self.name == "node2":
             popen = self.popen
             self.popen = lambda cmd, **kw: popen([*cmd, "--no-such-flag"], **kw)
         start(self)
+    monkeypatch.setattr(ForkServer, "spawn", bad_flag)
     monkeypatch.setattr(topology.SwarmNode, "_start_dns", broken)
     msg, took = _fails(tmp_path, monkeypatch)
     assert msg.startswith("node2: embedded DNS: embedded DNS exited 2: "), msg
