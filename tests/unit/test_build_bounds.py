@@ -130,14 +130,15 @@ def test_the_first_line_is_read_from_a_pipe_numbered_past_1024():
     import os
     import resource
     import subprocess
+    import sys
 
     from swarmmesh.testbed.shellbound import first_line
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < 1200:
         pytest.skip(f"RLIMIT_NOFILE's hard limit is {hard}: no descriptor past 1024")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
-    proc = subprocess.Popen(["sh", "-c", "sleep 0.2; echo ready 80"], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2); "
+                             "print('ready 80')"], stdout=subprocess.PIPE, text=True)
     high = os.dup2(proc.stdout.fileno(), 1100)
     try:
         proc.stdout = os.fdopen(high, "r")
