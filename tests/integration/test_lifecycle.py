@@ -14,10 +14,8 @@ import pytest
 
 from swarmmesh.lifecycle import profiles
 from swarmmesh.model import Cluster
-from swarmmesh.lifecycle.orchestrator import Orchestrator
-from swarmmesh.testbed.testbed import Testbed
 
-from .conftest import REPO, http
+from .conftest import REPO, http, wait_all_running
 
 
 def stack(replicas: int, interval: str = "1s", retries: int = 2) -> dict:
@@ -27,38 +25,10 @@ def stack(replicas: int, interval: str = "1s", retries: int = 2) -> dict:
                         "interval": interval, "timeout": "1s", "retries": retries}}}}
 
 
-@pytest.fixture
-def living(tmp_path):
-    """A started testbed and orchestrator; the cluster is the test's own."""
-    made = []
-
-    def make(cluster: Cluster, profile: str = "fast"):
-        tb = Testbed(cluster, tmp_path / f"run{len(made)}")
-        tb.__enter__()
-        orch = Orchestrator(tb, profile=profile)
-        made.append((tb, orch))
-        orch.start()
-        return tb, orch
-
-    yield make
-    for tb, orch in made:
-        orch.stop()
-        log = tb.controller_log()
-        tb.__exit__(None, None, None)
-        assert "OpenFlow error" not in log
-
-
 def tasks_answering(tb, node: str, count: int) -> Counter:
     ip = str(tb.cluster.node(node).underlay_ip)
     return Counter(a["body"]["task"] if a["ok"] else "FAILED"
                    for a in http(tb, "c1", ip, 8000, count=count, timeout=1.0))
-
-
-def wait_all_running(tb, orch, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while any(t.state != "running" for t in tb.cluster.tasks) or orch.busy:
-        assert time.monotonic() < deadline, [(t.name, t.state) for t in tb.cluster.tasks]
-        time.sleep(0.05)
 
 
 def flow_tables(tb) -> dict[str, list[str]]:
