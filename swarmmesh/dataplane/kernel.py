@@ -25,6 +25,10 @@ Two kinds of published port end in the node's kernel:
   SNAT (the task sees the client's address; its replies take its default route back
   through the node, whose conntrack un-DNATs them).  Anywhere else the port is closed.
 
+The same table holds the node's east-west picks (a service's VIP on a user network, Swarm's
+``lb-<net>``): prerouting rules on the node's legs ``lb-n<j>`` and their SNAT
+(:mod:`eastwest`); the pick's text is shared with ingress (:mod:`nftpick`).
+
 The whole table is one text, so that a node reloads it in one transaction
 (:func:`nft_script`) as tasks come and go: the testbed reloads a node's table when its
 text changes, after every revision of the model that the switches have applied (a task

@@ -1,7 +1,8 @@
 """``swarmmesh trace`` on a real cluster: one connection per case, each hop predicted by
-the model and checked against the packets (tcpdump in each namespace crossed, the entry
-node's nft trace and conntrack, ofproto/trace of the very packet on each bridge, the
-bridge's own conntrack for a VIP, the task's answer).  One cluster for the module."""
+the model and checked against the packets (tcpdump in each namespace crossed, the nft
+trace and conntrack of the node that picks: the entry node, or a VIP's caller's node,
+ofproto/trace of the very packet on each bridge, the task's answer).  One cluster for the
+module."""
 
 from __future__ import annotations
 
