@@ -13,61 +13,19 @@ encodes each distinct flow once and hands out its bytes again.
 
 from __future__ import annotations
 
-import socket
-
 from swarmmesh.dataplane import sync
-from swarmmesh.dataplane.flows import (COOKIE_LEARNED, Ct, Flow, Goto, Learn, Move, Output,
-                                       Resubmit, SetField)
+from swarmmesh.dataplane.flows import Flow, Goto, Move, Output, SetField
 
-# Field widths for register moves and learn specs.
+# Field widths for register moves.
 _WIDTH = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48,
           "arp_spa": 32, "arp_tpa": 32, "ipv4_src": 32, "ipv4_dst": 32,
           "eth_type": 16, "ip_proto": 8, "tcp_src": 16, "tcp_dst": 16,
-          "udp_src": 16, "udp_dst": 16, "arp_op": 16, "reg1": 32, "reg2": 32, "reg3": 32}
-NX_NAT_F_SRC, NX_NAT_F_DST = 1, 2
+          "udp_src": 16, "udp_dst": 16, "arp_op": 16, "reg2": 32}
 
 
 def _nxm(field: str) -> str:
-    """os-ken's name of a field in NXM form, as ``learn`` and moves want."""
+    """os-ken's name of a field in NXM form, as moves want."""
     return field if field.startswith("reg") else f"{field}_nxm"
-
-
-def _ip_int(ip: str) -> int:
-    return int.from_bytes(socket.inet_aton(ip), "big")
-
-
-def _ct_action(parser, a: Ct):
-    """``ct(commit?, zone, table, nat...)``; a mark is set inside, before the NAT."""
-    nat = []
-    if a.nat is not None:
-        flags = NX_NAT_F_SRC if a.nat.kind == "src" else NX_NAT_F_DST
-        kw = {"range_ipv4_min": a.nat.ip, "range_ipv4_max": a.nat.ip}
-        if a.nat.port is not None:
-            kw.update(range_proto_min=a.nat.port, range_proto_max=a.nat.port)
-        nat = [parser.NXActionNAT(flags=flags, **kw)]
-    elif a.nat_existing:
-        nat = [parser.NXActionNAT(flags=0)]
-    if a.mark is not None:   # first: os-ken does not pad a nested NAT action
-        nat.insert(0, parser.OFPActionSetField(ct_mark=a.mark))
-    return parser.NXActionCT(flags=1 if a.commit else 0, zone_src="",
-                             zone_ofs_nbits=a.zone, recirc_table=a.table,
-                             alg=0, actions=nat)
-
-
-def _learn_action(parser, a: Learn):
-    """``learn(...)``: immediate matches, copied fields, loads; cookie ``SL``."""
-    specs = []
-    for f, v in a.match:
-        if isinstance(v, str):
-            v = _ip_int(v)
-        specs.append(parser.NXFlowSpecMatch(src=v, dst=(_nxm(f), 0), n_bits=_WIDTH[f]))
-    for f in a.copy:
-        specs.append(parser.NXFlowSpecMatch(src=(_nxm(f), 0), dst=(_nxm(f), 0),
-                                            n_bits=_WIDTH[f]))
-    for f, v in a.load:
-        specs.append(parser.NXFlowSpecLoad(src=v, dst=(_nxm(f), 0), n_bits=_WIDTH[f]))
-    return parser.NXActionLearn(table_id=a.table, specs=specs, priority=a.priority,
-                                cookie=COOKIE_LEARNED, hard_timeout=a.hard_timeout)
 
 
 def to_actions(parser, ofp, actions) -> tuple[list, int | None]:
@@ -82,12 +40,6 @@ def to_actions(parser, ofp, actions) -> tuple[list, int | None]:
         elif isinstance(a, Move):
             out.append(parser.NXActionRegMove(src_field=_nxm(a.src), dst_field=_nxm(a.dst),
                                               n_bits=_WIDTH[a.src]))
-        elif isinstance(a, Resubmit):
-            out.append(parser.NXActionResubmitTable(table_id=a.table))
-        elif isinstance(a, Ct):
-            out.append(_ct_action(parser, a))
-        elif isinstance(a, Learn):
-            out.append(_learn_action(parser, a))
         elif isinstance(a, Goto):
             goto = a.table
         else:  # pragma: no cover - the rule language is closed

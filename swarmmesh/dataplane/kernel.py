@@ -25,6 +25,10 @@ Two kinds of published port end in the node's kernel:
   SNAT (the task sees the client's address; its replies take its default route back
   through the node, whose conntrack un-DNATs them).  Anywhere else the port is closed.
 
+The same table holds the node's east-west picks (a service's VIP on a user network, Swarm's
+``lb-<net>``): prerouting rules on the node's legs ``lb-n<j>`` and their SNAT
+(:mod:`eastwest`); the pick's text is shared with ingress (:mod:`nftpick`).
+
 The whole table is one text, so that a node reloads it in one transaction
 (:func:`nft_script`) as tasks come and go: the testbed reloads a node's table when its
 text changes, after every revision of the model that the switches have applied (a task
@@ -43,14 +47,14 @@ forgotten by the testbed (``conntrack -D --reply-src``, as IPVS's ``expire_nodes
 
 from __future__ import annotations
 
-from swarmmesh.dataplane import layout, picks, rules
+from swarmmesh.dataplane import eastwest, layout, rules
+from swarmmesh.dataplane.nftpick import dnat_pick, pick_table, sticky_rules
 from swarmmesh.model import Cluster, PublishedPort, Task
 from swarmmesh.model.balancing import Balancing
 
 TABLE = "swarmmesh"
 PICK_CHAIN = "mesh"
 HOST_PROTOCOLS = ("tcp", "udp")      # as the mesh: the task server answers these two
-HASH_SEED = 0x5EED                   # one seed on every node: a client hashes alike everywhere
 
 
 def host_port_dnats(cluster: Cluster, node: str) -> list[tuple[PublishedPort, Task]]:
@@ -86,50 +90,21 @@ def balancing_of(cluster: Cluster, port: PublishedPort) -> Balancing:
     return Balancing()
 
 
-def _pick_expr(balancing: Balancing, size: int) -> str:
-    """What indexes the table: the kernel's counter, or a hash of the client's address."""
-    if picks.hashed(balancing.scheduler):
-        return f"jhash ip saddr mod {size} seed {HASH_SEED:#x}"
-    return f"numgen inc mod {size}"
-
-
-def pick_table(balancing: Balancing, tasks: list[Task],
-               lc: dict[str, int] | None = None) -> list[Task]:
-    """The tasks in the order the kernel's map holds them (a task may appear many
-    times): rr as Swarm, or the service's scheduler (:mod:`picks`); ``lc``: the
-    weights this node's live connections give (task name -> weight)."""
-    if balancing.scheduler == "rr":
-        return list(tasks)
-    by_name = {t.name: t for t in tasks}
-    if balancing.scheduler == "wrr":
-        weights = [balancing.weight(t.slot) for t in tasks]
-    elif balancing.scheduler == "lc":
-        weights = [(lc or {}).get(t.name, 1) for t in tasks]
-    else:
-        weights = []
-    return [by_name[n] for n in picks.table(balancing.scheduler,
-                                            [t.name for t in tasks], weights)]
-
-
 def pick_rule(port: PublishedPort, tasks: list[Task], balancing: Balancing = Balancing(),
               address=None, lc: dict[str, int] | None = None) -> str:
     """The ``mesh`` chain's rule for one ingress port: the k-th entry of the service's
     table (walked by the counter, or indexed by the client's hash) names the task whose
     ``address(task)`` (default: its ingress address) and target port the connection is
     DNATed to; no task: dropped."""
-    head = f"{port.protocol} dport {port.published}"
-    table = pick_table(balancing, tasks, lc)
-    if not table:
-        return f"{head} drop"
     where = address or (lambda t: t.addresses["ingress"])
-    entries = ", ".join(f"{k} : {where(t)}" for k, t in enumerate(table))
-    return (f"{head} dnat to {_pick_expr(balancing, len(table))} map {{ {entries} }} "
-            f": {port.target}")
+    return dnat_pick(f"{port.protocol} dport {port.published}", pick_table(balancing, tasks, lc),
+                     balancing, where, f" : {port.target}")
 
 
-def affinity_set(pi: int, task: Task) -> str:
-    """The dynamic set of the client addresses stuck to ``task`` on the ``pi``-th port."""
-    return f"aff{pi}_t{layout.task_number(task)}"
+def affinity_set(pi: int, task: Task, prefix: str = "aff") -> str:
+    """The dynamic set of the client addresses stuck to ``task`` on the ``pi``-th port
+    (``prefix``: ``aff`` for ingress ports, ``vaff`` for VIPs)."""
+    return f"{prefix}{pi}_t{layout.task_number(task)}"
 
 
 def affinity_rules(pi: int, port: PublishedPort, tasks: list[Task], balancing: Balancing,
@@ -137,21 +112,8 @@ def affinity_rules(pi: int, port: PublishedPort, tasks: list[Task], balancing: B
     """ClientIP session affinity (IPVS persistence, Kubernetes' sessionAffinity): a
     client seen within the timeout goes back to its task; a new one is picked by the
     scheduler and remembered.  (sets, rules in ``mesh``, chains one per task)."""
-    head = f"{port.protocol} dport {port.published}"
-    timeout = f"{int(balancing.affinity)}s"
-    sets = [f" set {affinity_set(pi, t)} {{ type ipv4_addr; flags dynamic,timeout; "
-            f"timeout {timeout}; }}" for t in tasks]
-    rules_ = [f"{head} ip saddr @{affinity_set(pi, t)} update @{affinity_set(pi, t)} "
-              f"{{ ip saddr }} dnat to {address(t)} : {port.target}" for t in tasks]
-    table = pick_table(balancing, tasks)
-    if not table:
-        return sets, rules_ + [f"{head} drop"], {}
-    jumps = ", ".join(f"{k} : jump {affinity_set(pi, t)}" for k, t in enumerate(table))
-    rules_.append(f"{head} {_pick_expr(balancing, len(table))} vmap {{ {jumps} }}")
-    chains = {affinity_set(pi, t): [f"update @{affinity_set(pi, t)} {{ ip saddr }}",
-                                    f"{head} dnat to {address(t)} : {port.target}"]
-              for t in tasks}
-    return sets, rules_, chains
+    return sticky_rules(lambda t: affinity_set(pi, t), f"{port.protocol} dport {port.published}",
+                        tasks, balancing, lambda t: f"{address(t)} : {port.target}")
 
 
 def local_tasks(cluster: Cluster, node: str, tasks: list[Task]) -> list[Task]:
@@ -221,13 +183,14 @@ def table(cluster: Cluster, node: str, lc: dict[str, int] | None = None,
         sets, picks, chains = [], sandbox_dnat_rules(cluster), {}
     else:
         sets, picks, chains = mesh(cluster, node, lc)
-    lines = [f"table ip {TABLE} {{", *sets,
+    vsets, vrules, vchains = eastwest.vip_rules(cluster, lc)
+    lines = [f"table ip {TABLE} {{", *sets, *vsets,
              f" chain {PICK_CHAIN} {{", *[f"  {r}" for r in picks], " }"]
-    for name, body in chains.items():
+    for name, body in {**chains, **vchains}.items():
         lines += [f" chain {name} {{", *[f"  {r}" for r in body], " }"]
     lines += [
              " chain prerouting { type nat hook prerouting priority -100; policy accept;",
-             *dnat, " }",
+             *dnat, *[f"  {r}" for r in vrules], " }",
              " chain output { type nat hook output priority -100; policy accept;",
              *dnat, " }"]
     # localhost too, as in Swarm: 127.0.0.1 may leave on gwbr (route_localnet)
@@ -238,7 +201,8 @@ def table(cluster: Cluster, node: str, lc: dict[str, int] | None = None,
               f"  oifname \"{layout.GW_INTF}\" ip saddr 127.0.0.0/8 masquerade"]
     lines += [f"  oifname \"{layout.gw_intf(t)}\" ip saddr 127.0.0.0/8 snat to {layout.GW_IP}"
               for t in gw_legs(cluster, node)]
-    lines += [" }", "}"]
+    lines += [f"  {r}" for r in eastwest.lb_snat_rules(cluster, node)]
+    lines += [" }", *eastwest.filter_chains(cluster), "}"]
     return "\n".join(lines) + "\n"
 
 

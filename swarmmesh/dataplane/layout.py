@@ -23,6 +23,7 @@ GW_MAC = "02:42:ac:12:00:01"
 SBOX_GW_IP = "172.18.0.2"      # the ingress sandbox's address on docker_gwbridge
 SBOX_GW_MAC = "02:42:ac:12:00:02"
 NET_PORT_STRIDE = 1000         # network j: VXLAN on port 1000*j, task t<n> on 1000*j + n
+LB_PORT_BASE = 65000           # network j: the leg to the node's kernel (its VIPs) on 65000 + j
 # A task with a host-mode port has its own leg on docker_gwbridge (a veth to its node, no
 # bridge port): 172.18.0.0/24 is kept for the gateway and the sandbox, t<n> takes
 # 172.18.1.0 + n, so tasks t1..t65278 fit below the /16's broadcast address.
@@ -83,6 +84,28 @@ def vxlan_intf(network: Network) -> str:
 def net_port(task: Task, network: Network) -> int:
     """Bridge port of a task's leg on a user network."""
     return NET_PORT_STRIDE * net_index(network) + task_number(task)
+
+
+def lb_port(network: Network) -> int:
+    """Bridge port of the node's leg to its kernel on a user network (``lb-n<j>``): the
+    kernel picks a task for each new connection to a VIP, as Swarm's ``lb-<net>``."""
+    return LB_PORT_BASE + net_index(network)
+
+
+def lb_intf(network: Network) -> str:
+    """The kernel's end of that leg (``lb-n<j>``)."""
+    return f"lb-n{net_index(network)}"
+
+
+def lb_br_intf(network: Network) -> str:
+    """The bridge's end of that leg (``lb-n<j>-br``)."""
+    return f"lb-n{net_index(network)}-br"
+
+
+def lb_leg_mac(network: Network) -> str:
+    """The MAC of the kernel's end (the same on every node: it never leaves the node)."""
+    j = net_index(network)
+    return f"02:42:ac:13:{j >> 8:02x}:{j & 0xff:02x}"
 
 
 def net_intf(task: Task, network: Network) -> str:

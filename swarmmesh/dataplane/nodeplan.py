@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from swarmmesh.dataplane import kernel, layout, rules
+from swarmmesh.dataplane import eastwest, kernel, layout, rules
 from swarmmesh.dataplane.mtu import Mtu
 from swarmmesh.model import Cluster, Task
 
@@ -136,6 +136,7 @@ def kernel_cmds(cluster: Cluster, node: str, mtu: Mtu, ingress: str = "mesh",
     cmds += vxlan_cmds(layout.VXLAN_INTF, cluster.networks["ingress"].vni, local, eth0, mtu)
     for net in layout.user_networks(cluster):
         cmds += vxlan_cmds(layout.vxlan_intf(net), net.vni, local, eth0, mtu)
+    cmds += eastwest.leg_cmds(cluster, mtu.overlay, lambda intf: tx_cmd(intf, offload))
     if fdb_path is not None:
         cmds.append(f"bridge -batch {fdb_path}")      # one process for the whole FDB
     for intf, overlay in node_legs(cluster, node):
@@ -168,6 +169,8 @@ def bridge_args(cluster: Cluster, node: str, datapath: str, controller: str) -> 
            port_arg(layout.GW_OVS_INTF, layout.PORT_GW),
            port_arg(layout.VXLAN_INTF, layout.PORT_VXLAN)]
     cmd += [port_arg(layout.vxlan_intf(net), layout.vxlan_port(net))
+            for net in layout.user_networks(cluster)]
+    cmd += [port_arg(layout.lb_br_intf(net), layout.lb_port(net))
             for net in layout.user_networks(cluster)]
     for task in cluster.tasks_on(node):
         port = layout.task_ports(cluster, node).get(task.host)

@@ -42,56 +42,34 @@ are isolated by construction.  Network j (its VNI minus 4096) has the
 VXLAN device ``vx-n<j>`` on port ``1000*j`` and task ``t<n>``'s leg on
 port ``1000*j + n``::
 
-    50  per network: ARP answered locally, VIP, replies to this node's LB
-        address, task-to-task delivery
-    60/61  conntrack zone 3: a new connection to a VIP -> round-robin pick
-        (tables 12-15, keyed by network and VIP); DNAT to the task
-        address, the port is kept (IPVS fwmark service, NAT mode).  The
-        VIPs' pick is still learned in the bridge (Swarm does it in each
-        container's namespace):
-    12  round-robin pointer per VIP (rewritten by ``learn``)
-    13  pick: pointer k -> DNAT to task k, learn pointer k+1, learn the
-        connection into 14
-    14  per-connection flows (learned, 10 s): the task a connection was
-        given, loaded into reg3.  Learning them makes every new connection
-        take the slow path, so that the pointer advances per connection.
-        UDP consults them: a new flow's later datagrams that passed
-        conntrack before its first was committed (one receive batch of
-        userspace OVS) keep the task without moving the pointer
-    15  UDP dispatch: reg3 names a task still in the balancer -> DNAT to
-        it; else -> 12, 13
-    62/63/64  conntrack zone 4: SNAT to this node's LB address on the network
-    70/71/72  the reply: un-SNAT, un-DNAT (source back to the VIP)
+    50  per network: ARP answered locally; a VIP (TCP, UDP) and a reply to
+        this node's LB address -> the node's kernel; task-to-task delivery
     80  L3 delivery on the network: local task port or the network's VXLAN
+
+A VIP is balanced in the node's kernel, as ingress is (``swarmmesh.dataplane.eastwest``):
+network j's leg to it (``lb-n<j>``, port ``65000 + j``, Swarm's ``lb-<net>``) takes the
+VIP's packets, the kernel picks a task (``numgen inc`` or ``jhash``, exact per node),
+DNATs to it, SNATs to the node's LB address and sends it back on the same leg, where it
+is plain delivery; the task's reply to the LB address goes to the kernel, which un-NATs
+it.  The bridge keeps no conntrack and learns nothing for it.
 """
 
 from __future__ import annotations
 
-from swarmmesh.dataplane.flows import (CT_TRK_EST, CT_TRK_NEW, Ct, Flow, Goto, Learn,
-                                      Move, Nat, Output, Resubmit, SetField, flow)
+from swarmmesh.dataplane.flows import Flow, Goto, Move, Output, SetField, flow
 from swarmmesh.dataplane.layout import (GW_MAC, PORT_GW, PORT_VXLAN, SBOX_GW_IP, SBOX_GW_MAC,
-                                       net_index, net_port, task_number, task_ports,
+                                       lb_leg_mac, lb_port, net_index, net_port, task_ports,
                                        user_networks, vxlan_port)
 from swarmmesh.model import Cluster, Network, Node, PublishedPort, Task, docker_mac
 
 # --- the pipeline: zones, registers, tables --------------------------------
 
-REG_RR = "reg1"
-LEARN_CONN_HARD_TIMEOUT = 10            # seconds a per-connection scratch flow lives
-
-T_CLASSIFY, T_RR_PTR, T_RR_PICK, T_RR_CONN, T_RR_DISPATCH = 0, 12, 13, 14, 15
-REG_PICKED = "reg3"        # the task (its number) a connection was already given
+T_CLASSIFY = 0
 T_FWD_OUT, T_RPL_OUT = 22, 32
 T_DELIVER = 40
 T_NET = 50
-T_VIP_CT, T_VIP_STATE = 60, 61
-T_LB_SNAT_CT, T_LB_SNAT_STATE, T_LB_OUT = 62, 63, 64
-T_LB_RPL_SNAT, T_LB_RPL_DNAT, T_LB_RPL_OUT = 70, 71, 72
 T_NET_DELIVER = 80
-ZONE_VIP_DNAT = 3
-ZONE_LB_SNAT = 4
 REG_NET = "reg2"
-VIP_MARK_BASE = 0x1000         # pick_mark() port indices of VIPs start here
 
 IP_PROTO = {"tcp": 6, "udp": 17}
 ETH_IP, ETH_ARP = 0x0800, 0x0806
@@ -113,12 +91,6 @@ def ingress_ports(cluster: Cluster) -> list[tuple[PublishedPort, list[Task], lis
             if p.mode == "ingress" and p.protocol in IP_PROTO:
                 out.append((p, tasks, every))
     return out
-
-
-def pick_mark(port_index: int, task: Task) -> int:
-    """ct_mark of a connection to a VIP: which VIP, which task it was given (by the
-    task's number, stable while tasks come and go)."""
-    return ((port_index + 1) << 16) | task_number(task)
 
 
 def arp_responder(ip: str, mac: str, in_port: int | None = None) -> Flow:
@@ -284,43 +256,6 @@ def vips(cluster: Cluster) -> list[tuple[str, str, object, list[Task]]]:
     return out
 
 
-def _picks(match: dict, tasks: list[Task],
-           protos: list[tuple[int, str, str]], nat_of, zone: int, next_table: int,
-           mark_of) -> list[Flow]:
-    """Tables 13 and 15 for one balanced service (``match``: its packets,
-    also the pointer's key).  13: pointer k -> task k (DNAT, ct_mark), learn
-    pointer k+1, learn the connection's task into 14; a pointer left out of
-    range by a shrinking task list falls back to task 0 (priority 50).
-    15 (UDP): a flow 14 knows goes to its task, if that task still takes
-    new connections.  TCP never consults 14: a SYN waits for its answer, so
-    there is no batch race, and a client that reuses a source port must get
-    a fresh pick."""
-    flows = []
-    learn_ptr = tuple(sorted(match.items()))
-    for proto, src_field, dst_field in protos:
-        m = {**match, "ip_proto": proto} if len(protos) > 1 else dict(match)
-        for k, t in enumerate(tasks):
-            actions = (
-                Learn(T_RR_PTR, 100, match=learn_ptr, load=((REG_RR, (k + 1) % len(tasks)),)),
-                Learn(T_RR_CONN, 100, match=(("eth_type", ETH_IP), ("ip_proto", proto)),
-                      copy=("ipv4_src", src_field, "ipv4_dst", dst_field),
-                      load=((REG_PICKED, task_number(t)),),
-                      hard_timeout=LEARN_CONN_HARD_TIMEOUT),
-                Ct(zone, next_table, commit=True, nat=nat_of(t), mark=mark_of(t)),
-            )
-            flows.append(flow(T_RR_PICK, 100, {**m, REG_RR: k}, actions))
-            if k == 0:
-                flows.append(flow(T_RR_PICK, 50, m, actions))
-        if proto != IP_PROTO["udp"]:
-            continue
-        for t in tasks:
-            flows.append(flow(T_RR_DISPATCH, 110, {**m, REG_PICKED: task_number(t)},
-                              [Ct(zone, next_table, commit=True, nat=nat_of(t))]))
-        if tasks:
-            flows.append(flow(T_RR_DISPATCH, 100, m, [Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)]))
-    return flows
-
-
 def network_flows(cluster: Cluster, node_name: str) -> list[Flow]:
     """The flows of one node for its user overlay networks (see the module doc)."""
     node = cluster.node(node_name)
@@ -332,8 +267,6 @@ def network_flows(cluster: Cluster, node_name: str) -> list[Flow]:
     for net in nets:
         flows += _net_flows(cluster, node, net, local)
     flows.append(flow(T_NET, 0, {}, []))
-    flows += _vip_flows(cluster)
-    flows += _lb_conntrack_flows()
     return flows
 
 
@@ -343,34 +276,24 @@ def _net_flows(cluster: Cluster, node: Node, net: Network, local: list[Task]) ->
     tag = {REG_NET: j}
     net_vips = [(svc, vip, tasks) for nname, svc, vip, tasks in vips(cluster)
                 if nname == net.name]
-    # 0 -> 50: the port a packet came in on names its network.
-    in_ports = [vxlan_port(net)] + [net_port(t, net) for t in local if net.name in t.addresses]
+    # 0 -> 50: the port a packet came in on names its network (the node's kernel too).
+    in_ports = [vxlan_port(net), lb_port(net)] + [net_port(t, net) for t in local
+                                                 if net.name in t.addresses]
     flows = [flow(T_CLASSIFY, 250, {"in_port": port}, [SetField(REG_NET, j), Goto(T_NET)])
              for port in in_ports]
     flows += _net_arp_flows(cluster, net, tag, net_vips)
-    # 50: a VIP (TCP and UDP; a VIP answers nothing else, as in Swarm).
+    # 50: a VIP (TCP and UDP; a VIP answers nothing else, as in Swarm), and a reply to
+    # this node's load-balancer address: to the node's kernel, which picks and NATs.
+    to_kernel = [SetField("eth_dst", lb_leg_mac(net)), Output(lb_port(net))]
     for _svc, vip, _tasks in net_vips:
         for proto in IP_PROTO.values():
             flows.append(flow(T_NET, 200, {**tag, "eth_type": ETH_IP, "ip_proto": proto,
-                                           "ipv4_dst": str(vip)}, [Goto(T_VIP_CT)]))
-    # 50: a reply to this node's load-balancer address.
+                                           "ipv4_dst": str(vip)}, to_kernel))
     lb_ip = node.lb_ips.get(net.name)
     if lb_ip is not None:
         flows.append(flow(T_NET, 190, {**tag, "eth_type": ETH_IP, "ipv4_dst": str(lb_ip)},
-                          [Goto(T_LB_RPL_SNAT)]))
+                          to_kernel))
     flows += _net_deliver_flows(cluster, node.name, net, tag)
-    # 63/64: SNAT to this node's LB address on the network.
-    if lb_ip is not None:
-        flows.append(flow(T_LB_SNAT_STATE, 100, {**tag, "eth_type": ETH_IP,
-                                                 "ct_state": CT_TRK_NEW},
-                          [Ct(ZONE_LB_SNAT, T_LB_OUT, commit=True, nat=Nat("src", str(lb_ip)))]))
-        flows.append(flow(T_LB_OUT, 100, {**tag, "eth_type": ETH_IP},
-                          [SetField("eth_src", docker_mac(lb_ip)), Goto(T_NET_DELIVER)]))
-    # 72: the reply leaves with the VIP's MAC (its source is the VIP again).
-    for _svc, vip, _tasks in net_vips:
-        flows.append(flow(T_LB_RPL_OUT, 100, {**tag, "eth_type": ETH_IP,
-                                              "ct_state": CT_TRK_EST, "ipv4_src": str(vip)},
-                          [SetField("eth_src", docker_mac(vip)), Goto(T_NET_DELIVER)]))
     return flows
 
 
@@ -406,63 +329,3 @@ def _net_deliver_flows(cluster: Cluster, node_name: str, net: Network,
                                                "ipv4_dst": str(ip)},
                           [SetField("eth_dst", mac), Output(port)]))
     return flows
-
-
-def _vip_flows(cluster: Cluster) -> list[Flow]:
-    """60/61 + 12-15: the VIP's round-robin pick, per node (IPVS rr in lb-<net>);
-    14's miss."""
-    flows = [flow(T_VIP_CT, 100, {"eth_type": ETH_IP},
-                  [Ct(ZONE_VIP_DNAT, T_VIP_STATE, nat_existing=True)])]
-    # 14: a connection it has not learned leaves reg3 at 0 (the learned ones are above)
-    flows.append(flow(T_RR_CONN, 0, {}, []))
-    for vi, (nname, svc_name, vip, tasks) in enumerate(vips(cluster)):
-        flows += _vip_pick_flows(cluster, vi, nname, svc_name, vip, tasks)
-    flows.append(flow(T_VIP_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
-                      [Goto(T_LB_SNAT_CT)]))
-    return flows
-
-
-def _vip_pick_flows(cluster: Cluster, vi: int, nname: str, svc_name: str, vip: object,
-                    tasks: list[Task]) -> list[Flow]:
-    """61, 12, 13 and 15 of the ``vi``-th VIP (service ``svc_name`` on network ``nname``)."""
-    flows: list[Flow] = []
-    j = net_index(cluster.networks[nname])
-    ptr_match = {REG_NET: j, "eth_type": ETH_IP, "ipv4_dst": str(vip)}
-    if tasks:                                   # no task: dropped
-        flows.append(flow(T_VIP_STATE, 100, {**ptr_match, "ip_proto": IP_PROTO["udp"],
-                                             "ct_state": CT_TRK_NEW},
-                          [Resubmit(T_RR_CONN), Resubmit(T_RR_DISPATCH)]))
-        flows.append(flow(T_VIP_STATE, 100, {**ptr_match, "ip_proto": IP_PROTO["tcp"],
-                                             "ct_state": CT_TRK_NEW},
-                          [Resubmit(T_RR_PTR), Resubmit(T_RR_PICK)]))
-    flows.append(flow(T_RR_PTR, 100, ptr_match, [SetField(REG_RR, 0)]))
-    def mark_of(t: Task) -> int:
-        return pick_mark(VIP_MARK_BASE + vi, t)
-
-    def nat_of(t: Task) -> Nat:
-        return Nat("dst", str(t.addresses[nname]))
-
-    for t in cluster.tasks_of(svc_name):   # every task that exists keeps its connections
-        if nname in t.addresses:
-            flows.append(flow(T_VIP_STATE, 110, {"eth_type": ETH_IP, "ct_state": CT_TRK_NEW,
-                                                 "ct_mark": mark_of(t)},
-                              [Ct(ZONE_VIP_DNAT, T_LB_SNAT_CT, commit=True, nat=nat_of(t))]))
-    flows += _picks(ptr_match, tasks,
-                    [(proto, f"{pname}_src", f"{pname}_dst") for pname, proto in IP_PROTO.items()],
-                    nat_of, ZONE_VIP_DNAT, T_LB_SNAT_CT, mark_of)
-    return flows
-
-
-def _lb_conntrack_flows() -> list[Flow]:
-    """62/63: zone 4 (the SNAT flows per network are in :func:`_net_flows`);
-    70/71: the reply, un-SNAT then un-DNAT."""
-    return [
-        flow(T_LB_SNAT_CT, 100, {"eth_type": ETH_IP},
-             [Ct(ZONE_LB_SNAT, T_LB_SNAT_STATE, nat_existing=True)]),
-        flow(T_LB_SNAT_STATE, 90, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
-             [Goto(T_LB_OUT)]),
-        flow(T_LB_RPL_SNAT, 100, {"eth_type": ETH_IP},
-             [Ct(ZONE_LB_SNAT, T_LB_RPL_DNAT, nat_existing=True)]),
-        flow(T_LB_RPL_DNAT, 100, {"eth_type": ETH_IP, "ct_state": CT_TRK_EST},
-             [Ct(ZONE_VIP_DNAT, T_LB_RPL_OUT, nat_existing=True)]),
-    ]

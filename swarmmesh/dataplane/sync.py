@@ -6,8 +6,8 @@ digest of the flow itself (table, priority, match, actions).  So the table
 of a switch says what it holds: a controller that restarts reads it back
 (flow stats), compares cookies with the flows the model asks for, and adds
 only what is missing or changed and deletes only what is stale.  A switch
-whose flows are already right is left exactly as it was, and so are the
-round-robin pointers that ``learn`` keeps in table 12 (cookie ``SL``).
+whose flows are already right is left exactly as it was; flows that are not ours
+are left alone.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Iterable
 
-from swarmmesh.dataplane import rules
-from swarmmesh.dataplane.flows import COOKIE, COOKIE_LEARNED, COOKIE_MASK, Flow
+from swarmmesh.dataplane.flows import COOKIE, COOKIE_MASK, Flow
 
 Key = tuple  # (table, priority, sorted match items)
 
@@ -52,10 +51,6 @@ class Installed:
     def ours(self) -> bool:
         return self.cookie & COOKIE_MASK == COOKIE
 
-    @property
-    def learned(self) -> bool:
-        return self.cookie & COOKIE_MASK == COOKIE_LEARNED
-
 
 @dataclass
 class Plan:
@@ -70,10 +65,7 @@ class Plan:
 def plan_sync(desired: list[Flow], installed: Iterable[Installed]) -> Plan:
     """What to send so that the switch holds ``desired`` and nothing stale.
 
-    A learned round-robin pointer (table 12) that sits on a wanted pointer
-    flow's key stands for it and is kept; learned pointers of balancers that
-    are gone are deleted; per-connection scratch flows (table 14) and flows
-    that are not ours are left alone.
+    Flows that are not ours are left alone.
     """
     want = {flow_key(f): f for f in desired}
     have: dict[Key, Installed] = {}
@@ -82,11 +74,6 @@ def plan_sync(desired: list[Flow], installed: Iterable[Installed]) -> Plan:
         if i.ours:
             have[i.key] = i
             if i.key not in want:
-                delete.append(i)
-        elif i.learned and i.table == rules.T_RR_PTR:
-            if i.key in want:
-                have[i.key] = i
-            else:
                 delete.append(i)
     add = []
     for k, f in want.items():
@@ -97,7 +84,6 @@ def plan_sync(desired: list[Flow], installed: Iterable[Installed]) -> Plan:
 
 
 def plan_update(old: list[Flow], new: list[Flow]) -> Plan:
-    """From one model to the next, on a switch that holds ``old``.  A pointer
-    flow that stays has the same cookie and is not re-added (re-adding would
-    overwrite the learned pointer and reset the round robin)."""
+    """From one model to the next, on a switch that holds ``old``: a flow that stays has
+    the same cookie and is not re-added."""
     return plan_sync(new, [Installed(f.table, f.priority, f.match, flow_cookie(f)) for f in old])

@@ -146,9 +146,10 @@ def trace(tb, source_text: str, dest_text: str, timeout: float = 2.0,
                                      *capture_filter(pt[1], dest.proto)], tb, "listening on"))
                 for pt in points(plans)}
         nft = ct = None
-        if dest.kind == "node":
-            node = tb.host(dest.node)
-            nft = stack.enter_context(nft_trace(node, tb, str(source.client.underlay_ip), dest))
+        where = kernel_of(cluster, source, dest, first)
+        if where is not None:
+            node = tb.host(where[0])
+            nft = stack.enter_context(nft_trace(node, tb, where[1], dest))
             ct = stack.enter_context(process(node, ["conntrack", "-E", "-p", dest.proto], tb))
         result = send(tb, source, dest, cluster, timeout)
     obs.seen = {pt: parse.parse_tcpdump(out[0], None if pt[1] == f"{pt[0]}-eth0"
@@ -158,19 +159,24 @@ def trace(tb, source_text: str, dest_text: str, timeout: float = 2.0,
         raw.update({f"tcpdump {h} {i}": out[0] for (h, i), out in caps.items()})
         raw.update({"nft monitor trace": nft[0], "conntrack -E": ct[0]} if nft else {})
     if nft is not None:
-        obs.nft[dest.node] = parse.nft_first_packet(parse.parse_nft_trace(nft[0]), NFT_TABLES)
-        obs.conntrack[dest.node] = [e for e in parse.parse_conntrack(ct[0])
-                                    if e.orig[2] == result.get("sport")]
+        obs.nft[where[0]] = parse.nft_first_packet(parse.parse_nft_trace(nft[0]), NFT_TABLES)
+        obs.conntrack[where[0]] = [e for e in parse.parse_conntrack(ct[0])
+                                   if e.orig[2] == result.get("sport")]
     obs.answer = answer_of(result)
     path = predict(cluster, source, dest, pick=obs.answer.get("task"), sport=result.get("sport"))
     obs.ofproto = bridge_traces(tb, path, raw)
-    if source.task is not None:
-        node = tb.host(source.task.node)
-        text = node.appctl("dpctl/dump-conntrack")
-        obs.bridge_ct[node.name] = parse.parse_dpctl_conntrack(text)
-        if raw is not None:
-            raw[f"dpctl/dump-conntrack {node.name}"] = text
     return compare.verify(path, obs)
+
+
+def kernel_of(cluster, source: Source, dest: Dest, path: Path) -> tuple[str, str] | None:
+    """(node, client address) whose kernel picks for this connection: the entry node for a
+    published port, the source task's node for a VIP (its first nft hop); else None."""
+    if dest.kind == "node":
+        return dest.node, str(source.client.underlay_ip)
+    hop = next((h for h in path.hops if h.stage == "nft"), None)
+    if hop is None or source.task is None:
+        return None
+    return hop.host, path.hops[0].packet.src
 
 
 def bridge_traces(tb, path: Path, raw: dict | None = None) -> dict:

@@ -29,7 +29,14 @@ def parse_counts(conntrack_text: str, addresses: dict[str, str]) -> dict[str, in
 
 
 def lc_services(cluster: Cluster) -> list[str]:
-    return [s.name for s in cluster.ingress_services() if s.balancing.scheduler == "lc"]
+    """The services balanced by lc in a node's kernel: on a published port or a VIP."""
+    return [s.name for s in cluster.services.values() if s.balancing.scheduler == "lc"
+            and (s.ingress_ports() or s.vips)]
+
+
+def task_addresses(cluster: Cluster) -> dict[str, str]:
+    """Every address a node's kernel may DNAT to (ingress and VIP networks) -> its task."""
+    return {str(a): t.name for t in cluster.tasks for a in t.addresses.values()}
 
 
 def weights(cluster: Cluster, counts: dict[str, int]) -> dict[str, int]:
@@ -70,8 +77,7 @@ class LeastConnections:
         for node in self.tb.cluster.nodes:
             host = self.tb.host(node.name)
             loaded = host.nft_cluster or self.tb.cluster
-            addresses = {str(t.addresses["ingress"]): t.name for t in loaded.tasks
-                         if "ingress" in t.addresses}
+            addresses = task_addresses(loaded)
             proc = host.popen(["conntrack", "-L", "-p", "tcp"], stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True)
             out, _ = proc.communicate(timeout=10)

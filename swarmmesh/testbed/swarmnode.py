@@ -221,16 +221,10 @@ class SwarmNode(_Recorded, _Quiet):
         """Forget every connection to these (task) addresses, as Swarm's IPVS
         does for a removed backend (``expire_nodest_conn``): else a client
         that reuses a source port would follow a stale entry to it.  The
-        node's kernel (ingress: it picked the task and NATed the connection)
-        and the bridge's VIP zones: DNAT zones match the reply's source,
-        SNAT zones the original destination."""
+        node's kernel picked the task and NATed the connection (ingress and
+        VIPs alike): its entries whose reply comes from the task."""
         for ip in addresses:
             self.cmd(f"conntrack -D --reply-src {ip} >/dev/null 2>&1")
-        if self.ovs_dir is None:
-            return
-        for ip in addresses:
-            self.appctl(f"dpctl/flush-conntrack zone={rules.ZONE_VIP_DNAT} '' 'ct_nw_src={ip}'")
-            self.appctl(f"dpctl/flush-conntrack zone={rules.ZONE_LB_SNAT} 'ct_nw_dst={ip}'")
 
     def record_pidfiles(self, pidfiles: list[tuple[Path, str]]) -> None:
         """Write the daemons' PIDs (from their pidfiles) into the run's record."""

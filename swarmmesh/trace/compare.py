@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 from swarmmesh.trace.hops import Capture, Hop, Packet, Path
-from swarmmesh.trace.parse import BridgeConn, CtEvent, NftEvent, OfTrace, Seen
+from swarmmesh.trace.parse import CtEvent, NftEvent, OfTrace, Seen
 
 
 @dataclass
@@ -20,7 +20,6 @@ class Observed:
     ofproto: dict[tuple[str, int], OfTrace] = field(default_factory=dict)  # (node, in_port)
     nft: dict[str, list[NftEvent]] = field(default_factory=dict)   # node -> first packet's
     conntrack: dict[str, list[CtEvent]] = field(default_factory=dict)
-    bridge_ct: dict[str, list[BridgeConn]] = field(default_factory=dict)  # node -> entries
     answer: dict | None = None      # the task's answer, or {"refused"/"timeout": True}
 
 
@@ -81,27 +80,8 @@ def check_bridge(hop: Hop, obs: Observed) -> tuple[bool, str, tuple[str, ...]]:
     if _dedupe(tables) != want:
         return False, got, lines
     if trace.outputs[-1:] != [opts["output"]]:
-        if not hop.rewrites or hop.rewrites[0].kind != "dnat":
-            return False, got, lines
-        ok, ev = check_bridge_nat(hop, obs)    # the pick: a new connection's may differ
-        return ok, f"{got}, a new connection's pick; {ev}", lines
+        return False, got, lines
     return True, f"ofproto/trace: datapath actions {trace.datapath_actions}", lines
-
-
-def check_bridge_nat(hop: Hop, obs: Observed) -> tuple[bool, str]:
-    """The bridge's conntrack entries of this very connection: the DNAT (its reply's
-    source) and the SNAT (its reply's destination) the prediction says."""
-    dnat, snat = hop.rewrites[0], hop.rewrites[1] if len(hop.rewrites) > 1 else None
-    vip = dnat.before.split(":")[0]
-    task, lb = dnat.after.split(":")[0], snat.after.split(":")[0] if snat else None
-    conns = obs.bridge_ct.get(hop.host, [])
-    mine = [c for c in conns if c.orig[1] == vip and c.orig[2] == hop.packet.sport]
-    if not any(c.reply[0] == task for c in mine):
-        return False, f"its conntrack entry DNATs to {[c.reply[0] for c in mine] or 'none'}"
-    if lb and not any(c.reply[1] == lb and c.orig[1] == task for c in conns
-                      if c.orig[2] == hop.packet.sport):
-        return False, f"no conntrack entry SNATs it to {lb}"
-    return True, f"its own conntrack entries: DNAT to {task}" + (f", SNAT to {lb}" if lb else "")
 
 
 def _dedupe(tables: list[str]) -> list[str]:

@@ -243,36 +243,6 @@ def parse_conntrack(text: str) -> list[CtEvent]:
     return [e for e in map(parse_conntrack_line, text.splitlines()) if e is not None]
 
 
-# -- ovs-appctl dpctl/dump-conntrack ------------------------------------------------
-
-_DPCTL = re.compile(r"^(?P<proto>\w+),orig=\((?P<orig>[^)]*)\),reply=\((?P<reply>[^)]*)\)"
-                    r"(?P<rest>.*)$")
-
-
-@dataclass(frozen=True)
-class BridgeConn:
-    """One connection in the bridge's (userspace) conntrack, by zone."""
-
-    proto: str
-    orig: tuple[str, str, int | None, int | None]
-    reply: tuple[str, str, int | None, int | None]
-    zone: int
-    mark: int
-
-
-def parse_dpctl_conntrack(text: str) -> list[BridgeConn]:
-    out = []
-    for line in text.splitlines():
-        m = _DPCTL.match(line.strip())
-        if not m:
-            continue
-        kv = lambda part: dict(x.split("=", 1) for x in part.split(",") if "=" in x)  # noqa
-        rest = kv(m["rest"].strip(","))
-        out.append(BridgeConn(m["proto"], _tuple(kv(m["orig"])), _tuple(kv(m["reply"])),
-                              int(rest.get("zone", 0)), int(rest.get("mark", 0))))
-    return out
-
-
 # -- tcpdump -n -l ------------------------------------------------------------------
 
 _TD_IP = re.compile(r"IP (?P<src>[\d.]+?)(?:\.(?P<sport>\d+))? > (?P<dst>[\d.]+?)"

@@ -9,12 +9,12 @@ is read from the packets); ``sport`` the client's source port, once known.
 
 from __future__ import annotations
 
-from swarmmesh.dataplane import kernel, layout, picks, rules
+from swarmmesh.dataplane import kernel, layout, rules
 from swarmmesh.model import Cluster, PublishedPort, Task
 from swarmmesh.trace.dest import Dest, Source
 from swarmmesh.trace import predict_ew
 from swarmmesh.trace.hops import Capture, Hop, Packet, Path, Rewrite
-from swarmmesh.trace.steps import bridge_hop, client_hop, ep, task_hop, vxlan_hop
+from swarmmesh.trace.steps import bridge_hop, client_hop, ep, task_hop, vxlan_hop, why_picked
 
 
 def predict(cluster: Cluster, source: Source, dest: Dest, pick: str | None = None,
@@ -98,19 +98,6 @@ def _chosen(cluster: Cluster, tasks: list[Task], pick: str | None) -> Task:
         if pick in (t.name, t.host):
             return t
     return cluster.task(pick)        # not a candidate: the comparison will say so
-
-
-def why_picked(balancing, table: list[Task], chosen: Task) -> str:
-    index = [t.name for t in table].index(chosen.name) if chosen in table else -1
-    if balancing.affinity:
-        return (f"ClientIP affinity ({int(balancing.affinity)} s): a known client goes back "
-                f"to its task; a new one: {balancing.scheduler}")
-    if picks.hashed(balancing.scheduler):
-        return (f"{balancing.scheduler}: jhash of the client's address mod {len(table)} "
-                f"= {index}")
-    if balancing.scheduler == "rr":
-        return (f"rr: the node's counter (numgen inc mod {len(table)}) stood at {index}")
-    return f"{balancing.scheduler}: entry {index} of a table of {len(table)}"
 
 
 def _host_mode(cluster: Cluster, dest: Dest, path: Path, pkt: Packet, svc: str,

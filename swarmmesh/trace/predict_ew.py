@@ -1,17 +1,17 @@
 """East-west: a task to a service on an overlay network it shares, through the service's
-VIP (the bridge's conntrack zones 3 and 4: DNAT to a task, SNAT to the node's
-load-balancer address) or dnsrr (the name gives the tasks' own addresses: no VIP, no
+VIP (the bridge hands it to the node's kernel on the network's ``lb-n<j>`` leg, whose
+nftables DNAT it to a task and SNAT it to the node's load-balancer address) or dnsrr (the name gives the tasks' own addresses: no VIP, no
 NAT); a network the source is not on is isolated from it."""
 
 from __future__ import annotations
 
 from ipaddress import ip_address
 
-from swarmmesh.dataplane import layout, rules
-from swarmmesh.model import Cluster, Task
+from swarmmesh.dataplane import eastwest, kernel, layout, rules
+from swarmmesh.model import Cluster, Task, docker_mac
 from swarmmesh.trace.dest import Dest, Source, owner_of
 from swarmmesh.trace.hops import Capture, Hop, Packet, Path, Rewrite
-from swarmmesh.trace.steps import bridge_hop, ep, task_hop, vxlan_hop
+from swarmmesh.trace.steps import bridge_hop, ep, task_hop, vxlan_hop, why_picked
 
 
 def east_west(cluster: Cluster, source: Source, dest: Dest, path: Path,
@@ -43,7 +43,7 @@ def east_west(cluster: Cluster, source: Source, dest: Dest, path: Path,
     if service is not None and service.endpoint_mode == "vip" and dest.kind != "address" \
             or (dest.kind == "address" and owner_of(cluster, ip_address(dest.address))[0] == "vip"):
         vip = str(service.vips[net.name])
-        path.why_pick = f"VIP {vip}: rr, the bridge's learned pointer (tables 12/13)"
+        path.why_pick = _why_vip(cluster, service.name, net, vip, tasks, chosen)
         return _vip(cluster, path, src, chosen, net, Packet(dest.proto, s_ip, sport, vip,
                                                              dest.port))
     path.why_pick = ("dnsrr: the embedded DNS answered the tasks' addresses, the client "
@@ -74,24 +74,56 @@ def _source_hop(src: Task, pkt: Packet, net, note: str) -> Hop:
                Capture(src.host, intf, pkt))
 
 
+def _why_vip(cluster: Cluster, svc: str, net, vip: str, tasks: list[Task],
+             chosen: Task) -> str:
+    balancing = cluster.service(svc).balancing
+    return f"VIP {vip}: " + why_picked(balancing, kernel.pick_table(balancing, tasks), chosen)
+
+
+def vip_rule(cluster: Cluster, net, vip: str) -> str:
+    """The node's prerouting rule of the VIP, as :mod:`eastwest` writes it."""
+    _s, rules_, _c = eastwest.vip_rules(cluster)
+    head = eastwest.vip_head(net, vip)
+    return next(r for r in rules_ if r.startswith(head + " ") and "@" not in r)
+
+
 def _vip(cluster: Cluster, path: Path, src: Task, task: Task, net, pkt: Packet) -> Path:
+    """The bridge hands the packet to the node's kernel (``lb-n<j>``), which picks a task,
+    DNATs and SNATs it and sends it back on the same leg; then plain delivery."""
     node = cluster.node(src.node)
     lb = str(node.lb_ips[net.name])
     t_ip = str(task.addresses[net.name])
+    leg = layout.lb_intf(net)
     path.hops.append(_source_hop(src, pkt, net, f"the embedded DNS: {path.dest.split(':')[0]}"
                                  f" -> VIP {pkt.dst}"))
+    path.hops.append(bridge_hop(src.node, pkt, layout.net_port(src, net),
+                                [rules.T_CLASSIFY, rules.T_NET], layout.lb_port(net),
+                                (Rewrite("mac", "eth_dst " + docker_mac_of(pkt.dst),
+                                         "eth_dst " + layout.lb_leg_mac(net)),)))
+    dnat = Packet(pkt.proto, pkt.src, pkt.sport, t_ip, pkt.dport)
     out = Packet(pkt.proto, lb, pkt.sport, t_ip, pkt.dport)
+    path.hops.append(Hop(src.node, f"{src.node} kernel", "nft",
+                         f"table ip {kernel.TABLE} chain prerouting: "
+                         f"{vip_rule(cluster, net, pkt.dst)}", dnat,
+                         (Rewrite("dnat", ep(pkt.dst, pkt.dport), ep(t_ip, pkt.dport)),),
+                         (f"from {leg}: Swarm's lb-{net.name}", f"pick: {task.name} "
+                          f"({path.why_pick})")))
+    snat_rule = next(r for r in eastwest.lb_snat_rules(cluster, src.node)
+                     if r.startswith(f'oifname "{leg}" '))
+    path.hops.append(Hop(src.node, f"{src.node} kernel", "nft",
+                         f"table ip {kernel.TABLE} chain postrouting: {snat_rule}", out,
+                         (Rewrite("snat", ep(pkt.src, pkt.sport), ep(lb, pkt.sport)),),
+                         (f"route {net.subnet} dev {leg}",), Capture(src.node, leg, out)))
     remote = task.node != src.node
     port = layout.vxlan_port(net) if remote else layout.net_port(task, net)
-    hop = bridge_hop(src.node, out, layout.net_port(src, net),
-                     [rules.T_CLASSIFY, rules.T_NET, rules.T_VIP_CT, rules.T_VIP_STATE,
-                      rules.T_RR_PTR, rules.T_RR_PICK, rules.T_LB_SNAT_CT,
-                      rules.T_LB_SNAT_STATE, rules.T_LB_OUT, rules.T_NET_DELIVER], port,
-                     (Rewrite("dnat", ep(pkt.dst, pkt.dport), ep(t_ip, pkt.dport)),
-                      Rewrite("snat", ep(pkt.src, pkt.sport), ep(lb, pkt.sport))))
-    path.hops.append(hop)
+    path.hops.append(bridge_hop(src.node, out, layout.lb_port(net),
+                                [rules.T_CLASSIFY, rules.T_NET, rules.T_NET_DELIVER], port))
     _deliver(cluster, path, src.node, task, net, out)
     return path
+
+
+def docker_mac_of(ip: str) -> str:
+    return docker_mac(ip_address(ip))
 
 
 def _plain(cluster: Cluster, path: Path, src: Task, task: Task, net, pkt: Packet) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swarmmesh.dataplane import layout
+from swarmmesh.dataplane import layout, picks
 from swarmmesh.model import Task
 from swarmmesh.trace.dest import Source
 from swarmmesh.trace.hops import Capture, Hop, Packet, Rewrite
@@ -42,3 +42,15 @@ def vxlan_hop(cluster, src_node: str, dst_node: str, pkt: Packet, vni: int,
                (Rewrite("encap", f"{pkt.src} > {pkt.dst}", f"udp {a} > {b}:4789 vni {vni}"),),
                (f"decap on {dst_node}",), Capture(src_node, f"{src_node}-eth0", pkt, vni, (a, b)))
 
+
+def why_picked(balancing, table: list[Task], chosen: Task) -> str:
+    index = [t.name for t in table].index(chosen.name) if chosen in table else -1
+    if balancing.affinity:
+        return (f"ClientIP affinity ({int(balancing.affinity)} s): a known client goes back "
+                f"to its task; a new one: {balancing.scheduler}")
+    if picks.hashed(balancing.scheduler):
+        return (f"{balancing.scheduler}: jhash of the client's address mod {len(table)} "
+                f"= {index}")
+    if balancing.scheduler == "rr":
+        return (f"rr: the node's counter (numgen inc mod {len(table)}) stood at {index}")
+    return f"{balancing.scheduler}: entry {index} of a table of {len(table)}"

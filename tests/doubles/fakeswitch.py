@@ -6,9 +6,8 @@ can follow a packet through one node's bridge and across the cluster.
 
 A packet is a dict of header fields named as in the rules' matches
 (``eth_src, eth_dst, eth_type, ip_proto, ipv4_src, ipv4_dst, tcp_src, ...,
-arp_op, arp_spa, arp_tpa, arp_sha, arp_tha``) plus the metadata ``in_port``,
-``reg1``, ``reg2`` and ``reg3`` (default 0), ``ct_state`` (default 0, bits ``flows.CT_*``) and
-``ct_mark`` (default 0).
+arp_op, arp_spa, arp_tpa, arp_sha, arp_tha``) plus the metadata ``in_port`` and
+``reg2`` (default 0).
 Addresses are strings, as in the rules.
 
 Semantics, as in OVS:
@@ -17,31 +16,17 @@ Semantics, as in OVS:
   ``(value, mask)``; no match drops; two matching flows of equal priority
   are an error (OVS's choice would be undefined);
 * actions run in order; ``Goto`` (to a later table only) continues after
-  them; ``Resubmit`` runs a table and comes back, keeping its changes;
-* ``Ct`` forks: the copy goes through the switch's conntrack and is
-  recirculated into ``ct.table`` (a fresh lookup, registers kept); the
-  original goes on with the remaining actions, untouched;
-* conntrack, per zone, keyed by the 5-tuple in both directions, as Linux
-  and the OVS kernel datapath do it: ``+trk+new`` until the connection is
-  committed *and* a reply has been seen, then ``+trk+est`` (``+rpl`` for the
-  reply direction); a second ``ct`` in the same zone on the same packet
-  reuses the first one's connection and NATs at most once; a bare ``nat``
-  rewrites only non-``+new`` packets, a committing ``nat(src|dst=...)`` sets
-  up a binding or applies the existing one; SNAT without a port keeps the
-  source port unless the reply tuple is taken; ``ct_mark`` is loaded on
-  every lookup (and set on commit if the ``Ct`` has a ``mark``);
+  them (the bridge keeps no conntrack and learns nothing: the rules use neither);
 * ``Output(n)`` with ``n`` the packet's ``in_port`` is dropped (use
-  ``Output("in_port")``); ``Learn`` adds or replaces (same table, priority
-  and match) a flow; timeouts are recorded but there is no clock.
+  ``Output("in_port")``).
 
 Anything else raises ``NotImplementedError``: nothing is silently ignored.
-Output packets carry header fields only (no ``in_port``, registers,
-``ct_state`` or ``ct_mark``), as on a wire.
+Output packets carry header fields only (no ``in_port`` or registers), as on a wire.
 
 ``FakeKernel`` models the part of a node's kernel the bridge depends on: its
 nftables table (the text of ``swarmmesh.dataplane.kernel.table``, read back
 from the text alone) and its conntrack.  The ingress round-robin pick is
-there (``numgen inc mod k map {...}``: one counter per rule, restarted by a
+there, and the VIPs' (east-west, on the legs ``lb-n<j>``) (``numgen inc mod k map {...}``: one counter per rule, restarted by a
 reload that changes the text), the DNAT to the task and the SNAT to the
 node's ingress address (decided once per connection; SNAT keeps the source
 port unless that reply tuple is taken), so that the tests check exact round
@@ -57,19 +42,16 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from swarmmesh.dataplane import kernel, layout, picks, rules
-from swarmmesh.model import Cluster, Task
-from swarmmesh.dataplane.flows import (COOKIE_LEARNED, CT_EST, CT_NEW, CT_RPL, CT_TRK, Ct, Flow, Goto,
-                                      Learn, Move, Nat, Output, Resubmit, SetField)
+from swarmmesh.model import Cluster, Task, docker_mac
+from swarmmesh.dataplane.flows import Flow, Goto, Move, Output, SetField
 
 HEADER_FIELDS = frozenset((
     "eth_src", "eth_dst", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst",
     "tcp_src", "tcp_dst", "udp_src", "udp_dst",
     "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"))
-METADATA = frozenset(("in_port", "reg1", "reg2", "reg3", "ct_state", "ct_mark"))
+METADATA = frozenset(("in_port", "reg2"))
 FIELDS = HEADER_FIELDS | METADATA
-CT_CACHE = "_ct"        # the connection a packet's last ct found: (zone, tuple, nat done)
 L4 = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
-MAX_DEPTH = 64          # resubmits plus recirculations, as OVS bounds them
 
 
 class AmbiguousMatch(RuntimeError):
@@ -92,18 +74,10 @@ def _check_flow(f: Flow) -> None:
         elif isinstance(a, Move):
             _check_field(a.src)
             _check_field(a.dst)
-        elif isinstance(a, Learn):
-            for name in [n for n, _ in a.match] + list(a.copy) + [n for n, _ in a.load]:
-                _check_field(name)
-        elif isinstance(a, Ct):
-            if a.nat is not None and not a.commit:
-                raise NotImplementedError("ct with a nat spec but without commit")
-            if a.nat is not None and a.nat.kind not in ("src", "dst"):
-                raise NotImplementedError(f"nat kind {a.nat.kind!r}")
         elif isinstance(a, Output):
             if not isinstance(a.port, int) and a.port != "in_port":
                 raise NotImplementedError(f"output to {a.port!r}")
-        elif not isinstance(a, (Resubmit, Goto)):
+        elif not isinstance(a, Goto):
             raise NotImplementedError(f"action {a!r}")
 
 
@@ -119,44 +93,12 @@ def matches(f: Flow, packet: dict) -> bool:
     return True
 
 
-def five_tuple(packet: dict) -> tuple:
-    """(ip_proto, src, sport, dst, dport) of a TCP or UDP packet."""
-    proto = packet.get("ip_proto")
-    sport_f, dport_f = L4.get(proto, (None, None))
-    return (proto, packet["ipv4_src"], packet.get(sport_f), packet["ipv4_dst"],
-            packet.get(dport_f))
-
-
-def _set_tuple(packet: dict, t: tuple) -> None:
-    proto, src, sport, dst, dport = t
-    packet["ipv4_src"], packet["ipv4_dst"] = src, dst
-    if proto in L4:
-        packet[L4[proto][0]], packet[L4[proto][1]] = sport, dport
-
-
-def _reverse(t: tuple) -> tuple:
-    proto, src, sport, dst, dport = t
-    return (proto, dst, dport, src, sport)
-
-
-@dataclass
-class Conn:
-    """A committed connection: its tuples in both directions after NAT."""
-    orig: tuple                 # as the first packet arrived
-    reply: tuple                # what the answer looks like (NAT applied)
-    nat: Nat | None = None
-    seen_reply: bool = False
-    mark: int = 0
-
-
 class FakeSwitch:
     """Applies a list of ``Flow`` to packets (one bridge)."""
 
     def __init__(self, flows, name: str = "") -> None:
         self.name = name
         self.flows: list[Flow] = []
-        self.learned: dict[tuple, int] = {}   # (table, priority, match) -> hard_timeout
-        self.conntrack: dict[int, dict[tuple, tuple[Conn, bool]]] = {}
         for f in flows:
             self.add_flow(f)
 
@@ -190,125 +132,40 @@ class FakeSwitch:
         """Run ``packet`` from table 0; return the (port, packet) outputs."""
         for name in packet:
             _check_field(name)
-        pkt = {"reg1": 0, "reg2": 0, "reg3": 0, "ct_state": 0, "ct_mark": 0, **copy.deepcopy(packet)}
+        pkt = {"reg2": 0, **copy.deepcopy(packet)}
         out: list[tuple[int, dict]] = []
-        self._table(0, pkt, out, 0)
+        self._table(0, pkt, out)
         return out
 
-    def _table(self, table: int, pkt: dict, out: list, depth: int) -> None:
+    def _table(self, table: int, pkt: dict, out: list) -> None:
         while table is not None:
-            if depth > MAX_DEPTH:
-                raise RuntimeError(f"{self.name}: more than {MAX_DEPTH} resubmits")
             f = self.lookup(table, pkt)
             if f is None:
                 return                       # table miss: drop
-            goto = self._actions(f, pkt, out, depth)
+            goto = self._actions(f, pkt, out)
             if goto is not None and goto <= table:
                 raise ValueError(f"goto from table {table} to {goto}: must go forward")
             table = goto
 
-    def _actions(self, f: Flow, pkt: dict, out: list, depth: int) -> int | None:
+    def _actions(self, f: Flow, pkt: dict, out: list) -> int | None:
         goto = None
         for a in f.actions:
             if isinstance(a, Output):
                 port = pkt["in_port"] if a.port == "in_port" else a.port
                 if a.port == "in_port" or a.port != pkt.get("in_port"):
                     out.append((port, {k: v for k, v in pkt.items()
-                                       if k not in METADATA and k != CT_CACHE}))
+                                       if k not in METADATA}))
             elif isinstance(a, SetField):
                 pkt[a.field] = a.value
             elif isinstance(a, Move):
                 if a.src not in pkt:
                     raise ValueError(f"move from {a.src!r}, absent from {pkt}")
                 pkt[a.dst] = pkt[a.src]
-            elif isinstance(a, Resubmit):
-                self._table(a.table, pkt, out, depth + 1)
             elif isinstance(a, Goto):
                 goto = a.table
-            elif isinstance(a, Learn):
-                self._learn(a, pkt)
-            elif isinstance(a, Ct):
-                forked = dict(pkt)
-                self._conntrack(a, forked)
-                self._table(a.table, forked, out, depth + 1)
             else:
                 raise NotImplementedError(f"action {a!r}")
         return goto
-
-    def _learn(self, a: Learn, pkt: dict) -> None:
-        missing = [name for name in a.copy if name not in pkt]
-        if missing:
-            raise ValueError(f"learn copies {missing}, absent from {pkt}")
-        match = dict(a.match)
-        match.update({name: pkt[name] for name in a.copy})
-        new = Flow(a.table, a.priority, tuple(sorted(match.items())),
-                   tuple(SetField(n, v) for n, v in a.load), cookie=COOKIE_LEARNED)
-        self.add_flow(new)
-        self.learned[(new.table, new.priority, new.match)] = a.hard_timeout
-
-    def _conntrack(self, a: Ct, pkt: dict) -> None:
-        """Track ``pkt`` in ``a.zone`` as the kernel datapath does (in place).
-
-        A packet keeps the connection its last ``ct`` found: a second ``ct``
-        in the same zone reuses it (no new lookup, ct_state kept) and NATs at
-        most once.  NAT: an established connection (either direction) like
-        before; a ``+new`` packet only by a committing ``ct`` with a nat spec
-        (a new binding, or the existing one if the connection has one); a
-        bare ``nat`` leaves a ``+new`` packet alone (``nf_ct_nat``).
-        """
-        if pkt.get("eth_type") != rules.ETH_IP or pkt.get("ip_proto") not in L4:
-            raise NotImplementedError("ct on a packet other than TCP or UDP over IPv4")
-        zone = self.conntrack.setdefault(a.zone, {})
-        cached = pkt.get(CT_CACHE)
-        if cached is not None and cached[0] == a.zone:
-            _, key, nat_done = cached
-            entry = zone.get(key)
-        else:
-            key, nat_done = five_tuple(pkt), False
-            entry = zone.get(key)
-            if entry is None:
-                state = CT_TRK | CT_NEW
-            elif entry[1]:
-                entry[0].seen_reply = True
-                state = CT_TRK | CT_EST | CT_RPL
-            else:
-                state = CT_TRK | (CT_EST if entry[0].seen_reply else CT_NEW)
-            pkt["ct_state"] = state
-        if entry is None and a.commit:
-            entry = (self._commit(zone, key, a.nat), False)
-        if entry is not None and a.commit and getattr(a, "mark", None) is not None:
-            entry[0].mark = a.mark
-        pkt["ct_mark"] = entry[0].mark if entry is not None else 0
-        if entry is not None and not nat_done and (a.nat is not None or a.nat_existing):
-            conn, is_reply = entry
-            new = bool(pkt["ct_state"] & CT_NEW)
-            if a.nat is not None and (conn.nat is None or a.nat.kind != conn.nat.kind):
-                raise NotImplementedError(f"a {a.nat.kind} NAT binding on a connection "
-                                          f"committed with {conn.nat}")
-            if conn.nat is not None and (not new or (a.commit and a.nat is not None)):
-                _set_tuple(pkt, _reverse(conn.orig) if is_reply else _reverse(conn.reply))
-                nat_done = True
-        pkt[CT_CACHE] = (a.zone, key, nat_done)
-
-    @staticmethod
-    def _commit(zone: dict, key: tuple, nat: Nat | None) -> Conn:
-        proto, src, sport, dst, dport = key
-        if nat is None:
-            after = key
-        elif nat.kind == "dst":
-            after = (proto, src, sport, nat.ip, dport if nat.port is None else nat.port)
-        else:
-            after = (proto, nat.ip, sport if nat.port is None else nat.port, dst, dport)
-        while _reverse(after) in zone:           # reply tuple in use: pick another port
-            if nat is None or nat.kind != "src" or nat.port is not None:
-                raise RuntimeError(f"conntrack clash: {_reverse(after)} already in use")
-            p = after[2] + 1 if after[2] < 65535 else 1024
-            after = (proto, nat.ip, p, dst, dport)
-        conn = Conn(orig=key, reply=_reverse(after), nat=nat)
-        zone[key] = (conn, False)
-        zone[conn.reply] = (conn, True)
-        return conn
-
 
 # --- a node's kernel: its nftables table and conntrack ------------------------
 
@@ -321,6 +178,10 @@ _VMAP = re.compile(r"(tcp|udp) dport (\d+) (numgen inc|jhash ip saddr) mod (\d+)
                    r"(?: seed \S+)? vmap \{ (.*) \}$")
 _HOST = re.compile(r"fib daddr type local (tcp|udp) dport (\d+) dnat to ([\d.]+):(\d+)$")
 _SNAT = re.compile(r'oifname "(\S+)" ip daddr ([\d./]+) snat to ([\d.]+)$')
+_VIP = re.compile(r'iifname "(\S+)" ip daddr ([\d.]+) '
+                  r'(drop|dnat to (numgen inc|jhash ip saddr) mod (\d+)(?: seed \S+)? '
+                  r'map \{ (.*) \})$')
+_LB_SNAT = re.compile(r'oifname "(\S+)" snat to ([\d.]+)$')
 
 
 @dataclass
@@ -385,7 +246,22 @@ class FakeKernel:
         self.text, self.picks, self.host, self.snat = text, picks, host, snat
         self.sticky = sticky
         self.counters = {key: 0 for key in picks}
+        self._load_vips(lines)
         return True
+
+    def _load_vips(self, lines: list[str]) -> None:
+        """East-west: each VIP's pick per leg, and each leg's SNAT address."""
+        self.vips, self.lb_snat = {}, {}
+        for line in lines:
+            m = _VIP.match(line)
+            if m is not None:
+                leg, vip, _, how, mod, entries = m.groups()
+                ips = self._entries(entries, int(mod), line, " : ") if mod else []
+                self.vips[(leg, vip)] = (ips, how or "numgen inc")
+            m = _LB_SNAT.match(line)
+            if m is not None:
+                self.lb_snat[m.group(1)] = m.group(2)
+        self.vip_counters = {key: 0 for key in self.vips}
 
     @staticmethod
     def _entries(entries: str, mod: int, line: str, sep: str) -> list[str]:
@@ -467,6 +343,47 @@ class FakeKernel:
         return {**packet, "ipv4_src": addr, sport_f: published,
                 "ipv4_dst": client, dport_f: cport}
 
+    def east_west(self, leg: str, packet: dict) -> dict | None:
+        """A packet the bridge handed to the kernel on ``leg`` (``lb-n<j>``): a new
+        connection to a VIP picked, DNATed and SNATed; a known one as it was; a reply
+        un-NATed; None: dropped.  It leaves on the same leg."""
+        proto = {6: "tcp", 17: "udp"}.get(packet.get("ip_proto"))
+        if proto is None:
+            return None
+        sport_f, dport_f = L4[packet["ip_proto"]]
+        key = (proto, packet["ipv4_src"], packet[sport_f], packet["ipv4_dst"], packet[dport_f])
+        conn = self.conntrack.get(key)
+        if conn is None and (leg, key[3]) in self.vips:
+            conn = self._vip_conn(leg, key)
+        if conn is not None:
+            (d_ip, d_port), (s_ip, s_port) = conn.dst, conn.src
+        else:
+            back = self.replies.get(key)
+            if back is None:
+                return None
+            _, client, cport, vip, vport = back.orig
+            s_ip, s_port, d_ip, d_port = vip, vport, client, cport
+        return {**packet, "ipv4_src": s_ip, sport_f: s_port, "ipv4_dst": d_ip,
+                dport_f: d_port, "eth_dst": docker_mac(d_ip)}
+
+    def _vip_conn(self, leg: str, key: tuple) -> KernelConn | None:
+        proto, src, sport, vip, dport = key
+        ips, how = self.vips[(leg, vip)]
+        if not ips:
+            return None
+        if how == "numgen inc":
+            k = self.vip_counters[(leg, vip)] % len(ips)
+            self.vip_counters[(leg, vip)] += 1
+        else:
+            k = picks.source_hash(src, len(ips))
+        dst, lb, port = (ips[k], dport), self.lb_snat[leg], sport
+        while (proto, *dst, lb, port) in self.replies:        # taken: another port
+            port = port + 1 if port < 65535 else 1024
+        conn = KernelConn(key, dst, (lb, port))
+        self.conntrack[key] = conn
+        self.replies[(proto, *dst, lb, port)] = conn
+        return conn
+
     def forget(self, address: str | None = None) -> None:
         """``conntrack -D [--reply-src address]``: forget connections (to one task)."""
         for key, conn in list(self.conntrack.items()):
@@ -513,6 +430,8 @@ class FakeCluster:
         for n in cluster.nodes:
             for (host, _net), port in layout.net_ports(cluster, n.name).items():
                 self.port_task[n.name][port] = by_host[host]
+        self.lb_legs = {layout.lb_port(net): (layout.lb_intf(net), layout.lb_leg_mac(net))
+                        for net in layout.user_networks(cluster)}
         # VXLAN port -> network name (the ingress one is PORT_VXLAN)
         self.vxlan_net = {layout.PORT_VXLAN: "ingress"}
         self.vxlan_net.update({layout.vxlan_port(net): net.name
@@ -540,34 +459,28 @@ class FakeCluster:
 
     def apply(self, cluster: Cluster) -> None:
         """A new model, as the testbed carries it out: every bridge gets its new flows
-        (what it learned, and its conntrack, stay), then every kernel its table."""
+        then every kernel its table."""
         self.cluster = cluster
         self._wire(cluster)
         for n in cluster.nodes:
             sw = self.switches[n.name]
-            learned = [f for f in sw.flows if f.cookie == COOKIE_LEARNED]
             sw.flows = []
-            for f in [*rules.node_flows(cluster, n.name), *learned]:
+            for f in rules.node_flows(cluster, n.name):
                 sw.add_flow(f)
             self.kernels[n.name].load(kernel.table(cluster, n.name))
 
     def forget_connections(self) -> None:
-        """Every kernel and every bridge forgets every connection."""
+        """Every kernel forgets every connection."""
         for n in self.cluster.nodes:
-            self.switches[n.name].conntrack.clear()
             self.kernels[n.name].forget()
 
     def flush(self, task: Task) -> None:
         """The connections to a removed task are forgotten everywhere (the testbed's
-        ``flush_conntrack``): the kernels' entries, the bridges'."""
-        addrs = {str(a) for a in task.addresses.values()}
+        ``flush_conntrack``): every kernel's entries whose reply comes from one of its
+        addresses (ingress and VIPs alike)."""
         for n in self.cluster.nodes:
-            if "ingress" in task.addresses:
-                self.kernels[n.name].forget(str(task.addresses["ingress"]))
-            for zone in self.switches[n.name].conntrack.values():
-                for key in [k for k, (conn, _) in zone.items()
-                            if {conn.orig[3], conn.reply[1], conn.orig[1]} & addrs]:
-                    del zone[key]
+            for address in task.addresses.values():
+                self.kernels[n.name].forget(str(address))
 
     def deliver(self, node: str, packet: dict) -> list[Arrival]:
         """Run ``packet`` into ``node``'s bridge and follow it to where it ends."""
@@ -588,6 +501,12 @@ class FakeCluster:
                                           hops + [remote])
             elif port == layout.PORT_GW:
                 arrivals.append(Arrival(node, port, self.kernels[node].un_nat(pkt), None, hops))
+            elif port in self.lb_legs:
+                leg, mac = self.lb_legs[port]
+                back = self.kernels[node].east_west(leg, pkt)
+                if back is not None:
+                    arrivals += self._deliver(node, {**back, "in_port": port, "eth_src": mac},
+                                              hops)
             elif port in self.port_task[node]:
                 arrivals.append(Arrival(node, port, pkt, self.port_task[node][port], hops))
             else:

@@ -9,10 +9,12 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from swarmmesh.lifecycle.orchestrator import Orchestrator
 from swarmmesh.model import Cluster
 from swarmmesh.testbed.testbed import Testbed
 
@@ -88,3 +90,31 @@ def ours_left() -> list[str]:
         if re.match(r"(ul-|t\d+-|node\d+-|c\d+-|lb\d+-|gwbr|vx-)", name):
             left.append(f"link {name}")
     return left
+
+
+@pytest.fixture
+def living(tmp_path):
+    """A started testbed and orchestrator; the cluster is the test's own."""
+    made = []
+
+    def make(cluster: Cluster, profile: str = "fast"):
+        tb = Testbed(cluster, tmp_path / f"run{len(made)}")
+        tb.__enter__()
+        orch = Orchestrator(tb, profile=profile)
+        made.append((tb, orch))
+        orch.start()
+        return tb, orch
+
+    yield make
+    for tb, orch in made:
+        orch.stop()
+        log = tb.controller_log()
+        tb.__exit__(None, None, None)
+        assert "OpenFlow error" not in log
+
+
+def wait_all_running(tb, orch, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(t.state != "running" for t in tb.cluster.tasks) or orch.busy:
+        assert time.monotonic() < deadline, [(t.name, t.state) for t in tb.cluster.tasks]
+        time.sleep(0.05)

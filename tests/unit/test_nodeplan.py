@@ -74,8 +74,11 @@ def test_every_leg_gets_the_plans_mtu_underlay_or_overlay(path_mtu, tunnel):
         set_ = mtus_set(nodeplan.node_plan(cluster, node.name, m))
         assert set_.pop(nodeplan.underlay_intf(node.name)) == m.underlay
         overlay_legs = [i for i, overlay in nodeplan.node_legs(cluster, node.name) if overlay]
+        kernel_legs = [i for n in layout.user_networks(cluster)
+                       for i in (layout.lb_intf(n), layout.lb_br_intf(n))]
         assert set(set_) == {layout.VXLAN_INTF, *(layout.vxlan_intf(n) for n in
-                                                  layout.user_networks(cluster)), *overlay_legs}
+                                                  layout.user_networks(cluster)), *overlay_legs,
+                             *kernel_legs}
         assert set(set_.values()) == {m.overlay}
         gw = [i for i, overlay in nodeplan.node_legs(cluster, node.name) if not overlay]
         assert gw and not set(gw) & set(set_)       # docker_gwbridge legs stay at 1500

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
 
 import pytest
 
 from swarmmesh.dataplane import layout, rules
 from tests.doubles.fakeswitch import AmbiguousMatch, FakeCluster, FakeSwitch
 from swarmmesh.model import Cluster
-from swarmmesh.dataplane.flows import (COOKIE_LEARNED, CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK,
-                                      CT_TRK_EST, CT_TRK_NEW, Ct, Flow, Goto, Learn, Nat, Output,
-                                      Resubmit, SetField, flow)
+from swarmmesh.dataplane.flows import Goto, Move, Output, SetField, flow
 
 CLIENT = "192.168.99.201"
 CLIENT2 = "192.168.99.202"
@@ -124,7 +121,6 @@ def test_established_packets_stay_on_their_task(cluster):
     conn = fc.kernels[entry].conntrack[("tcp", CLIENT, 42000, addr, 8000)]
     assert conn.dst == (str(first.task.addresses["ingress"]), 80)
     assert conn.src == (str(cluster.node(entry).ingress_ip), 42000)
-    assert all(sw.conntrack == {} for sw in fc.switches.values())     # the bridge keeps none
 
 
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
@@ -400,11 +396,6 @@ def test_every_table_target_exists(cluster):
             for a in f.actions:
                 if isinstance(a, Goto):
                     assert a.table in tables and a.table > f.table, (f, a)
-                elif isinstance(a, (Resubmit, Ct)):
-                    assert a.table in tables, (f, a)
-                elif isinstance(a, Learn):
-                    # the pointer table is replaced; the scratch table is write-only
-                    assert a.table in (rules.T_RR_PTR, rules.T_RR_CONN), (f, a)
         # unique (table, priority, match): no flow silently replaces another
         keys = [(f.table, f.priority, f.match) for f in flows]
         assert len(keys) == len(set(keys))
@@ -438,41 +429,18 @@ def test_fake_switch_equal_priority_overlap_is_an_error():
 
 
 def test_fake_switch_masked_match():
-    sw = FakeSwitch([flow(0, 10, {"ct_state": CT_TRK_NEW}, [Output(3)]),
-                     flow(0, 10, {"ct_state": CT_TRK_EST}, [Output(4)])])
-    assert [p for p, _ in sw.process(_pkt(ct_state=CT_TRK | CT_NEW))] == [3]
-    assert [p for p, _ in sw.process(_pkt(ct_state=CT_TRK | CT_EST | CT_RPL))] == [4]
-    assert sw.process(_pkt(ct_state=CT_TRK | CT_NEW | CT_INV)) == []
-    assert sw.process(_pkt()) == []                       # untracked
-
-
-def test_fake_switch_learn_replaces_same_match():
-    ptr = {"eth_type": IP, "tcp_dst": 80}
-    sw = FakeSwitch([
-        flow(0, 10, {}, [Resubmit(1), Resubmit(2)]),
-        flow(1, 10, ptr, [SetField("reg1", 0)]),
-        flow(2, 10, {"reg1": 0}, [Learn(1, 10, tuple(sorted(ptr.items())),
-                                        load=(("reg1", 1),)), Output(5)]),
-        flow(2, 10, {"reg1": 1}, [Learn(1, 10, tuple(sorted(ptr.items())),
-                                        load=(("reg1", 0),)),
-                                  Learn(3, 5, (("eth_type", IP),), copy=("ipv4_src",),
-                                        hard_timeout=7),
-                                  Output(6)]),
-    ])
-    n = len(sw.flows)
-    assert [sw.process(_pkt())[0][0] for _ in range(4)] == [5, 6, 5, 6]
-    assert len(sw.table(1)) == 1                          # replaced, not added
-    assert sw.table(3) == [Flow(3, 5, (("eth_type", IP), ("ipv4_src", "10.0.0.1")), (),
-                                cookie=COOKIE_LEARNED)]
-    assert len(sw.flows) == n + 1
-    assert list(sw.learned.values())[-1] == 7
+    sw = FakeSwitch([flow(0, 10, {"reg2": (1, 0x3)}, [Output(3)]),
+                     flow(0, 10, {"reg2": (2, 0x3)}, [Output(4)])])
+    assert [p for p, _ in sw.process(_pkt(reg2=5))] == [3]
+    assert [p for p, _ in sw.process(_pkt(reg2=6))] == [4]
+    assert sw.process(_pkt(reg2=4)) == []
 
 
 def test_fake_switch_output_in_port_and_no_hairpin():
     sw = FakeSwitch([flow(0, 10, {"in_port": 1}, [Output("in_port"), Output(1), Output(2)])])
-    outs = sw.process(_pkt(reg1=5, ct_state=CT_TRK))
+    outs = sw.process(_pkt(reg2=5))
     assert [p for p, _ in outs] == [1, 2]                 # Output(1) to in_port 1: dropped
-    assert all(set(p) & {"in_port", "reg1", "ct_state"} == set() for _, p in outs)
+    assert all(set(p) & {"in_port", "reg2"} == set() for _, p in outs)
 
 
 def test_fake_switch_goto_must_go_forward():
@@ -487,58 +455,11 @@ def test_fake_switch_rejects_what_it_does_not_model():
     with pytest.raises(NotImplementedError):
         FakeSwitch([flow(0, 10, {}, [Output("flood")])])
     with pytest.raises(NotImplementedError):
-        FakeSwitch([flow(0, 10, {}, [Ct(1, 1, nat=Nat("dst", "10.0.0.9"))])])
+        FakeSwitch([flow(0, 10, {"ct_state": 1}, [])])     # the bridge keeps no conntrack
     with pytest.raises(NotImplementedError):
         FakeSwitch([flow(0, 10, {}, ["drop"])])
     with pytest.raises(NotImplementedError):
         FakeSwitch([]).process(_pkt(vlan_vid=5))
-
-
-def test_fake_switch_conntrack_states_and_nat():
-    rpl = CT_TRK | CT_EST | CT_RPL
-    sw = FakeSwitch([
-        flow(0, 10, {"ct_state": (0, CT_TRK)}, [Ct(1, 0, nat_existing=True)]),
-        flow(0, 10, {"ct_state": CT_TRK_NEW, "in_port": 1},
-             [Ct(1, 1, commit=True, nat=Nat("dst", "10.0.0.9", 8080))]),
-        flow(0, 10, {"ct_state": CT_TRK_EST}, [Goto(1)]),
-        flow(1, 20, {"ct_state": CT_TRK_NEW}, [Output(2)]),
-        flow(1, 20, {"ct_state": (rpl, rpl)}, [Output(1)]),
-        flow(1, 10, {"ct_state": CT_TRK_EST}, [Output(3)]),
-    ])
-    (port, out), = sw.process(_pkt())
-    assert port == 2 and (out["ipv4_dst"], out["tcp_dst"]) == ("10.0.0.9", 8080)
-    # committed but not answered yet: still +new (Linux conntrack, OVS ct_state)
-    assert sw.process(_pkt()) == [(2, out)]
-    conn = sw.conntrack[1][(6, "10.0.0.1", 1000, "10.0.0.2", 80)][0]
-    assert not conn.seen_reply
-    # the backend answers: +est+rpl, un-DNATed
-    answer = _pkt(in_port=2, ipv4_src="10.0.0.9", tcp_src=8080, ipv4_dst="10.0.0.1",
-                  tcp_dst=1000)
-    (port, back), = sw.process(answer)
-    assert port == 1 and (back["ipv4_src"], back["tcp_src"]) == ("10.0.0.2", 80)
-    assert conn.seen_reply
-    # from now on the original direction is +est, and still DNATed
-    assert sw.process(_pkt()) == [(3, out)]
-    # an unrelated answer is +new, not reply: not un-NATed
-    (port, stray), = sw.process(dict(answer, tcp_dst=1001, in_port=1))
-    assert port == 2 and stray["ipv4_src"] == "10.0.0.9"
-
-
-@dataclass(frozen=True)
-class _MarkCt(Ct):
-    """A Ct that also sets ct_mark on commit (rules.Ct may grow one)."""
-    mark: int | None = None
-
-
-def test_fake_switch_ct_mark_is_set_on_commit_and_loaded_on_lookup():
-    sw = FakeSwitch([
-        flow(0, 10, {"ct_state": (0, CT_TRK)}, [Ct(1, 0)]),
-        flow(0, 10, {"ct_state": CT_TRK_NEW, "ct_mark": 0}, [_MarkCt(1, 1, commit=True, mark=7)]),
-        flow(0, 10, {"ct_state": CT_TRK_NEW, "ct_mark": 7}, [Output(3)]),
-        flow(1, 10, {"ct_mark": 7}, [Output(2)]),
-    ])
-    assert [p for p, _ in sw.process(_pkt())] == [2]      # committed, mark set at once
-    assert [p for p, _ in sw.process(_pkt())] == [3]      # still +new, mark loaded
 
 
 def test_a_tcp_client_that_reuses_a_source_port_gets_a_fresh_pick():
@@ -591,10 +512,15 @@ def test_a_reload_restarts_the_count_at_the_first_task_and_keeps_the_picks_made(
     assert connect(fc, "node3", 41000).task == a.task        # picked before the reload
 
 
-def test_the_bridge_takes_no_learn_and_no_client_field_on_the_ingress_path(cluster):
-    """Ingress flows are proactive: none learns, none matches a client's address or
-    port, so the datapath's cached megaflows serve every new connection."""
+@pytest.mark.parametrize("eastwest", [False, True], ids=["ingress", "eastwest"])
+def test_the_bridge_takes_no_learn_and_no_client_field(cluster, eastwest):
+    """Every flow is proactive, ingress and VIPs alike: none learns or tracks a
+    connection, none matches a client's address or port, so the datapath's cached
+    megaflows serve every new connection."""
+    if eastwest:
+        from tests.stacks import EASTWEST
+        cluster = Cluster.from_stack(EASTWEST, nodes=3)
     for node in cluster.nodes:
         for f in rules.node_flows(cluster, node.name):
-            assert not any(isinstance(a, Learn) for a in f.actions), f
+            assert all(isinstance(a, (Output, SetField, Move, Goto)) for a in f.actions), f
             assert not {"ipv4_src", "tcp_src", "udp_src"} & set(f.match_dict), f

@@ -75,7 +75,7 @@ def test_reply_comes_back_from_the_vip(cluster):
         pkt = back[0].packet
         assert (pkt["ipv4_src"], pkt["tcp_src"]) == (vip(cluster, "web"), 80)
         assert (pkt["ipv4_dst"], pkt["tcp_dst"]) == (str(client.addresses["front"]), 43000 + i)
-        assert pkt["eth_src"] == docker_mac(vip(cluster, "web"))
+        assert pkt["eth_src"] == layout.lb_leg_mac(cluster.networks["front"])   # the kernel
 
 
 def test_established_connection_keeps_its_task(cluster):

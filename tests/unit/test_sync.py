@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from swarmmesh.dataplane import rules, sync
-from swarmmesh.dataplane.flows import COOKIE, COOKIE_LEARNED, COOKIE_MASK
+from swarmmesh.dataplane.flows import COOKIE, COOKIE_MASK
 from swarmmesh.model import Cluster
 
 
@@ -32,15 +32,10 @@ def test_a_switch_in_sync_is_left_alone():
     assert sync.plan_sync(flows, installed(flows)).empty
 
 
-def test_learned_pointer_stands_for_the_pointer_flow_and_scratch_flows_are_ignored():
+def test_flows_that_are_not_ours_are_left_alone():
     flows = rules.node_flows(Cluster.quick(3, 2), "node1")
-    ptr = [f for f in flows if f.table == rules.T_RR_PTR]
-    rest = [f for f in flows if f.table != rules.T_RR_PTR]
-    scratch = sync.Installed(rules.T_RR_CONN, 100, (("ipv4_src", "1.2.3.4"),),
-                             COOKIE_LEARNED)
     foreign = sync.Installed(0, 1, (("in_port", 7),), 0xABC)
-    have = installed(rest) + installed(ptr, COOKIE_LEARNED) + [scratch, foreign]
-    assert sync.plan_sync(flows, have).empty
+    assert sync.plan_sync(flows, installed(flows) + [foreign]).empty
 
 
 def test_stale_and_changed_flows():
@@ -57,21 +52,14 @@ def test_stale_and_changed_flows():
     assert len(plan.add) < len(new)
 
 
-def test_learned_pointer_of_a_gone_balancer_is_deleted():
-    old = rules.node_flows(Cluster.quick(3, 2, published=8000), "node1")
-    new = rules.node_flows(Cluster.quick(3, 2, published=9000), "node1")
-    ptr = [f for f in old if f.table == rules.T_RR_PTR]
-    plan = sync.plan_sync(new, installed(ptr, COOKIE_LEARNED))
-    assert {i.key for i in plan.delete} == {sync.flow_key(f) for f in ptr}
-
-
-def test_scaling_keeps_the_round_robin_pointer():
+def test_scaling_a_vip_service_changes_only_the_flows_of_the_new_task():
     c = Cluster.from_stack({"networks": {"front": {}}, "services": {
         "web": {"deploy": {"replicas": 2}, "networks": ["front"]}}}, nodes=3)
     old = rules.node_flows(c, "node1")
-    c.place_task("web", state="running")
+    t = c.place_task("web", state="running")
     new = rules.node_flows(c, "node1")
     plan = sync.plan_update(old, new)
-    assert not [f for f in plan.add if f.table == rules.T_RR_PTR]
-    assert [f for f in plan.add if f.table == rules.T_RR_PICK]
-    assert not [i for i in plan.delete if i.table == rules.T_RR_PTR]
+    assert plan.add and not plan.delete                # the pick is the kernel's
+    new_addresses = {str(t.addresses["front"]), str(c.node(t.node).lb_ips["front"])}
+    assert all({f.match_dict.get("ipv4_dst"), f.match_dict.get("arp_tpa")} & new_addresses
+               for f in plan.add)

@@ -123,13 +123,6 @@ def test_tcpdump_a_udp_port_tcpdump_decodes_as_an_application():
         ("udp", "192.168.99.201", 5353), ("udp", "192.168.99.2", seen[0].sport)]
 
 
-def test_bridge_conntrack_shows_the_vip_dnat_and_the_lb_snat():
-    zone3, zone4 = parse.parse_dpctl_conntrack(text("dpctl_vip.txt"))
-    assert zone3.zone == 3 and zone3.orig == ("10.0.1.2", "10.0.1.12", 58790, 80)
-    assert zone3.reply[0] == "10.0.1.4" and zone3.mark == 268566531
-    assert zone4.zone == 4 and zone4.reply[1] == "10.0.1.8"
-
-
 def test_ofproto_trace_error_is_kept_as_the_answer():
     t = parse.parse_ofproto_trace("Bad openflow flow syntax: in_port=1,udp,tp_src=1: "
                                   "prerequisites not met for setting tp_src\n")

@@ -93,13 +93,21 @@ def test_udp_port_takes_the_mesh(cluster):
     assert "udp dport 5353 dnat" in p.hops[1].matched
 
 
-def test_east_west_vip_dnats_and_snats_in_the_bridge(cluster):
+def test_east_west_vip_goes_through_the_nodes_kernel(cluster):
+    """The bridge hands the VIP to the kernel's lb-n<j> leg, whose prerouting DNATs
+    (its pick rule) and postrouting SNATs to the node's LB address; then delivery."""
     p = trace(cluster, "app.1", "db:80", pick="db.1")
-    bridge = p.hops[1]
-    assert [str(r) for r in bridge.rewrites] == ["dnat 10.0.1.12:80 -> 10.0.1.4:80",
-                                                 "snat 10.0.1.2:51686 -> 10.0.1.8:51686"]
-    assert p.hops[2].capture.vni == 4097
-    assert p.hops[4].packet.src == "10.0.1.8"          # the node's LB address
+    to_kernel, dnat, snat, back = p.hops[1:5]
+    assert (to_kernel.stage, to_kernel.detail[-1]) == ("bridge", "output=65001")
+    assert dnat.stage == "nft" and "chain prerouting: iifname \"lb-n1\" ip daddr 10.0.1.12 " \
+        "dnat to numgen inc mod" in dnat.matched
+    assert [str(r) for r in dnat.rewrites] == ["dnat 10.0.1.12:80 -> 10.0.1.4:80"]
+    assert [str(r) for r in snat.rewrites] == ["snat 10.0.1.2:51686 -> 10.0.1.8:51686"]
+    assert snat.capture.intf == "lb-n1"
+    assert (back.stage, back.detail[0]) == ("bridge", "in_port=65001")
+    assert p.hops[5].capture.vni == 4097
+    assert p.hops[7].packet.src == "10.0.1.8"          # the node's LB address
+    assert p.why_pick.startswith("VIP 10.0.1.12: rr: the node's counter")
 
 
 def test_dnsrr_goes_to_the_task_itself_without_nat(cluster):
