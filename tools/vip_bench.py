@@ -3,7 +3,7 @@
 VIP from a task, beside the same tasks called by their own addresses (no VIP, no NAT), in
 one run.  Run it on two checkouts, alone on the machine, and compare the ratios:
 
-    sudo flock /tmp/heavy.lock .venv/bin/python tools/vip_bench.py OUT_DIR [--repeats 5]
+    sudo .venv/bin/python tools/vip_bench.py OUT_DIR [--repeats 5]
 
 One task of ``client`` on node1 calls ``web`` (3 tasks, one per node: one local, two over
 VXLAN).  Per repeat: ``--requests`` sequential new connections (connect to the answer's
