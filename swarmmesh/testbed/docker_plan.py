@@ -183,6 +183,9 @@ class SwarmTask:
     container: str         # the container's ID on its node ('' before it has one)
     addresses: dict[str, IPv4Interface]   # network name -> address/prefix
     health: str = ""
+    error: str = ""        # Status.Err ("task: non-zero exit (137)", "no suitable node ...")
+    timestamp: str = ""    # Status.Timestamp (RFC 3339: sorts as time)
+    version: int = 1       # the spec's ForceUpdate + 1: each `update --force` adds one
 
 
 def parse_tasks(inspect_json: str, service_names: dict[str, str]) -> list[SwarmTask]:
@@ -199,7 +202,9 @@ def parse_tasks(inspect_json: str, service_names: dict[str, str]) -> list[SwarmT
         out.append(SwarmTask(t["ID"], service_names.get(t["ServiceID"], t["ServiceID"]),
                              int(t.get("Slot") or 0), t.get("NodeID", ""),
                              status.get("State", ""), t.get("DesiredState", ""),
-                             cstat.get("ContainerID", ""), addrs))
+                             cstat.get("ContainerID", ""), addrs, error=status.get("Err", ""),
+                             timestamp=status.get("Timestamp", ""),
+                             version=int((t.get("Spec") or {}).get("ForceUpdate") or 0) + 1))
     return out
 
 

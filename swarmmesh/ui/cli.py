@@ -148,6 +148,8 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "by the cluster's size)")
     p.add_argument("--out", default="results/cli",
                    help="parent of the run folder (logs, model.json, events.csv)")
+    from swarmmesh.runs import engineargs
+    engineargs.add_arguments(p)
     from swarmmesh.dataplane import servers
     servers.add_arguments(p.add_argument_group("across several servers"))
     p.set_defaults(func=cmd_cli)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from swarmmesh.lifecycle import profiles
 from swarmmesh.model import Cluster, InvalidConfigError
-from swarmmesh.runs import stackargs
+from swarmmesh.runs import engineargs, stackargs
 from swarmmesh.ui.shell_cli import SwarmCLI
 
 
@@ -52,15 +52,25 @@ def run_cli(args) -> int:
     """``swarmmesh cli``: exit 0 after ``exit``/EOF, 2 bad input, 130 Ctrl-C
     (outside an interactive prompt), 143 SIGTERM; everything stopped each time.
     ``--servers``/``--servers-file``/``--placement``/``--place``/``--tunnel`` spread the
-    cluster over servers as the experiments' flags do (``swarmmesh.dataplane.servers``)."""
+    cluster over servers as the experiments' flags do (``swarmmesh.dataplane.servers``).
+    ``--engine docker``: real Swarm instead (:mod:`swarmmesh.ui.shell_docker`)."""
     from swarmmesh.runs import runfolder as results
     from swarmmesh.lifecycle.orchestrator import Orchestrator
     from swarmmesh.testbed.servers import spread_from_args
     from swarmmesh.testbed.testbed import Testbed, TestbedError, check_machine
+    docker = getattr(args, "engine", "emulated") == "docker"
     try:
+        engineargs.check(args, missing=lambda: None)  # flags real Swarm lacks, --image-tar
         cluster = plan(args)
         spread = spread_from_args(args, cluster)      # --servers ...: None on one machine
-        check_machine()
+        if docker:
+            from swarmmesh.machine import dockerd
+            from swarmmesh.testbed import docker_engine
+            from swarmmesh.ui import shell_swarm
+            shell_swarm.refuse(args, cluster, dockerd.engine_missing())
+            docker_engine.check_machine()
+        else:
+            check_machine()
     except (InvalidConfigError, TestbedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -69,6 +79,12 @@ def run_cli(args) -> int:
         return 2
     run_dir = results.new_run_dir(args.out, "cli")
     say = (lambda msg: print(f"[cli] {msg}", file=sys.stderr, flush=True))
+    if docker:
+        from swarmmesh.ui import shell_docker
+        code = shell_docker.run(args, cluster, run_dir, say)
+        say("stopped; everything cleaned up" + (" (interrupted)" if code == 130 else ""))
+        print(run_dir, flush=True)
+        return code
     orch = None
     code = 0
     try:

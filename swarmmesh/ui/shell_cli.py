@@ -177,13 +177,9 @@ class SwarmCLI(CLI):
             raise InvalidConfigError("service", "usage: service ls | ps SERVICE | scale SERVICE=N ... | update SERVICE [flags]")
         if sub == "ls":
             self._no_args("service ls", args)
-            with self.orch.lock:
-                self.say(service_ls(self.cluster))
+            self.say(self.service_ls_text())
         elif sub == "ps":
-            svc = one_name(args, "service ps SERVICE")
-            health = self.orch.checker.statuses() if self.orch.checker is not None else {}
-            with self.orch.lock:
-                self.say(service_ps(self.cluster, svc, health))
+            self.say(self.service_ps_text(one_name(args, "service ps SERVICE")))
         elif sub == "scale":
             self._scale(parse_scale(args))
         elif sub == "update":
@@ -205,8 +201,7 @@ class SwarmCLI(CLI):
             self.orch.scale(svc, n)
             self.say(f"{svc}: scaling to {n} (in the background; `events` shows progress, "
                      "`wait` waits)")
-            self.start_op(f"scale {svc}={n}",
-                          lambda svc=svc, n=n: scale_done(self.cluster, svc, n), index)
+            self.start_op(f"scale {svc}={n}", self.scale_check(svc, n), index)
 
     def _update(self, u: UpdateArgs) -> None:
         self.cluster.service(u.service)
@@ -233,7 +228,7 @@ class SwarmCLI(CLI):
                 task = self.orch.kill_container(name)
             self.say(f"{task.name}'s container killed on {task.node}; Swarm knows at once "
                      "(replaced in the background)")
-            self.start_op(f"kill {task.name}", lambda: replaced(self.cluster, task), index)
+            self.start_op(f"kill {task.name}", self.kill_check(task), index)
             return
         with self.orch.build_lock:                  # its host's shell is shared
             task = self.orch.kill_task(name, how)
@@ -243,7 +238,7 @@ class SwarmCLI(CLI):
             return
         self.say(f"{task.name} killed ({how}) on {task.node}; its health check will tell "
                  "(in the background)")
-        self.start_op(f"kill {task.name}", lambda: replaced(self.cluster, task), index)
+        self.start_op(f"kill {task.name}", self.kill_check(task), index)
 
     # -- node ------------------------------------------------------------------------
     def do_node(self, line: str) -> None:
@@ -256,8 +251,7 @@ class SwarmCLI(CLI):
             raise InvalidConfigError("node", usage)
         if sub == "ls":
             self._no_args("node ls", args)
-            with self.orch.lock:
-                self.say(node_ls(self.cluster))
+            self.say(self.node_ls_text())
             return
         if sub == "update":
             self._node_update(parse_node_update(args))
@@ -296,8 +290,7 @@ class SwarmCLI(CLI):
         self.orch.node_update(node.name, u.label_add, u.label_rm, u.role, u.availability)
         self.say(node.name)
         if pending:
-            self.start_op(f"node update {node.name}",       # done once the orchestrator
-                          lambda: None if self.orch.busy else settled(self.cluster), index)
+            self.start_op(f"node update {node.name}", self.settled_check(), index)
 
     # -- events, flows, wait ------------------------------------------------------------
     def do_events(self, line: str) -> None:
@@ -383,6 +376,31 @@ class SwarmCLI(CLI):
                 self.ops.remove(op)
                 return
             time.sleep(0.05)
+
+    # -- what the engine shows, and when an operation is done (the docker engine's CLI,
+    # swarmmesh.ui.shell_docker, reads them from Swarm instead) ---------------------------
+    def service_ls_text(self) -> str:
+        with self.orch.lock:
+            return service_ls(self.cluster)
+
+    def service_ps_text(self, service: str) -> str:
+        health = self.orch.checker.statuses() if self.orch.checker is not None else {}
+        with self.orch.lock:
+            return service_ps(self.cluster, service, health)
+
+    def node_ls_text(self) -> str:
+        with self.orch.lock:
+            return node_ls(self.cluster)
+
+    def scale_check(self, service: str, replicas: int) -> Callable[[], str | None]:
+        return lambda: scale_done(self.cluster, service, replicas)
+
+    def kill_check(self, task) -> Callable[[], str | None]:
+        return lambda: replaced(self.cluster, task)
+
+    def settled_check(self) -> Callable[[], str | None]:
+        """Done once the orchestrator has no step pending and the cluster is at rest."""
+        return lambda: None if self.orch.busy else settled(self.cluster)
 
     # -- helpers ---------------------------------------------------------------------
     @staticmethod
