@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Callable
 
 from swarmmesh.lifecycle import profiles
 from swarmmesh.model import Cluster, InvalidConfigError
@@ -55,9 +56,8 @@ def run_cli(args) -> int:
     cluster over servers as the experiments' flags do (``swarmmesh.dataplane.servers``).
     ``--engine docker``: real Swarm instead (:mod:`swarmmesh.ui.shell_docker`)."""
     from swarmmesh.runs import runfolder as results
-    from swarmmesh.lifecycle.orchestrator import Orchestrator
     from swarmmesh.testbed.servers import spread_from_args
-    from swarmmesh.testbed.testbed import Testbed, TestbedError, check_machine
+    from swarmmesh.testbed.testbed import TestbedError, check_machine
     docker = getattr(args, "engine", "emulated") == "docker"
     try:
         engineargs.check(args, missing=lambda: None)  # flags real Swarm lacks, --image-tar
@@ -81,30 +81,25 @@ def run_cli(args) -> int:
     say = (lambda msg: print(f"[cli] {msg}", file=sys.stderr, flush=True))
     if docker:
         from swarmmesh.ui import shell_docker
-        code = shell_docker.run(args, cluster, run_dir, say)
-        say("stopped; everything cleaned up" + (" (interrupted)" if code == 130 else ""))
-        print(run_dir, flush=True)
-        return code
-    orch = None
+        code = session(lambda orchs: shell_docker.run(args, cluster, run_dir, say, orchs),
+                       run_dir)
+    else:
+        code = session(lambda orchs: emulated(args, cluster, spread, run_dir, say, orchs),
+                       run_dir)
+    say("stopped; everything cleaned up" + (" (interrupted)" if code == 130 else ""))
+    print(run_dir, flush=True)
+    return code
+
+
+def session(body: Callable[[list], None], run_dir: Path) -> int:
+    """Run ``body(orchs)`` (it builds, appends its orchestrator, runs the CLI); the exit
+    code: 0, 1 the build failed, 130 Ctrl-C, 143 SIGTERM; ``events.csv`` written each time."""
+    from swarmmesh.runs import runfolder as results
+    from swarmmesh.testbed.testbed import TestbedError
+    orchs: list = []
     code = 0
     try:
-        with Testbed(cluster, run_dir, datapath=args.datapath, progress=say,
-                     servers=spread, build_timeout=args.build_timeout) as tb:
-            with Orchestrator(tb, profile=args.profile) as orch:
-                from mininet.log import setLogLevel
-                setLogLevel("output")              # `<host> cmd` prints through Mininet's log
-                svcs = ", ".join(f"{s.name} ({s.replicas} replicas)"
-                                 for s in cluster.services.values())
-                say(f"{len(cluster.nodes)} nodes, {svcs}; profile {args.profile}, "
-                    f"{tb.datapath} datapath. `help swarm` lists the added commands; "
-                    "exit or Ctrl-D stops and cleans up.")
-                if spread is not None:
-                    where: dict[str, list[str]] = {}
-                    for host, server in spread.plan.placement.items():
-                        where.setdefault(server, []).append(host)
-                    say("servers: " + "; ".join(f"{s}: {', '.join(sorted(h))}"
-                                                for s, h in where.items()))
-                SwarmCLI(orch)
+        body(orchs)
     except TestbedError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 1
@@ -113,9 +108,32 @@ def run_cli(args) -> int:
     except SystemExit as e:                            # SIGTERM, raised by the Testbed
         code = e.code if isinstance(e.code, int) else 1
     finally:
-        if orch is not None:
-            results.write_csv(run_dir / "events.csv", [vars(e) for e in orch.events],
+        if orchs:
+            results.write_csv(run_dir / "events.csv", [vars(e) for e in orchs[0].events],
                               ["t", "event", "detail"])
-    say("stopped; everything cleaned up" + (" (interrupted)" if code == 130 else ""))
-    print(run_dir, flush=True)
     return code
+
+
+def emulated(args, cluster: Cluster, spread, run_dir: Path, say: Callable[[str], None],
+             orchs: list) -> None:
+    """The emulated engine: the Testbed, the Orchestrator, the CLI."""
+    from swarmmesh.lifecycle.orchestrator import Orchestrator
+    from swarmmesh.testbed.testbed import Testbed
+    with Testbed(cluster, run_dir, datapath=args.datapath, progress=say,
+                 servers=spread, build_timeout=args.build_timeout) as tb:
+        with Orchestrator(tb, profile=args.profile) as orch:
+            orchs.append(orch)
+            from mininet.log import setLogLevel
+            setLogLevel("output")              # `<host> cmd` prints through Mininet's log
+            svcs = ", ".join(f"{s.name} ({s.replicas} replicas)"
+                             for s in cluster.services.values())
+            say(f"{len(cluster.nodes)} nodes, {svcs}; profile {args.profile}, "
+                f"{tb.datapath} datapath. `help swarm` lists the added commands; "
+                "exit or Ctrl-D stops and cleans up.")
+            if spread is not None:
+                where: dict[str, list[str]] = {}
+                for host, server in spread.plan.placement.items():
+                    where.setdefault(server, []).append(host)
+                say("servers: " + "; ".join(f"{s}: {', '.join(sorted(h))}"
+                                            for s, h in where.items()))
+            SwarmCLI(orch)

@@ -341,6 +341,10 @@ class SwarmCLI(CLI):
         for op in list(self.ops):
             if not op.done.wait(max(0.0, deadline - time.monotonic())):
                 raise InvalidConfigError("wait", f"{op.what} not done after {timeout:g}s")
+        self.converge(timeout, deadline)
+
+    def converge(self, timeout: float, deadline: float) -> None:
+        """``wait``'s last step: until the orchestrator is idle and the cluster at rest."""
         while True:
             self.orch.settle(timeout=max(0.1, deadline - time.monotonic()))
             with self.orch.lock:

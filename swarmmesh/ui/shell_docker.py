@@ -13,7 +13,6 @@ operation is done from it, waits for Swarm to converge, and says that ``flows`` 
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from pathlib import Path
@@ -201,16 +200,9 @@ class DockerCLI(SwarmCLI):
                           lambda: view.drained(self.orch.snapshot, words[1]),
                           len(self.orch.events))
 
-    def do_wait(self, line: str) -> None:
-        """wait [SECONDS]: until every background operation started here is done and
-        Swarm has converged (default 300 s)"""
-        args = line.split()
-        timeout = seconds("wait SECONDS", one_name(args, "wait [SECONDS]")) if args else 300.0
-        deadline = time.monotonic() + timeout
-        for op in list(self.ops):
-            if not op.done.wait(max(0.0, deadline - time.monotonic())):
-                raise InvalidConfigError("wait", f"{op.what} not done after {timeout:g}s")
-        self.orch.settle(timeout=max(0.1, deadline - time.monotonic()))
+    def converge(self, timeout: float, deadline: float) -> None:
+        """``wait``'s last step: until Swarm has converged (SwarmAdaptor.settle)."""
+        self.say(self.orch.settle(timeout=max(0.1, deadline - time.monotonic())))
 
     def do_flows(self, line: str) -> None:
         """flows: the emulated engine's (real Swarm's nodes have no OpenFlow switch)"""
@@ -239,33 +231,18 @@ class DockerCLI(SwarmCLI):
                  "emulated engine's.")
 
 
-def run(args, cluster, run_dir: Path, say: Callable[[str], None]) -> int:
-    """Build real dockerd nodes, run the CLI on them, stop everything: the exit code
-    (0 exit/EOF, 1 the build failed, 130 Ctrl-C, 143 SIGTERM)."""
-    from swarmmesh.runs import runfolder as results
+def run(args, cluster, run_dir: Path, say: Callable[[str], None], orchs: list) -> None:
+    """Build real dockerd nodes, run the CLI on them, stop everything (the exit codes:
+    :func:`swarmmesh.ui.shell.session`)."""
     from swarmmesh.testbed.testbed import Testbed
-    orch, code = None, 0
-    try:
-        with Testbed(cluster, run_dir, engine="docker", progress=say, image_tar=args.image_tar,
-                     require_ipvs=view.publishes(cluster),
-                     build_timeout=args.build_timeout) as tb:
-            with SwarmAdaptor(tb) as orch:
-                from mininet.log import setLogLevel
-                setLogLevel("output")
-                placed = ", ".join(f"{t.name} on {t.node}" for t in tb.cluster.tasks)
-                say(f"real Swarm (dockerd {tb.version}), {len(cluster.nodes)} nodes; "
-                    f"{placed or 'no task'}. `help swarm` lists the added commands; exit "
-                    "or Ctrl-D stops and cleans up.")
-                DockerCLI(orch)
-    except TestbedError as e:
-        print(f"error: {e}", file=sys.stderr)
-        code = 1
-    except KeyboardInterrupt:
-        code = 130
-    except SystemExit as e:                            # SIGTERM, raised by the testbed
-        code = e.code if isinstance(e.code, int) else 1
-    finally:
-        if orch is not None:
-            results.write_csv(run_dir / "events.csv", [vars(e) for e in orch.events],
-                              ["t", "event", "detail"])
-    return code
+    with Testbed(cluster, run_dir, engine="docker", progress=say, image_tar=args.image_tar,
+                 require_ipvs=view.publishes(cluster), build_timeout=args.build_timeout) as tb:
+        with SwarmAdaptor(tb) as orch:
+            orchs.append(orch)
+            from mininet.log import setLogLevel
+            setLogLevel("output")
+            placed = ", ".join(f"{t.name} on {t.node}" for t in tb.cluster.tasks)
+            say(f"real Swarm (dockerd {tb.version}), {len(cluster.nodes)} nodes; "
+                f"{placed or 'no task'}. `help swarm` lists the added commands; exit "
+                "or Ctrl-D stops and cleans up.")
+            DockerCLI(orch)
