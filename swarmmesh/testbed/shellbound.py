@@ -43,8 +43,8 @@ class BoundedShell:
                                                output))
             # Mininet's own poll also asks for POLLOUT (always true on the pty), so its
             # timeout never applies and its read blocks: look for input here first.
-            if not self.readbuf and not select.select(            # type: ignore[attr-defined]
-                    [self.stdout], [], [], min(left, POLL_S))[0]:  # type: ignore[attr-defined]
+            if not self.readbuf and not readable(                 # type: ignore[attr-defined]
+                    self.stdout, min(left, POLL_S)):                 # type: ignore[attr-defined]
                 continue
             output += self.monitor(findPid=findPid)              # type: ignore[attr-defined]
         return output

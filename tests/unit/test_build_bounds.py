@@ -124,6 +124,51 @@ def test_the_datapath_needs_tun_only_in_userspace(monkeypatch, tmp_path):
     assert datapath.datapath_missing("system") is None
 
 
+@pytest.fixture
+def high_pipe():
+    """A pipe whose read end is descriptor 1100 (past select()'s 1,024), and its write end."""
+    import os
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1200:
+        pytest.skip(f"RLIMIT_NOFILE's hard limit is {hard}: no descriptor past 1024")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    r, w = os.pipe()
+    high = os.dup2(r, 1100)
+    os.close(r)
+    yield os.fdopen(high, "r"), w
+    os.close(w)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_bounded_shell_waits_on_a_pty_numbered_past_1024(high_pipe):
+    """550 hosts' shells: later ptys are numbered past select()'s limit (once 'filedescriptor
+    out of range in select()' at 50 x 10, in every build of 500 tasks)."""
+    import os
+    import threading
+    from types import SimpleNamespace
+
+    from swarmmesh.testbed.shellbound import BoundedShell
+    read, write = high_pipe
+
+    class Host:
+        name, lastCmd, readbuf, waiting = "node1", "true", "", True
+        state = SimpleNamespace(deadline=time.monotonic() + 5)
+        stdout = read
+
+        def waitOutput(self, verbose=False, findPid=True):
+            raise AssertionError("Mininet's own wait: no deadline seen")
+
+        def monitor(self, findPid=True):
+            self.waiting = False
+            return os.read(self.stdout.fileno(), 100).decode()
+
+    class Shell(BoundedShell, Host):
+        pass
+    threading.Timer(0.2, lambda: os.write(write, b"done\n")).start()
+    assert Shell().waitOutput() == "done\n"
+
+
 def test_the_first_line_is_read_from_a_pipe_numbered_past_1024():
     """A build of 500 tasks holds a pipe per task server: later ones are numbered past
     ``select``'s limit (once: 'filedescriptor out of range in select()' at 50 x 10)."""
