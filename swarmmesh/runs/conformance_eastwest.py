@@ -38,9 +38,11 @@ BACK, CLIENT, NAMES, CHECKED = "back", "client", "names", "checked"
 PORT = 80
 QUERIES = 10
 HEALTH = {"test": ["CMD", "curl", "-f", "http://localhost/health"],
-          "interval": "1s", "timeout": "1s", "retries": 3}
+          "interval": "2s", "timeout": "5s", "retries": 3}
 """The stack's own health check of ``checked`` (the docker engine runs its image's probe of
-the task server's health endpoint with these timings)."""
+the task server's health endpoint with these timings).  A 1 s timeout is too short for
+``docker exec`` of the probe under QEMU TCG: real Swarm's tasks failed their checks and were
+replaced again and again, never converging."""
 UPDATE = {"parallelism": 1, "delay": "2s"}
 """The stack's own ``update_config`` of the service under test (both orders use it)."""
 NEEDS = {"eastwest": (CLIENT, NAMES), "health": (CLIENT, CHECKED), "overhead": (CLIENT,)}
