@@ -96,7 +96,7 @@ def test_the_stack_gains_the_client_and_services_only_for_the_scenarios_that_cal
     assert cluster.service("names").endpoint_mode == "dnsrr"
     assert all("back" in cluster.service(s).networks for s in cluster.services)
     hc = cluster.service("checked").healthcheck
-    assert (hc.interval, hc.timeout, hc.retries) == (2.0, 5.0, 3)
+    assert (hc.interval, hc.timeout, hc.retries) == (5.0, 20.0, 3)
     assert [s.name for s in cluster.ingress_services()] == ["web"]
     only, _, _ = exp.validate(_args("overhead"))
     assert set(only.services) == {"web", "client"}
