@@ -72,15 +72,26 @@ def extend_stack(spec: dict, chosen: tuple[str, ...], service: str) -> dict:
 # -- running a module of ours in a task's network namespace ---------------------------------
 
 
-def popen_in_task(live: Live, task: str, args: list[str]) -> subprocess.Popen:
-    """``python args...`` in the network namespace of ``task``, its PID recorded."""
-    from swarmmesh.agents import python_env
+def task_prefix(live: Live, task: str) -> list[str]:
+    """What enters ``task``'s network namespace: ``nsenter --net`` of the real container's
+    PID (docker), or nothing (the emulated task's host runs the command itself)."""
     docker = getattr(live.tb, "docker", None)
+    if docker is None:
+        return []
+    node, cid = live.tb.container_of(task)
+    return ["nsenter", "-t", docker(node, "inspect", "--format", "{{.State.Pid}}", cid).strip(),
+            "-n"]
+
+
+def popen_in_task(live: Live, task: str, args: list[str],
+                  prefix: list[str] | None = None) -> subprocess.Popen:
+    """``python args...`` in the network namespace of ``task``, its PID recorded
+    (``prefix``: :func:`task_prefix`, when the caller looked it up already)."""
+    from swarmmesh.agents import python_env
     argv = [sys.executable, *args]
-    if docker is not None:
-        node, cid = live.tb.container_of(task)
-        pid = docker(node, "inspect", "--format", "{{.State.Pid}}", cid).strip()
-        proc = subprocess.Popen(["nsenter", "-t", pid, "-n", *argv], env=python_env(),
+    prefix = task_prefix(live, task) if prefix is None else prefix
+    if getattr(live.tb, "docker", None) is not None:
+        proc = subprocess.Popen([*prefix, *argv], env=python_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     else:
         proc = live.tb.task_host(live.cluster.task(task)).popen(
@@ -179,7 +190,8 @@ def health(live: Live, duration: float = 75.0) -> dict[str, conf.Figure]:
     check and still answers); the load from the client task at the service's VIP."""
     client, _ = _client(live)
     vip = answers(live, client, [CHECKED], count=1)[CHECKED][0][0]
-    victim = sorted(t.name for t in live.cluster.tasks_of(CHECKED))[0]
+    before = sorted(t.name for t in live.cluster.tasks_of(CHECKED))
+    victim = before[0]
     rows, t = _timed_in_task(live, client, "health", vip, duration,
                              lambda: live.ops.kill_task(victim, "unhealthy"))
     stats = ew.health_window(rows, victim, t)
@@ -187,13 +199,14 @@ def health(live: Live, duration: float = 75.0) -> dict[str, conf.Figure]:
     return {"health check: unhealthy task leaves the rotation (last answer)":
                 ew.seconds(stats["last_answer_s"], "answer after the action"),
             "health check: failed connections meanwhile": ew.failed(stats),
-            "health check: replacement answers": _replacement(rows, victim, t, stats)}
+            "health check: replacement answers": _replacement(rows, set(before), victim, t,
+                                                              stats)}
 
 
-def _replacement(rows: list[dict], victim: str, t: float, stats: dict) -> conf.Figure:
-    """The replacement's first answer: a new name (the emulation) or the victim's name
-    back after a silence (Swarm reuses the slot's name)."""
-    before = {r["task"] for r in rows if r["t_send"] < t}
+def _replacement(rows: list[dict], before: set[str], victim: str, t: float,
+                 stats: dict) -> conf.Figure:
+    """The replacement's first answer: a task not among ``before`` (the emulation names
+    it anew) or the victim's name back after a silence (Swarm reuses the slot's name)."""
     new = sorted({r["task"] for r in rows if r["ok"] and r["t_send"] >= t} - before)
     if new:
         first = min(r["t_send"] for r in rows if r["ok"] and r["task"] == new[0])
@@ -207,11 +220,12 @@ def _timed_in_task(live: Live, task: str, name: str, address: str, duration: flo
     """The load generator in ``task`` at ``address`` for ``duration`` s, ``action()`` at
     2 s; its rows and the action's time on the load's clock."""
     path = live.out / f"{name}.csv"
-    t0 = time.monotonic() + 1.5
+    prefix = task_prefix(live, task)     # docker CLI calls: slow under TCG, before t0
+    t0 = time.monotonic() + 3.0          # the generator's start-up (nsenter, Python) inside
     proc = popen_in_task(live, task, [
         "-m", "swarmmesh.agents.loadgen", "--target", f"{CLIENT}={address}", "--port",
         str(PORT), "--rate", str(live.rate), "--duration", str(duration), "--t0", repr(t0),
-        "--timeout", "1.0", "--csv", str(path)])
+        "--timeout", "1.0", "--csv", str(path)], prefix)
     try:
         time.sleep(max(0.0, t0 + 2.0 - time.monotonic()))
         t_action = time.monotonic() - t0
