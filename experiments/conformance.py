@@ -34,6 +34,7 @@ from pathlib import Path
 from swarmmesh.model import DOCKER_VERSION, Cluster, InvalidConfigError
 from swarmmesh.runs import conformance as conf
 from swarmmesh.runs import experiment, plots, report
+from swarmmesh.runs import conformance_eastwest as eastwest
 from swarmmesh.runs import conformance_scenarios as scenarios
 
 NAME = "conformance"
@@ -43,7 +44,9 @@ DESCRIPTION = ("every behaviour measured on real Swarm (dockerd) and on the emul
 ENGINES = ("swarm", "emulated")
 STACK = "shop"
 SERVICE = "web"
-TIMED = ("longlived", "scale", "kill_container", "node_down", "kill_app")   # need lifecycle operations
+TIMED = ("longlived", "scale", "kill_container", "node_down", "kill_app",
+         "health", "update")                             # need lifecycle operations
+SCENARIOS = {**scenarios.SCENARIOS, **eastwest.SCENARIOS}
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -58,11 +61,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="requests/s of the load in the timed scenarios")
 
 
-def stack_spec() -> dict:
-    """The stack both engines deploy (``docker stack deploy -c - shop``)."""
-    return {"version": "3.8", "services": {SERVICE: {
+def stack_spec(chosen: tuple[str, ...] = ()) -> dict:
+    """The stack both engines deploy (``docker stack deploy -c - shop``), with the client
+    task and the services the chosen east-west scenarios call."""
+    return eastwest.extend_stack({"version": "3.8", "services": {SERVICE: {
         "image": "swarmmesh/task", "ports": ["8000:80", "8000:80/udp"],
-        "deploy": {"replicas": 2}}}}
+        "deploy": {"replicas": 2}}}}, chosen, SERVICE)
 
 
 def validate(args) -> tuple[Cluster, tuple[str, ...], tuple[str, ...]]:
@@ -85,7 +89,7 @@ def validate(args) -> tuple[Cluster, tuple[str, ...], tuple[str, ...]]:
         raise InvalidConfigError("rate", f"must be in (0, 500], got {args.rate:g}")
     # No implicit default network: the service is on ingress only, as `docker service
     # create --publish` (Docker reserves the name `default`; a stack calls it shop_default).
-    return (Cluster.from_stack(stack_spec(), nodes=3, clients=1, implicit_network=False),
+    return (Cluster.from_stack(stack_spec(chosen), nodes=3, clients=1, implicit_network=False),
             chosen, engines)
 
 
@@ -138,7 +142,7 @@ def run_engine(ctx, engine: str, cluster: Cluster, chosen) -> dict[str, conf.Fig
             if name in TIMED:
                 live.ops.settle(180)             # the last change done, the model read back
             try:
-                figures.update(scenarios.SCENARIOS[name](live))
+                figures.update(SCENARIOS[name](live))
             except Exception as e:                       # noqa: BLE001 (a result to report)
                 traceback.print_exc()
                 ctx.failed = f"{engine}: {name}: {e}"

@@ -14,10 +14,15 @@ from pathlib import Path
 
 from swarmmesh.model import INGRESS_NETWORK, Cluster, InvalidConfigError, Network, Service, Task
 from swarmmesh.model.objects import docker_mac
+from swarmmesh.model.stack import DEFAULT_NETWORK
 
 SWARM_PORT = 2377
 SERVICE_ENV = {"DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}   # the daemon's: never pull
 DAEMON_MARKER = "swarmmesh-dockerd"        # in every dockerd's pid-file path (cleanup)
+
+STACK = "swarmmesh"
+"""The stack name the engine's networks take where Swarm's would: the stack's implicit
+network ``default`` is ``<stack>_default`` (Docker reserves the bare name ``default``)."""
 
 # What the model can say that `docker service create` cannot (refused, naming the key).
 UNSUPPORTED = ("balancing",)
@@ -119,9 +124,21 @@ def managers(cluster: Cluster) -> list[str]:
     return names or [cluster.nodes[0].name]
 
 
+def docker_network(name: str) -> str:
+    """The name Swarm knows a model network by: the implicit ``default`` is
+    ``<stack>_default``, as ``docker stack deploy`` makes it; the others keep theirs."""
+    return f"{STACK}_{DEFAULT_NETWORK}" if name == DEFAULT_NETWORK else name
+
+
+def model_network(name: str) -> str:
+    """The model's name of a network Swarm reports (the inverse of :func:`docker_network`)."""
+    return DEFAULT_NETWORK if name == docker_network(DEFAULT_NETWORK) else name
+
+
 def network_args(net: Network) -> list[str]:
     """A user overlay network of the model (attachable, so a test container may join)."""
-    return ["network", "create", "--driver", "overlay", "--attachable", net.name]
+    return ["network", "create", "--driver", "overlay", "--attachable",
+            docker_network(net.name)]
 
 
 def service_args(svc: Service, image: str, command: list[str], health: str | None,
@@ -140,7 +157,7 @@ def service_args(svc: Service, image: str, command: list[str], health: str | Non
         out += ["--publish", f"published={p.published},target={p.target},"
                              f"protocol={p.protocol},mode={p.mode}"]
     for net in svc.networks:
-        out += ["--network", net]
+        out += ["--network", docker_network(net)]
     for key, op, value in svc.constraints:
         out += ["--constraint", f"{key}{op}{value}"]
     for pref in svc.preferences:
@@ -196,7 +213,7 @@ def parse_tasks(inspect_json: str, service_names: dict[str, str]) -> list[SwarmT
         cstat = status.get("ContainerStatus") or {}
         addrs = {}
         for att in t.get("NetworksAttachments") or []:
-            name = att["Network"]["Spec"]["Name"]
+            name = model_network(att["Network"]["Spec"]["Name"])
             if att.get("Addresses"):
                 addrs[name] = IPv4Interface(att["Addresses"][0])
         out.append(SwarmTask(t["ID"], service_names.get(t["ServiceID"], t["ServiceID"]),

@@ -168,3 +168,22 @@ def test_the_root_file_system_holds_python_the_agents_and_sh(tmp_path):
     assert any(n.startswith("lib") and "libc.so" in n for n in names)
     again = docker_image.build_rootfs(tmp_path / "again.tar")
     assert again.read_bytes() == out.read_bytes()      # one layer, one image ID on every node
+
+
+def test_a_stacks_implicit_network_is_created_and_read_back_as_stack_default():
+    svc = Cluster.from_stack({"services": {"web": {"deploy": {"replicas": 1}}}},
+                             nodes=1).service("web")
+    assert list(svc.networks) == ["default"]             # no networks: key
+    args = plan.service_args(svc, "img", [], None, {})
+    assert args[args.index("--network") + 1] == "swarmmesh_default"
+    from swarmmesh.model import Network
+    from ipaddress import IPv4Network
+    net = Network("default", IPv4Network("10.0.1.0/24"), 4097, False)
+    assert plan.network_args(net)[-1] == "swarmmesh_default"
+    assert plan.network_args(Network("back", net.subnet, 4098, False))[-1] == "back"
+    inspect = json.dumps([{"ID": "t1", "ServiceID": "s1", "Slot": 1, "NodeID": "n1",
+                           "Status": {"State": "running"}, "DesiredState": "running",
+                           "NetworksAttachments": [{"Network": {"Spec": {
+                               "Name": "swarmmesh_default"}}, "Addresses": ["10.0.1.3/24"]}]}])
+    task, = plan.parse_tasks(inspect, {"s1": "web"})
+    assert task.addresses == {"default": IPv4Interface("10.0.1.3/24")}
