@@ -16,7 +16,7 @@ from swarmmesh import agents
 from swarmmesh.agents import dns
 from swarmmesh.dataplane import nodeplan
 from swarmmesh.dataplane.mtu import SWARM, Mtu
-from swarmmesh.testbed.runtime import RunState
+from swarmmesh.testbed.runtime import RunState, stop_popen
 from swarmmesh.testbed.shell import Quiet as _Quiet
 from swarmmesh.testbed.shellbound import BoundedShell, first_line
 
@@ -89,12 +89,7 @@ class _Recorded(BoundedShell, Host):
 
     def stop_proc(self, proc, marker: str, timeout: float = 3.0) -> None:
         """SIGTERM a process this host started, wait, then SIGKILL."""
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_popen(proc, timeout)
 
 
 class Underlay(_Recorded, _Quiet):
