@@ -35,6 +35,7 @@ from swarmmesh.model import DOCKER_VERSION, Cluster, InvalidConfigError
 from swarmmesh.runs import conformance as conf
 from swarmmesh.runs import experiment, plots, report
 from swarmmesh.runs import conformance_eastwest as eastwest
+from swarmmesh.runs import conformance_ingress as ingress
 from swarmmesh.runs import conformance_scenarios as scenarios
 
 NAME = "conformance"
@@ -45,8 +46,8 @@ ENGINES = ("swarm", "emulated")
 STACK = "shop"
 SERVICE = "web"
 TIMED = ("longlived", "scale", "kill_container", "node_down", "kill_app",
-         "health", "update")                             # need lifecycle operations
-SCENARIOS = {**scenarios.SCENARIOS, **eastwest.SCENARIOS}
+         "health", "update", ingress.SCENARIO)  # need the model read back (settled)
+SCENARIOS = {**scenarios.SCENARIOS, **eastwest.SCENARIOS, **ingress.SCENARIOS}
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -63,10 +64,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def stack_spec(chosen: tuple[str, ...] = ()) -> dict:
     """The stack both engines deploy (``docker stack deploy -c - shop``), with the client
-    task and the services the chosen east-west scenarios call."""
-    return eastwest.extend_stack({"version": "3.8", "services": {SERVICE: {
+    task and the services the chosen east-west scenarios call, and ``edge`` for the
+    ingress path's cost against host mode."""
+    return ingress.extend_stack(eastwest.extend_stack({"version": "3.8", "services": {SERVICE: {
         "image": "swarmmesh/task", "ports": ["8000:80", "8000:80/udp"],
-        "deploy": {"replicas": 2}}}}, chosen, SERVICE)
+        "deploy": {"replicas": 2}}}}, chosen, SERVICE), chosen)
 
 
 def validate(args) -> tuple[Cluster, tuple[str, ...], tuple[str, ...]]:

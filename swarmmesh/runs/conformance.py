@@ -252,12 +252,19 @@ def long_lived(conns: Sequence[Mapping], victim: str) -> Figure:
                   "killed task broke", [kept == len(others), broke == len(hit)])
 
 
-def ratio(mesh: float | None, direct: float | None, what: str) -> Figure:
-    """The mesh's figure against the direct path's, as a ratio (e.g. latency 1.4x)."""
+def ratio(mesh: float | None, direct: float | None, what: str,
+          against: str = "direct") -> Figure:
+    """The mesh's figure against the direct path's (named ``against``), as a ratio (e.g.
+    latency 1.4x)."""
     if not mesh or not direct:
         return Figure.not_run(f"no {what} measured")
     r = round(mesh / direct, 2)
-    return Figure(f"{r:.2f}x direct ({mesh:.3g} vs {direct:.3g})", r)
+    return Figure(f"{r:.2f}x {against} ({_num(mesh)} vs {_num(direct)})", r)
+
+
+def _num(x: float) -> str:
+    """Three significant digits, whole numbers from 1,000 on (5434, not 5.43e+03)."""
+    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:.3g}"
 
 
 def service_names(names: Sequence[str]) -> Figure:
@@ -337,6 +344,10 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
               "ratios within 0.25 or 20 %"),
     Behaviour("east-west VIP new connections/s against direct", "overhead",
               within(0.25, 0.2), "ratios within 0.25 or 20 %"),
+    *(Behaviour(f"ingress {what} against host mode, entry node {entry}", "ingress_overhead",
+                within(0.25, 0.2), "ratios within 0.25 or 20 %")
+      for entry in ("with the task", "without the task")
+      for what in ("latency", "new connections/s")),
 )
 SCENARIOS: tuple[str, ...] = tuple(dict.fromkeys(b.scenario for b in BEHAVIOURS))
 CI_SCENARIOS = ("mesh", "udp", "addresses", "dnsrr", "stack")

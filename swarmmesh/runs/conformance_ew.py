@@ -12,7 +12,7 @@ from collections import Counter
 from statistics import median
 from typing import Mapping, Sequence
 
-from swarmmesh.runs.conformance import Figure, exact_rr, second_life
+from swarmmesh.runs.conformance import Figure, exact_rr, ratio, second_life
 
 
 def vip_answer(answers: Sequence[Sequence[str]], task_addresses: Sequence[str]) -> Figure:
@@ -129,6 +129,31 @@ def path_stats(total_ms: Sequence[float | None]) -> dict:
         return {"median_ms": None, "conn_per_s": None, "failed": len(total_ms)}
     return {"median_ms": round(median(ok), 3), "conn_per_s": round(1000 * len(ok) / sum(ok), 1),
             "failed": len(total_ms) - len(ok)}
+
+
+def alternating(rounds: int, paths: Sequence[str]) -> list[str]:
+    """The order the paths are measured in: ``rounds`` rounds, every other one reversed
+    (A B C, C B A, A B C), so a drift of the machine's speed weighs on every path alike."""
+    return [p for r in range(rounds) for p in (paths if r % 2 == 0 else paths[::-1])]
+
+
+def against_direct(stats: Mapping[str, Mapping], direct: str, paths: Mapping[str, str],
+                   against: str = "direct") -> dict[str, Figure]:
+    """Per path (``paths``: path -> the behaviour's name with ``{what}`` in it), its median
+    latency and new connections/s against the ``direct`` path's of the same run (from
+    :func:`path_stats`); a path with failures says how many."""
+    d = stats[direct]
+    out = {}
+    for path, name in paths.items():
+        s = stats[path]
+        for what, key, unit in (("latency", "median_ms", "latency"),
+                                ("new connections/s", "conn_per_s", "connection rate")):
+            f = ratio(s[key], d[key], unit, against)
+            failed = s["failed"] + d["failed"]
+            if failed and not f.skipped:
+                f = Figure(f"{f.text}, {failed} failed", f.value)
+            out[name.format(what=what)] = f
+    return out
 
 
 # -- a rolling update's order ----------------------------------------------------------------
