@@ -45,7 +45,14 @@ def equal(swarm: object, emulated: object) -> tuple[str, str]:
     """Exact: the same value or ``differs``, both named."""
     if swarm == emulated:
         return SAME, "equal"
-    return f"differs ({swarm} on Swarm, {emulated} emulated)", "must be equal"
+    return f"differs ({_shown(swarm)} on Swarm; {_shown(emulated)} emulated)", "must be equal"
+
+
+def _shown(value: object) -> str:
+    """A value as the reader reads it: a list of words joined (``A out, A in``)."""
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return ", ".join(value) or "nothing"
+    return str(value)
 
 
 def within(abs_tol: float, rel_tol: float = 0.0) -> Callable[[object, object], tuple[str, str]]:

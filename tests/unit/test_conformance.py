@@ -23,7 +23,11 @@ def _rows(node: str, tasks: list[str], seen: str = "10.0.0.2", ok: bool = True) 
 def test_equal_says_same_or_differs_naming_both_figures():
     assert conf.equal("10.0.0.0/24", "10.0.0.0/24") == (conf.SAME, "equal")
     verdict, _ = conf.equal(["shop_web"], ["web"])
-    assert verdict == "differs (['shop_web'] on Swarm, ['web'] emulated)"
+    assert verdict == "differs (shop_web on Swarm; web emulated)"
+    verdict, _ = conf.equal(["A out", "B out"], ["A out", "A in"])
+    assert verdict == "differs (A out, B out on Swarm; A out, A in emulated)"
+    assert conf.equal([True, False], [True, True])[0] == \
+        "differs ([True, False] on Swarm; [True, True] emulated)"
 
 
 @pytest.mark.parametrize("swarm, emulated, verdict", [
