@@ -244,6 +244,8 @@ class PidRecord:
 
     def get(self) -> dict[str, int]:
         try:
+            if os.stat(self.path).st_size == self.offset:    # (no open: most looks)
+                return self.pids
             with open(self.path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 if size < self.offset:
@@ -271,6 +273,7 @@ class Resolver:
         self.sel = selectors.DefaultSelector()
         self.socks: dict[str, tuple[socket.socket, int]] = {}   # host -> (socket, pid)
         self.cluster: Cluster | None = None
+        self.local: frozenset[str] = frozenset()    # this node's task hosts, in ``cluster``
         self.mtime = 0.0
         self.rng = random.Random()
         self.record = PidRecord(self.state_dir / "pids")
@@ -285,6 +288,8 @@ class Resolver:
         if mtime != self.mtime:
             try:
                 self.cluster = Cluster.from_dict(json.loads(self.model_path.read_text()))
+                self.local = frozenset(t.host for t in self.cluster.tasks
+                                       if t.node == self.node)
                 self.mtime = mtime
             except (OSError, ValueError) as e:          # half-written: next time
                 print(f"dns {self.node}: model not read: {e}", file=self.log)
@@ -293,7 +298,7 @@ class Resolver:
         """Open sockets for new local tasks, close those of tasks that left."""
         if self.cluster is None:
             return
-        local = {t.host for t in self.cluster.tasks if t.node == self.node}
+        local = self.local          # (found once per model: a look must not cost O(tasks))
         pids = self.record.get()
         changed = False
         for host in list(self.socks):

@@ -148,6 +148,7 @@ class Testbed:
     def _start(self) -> None:
         from mininet.log import setLogLevel
         from swarmmesh.testbed import parallel
+        from swarmmesh.testbed.links import PairLink
         from swarmmesh.testbed.topology import SwarmTopo
 
         setLogLevel(os.environ.get("SWARMMESH_MN_LOG", "warning"))
@@ -178,9 +179,10 @@ class Testbed:
                          userspace_tso=self.userspace_tso, ingress=self.ingress)
         self.datapath = topo.datapath
         self.state.register_links(topo.planned_links())
-        self.net = parallel.mininet_class(workers)(
+        local = self.servers is None
+        self.net = parallel.mininet_class(workers, build=local)(
             topo=topo, controller=None, build=False, cleanup=False, autoSetMacs=False,
-            waitConnected=False)
+            waitConnected=False, **({"link": PairLink} if local else {}))
         self.net.build()
         if self.servers is not None:
             self.servers.connect(self)        # the tunnels between the servers' underlays
