@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from swarmmesh.runs import loadsweep, meshpaths, plots, report, runfolder as results
+from swarmmesh.runs import benchtables, loadsweep, meshpaths, plots, report, runfolder as results
 from swarmmesh.runs.benchtables import BUILDS, CONFIGS, THR_LABELS, THR_PATHS, per_repeat
 from swarmmesh.runs.metrics import per_repeat_ratios
 
@@ -40,7 +40,7 @@ def _ratio_groups(run_dir: Path) -> dict[str, dict[str, list[float]]]:
 
 def ratios_figure(run_dir: Path, summary: dict) -> list[Path]:
     """Three panels of per-repeat ratios (a dot per repeat, the box over them) with the
-    issue's target as a dashed line."""
+    target as a dashed line."""
     import matplotlib.pyplot as plt
     groups = _ratio_groups(run_dir)
     panels = [(k, v) for k, v in groups.items() if any(v.values())]
@@ -92,15 +92,15 @@ def load_figure(run_dir: Path, summary: dict) -> list[Path]:
 def build_figure(run_dir: Path, summary: dict, memory: list[dict]) -> list[Path]:
     """Seconds to build and to tear down against the hosts built, i.e. the tasks plus
     the nodes (ours and bare Mininet's, a dot per repeat, the medians joined; each size
-    labelled with its tasks), the issue's limits at 50x10; memory per node and per task
+    labelled with its tasks), the targets at the sizes they name; memory per node and per task
     against size."""
     import matplotlib.pyplot as plt
     builds = results.read_csv(run_dir / "builds.csv")
     sizes = list(dict.fromkeys(r["size"] for r in builds))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     hosts = {r["size"]: int(r["hosts"]) for r in builds if r["hosts"] != ""}
-    for ax, key, limit, title in ((axes[0], "up_s", 45.0, "build (up)"),
-                                  (axes[1], "down_s", 15.0, "teardown (down)")):
+    for ax, key, measure, title in ((axes[0], "up_s", "build_up", "build (up)"),
+                                    (axes[1], "down_s", "build_down", "teardown (down)")):
         for kind, label in BUILDS.items():
             pts = [(hosts[r["size"]], float(r[key]), r["size"]) for r in builds
                    if r["build"] == kind and r[key] != "" and r["size"] in hosts]
@@ -118,9 +118,9 @@ def build_figure(run_dir: Path, summary: dict, memory: list[dict]) -> list[Path]
                     ax.annotate(f"{s} ({tasks[s]} tasks)", (x, y), textcoords="offset points",
                                 xytext=(-6 if x > right else 6, 6), fontsize=7,
                                 ha="right" if x > right else "left")
-        if "50x10" in hosts:
-            ax.scatter([hosts["50x10"]], [limit], marker="_", s=400, color="red", zorder=4,
-                       label=f"target: 50x10 ≤ {limit:g} s")
+        for size, y, text in _limits(builds, key, measure, hosts):
+            ax.scatter([hosts[size]], [y], marker="_", s=400, color="red", zorder=4,
+                       label=f"target: {text}")
         ax.set_xlabel("hosts built: nodes + tasks + underlay + client")
         ax.set_ylabel("seconds")
         ax.set_ylim(bottom=0)
@@ -162,6 +162,24 @@ def num(x) -> str:
 
 def _yes(met) -> str:
     return {True: "**met**", False: "missed", "": "–", None: "–"}.get(met, str(met))
+
+
+def _limits(builds: list[dict], key: str, measure: str, hosts: dict) -> list[tuple]:
+    """The targets to draw at the sizes built: (size, seconds, words); a target on the
+    ratio to bare Mininet is drawn at that ratio times bare Mininet's median."""
+    out = []
+    for (m, size), (_, limit) in benchtables.TARGETS.items():
+        if m != measure or size not in hosts:
+            continue
+        if (m, size) not in benchtables.RATIO_TARGETS:
+            out.append((size, limit, f"{size} ≤ {limit:g} s"))
+            continue
+        bare = [float(r[key]) for r in builds if r["size"] == size
+                and r["build"] == "mininet" and r[key] != ""]
+        if bare:
+            y = limit * report.spread(bare)["median"]
+            out.append((size, y, f"{size} ≤ {limit:g}× bare Mininet ({y:.0f} s)"))
+    return out
 
 
 def _short_by(row) -> str:

@@ -185,11 +185,31 @@ def test_build_table_against_bare_mininet_and_the_50x10_limits():
     up, down = rows[0], rows[1]
     assert up["path"] == "50x10 (500 tasks)" and up["value"] == 45.0 and up["baseline"] == 22.5
     assert up["ratio"] == 2.0 and (up["ratio_min"], up["ratio_max"]) == (2.0, 2.0)
-    assert up["target"] == "<= 45 s" and up["met"] is True          # the median, 45 <= 45
-    assert down["value"] == 6.0 and down["ratio"] == 0.6 and down["met"] is True
+    assert up["target"] == "<= 2×" and up["met"] is True    # on the ratio: 45 / 22.5 <= 2
+    assert down["value"] == 6.0 and down["ratio"] == 0.6 and down["target"] == ""
     assert rows[2]["target"] == "" and rows[2]["baseline"] is None and rows[2]["ratio"] is None
-    over = dict(up, value=63.0, met=False)
+    over = dict(up, ratio=2.8, met=False)
     assert benchreport._short_by(over) == "×1.4 short"
+
+
+def test_the_100x10_build_is_held_to_45_s_up_and_10_s_down():
+    builds = [{"repeat": "0", "size": "100x10", "tasks": "1000", "build": b, "up_s": u,
+               "down_s": d, "error": ""}
+              for b, u, d in (("swarmmesh", "50.0", "6.0"), ("mininet", "19.0", "30.0"))]
+    up, down = benchtables.build_table(builds)[:2]
+    assert up["target"] == "<= 45 s" and up["met"] is False
+    assert benchreport._short_by(up) == "×1.11 short"
+    assert down["target"] == "<= 10 s" and down["met"] is True
+    hosts = {"100x10": 1102}
+    assert benchreport._limits(builds, "up_s", "build_up", hosts) == [
+        ("100x10", 45.0, "100x10 ≤ 45 s")]
+
+
+def test_a_target_on_the_ratio_is_drawn_at_that_ratio_of_bare_mininet():
+    builds = [{"repeat": "0", "size": "50x10", "tasks": "500", "build": b, "up_s": u,
+               "down_s": "1", "error": ""} for b, u in (("swarmmesh", "24"), ("mininet", "10"))]
+    assert benchreport._limits(builds, "up_s", "build_up", {"50x10": 552}) == [
+        ("50x10", 20.0, "50x10 ≤ 2× bare Mininet (20 s)")]
 
 
 def test_teardown_until_idle_adds_the_kernels_cleanup():
