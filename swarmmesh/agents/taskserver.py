@@ -65,6 +65,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import resource      # (here, not where it is used: the fork server's children share it)
 import selectors
 import signal
 import socket
@@ -250,11 +251,10 @@ class TaskServer:
 def _raise_nofile_limit() -> None:
     """Lift the soft open-file limit to the hard limit (best effort)."""
     try:
-        import resource
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < hard:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ImportError, ValueError, OSError):
+    except (ValueError, OSError):
         pass
 
 
