@@ -131,9 +131,14 @@ class SwarmTask(_Recorded, _Quiet):
         super().__init__(name, **params)
 
     def config(self, **params):
-        r = super().config(**params)
-        cmds = nodeplan.task_cmds([i.name for i in self.intfList() if i.name != "lo"],
-                                  self.gw_intf, self.mtu, self.offload)
+        # Mininet's own configuration of a host with no address, MAC or route of its own
+        # (a task's addresses are on its legs) is one command, ``ifconfig lo up``: it
+        # goes with the others into one round trip (a thousand tasks, a thousand fewer).
+        own = any(params.get(k) is not None for k in ("mac", "ip", "defaultRoute"))
+        r = super().config(**params) if own else {}
+        cmds = [] if own else [f"ip link set lo {params.get('lo') or 'up'}"]
+        cmds += nodeplan.task_cmds([i.name for i in self.intfList() if i.name != "lo"],
+                                   self.gw_intf, self.mtu, self.offload)
         cmds += self._resolver()
         self.run_all(cmds)
         self.start_server()
