@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from mininet.link import Intf, Link
 
+from swarmmesh.testbed.shell import ip_batches
+
 
 def intf_cmds(name: str, ip: str | None, up: bool) -> list[str]:
     """The commands that give interface ``name`` its address (``ip``: ``A.B.C.D/len``)
@@ -35,7 +37,7 @@ class PairIntf(Intf):
         if ip is not None:
             self.ip, self.prefixLen = ip.split("/")
         cmds = intf_cmds(self.name, ip, bool(up))
-        out = self.cmd(" && ".join(cmds)) if cmds else ""
+        out = self.cmd(" && ".join(t for _, t in ip_batches(cmds))) if cmds else ""
         if out.strip():
             raise RuntimeError(f"{self.node.name}: configuring {self.name} failed: "
                                f"{out.strip()}")

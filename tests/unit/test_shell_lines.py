@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from swarmmesh.dataplane.nodeplan import tx_off_cmd
-from swarmmesh.testbed.shell import LINE_MAX, shell_lines, vsctl_batches
+from swarmmesh.testbed.shell import LINE_MAX, failed_index, ip_batches, shell_lines, vsctl_batches
 
 
 def test_commands_are_joined_in_order_within_the_limit():
@@ -41,3 +41,39 @@ def test_vsctl_batches_keep_order_and_split_only_when_needed():
     assert many[0].startswith("ovs-vsctl --db=unix:/x/db.sock -- add-br br-ingress -- ")
     got = [a for c in many for a in c.split(" -- ", 1)[1].split(" -- ")]
     assert got == [a for x in args for a in x.split(" -- ")]
+
+
+# -- consecutive ip commands as one ip -batch ---------------------------------------------
+
+
+def test_consecutive_plain_ip_commands_become_one_batch_in_order():
+    cmds = ["sysctl -qw net.ipv4.ip_forward=1", "ip link set a mtu 1500",
+            "ip addr add 10.0.0.1/24 brd + dev a", "{ ethtool -K a tx off || true; }",
+            "ip link set b up"]
+    assert ip_batches(cmds) == [
+        ([0], "sysctl -qw net.ipv4.ip_forward=1"),
+        ([1, 2], "printf '%s\\n' 'link set a mtu 1500' 'addr add 10.0.0.1/24 brd + dev a'"
+                 " | ip -batch -"),
+        ([3], "{ ethtool -K a tx off || true; }"),
+        ([4], "ip link set b up")]
+
+
+def test_ip_with_an_option_or_shell_syntax_runs_as_it_is():
+    cmds = ["ip -6 addr add ::1/128 dev lo", "ip route add x via y", "ip link show | grep x",
+            "ip route replace default via 172.18.0.1 dev t1-gw"]
+    groups = ip_batches(cmds)
+    assert [g[0] for g in groups] == [[0], [1], [2], [3]]
+    assert [g[1] for g in groups] == cmds
+
+
+def test_a_batch_stays_within_its_bytes():
+    cmds = [f"ip link set veth{i:04d} mtu 1450 up" for i in range(200)]
+    groups = ip_batches(cmds, limit=600)
+    assert [i for idx, _ in groups for i in idx] == list(range(200))
+    assert all(len(text) < 600 + 200 for _, text in groups) and len(groups) > 5
+
+
+def test_the_failed_line_of_a_batch_names_its_command():
+    assert failed_index([4, 5, 6], 'Cannot find device "x"\nCommand failed -:2') == 5
+    assert failed_index([4, 5, 6], "something else") == 4
+    assert failed_index([9], "Command failed -:1") == 9
