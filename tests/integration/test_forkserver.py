@@ -84,14 +84,15 @@ def test_a_namespace_that_is_gone_is_an_error_naming_it(state):
 
 def test_the_forks_share_memory_with_their_parent(state, netns):
     """What each forked task server has of its own (private dirty pages: its PSS once
-    the shared ones are spread over many tasks) stays under 2 MiB (measured: 1.8 MiB);
+    the shared ones are spread over many tasks) stays under 2 MiB (measured: 1.6 MiB);
     a task server started as its own interpreter has 7.7 MiB. Every task but the newest
     counts: a page the fork server writes while it serves a later request becomes private
-    to each older child (the newest reads 1.5 MiB). Three things keep it there: the
-    argument parser built once, before the fork server forks (built per request it wrote
-    0.35 MiB more into every older child); the ``resource`` module imported by the task
-    server's module, not at its start (0.5 MiB in every child); and the warm-up that
-    runs a task server's life ten times in the parent (0.15 MiB)."""
+    to each older child (the newest reads 1.5 MiB). What keeps it there: the fork server
+    reads the testbed's plain arguments without argparse (argparse, though its parser is
+    built once before the first fork, wrote 0.2 MiB into every older child); the
+    ``resource`` module imported by the task server's module, not at its start (0.5 MiB
+    in every child); the warm-up that runs a task server's life ten times in the parent
+    (0.15 MiB)."""
     forks = ForkServer(state).start()
     procs = []
     try:

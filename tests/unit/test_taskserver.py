@@ -602,3 +602,32 @@ def test_control_port_must_be_valid(start_server) -> None:
                           "--node", "n1", "--control-port", "0"],
                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "--control-port: must be in 1..65535" in out.stderr
+
+
+# -- the fork server's reading of the plain form ------------------------------------------
+
+from swarmmesh.agents import taskserver as _ts  # noqa: E402
+
+QUICK_SAME = [
+    ["--task", "web.1", "--node", "node1", "--udp", "--control-port", "9999", "--port", "80"],
+    ["--task", "web.1", "--node", "node1", "--port", "80", "--port", "8080", "--port", "0"],
+    ["--node", "n", "--task", "t", "--bind", "127.0.0.1", "--slow-delay", "0.5", "--udp"],
+    ["--task", "t", "--node", "n", "--task", "u"],                 # the last one wins
+    ["--task", "", "--node", "n"],
+]
+QUICK_DECLINED = [
+    ["--task=web.1", "--node", "n"], ["--tas", "t", "--node", "n"], ["--task", "t"],
+    ["--task", "t", "--node", "n", "--port", "eighty"], ["--task", "t", "--node", "n", "--port"],
+    ["--task", "t", "--node", "n", "--port", "-1"], ["--task", "t", "--node", "n", "extra"],
+    ["--task", "t", "--node", "n", "-h"],
+]
+
+
+@pytest.mark.parametrize("argv", QUICK_SAME)
+def test_the_quick_reading_is_what_argparse_makes_of_the_plain_form(argv):
+    assert _ts.quick_args(argv) == _ts.parse_args(argv)
+
+
+@pytest.mark.parametrize("argv", QUICK_DECLINED)
+def test_anything_else_is_left_to_argparse(argv):
+    assert _ts.quick_args(argv) is None
