@@ -65,6 +65,8 @@ class MeshController(app_manager.OSKenApp):
         self.stats: dict[int, list] = {}
         self.barriers: dict[int, tuple[str, int]] = {}     # xid -> (node, revision)
         self.revision = self._revision_of_file()
+        self._shared_of = None                   # the model _shared_flows were derived from
+        self._shared_flows = None
         if self.model_path is not None:
             threading.Thread(target=self._watch, name="model-watch", daemon=True).start()
 
@@ -104,7 +106,7 @@ class MeshController(app_manager.OSKenApp):
                      for s in body]
         with self.lock:
             node = layout.node_of_dpid(self.cluster, dp.id)
-            desired = rules.node_flows(self.cluster, node.name)
+            desired = rules.node_flows(self.cluster, node.name, self._shared())
             plan = sync.plan_sync(desired, installed)
             self._apply(dp, node.name, plan, self.revision)
             self.datapaths[dp.id] = dp
@@ -113,6 +115,13 @@ class MeshController(app_manager.OSKenApp):
                          "changed, %d stale removed, %d left as they were", node.name,
                          self.revision, len(desired), len(plan.add), len(plan.delete),
                          len(desired) - len(plan.add))
+
+    def _shared(self) -> "rules.Shared":
+        """The flows every node has, for the model in hand (derived once per model: it
+        is replaced, never changed in place)."""
+        if self._shared_of is not self.cluster:
+            self._shared_flows, self._shared_of = rules.shared_flows(self.cluster), self.cluster
+        return self._shared_flows
 
     def _apply(self, dp, node: str, plan: "sync.Plan", revision: int) -> None:
         """The plan's additions, then its deletions, in a few large writes (each distinct
@@ -165,7 +174,7 @@ class MeshController(app_manager.OSKenApp):
                 node = layout.node_of_dpid(cluster, dpid)
                 if node is None:
                     continue
-                desired = rules.node_flows(cluster, node.name)
+                desired = rules.node_flows(cluster, node.name, self._shared())
                 plan = sync.plan_update(self.installed[dpid], desired)
                 self._apply(dp, node.name, plan, revision)
                 self.installed[dpid] = desired
