@@ -3,8 +3,9 @@ on real Docker Swarm nodes inside the same emulated network (``--engine docker``
 
 :func:`check` refuses, before anything is built and naming the flag, what real Swarm has no
 option for (``--scheduler``, ``--affinity``, ``--traffic-policy``, ``--ingress ipvs``,
-``--servers``, ``--ingress-subnet``) and a machine that cannot run dockerd nodes (no docker.io, no cgroup2, no
-ip_vs: the reason from :func:`swarmmesh.machine.dockerd.engine_missing`).
+``--servers``, ``--ingress-subnet``, a ``--profile`` other than swarm) and a machine that
+cannot run dockerd nodes (no docker.io, no cgroup2, no ip_vs: the reason from
+:func:`swarmmesh.machine.dockerd.engine_missing`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def check(args: argparse.Namespace, missing=None) -> None:
         if getattr(args, flag, None) is not None:
             name = flag.replace("_", "-")
             raise InvalidConfigError(name, f"--engine docker: Swarm has no {name} option")
+    if getattr(args, "profile", None) not in (None, "swarm"):
+        raise InvalidConfigError("profile", "--engine docker: the lifecycle timings are "
+                                            "Swarm's own (--profile swarm)")
     if getattr(args, "ingress", "mesh") != "mesh":
         raise InvalidConfigError("ingress", "--engine docker: the ingress is Swarm's own")
     if getattr(args, "servers", None):
@@ -59,6 +63,6 @@ def check(args: argparse.Namespace, missing=None) -> None:
 
 def testbed_kwargs(args: argparse.Namespace) -> dict:
     """What ``ctx.testbed`` passes on for the chosen engine (nothing for the emulated one)."""
-    if args.engine != "docker":
+    if getattr(args, "engine", "emulated") != "docker":
         return {}
     return {"engine": "docker", "image_tar": args.image_tar}

@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Sequence
 from swarmmesh import agents
 from swarmmesh.agents import loadgen
 from swarmmesh.lifecycle import profiles
-from swarmmesh.runs import flags, stackargs
+from swarmmesh.runs import engineargs, flags, stackargs
 
 LOADGEN = loadgen.__name__
 """The load generator's module, run with ``python -m`` in the client host; also the
@@ -66,16 +66,21 @@ def add_arguments(ap: argparse.ArgumentParser, profiles: Sequence[str] = ("swarm
     ap.add_argument("--duration", type=float, default=None,
                     help="seconds of load per run (default: long enough for the profile's "
                          "timings; see the experiment's description)")
-    ap.add_argument("--profile", choices=list(profiles), default=default_profile,
+    ap.add_argument("--profile", choices=list(profiles), default=None,
                     help="lifecycle timings: Swarm's own (health check every 30 s, 3 retries, "
                          "2 s convergence delay, node down after 15 s) or the fast profile's "
-                         "(0.1 s, 2 retries, 0.2 s, 1 s)")
+                         f"(0.1 s, 2 retries, 0.2 s, 1 s) (default: {default_profile}; "
+                         "with --engine docker, swarm: the only one real Swarm has)")
     ap.add_argument("--timeout", type=float, default=3.0,
                     help="per-request timeout, seconds (a lost SYN is resent after 1 s)")
 
 
-def check_arguments(args, max_rate: float = 2000.0) -> None:
-    """InvalidConfigError naming the flag, for the common flags."""
+def check_arguments(args, max_rate: float = 2000.0, default_profile: str = "fast") -> None:
+    """InvalidConfigError naming the flag, for the common flags; ``--profile`` unset is
+    ``default_profile`` (swarm with ``--engine docker``)."""
+    if args.profile is None:
+        args.profile = ("swarm" if getattr(args, "engine", "emulated") == "docker"
+                        else default_profile)
     flags.positive(args, "replicas")
     flags.number(args, "rate", most=max_rate, unit=" requests/s")
     if args.duration is not None:
@@ -175,7 +180,6 @@ def run_variant(tb, run_dir: Path, variant: str, profile: str, rate: float, dura
     origin).  ``lead``: seconds between starting the generator and its first
     request.  Returns ``{"rows", "events", "load", "t0"}`` (rows sorted by
     ``t_send``, with ``variant``)."""
-    from swarmmesh.lifecycle.orchestrator import Orchestrator
     from swarmmesh.runs.runfolder import read_csv
 
     part = Path(run_dir) / f".timeline-{variant}.csv"
@@ -189,7 +193,7 @@ def run_variant(tb, run_dir: Path, variant: str, profile: str, rate: float, dura
 
     load.start()
     try:
-        with Orchestrator(tb, profile=profile, t0=t0) as orch:
+        with operations(tb, profile, t0) as orch:
             script(orch, at)
             if progress is not None:
                 progress.note(f"{variant}: waiting for the load to end "
@@ -198,6 +202,8 @@ def run_variant(tb, run_dir: Path, variant: str, profile: str, rate: float, dura
             orch.settle(settle)
             events = [{"t": e.t, "event": e.event, "detail": e.detail, "variant": variant}
                       for e in orch.events]
+            polls = [{**p.to_dict(), "variant": variant, "epoch0": orch.epoch0}
+                     for p in getattr(orch, "polls", [])]
     finally:
         load.stop()
     rows = read_csv(part)
@@ -205,7 +211,22 @@ def run_variant(tb, run_dir: Path, variant: str, profile: str, rate: float, dura
     for r in rows:
         r["variant"] = variant
     rows.sort(key=lambda r: float(r["t_send"]))
-    return {"rows": rows, "events": events, "load": stats, "t0": t0}
+    return {"rows": rows, "events": events, "load": stats, "t0": t0, "swarm": polls}
+
+
+SWARM_POLL_S = 0.5
+"""``--engine docker``: seconds between two reads of Swarm during a run."""
+
+
+def operations(tb, profile: str, t0: float):
+    """What drives the cluster during a run: the emulated Orchestrator (``profile``), or on
+    real Swarm a DockerSwarm that reads Swarm every SWARM_POLL_S and records what it did
+    under the orchestrator's event names (Swarm's timings are its own)."""
+    if getattr(tb, "engine", "emulated") == "docker":
+        from swarmmesh.testbed.docker_swarm import DockerSwarm
+        return DockerSwarm(tb, t0=t0, watch=SWARM_POLL_S)
+    from swarmmesh.lifecycle.orchestrator import Orchestrator
+    return Orchestrator(tb, profile=profile, t0=t0)
 
 
 def run_variants(args, ctx, plans: Sequence[dict]) -> list[dict]:
@@ -219,7 +240,7 @@ def run_variants(args, ctx, plans: Sequence[dict]) -> list[dict]:
         variant = plan["variant"]
         cluster = cluster_for(args)
         sub = ctx.run_dir / variant if len(plans) > 1 else ctx.run_dir
-        with ctx.testbed(cluster, run_dir=sub) as tb:
+        with ctx.testbed(cluster, run_dir=sub, **engineargs.testbed_kwargs(args)) as tb:
             before = {t.name: t.node for t in cluster.tasks}
             ctx.progress.phase(f"sending ({variant})")
             ctx.progress.note(f"{variant}: {args.rate:g} requests/s for {plan['duration']:g} s "
@@ -251,3 +272,6 @@ def write_run(run_dir: Path, variants: Iterable[dict]) -> None:
               TIMELINE_COLUMNS)
     write_csv(Path(run_dir) / "events.csv", (e for v in variants for e in v["events"]),
               EVENT_COLUMNS)
+    polls = [p for v in variants for p in v.get("swarm", [])]
+    if polls:                                   # real Swarm: each read, events.csv's source
+        (Path(run_dir) / "swarm.jsonl").write_text("".join(json.dumps(p) + "\n" for p in polls))

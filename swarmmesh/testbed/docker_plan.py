@@ -203,6 +203,7 @@ class SwarmTask:
     error: str = ""        # Status.Err ("task: non-zero exit (137)", "no suitable node ...")
     timestamp: str = ""    # Status.Timestamp (RFC 3339: sorts as time)
     version: int = 1       # the spec's ForceUpdate + 1: each `update --force` adds one
+    updated: str = ""      # UpdatedAt: the task object's last change (e.g. its desired state)
 
 
 def parse_tasks(inspect_json: str, service_names: dict[str, str]) -> list[SwarmTask]:
@@ -221,7 +222,8 @@ def parse_tasks(inspect_json: str, service_names: dict[str, str]) -> list[SwarmT
                              status.get("State", ""), t.get("DesiredState", ""),
                              cstat.get("ContainerID", ""), addrs, error=status.get("Err", ""),
                              timestamp=status.get("Timestamp", ""),
-                             version=int((t.get("Spec") or {}).get("ForceUpdate") or 0) + 1))
+                             version=int((t.get("Spec") or {}).get("ForceUpdate") or 0) + 1,
+                             updated=t.get("UpdatedAt", "")))
     return out
 
 

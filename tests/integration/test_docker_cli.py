@@ -116,13 +116,14 @@ def test_the_cli_drives_real_swarm_and_shows_what_swarm_reports(tmp_path):
     assert rows(section(drain, "service ls")) == [["app", "replicated", "3/3"]]
     assert "flows: the emulated engine's" in section(out, "flows node1")
     events = [r[1:] for r in rows(section(out, "events")) if len(r) > 2]   # not the run folder
-    asked = [e[0] for e in events if "_" in e[0] or e[0] == "scale"]
-    assert asked[:3] == ["scale", "kill_container", "node_update"], events
+    asked = [n for n in (" ".join(e[:2]) if e[0] != "scale" else "scale" for e in events)
+             if n in ("scale", "container killed", "node update")]
+    assert asked[:3] == ["scale", "container killed", "node update"], events
     assert ["task", "failed", "app.1", old_id] in [e[:4] for e in events]
     assert ["task", "running", "app.3"] in [e[:3] for e in events]
     run_dir = Path(out.strip().splitlines()[-1])
     logged = list(csv.DictReader(open(run_dir / "events.csv")))
-    assert {"scale", "kill_container", "task failed", "node drain"} <= {e["event"] for e in logged}
+    assert {"scale", "container killed", "task failed", "node drain"} <= {e["event"] for e in logged}
     assert left_behind(proc.pid) == []
     assert docker_clean.IP_FORWARD.read_text() == forward_before
 

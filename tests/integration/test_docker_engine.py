@@ -79,7 +79,7 @@ def test_a_swarm_without_published_ports_runs_answers_heals_and_leaves_nothing(t
         swarm.settle(timeout=240)
         new = {t.id for t in swarm.tasks() if t.slot == 1 and t.desired == "running"}
         assert new and not new & old, (old, new)
-        assert [e.event for e in swarm.events] == ["kill_container", "settled"]
+        assert [e.event for e in swarm.events] == ["container killed", "settled"]
     assert _docker_left([state, data]) == []
     assert not data.exists() and not state.exists()
     assert docker_clean.IP_FORWARD.read_text() == forward_before
@@ -105,7 +105,7 @@ def test_drain_a_start_first_update_and_an_app_kill_on_real_swarm(tmp_path):
         swarm = DockerSwarm(tb)
         _drain_update_and_app_kill(tb, swarm)
         assert [e.event for e in swarm.events] == [
-            "node_update", "settled", "node_update", "update", "settled", "kill_task",
+            "node update", "settled", "node update", "update", "settled", "task killed",
             "settled"]
 
 

@@ -236,7 +236,7 @@ def test_the_adaptor_reads_swarm_in_four_calls_and_records_what_it_did(tmp_path)
     orch.refresh()
     assert orch.busy == 1 and orch.cluster.service("app").replicas == 3
     assert [(e.event, e.detail) for e in orch.events] == [
-        ("scale", "app=3"), ("task starting", "app.3 cccccccccccc on node3")]
+        ("scale", "app: 2 -> 3"), ("task starting", "app.3 cccccccccccc on node3")]
     eng.tasks[-1] = task("cccccccccccccccc", 3, "n3id")
     assert view.at_rest(orch.refresh()) == "converged; no task pending"
     assert [t.name for t in orch.cluster.tasks] == ["app.1", "app.2", "app.3"]
