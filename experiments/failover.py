@@ -16,6 +16,12 @@ retries), ``both`` runs fast then swarm (a fresh testbed each) and draws
 them in one figure.  Default duration: 20 s (fast); for swarm long enough to
 see the replacement join (kill + 90 + 2 + 30 + 8 s).
 
+``--engine docker`` runs it on real Swarm (Swarm's timings only): the same event, the
+application killed inside a container that stays up (SIGUSR2: the task server closes
+every socket), and the events are Swarm's own task states (see docs/real-swarm.md).
+Swarm reports no convergence: detection (the task failed as unhealthy) and the
+replacement joining are measured instead.
+
     sudo .venv/bin/swarmmesh run failover --profile both --rate 200
 
 Writes ``timeline.csv`` (one row per request), ``events.csv`` (the
@@ -38,9 +44,10 @@ import math
 import sys
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, timeline
+from swarmmesh.runs import engineargs, experiment, plots, report, timeline
 from swarmmesh.runs.timeline_metrics import (achieved_rate, by_variant, failover_metrics,
                                              read_events, read_timeline)
+from swarmmesh.runs.timeline_engine import NO_CONVERGENCE, engine_of, swarm_events_text
 from swarmmesh.runs.timeline_plots import bin_for, timeline_figure
 from swarmmesh.lifecycle import profiles
 from swarmmesh.model import InvalidConfigError
@@ -51,6 +58,7 @@ DESCRIPTION = ("a task dies under steady load through every node: requests/s per
 
 FAST_BUDGET_S = 1.0          # kill -> last new connection to the dead task
 MARKS = ("task killed", "health unhealthy", "convergence", "task removed", "joins")
+SWARM_MARKS = ("task killed", "health unhealthy", "joins")     # real Swarm's
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -59,6 +67,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="seconds after the first request at which the task dies "
                          "(default: a third of the duration with fast, 10 s with swarm)")
     ap.add_argument("--task", default="app.1", help="the task to kill")
+    engineargs.add_arguments(ap)
 
 
 def variants(args) -> list[str]:
@@ -87,6 +96,7 @@ def duration(args, profile: str) -> float:
 
 
 def validate(args):
+    engineargs.check(args)
     timeline.check_arguments(args)
     if args.kill_at is not None and args.kill_at <= 0:
         raise InvalidConfigError("kill-at", f"must be > 0, got {args.kill_at:g}")
@@ -124,14 +134,18 @@ def run(args, cluster, ctx) -> None:
         rows = [dict(r, t_send=float(r["t_send"]), ok=r["ok"] == "True") for r in res["rows"]]
         m = failover_metrics(rows, res["events"])
         ctx.summary["variants"][v]["failover"] = m
-        problems += judge(v, m, ctx.summary["variants"][v]["timings"])
+        problems += judge(v, m, ctx.summary["variants"][v]["timings"], args.engine)
     ctx.summary["checks"] = problems or ["all met"]
     if problems:
         ctx.failed = "; ".join(problems)
 
 
-def judge(variant: str, m: dict, timings: dict) -> list[str]:
-    """What the issue asks of a run, as a list of misses (empty: all met)."""
+def judge(variant: str, m: dict, timings: dict, engine: str = "emulated") -> list[str]:
+    """What a run must show, as a list of misses (empty: all met).  On real Swarm (no
+    convergence to see): detection within Swarm's window, and no connection to the dead
+    task once its replacement joined."""
+    if engine == "docker":
+        return _judge_swarm(m, timings)
     out = []
     if m.get("t_convergence") is None:
         return [f"{variant}: the dead task never left the load balancer"]
@@ -150,6 +164,23 @@ def judge(variant: str, m: dict, timings: dict) -> list[str]:
     return out
 
 
+def _judge_swarm(m: dict, timings: dict) -> list[str]:
+    lo, hi = timings["detection_window_s"]
+    det = m.get("kill_to_detect_s")
+    if det is None:
+        return ["docker: the dead task was never found unhealthy"]
+    out = []
+    top = hi + timings.get("timeout", 0.0)      # + the last check's own run, up to its timeout
+    if not lo - 0.5 <= det <= top:
+        out.append(f"docker: detection {det} s after the kill, outside Docker's window "
+                   f"{lo:g}-{top:g} s")
+    last, back = m.get("kill_to_last_new_connection_s"), m.get("kill_to_replacement_s")
+    if last is not None and back is not None and last >= back:
+        out.append(f"docker: a new connection reached the dead task {last} s after the kill, "
+                   f"after its replacement joined (+{back} s)")
+    return out
+
+
 # -- plots ----------------------------------------------------------------------
 def panels(run_dir: Path, summary: dict, label: str = "") -> list[dict]:
     rows = read_timeline(run_dir / "timeline.csv")
@@ -158,7 +189,9 @@ def panels(run_dir: Path, summary: dict, label: str = "") -> list[dict]:
     out = []
     for v, vrows in by_variant(rows).items():
         m = failover_metrics(vrows, evs.get(v, []))
-        out.append({"variant": v, "rows": vrows, "events": evs.get(v, []), "marks": MARKS,
+        docker = engine_of(summary) == "docker"
+        out.append({"variant": v, "rows": vrows, "events": evs.get(v, []),
+                    "marks": SWARM_MARKS if docker else MARKS,
                     "metrics": m, "title": panel_title(v, m, summary, label)})
     return out
 
@@ -168,6 +201,17 @@ def panel_title(variant: str, m: dict, summary: dict, label: str = "") -> str:
     lo, hi = (summary.get("variants", {}).get(variant, {}).get("timings", {})
               .get("detection_window_s", [None, None]))
     window = f" (Swarm's window {lo:g}-{hi:g} s)" if variant == "swarm" and lo is not None else ""
+    if engine_of(summary) == "docker":
+        t = summary.get("variants", {}).get(variant, {}).get("timings", {})
+        window = (f" (Docker's window {lo:g}-{hi + t.get('timeout', 0):g} s)"
+                  if lo is not None else "")
+        return (f"{label}real Swarm: {m.get('task')}'s application killed at "
+                f"{report.fmt(m.get('t_kill'))} s; found unhealthy "
+                f"+{report.fmt(m.get('kill_to_detect_s'))} s{window},\n"
+                f"last new connection to it +{report.fmt(m.get('kill_to_last_new_connection_s'))}"
+                f" s; replacement joined +{report.fmt(m.get('kill_to_replacement_s'))} s; "
+                f"{m.get('failed_total')} of {m.get('requests')} requests failed "
+                f"({p.get('nodes')} nodes, {p.get('replicas')} replicas, {p.get('rate')}/s)")
     return (f"{label}profile {variant}: {m.get('task')} killed at {report.fmt(m.get('t_kill'))} s; "
             f"detected +{report.fmt(m.get('kill_to_detect_s'))} s{window},\n"
             f"last new connection to it +{report.fmt(m.get('kill_to_last_new_connection_s'))} s; "
@@ -202,6 +246,9 @@ def plot(run_dir: Path) -> None:
                             plots.run_title(summary, "Failover, around the kill"))
             if zooms else None)
     rep = report.Report(run_dir, "Failover: a task dies under steady load", summary)
+    if engine_of(summary) == "docker":
+        swarm_report(rep, ps, summary, fig)
+        return
     rep.text("An open-loop load, each request on a new connection, spread round-robin over "
              "every node's published port; one task's application dies (its listeners close: "
              "new connections to it are refused) and only its health check can tell. "
@@ -242,6 +289,46 @@ def plot(run_dir: Path) -> None:
                     "(weight 0 applied everywhere), removal, the replacement joining")
     if zfig:
         rep.figure(zfig, "The same, from 0.5 s before the kill to 0.8 s after the removal")
+    rep.write()
+
+
+def swarm_report(rep: report.Report, ps: list[dict], summary: dict, fig) -> None:
+    """report.md of a run on real Swarm: detection and the replacement, no convergence."""
+    rep.text("An open-loop load, each request on a new connection, spread round-robin over "
+             "every node's published port; one task's application dies inside its container, "
+             "which stays up (its listeners close: new connections to it are refused), and "
+             "only Docker's health check can tell. Swarm then fails the task as unhealthy, "
+             "takes it out of the load balancer and starts a replacement in the same slot "
+             "(same name), which joins after its first healthy check. The *last new "
+             "connection to the dead task* is the latest request sent after the kill that was "
+             "refused or reset, or answered by it before its replacement joined.")
+    rep.text(swarm_events_text(summary))
+    rows = []
+    for p in ps:
+        m, v = p["metrics"], p["variant"]
+        lo, hi = (summary.get("variants", {}).get(v, {}).get("timings", {})
+                  .get("detection_window_s", [None, None]))
+        load = summary.get("variants", {}).get(v, {}).get("load", {})
+        rows.append([f"{report.fmt(lo)}–{report.fmt(hi)}", m.get("kill_to_detect_s"),
+                     m.get("kill_to_last_new_connection_s"), m.get("kill_to_replacement_s"),
+                     m.get("requests"), load.get("achieved_rps"), m.get("failed_total"),
+                     m.get("requests_to_dead_task_after_kill")])
+    rep.heading("Kill to detection and replacement (real Swarm)")
+    rep.table(["expected detection (s)", "kill → found unhealthy (s)",
+               "kill → last new conn. to dead task (s)", "kill → replacement joined (s)",
+               "requests", "achieved rate (/s)", "failed", "to the dead task after the kill"],
+              rows)
+    rep.text("Expected detection: Docker's defaults (check every 30 s, 3 retries): 60–90 s "
+             "after the failure, plus the last check's own run (up to its 30 s timeout). "
+             "Checks: " + "; ".join(summary.get("checks", [])) + ".")
+    for p in ps:
+        errs = p["metrics"].get("failed_by_error") or {}
+        if errs:
+            rep.text("Failed requests by error: "
+                     + ", ".join(f"{k or '?'} {n}" for k, n in errs.items()) + ".")
+    rep.figure(fig, "Requests/s answered per task, failed requests/s in red with a tick per "
+                    "failed request; vertical lines: the kill, the task found unhealthy "
+                    f"(failed), tasks joining (running); {NO_CONVERGENCE}")
     rep.write()
 
 

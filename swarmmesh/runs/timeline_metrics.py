@@ -72,9 +72,11 @@ def failover_metrics(rows: Sequence[dict], events: Sequence[dict]) -> dict:
       after that (every switch has the weight 0: no new connection may go
       there); ``t_removed``: "task removed".
     * The last new connection to the dead task: the latest ``t_send`` after
-      the kill among requests the dead task answered (just after the signal)
-      or that were refused or reset (the dead task's namespace has no
-      listener; the only task that refuses).  Timeouts are not attributed.
+      the kill among requests the dead task answered (just after the signal;
+      before a replacement of the same name started, as real Swarm names a
+      slot's new task) or that were refused or reset (the dead task's namespace
+      has no listener; the only task that refuses).  Timeouts are not attributed.
+    * ``t_replacement``: the first task to join the load balancer after the kill.
     """
     dead = killed_task(events)
     out: dict = {"task": dead, "requests": len(rows),
@@ -87,8 +89,14 @@ def failover_metrics(rows: Sequence[dict], events: Sequence[dict]) -> dict:
     conv = first_event(events, "published", f"{dead} weight 0", w0["t"]) if w0 else None
     rem = first_event(events, "task removed", dead, t_kill)
     t_conv = conv["t"] if conv else None
+    rejoined = [e["t"] for e in events if e["t"] >= t_kill and e["event"] == "published"
+                and "joins the load balancer" in e["detail"]]
+    # a replacement of the same name (real Swarm's slot) answers from its start on
+    t_back = min((e["t"] for e in events if e["t"] >= t_kill and e["event"] == "task started"
+                  and task_of(e["detail"]) == dead), default=float("inf"))
     to_dead = [r for r in rows if r["t_send"] >= t_kill and (
-        (r["ok"] and r["task"] == dead) or (not r["ok"] and r["error"] in TO_DEAD_TASK_ERRORS))]
+        (r["ok"] and r["task"] == dead and r["t_send"] < t_back)
+        or (not r["ok"] and r["error"] in TO_DEAD_TASK_ERRORS))]
     last = max((r["t_send"] for r in to_dead), default=None)
     failed = [r for r in rows if not r["ok"]]
     out.update({
@@ -98,6 +106,8 @@ def failover_metrics(rows: Sequence[dict], events: Sequence[dict]) -> dict:
         "kill_to_detect_s": _diff(det and det["t"], t_kill),
         "kill_to_convergence_s": _diff(t_conv, t_kill),
         "kill_to_removed_s": _diff(rem and rem["t"], t_kill),
+        "t_replacement": min(rejoined, default=None),
+        "kill_to_replacement_s": _diff(min(rejoined, default=None), t_kill),
         "kill_to_last_new_connection_s": _diff(last, t_kill),
         "requests_to_dead_task_after_kill": len(to_dead),
         "answered_by_dead_task_after_kill": sum(1 for r in to_dead if r["ok"]),

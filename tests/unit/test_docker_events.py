@@ -170,6 +170,23 @@ def test_scaling_on_swarm_times_retired_tasks_by_weight_0_and_removal():
     assert m["phases"]["scaling down"]["to_s"] == 52.5          # the removal, no convergence
 
 
+def test_failover_on_swarm_stops_counting_the_dead_task_once_its_slot_rejoins():
+    """Swarm names the replacement as the slot (app.1 again): its answers are not the dead
+    task's; refusals before detection are."""
+    from swarmmesh.runs.timeline_metrics import failover_metrics
+    events = [_ev(10.0, "task killed", "app.1 on node1 (hang)"),
+              _ev(85.0, "health unhealthy", "app.1 on node1: task: unhealthy container (x)"),
+              _ev(91.0, "task started", "app.1 on node2 (x, starting)"),
+              _ev(121.0, "published", "app.1 running: joins the load balancer (x on node2)")]
+    rows = [_row(9.0, "app.1"), _row(12.0, "", ok=False, error="refused"),
+            _row(84.0, "", ok=False, error="refused"), _row(86.0, "app.2"),
+            _row(125.0, "app.1")]
+    m = failover_metrics(rows, events)
+    assert (m["kill_to_detect_s"], m["kill_to_last_new_connection_s"],
+            m["kill_to_replacement_s"], m["t_convergence"]) == (75.0, 74.0, 111.0, None)
+    assert m["requests_to_dead_task_after_kill"] == 2
+
+
 def _recorded(name: str):
     """The reads of a real run in the guest (moby 20.10.24; consecutive equal reads left
     out), with the run's zero on the wall clock."""
