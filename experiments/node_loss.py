@@ -12,6 +12,12 @@ check (Swarm: 30 s later).
 
 Defaults: fast: 10 s, down at 3 s; swarm: down at 10 s, 70 s in all.
 
+``--engine docker`` runs it on real Swarm (Swarm's timings only): the node's underlay link
+goes down, its dockerd keeps running cut off, and the events are Swarm's own (the node's
+status, the task states; see docs/real-swarm.md).  Swarm reports no convergence (when
+every balancer dropped the lost node's tasks), so the check there is on the requests
+through the surviving nodes after the replacements joined.
+
     sudo .venv/bin/swarmmesh run node_loss --nodes 3 --replicas 3 --node node2
 
 Writes ``timeline.csv``, ``events.csv``, ``summary.json`` (down -> marked
@@ -29,9 +35,10 @@ import collections
 import sys
 from pathlib import Path
 
-from swarmmesh.runs import experiment, plots, report, timeline
+from swarmmesh.runs import engineargs, experiment, plots, report, timeline
 from swarmmesh.runs.timeline_metrics import (failures_between, first_event, joins, load_panels,
                                              read_events, read_timeline)
+from swarmmesh.runs.timeline_engine import NO_CONVERGENCE, engine_of, swarm_events_text
 from swarmmesh.runs.timeline_plots import timeline_figure
 from swarmmesh.lifecycle import profiles
 from swarmmesh.model import InvalidConfigError
@@ -48,6 +55,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--node", default="node2", help="the node that goes down")
     ap.add_argument("--down-at", type=float, default=None,
                     help="seconds after the first request (default: 3 fast, 10 swarm)")
+    engineargs.add_arguments(ap)
 
 
 def times(args) -> tuple[float, float]:
@@ -59,6 +67,7 @@ def times(args) -> tuple[float, float]:
 
 
 def validate(args):
+    engineargs.check(args)
     timeline.check_arguments(args)
     if args.nodes < 2:
         raise InvalidConfigError("nodes", f"must be >= 2 (one goes down), got {args.nodes}")
@@ -88,14 +97,21 @@ def run(args, cluster, ctx) -> None:
                                        "duration": dur, "script": script,
                                        "facts": {"down_at_s": at, "node": args.node}}])
     rows = read_timeline(ctx.run_dir / "timeline.csv")
-    m = metrics(rows, read_events(ctx.run_dir / "events.csv"), args.node)
+    m = metrics(rows, read_events(ctx.run_dir / "events.csv"), args.node, args.engine)
     ctx.summary["node_loss"] = m
-    if m["via_others"]["failed_after_convergence"]:
-        ctx.failed = (f"{m['via_others']['failed_after_convergence']} requests through the "
-                      "surviving nodes failed after the balancers converged")
+    late = m["via_others"]["failed_after_convergence"]
+    if args.engine == "docker":
+        late = m["via_others"]["failed_after_recovered"]
+    if late:
+        ctx.failed = (f"{late} requests through the surviving nodes failed after "
+                      + ("the replacements joined" if args.engine == "docker"
+                         else "the balancers converged"))
 
 
-def metrics(rows: list[dict], events: list[dict], node: str) -> dict:
+def metrics(rows: list[dict], events: list[dict], node: str,
+            engine: str = "emulated") -> dict:
+    """On real Swarm (``engine`` docker) nothing marks convergence: the figures measured
+    from it are None, and ``failed_after_recovered`` counts from the last join."""
     down = first_event(events, "node down")
     t_down = down["t"] if down else None
     marked = first_event(events, "node marked down", node)
@@ -105,6 +121,8 @@ def metrics(rows: list[dict], events: list[dict], node: str) -> dict:
     started = [e["t"] for e in events if e["event"] == "task started"
                and marked and e["t"] >= marked["t"]]
     joined = [t for t in joins(events).values() if marked and t >= marked["t"]]
+    t_rec = max(joined, default=None)
+    unknown = engine == "docker" and t_conv is None     # no convergence to see
     others = [r for r in rows if r["ingress_node"] != node]
     lost = [r for r in rows if r["ingress_node"] == node]
     fail_others = [r for r in others if not r["ok"]]
@@ -114,7 +132,7 @@ def metrics(rows: list[dict], events: list[dict], node: str) -> dict:
         "down_to_marked_s": after(marked and marked["t"]),
         "down_to_converged_s": after(t_conv),
         "down_to_rescheduled_s": after(max(started, default=None)),
-        "down_to_recovered_s": after(max(joined, default=None)),
+        "down_to_recovered_s": after(t_rec),
         "via_lost_node": {"requests": len(lost),
                           "failed": sum(1 for r in lost if not r["ok"]),
                           "failed_before_down": failures_between(
@@ -126,8 +144,12 @@ def metrics(rows: list[dict], events: list[dict], node: str) -> dict:
                 others, float("-inf"), t_down if t_down is not None else float("inf")),
             "failed_down_to_converged": (failures_between(others, t_down, t_conv)
                                          if t_down is not None and t_conv is not None else None),
-            "failed_after_convergence": (failures_between(others, t_conv)
+            "failed_after_convergence": (None if unknown else failures_between(others, t_conv)
                                          if t_conv is not None else len(fail_others)),
+            "failed_after_recovered": (failures_between(others, t_rec)
+                                       if t_rec is not None else None),
+            "failed_after_marked": (failures_between(others, marked["t"])
+                                    if marked else None),
             "last_failure_after_down_s": after(max((r["t_send"] for r in fail_others),
                                                    default=None)),
             "failed_by_error": dict(collections.Counter(r["error"] for r in fail_others)),
@@ -138,24 +160,27 @@ def metrics(rows: list[dict], events: list[dict], node: str) -> dict:
 def plot(run_dir: Path) -> None:
     summary = experiment.read_summary(run_dir)
     p = summary["parameters"]
+    engine = engine_of(summary)
     ps = load_panels(run_dir, MARKS)
     node = p["node"]
     panels = []
     for panel in ps:
-        m = metrics(panel["rows"], panel["events"], node)
+        m = metrics(panel["rows"], panel["events"], node, engine)
         o = m["via_others"]
+        late = (f"{o['failed_after_recovered']} after the replacements joined"
+                if engine == "docker" else f"{o['failed_after_convergence']} after convergence")
         panels.append({**panel, "rows": [r for r in panel["rows"] if r["ingress_node"] != node],
-                       "title": f"profile {panel['variant']}: through the surviving nodes: "
-                                f"{o['failed']} of {o['requests']} requests failed, "
-                                f"{o['failed_after_convergence']} after convergence"})
+                       "title": f"{_who(panel['variant'], engine)}: through the surviving "
+                                f"nodes: {o['failed']} of {o['requests']} requests failed, "
+                                f"{late}"})
         panels.append({**panel, "rows": [r for r in panel["rows"] if r["ingress_node"] == node],
-                       "title": f"profile {panel['variant']}: through {node} (lost at "
+                       "title": f"{_who(panel['variant'], engine)}: through {node} (lost at "
                                 f"{report.fmt(m['t_down'])} s): {m['via_lost_node']['failed']} "
                                 f"of {m['via_lost_node']['requests']} failed"})
     fig = timeline_figure(panels, run_dir / "timeline", plots.run_title(
         summary, f"Node loss under load: {node} goes down ({p['nodes']} nodes, "
                  f"{p['replicas']} replicas, {p['rate']}/s)"))
-    m = metrics(ps[0]["rows"], ps[0]["events"], node)
+    m = metrics(ps[0]["rows"], ps[0]["events"], node, engine)
     t = summary.get("variants", {}).get(ps[0]["variant"], {}).get("timings", {})
     rep = report.Report(run_dir, f"Node loss under load: {node} goes down", summary)
     rep.text(f"{node} loses its link at {report.fmt(m['t_down'])} s: it answers nothing, and "
@@ -165,27 +190,43 @@ def plot(run_dir: Path) -> None:
              "after their first healthy check. The client keeps sending to every node's "
              "address, the lost one's included, as a client with a fixed list of node "
              "addresses does.")
+    if engine == "docker":
+        rep.text(swarm_events_text(summary))
     rep.table(["step", "seconds after the node went down"], [
         ["marked down", m["down_to_marked_s"]],
-        ["its tasks out of every load balancer (applied on every switch)",
-         m["down_to_converged_s"]],
+        *([] if engine == "docker" else [
+            ["its tasks out of every load balancer (applied on every switch)",
+             m["down_to_converged_s"]]]),
         ["last replacement started", m["down_to_rescheduled_s"]],
         ["last replacement joined (recovered)", m["down_to_recovered_s"]],
         ["last failed request through a surviving node",
          m["via_others"]["last_failure_after_down_s"]]])
     o, lost = m["via_others"], m["via_lost_node"]
-    rep.table(["through", "requests", "failed", "before the loss", "loss → converged",
-               "after convergence", "errors"],
-              [["surviving nodes", o["requests"], o["failed"], o["failed_before_down"],
-                o["failed_down_to_converged"], o["failed_after_convergence"],
-                ", ".join(f"{k} {n}" for k, n in o["failed_by_error"].items()) or "–"],
-               [node, lost["requests"], lost["failed"], lost["failed_before_down"], "–", "–",
-                "–"]])
+    errors = ", ".join(f"{k} {n}" for k, n in o["failed_by_error"].items()) or "–"
+    if engine == "docker":
+        rep.table(["through", "requests", "failed", "before the loss",
+                   "after the replacements joined", "errors"],
+                  [["surviving nodes", o["requests"], o["failed"], o["failed_before_down"],
+                    o["failed_after_recovered"], errors],
+                   [node, lost["requests"], lost["failed"], lost["failed_before_down"], "–",
+                    "–"]])
+    else:
+        rep.table(["through", "requests", "failed", "before the loss", "loss → converged",
+                   "after convergence", "errors"],
+                  [["surviving nodes", o["requests"], o["failed"], o["failed_before_down"],
+                    o["failed_down_to_converged"], o["failed_after_convergence"], errors],
+                   [node, lost["requests"], lost["failed"], lost["failed_before_down"], "–",
+                    "–", "–"]])
     rep.figure(fig, "Requests/s answered per task, stacked, through the surviving nodes (top) "
                     "and through the lost node (bottom); failed requests in red; vertical "
                     "lines: the node down, marked down, replacements started, replacements "
-                    "joining the load balancer")
+                    "joining the load balancer"
+                    + (f" ({NO_CONVERGENCE})" if engine == "docker" else ""))
     rep.write()
+
+
+def _who(variant: str, engine: str) -> str:
+    return "real Swarm" if engine == "docker" else f"profile {variant}"
 
 
 if __name__ == "__main__":

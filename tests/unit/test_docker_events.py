@@ -187,6 +187,25 @@ def test_failover_on_swarm_stops_counting_the_dead_task_once_its_slot_rejoins():
     assert m["requests_to_dead_task_after_kill"] == 2
 
 
+def test_node_loss_on_swarm_counts_failures_after_the_replacements_joined():
+    from swarmmesh.runs import experiment
+    node_loss = experiment.load("node_loss")
+    events = [_ev(10.0, "node down", "node2 (link down: it answers nothing)"),
+              _ev(24.0, "node marked down", "node2: Swarm reports it down"),
+              _ev(24.3, "task started", "app.2 on node3 (x, starting)"),
+              _ev(55.0, "published", "app.2 running: joins the load balancer (x on node3)")]
+    rows = [_row(12.0, "", ok=False, node="node1", error="timeout"),
+            _row(30.0, "app.1", node="node3"), _row(60.0, "app.2", node="node1"),
+            _row(61.0, "", ok=False, node="node2", error="timeout")]
+    m = node_loss.metrics(rows, events, "node2", "docker")
+    assert (m["down_to_marked_s"], m["down_to_converged_s"], m["down_to_rescheduled_s"],
+            m["down_to_recovered_s"]) == (14.0, None, 14.3, 45.0)
+    o = m["via_others"]
+    assert (o["failed"], o["failed_after_convergence"], o["failed_after_recovered"]) == (1, None, 0)
+    # the emulated engine keeps its check: no convergence seen, every failure counts
+    assert node_loss.metrics(rows, events, "node2")["via_others"]["failed_after_convergence"] == 1
+
+
 def _recorded(name: str):
     """The reads of a real run in the guest (moby 20.10.24; consecutive equal reads left
     out), with the run's zero on the wall clock."""
