@@ -164,7 +164,8 @@ def plot(run_dir: Path) -> None:
     p = summary["parameters"]
     for panel in ps:
         m = metrics(panel["rows"], panel["events"])
-        panel["title"] = (f"profile {panel['variant']}: {p['replicas']} -> {p['to']} -> "
+        who = "real Swarm" if docker else f"profile {panel['variant']}"
+        panel["title"] = (f"{who}: {p['replicas']} -> {p['to']} -> "
                           f"{p['replicas']} replicas, {m['failed']} of {m['requests']} requests "
                           f"failed ({p['nodes']} nodes, {p['rate']}/s)")
     fig = timeline_figure(ps, run_dir / "timeline", plots.run_title(
