@@ -71,8 +71,11 @@ class DockerSwarm:
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    def record(self, event: str, detail: str = "") -> None:
-        self.asked.append(Event(round(self.now(), 4), event, detail))
+    def record(self, event: str, detail: str = "", t: float | None = None) -> None:
+        """What was asked, at ``t`` (default now): an operation's moment is when its
+        command was sent, as Swarm's own times of what followed may come before the
+        command returns."""
+        self.asked.append(Event(round(self.now() if t is None else t, 4), event, detail))
 
     @property
     def events(self) -> list[Event]:
@@ -140,10 +143,11 @@ class DockerSwarm:
     def scale(self, service: str, replicas: int) -> None:
         """``docker service scale`` (detached: Swarm places the new tasks)."""
         before = self.cluster.service(service).replicas
+        t = self.now()
         self._manager("service", "scale", "--detach", f"{service}={replicas}")
         self.tb.cluster.services[service] = _with_replicas(self.cluster.service(service),
                                                            replicas)
-        self.record("scale", f"{service}: {before} -> {replicas}")
+        self.record("scale", f"{service}: {before} -> {replicas}", t)
 
     def update(self, service: str, parallelism: int = 1, delay: float = 0.0,
                order: str = "stop-first") -> None:
@@ -151,18 +155,21 @@ class DockerSwarm:
         time, ``delay`` s apart, in ``order`` (start-first or stop-first)."""
         if order not in ("start-first", "stop-first"):
             raise TestbedError(f"order: must be start-first or stop-first, got {order!r}")
+        t = self.now()
         self._manager("service", "update", "--detach", "--force", "--update-parallelism",
                       str(parallelism), "--update-delay", f"{int(delay * 1000)}ms",
                       "--update-order", order, service)
-        self.record("update", f"{service}: parallelism {parallelism}, delay {delay}s, {order}")
+        self.record("update", f"{service}: parallelism {parallelism}, delay {delay}s, {order}",
+                    t)
 
     # -- tasks ------------------------------------------------------------------------
     def kill_container(self, name: str) -> None:
         """``docker kill`` of the task's container on its node: the process exits, Swarm
         knows at once and starts a replacement in the same slot."""
         node, cid = self.container_of(name)
+        t = self.now()
         self.tb.docker(node, "kill", cid)
-        self.record("container killed", f"{name} on {node}")
+        self.record("container killed", f"{name} on {node}", t)
 
     def kill_task(self, name: str, how: str = "hang") -> None:
         """The application dies inside a container that stays up, as the emulated
@@ -171,19 +178,21 @@ class DockerSwarm:
         if how not in KILL_HOW:
             raise TestbedError(f"how: must be one of {', '.join(KILL_HOW)}, got {how!r}")
         node, cid = self.container_of(name)
+        t = self.now()
         if how == "hang":
             self.tb.docker(node, "kill", "--signal", "USR2", cid)
         else:
             self.tb.docker(node, "exec", cid, "wget", "-q", "-O", "/dev/null",
                            f"http://127.0.0.1:{PRIVATE_PORT}/control?mode=unhealthy")
-        self.record("task killed", f"{name} on {node} ({how})")
+        self.record("task killed", f"{name} on {node} ({how})", t)
 
     # -- nodes ------------------------------------------------------------------------
     def node_down(self, name: str) -> None:
         """The node loses its underlay link (its dockerd keeps running, cut off)."""
         self.cluster.node(name)
+        t = self.now()
         self.tb.host(name).cmd(f"ip link set {name}-eth0 down")
-        self.record("node down", f"{name} (link down: it answers nothing)")
+        self.record("node down", f"{name} (link down: it answers nothing)", t)
 
     def node_up(self, name: str) -> None:
         self.cluster.node(name)
