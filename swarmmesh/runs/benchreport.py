@@ -124,7 +124,7 @@ def build_figure(run_dir: Path, summary: dict, memory: list[dict]) -> list[Path]
         ax.set_xlabel("hosts built: nodes + tasks + underlay + client")
         ax.set_ylabel("seconds")
         ax.set_ylim(bottom=0)
-        ax.set_xlim(left=0)
+        ax.set_xlim(0, 1.1 * max(hosts.values(), default=1))   # (room for a target's mark)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
         ax.set_title(f"{title}, a dot per repeat, line through the medians", fontsize=9)
@@ -139,7 +139,9 @@ def build_figure(run_dir: Path, summary: dict, memory: list[dict]) -> list[Path]
     b2 = ax.bar([x + w / 2 for x in xs], task, w, color=plots.colour(1), alpha=0.8,
                 label="per task (server, shell)")
     ax.bar_label(b1, labels=[f"{v:.1f}" for v in node], fontsize=7)
-    ax.bar_label(b2, labels=[f"{v:.1f}" for v in task], fontsize=7)
+    ax.bar_label(b2, labels=[f"{v:.2f}" for v in task], fontsize=7)
+    ax.axhline(TASK_PSS_TARGET_MIB, color="red", lw=1, ls="--",
+               label=f"target: per task ≤ {TASK_PSS_TARGET_MIB:g} MiB")
     ax.set_xticks(list(xs), labels, fontsize=8)
     ax.set_xlabel("nodes x tasks per node")
     ax.set_ylabel("PSS, MiB")
@@ -150,6 +152,9 @@ def build_figure(run_dir: Path, summary: dict, memory: list[dict]) -> list[Path]
     fig.suptitle(plots.run_title(summary, "Benchmark: build and teardown against cluster "
                                           "size, Mininet alone as the baseline"), fontsize=10)
     return plots.save(fig, run_dir / "benchmark_build")
+
+
+TASK_PSS_TARGET_MIB = 2.0          # a task's memory (its server and its shell)
 
 
 def num(x) -> str:
