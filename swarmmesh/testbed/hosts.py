@@ -17,7 +17,7 @@ from swarmmesh.agents import dns
 from swarmmesh.dataplane import nodeplan
 from swarmmesh.dataplane.mtu import SWARM, Mtu
 from swarmmesh.testbed.runtime import RunState, stop_popen
-from swarmmesh.testbed.shell import Quiet as _Quiet
+from swarmmesh.testbed.shell import Quiet as _Quiet, closing_in_popen
 from swarmmesh.testbed.shellbound import BoundedShell, first_line
 
 
@@ -50,6 +50,11 @@ class _Recorded(BoundedShell, Host):
         super().__init__(name, **params)
         if self.state:
             self.record(self.pid, f"mininet:{self.name}")
+
+    def _popen(self, cmd, **params):
+        if not self.remote:                  # (a remote host's mnexec runs over there)
+            cmd, params = closing_in_popen(list(cmd), params)
+        return super()._popen(cmd, **params)
 
     def tx_cmd(self, intf: str) -> str:
         """The command that turns checksum offload off on one of this host's legs
@@ -136,9 +141,9 @@ class SwarmTask(_Recorded, _Quiet):
         # goes with the others into one round trip (a thousand tasks, a thousand fewer).
         own = any(params.get(k) is not None for k in ("mac", "ip", "defaultRoute"))
         r = super().config(**params) if own else {}
-        cmds = [] if own else [f"ip link set lo {params.get('lo') or 'up'}"]
-        cmds += nodeplan.task_cmds([i.name for i in self.intfList() if i.name != "lo"],
-                                   self.gw_intf, self.mtu, self.offload)
+        cmds = nodeplan.task_cmds([i.name for i in self.intfList() if i.name != "lo"],
+                                  self.gw_intf, self.mtu, self.offload,
+                                  lo=None if own else params.get("lo") or "up")
         cmds += self._resolver()
         self.run_all(cmds)
         self.start_server()

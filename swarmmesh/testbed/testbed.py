@@ -148,7 +148,7 @@ class Testbed:
     def _start(self) -> None:
         from mininet.log import setLogLevel
         from swarmmesh.testbed import parallel
-        from swarmmesh.testbed.links import PairLink
+        from swarmmesh.testbed.links import PairIntf, PairLink
         from swarmmesh.testbed.topology import SwarmTopo
 
         setLogLevel(os.environ.get("SWARMMESH_MN_LOG", "warning"))
@@ -182,7 +182,9 @@ class Testbed:
         local = self.servers is None
         self.net = parallel.mininet_class(workers, build=local)(
             topo=topo, controller=None, build=False, cleanup=False, autoSetMacs=False,
-            waitConnected=False, **({"link": PairLink} if local else {}))
+            waitConnected=False,
+            # (both: Mininet's addLink gives every link its ``intf``, the class's default)
+            **({"link": PairLink, "intf": PairIntf} if local else {}))
         self.net.build()
         if self.servers is not None:
             self.servers.connect(self)        # the tunnels between the servers' underlays

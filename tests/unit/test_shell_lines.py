@@ -77,3 +77,21 @@ def test_the_failed_line_of_a_batch_names_its_command():
     assert failed_index([4, 5, 6], 'Cannot find device "x"\nCommand failed -:2') == 5
     assert failed_index([4, 5, 6], "something else") == 4
     assert failed_index([9], "Command failed -:1") == 9
+
+
+def test_a_shell_is_started_without_mnexec_closing_every_descriptor():
+    from swarmmesh.testbed.shell import closing_in_popen
+    cmd = ["mnexec", "-cdn", "env", "PS1=\x7f", "bash", "--norc", "-is", "mininet:t1"]
+    new, params = closing_in_popen(cmd, {"stdin": 5, "close_fds": False})
+    assert new == ["mnexec", "-dn", *cmd[2:]]
+    assert params == {"stdin": 5, "close_fds": True}
+
+
+def test_only_mnexec_with_c_and_no_close_fds_changes():
+    from swarmmesh.testbed.shell import closing_in_popen
+    assert closing_in_popen(["mnexec", "-c", "bash"], {"close_fds": False}) == (
+        ["mnexec", "bash"], {"close_fds": True})
+    for cmd, params in ((["mnexec", "-da", "7", "ip"], {"close_fds": False}),
+                        (["mnexec", "-cd", "bash"], {}),
+                        (["bash", "-c", "true"], {"close_fds": False})):
+        assert closing_in_popen(cmd, params) == (cmd, params)
