@@ -10,6 +10,7 @@ A flow's ``repr`` names its classes only, so it does not depend on this module.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Iterable, Union
 
@@ -40,6 +41,22 @@ class Goto:
 
 
 Action = Union[Output, SetField, Move, Goto]
+
+
+# A match's value: the field's value, or for an IPv4 address field a masked one,
+# ``(address, mask)`` in dotted form (as os-ken writes and reads it back), for a block
+# of addresses that one flow matches (:func:`ip_cover`).
+MaskedIp = tuple[str, str]
+
+
+def ip_cover(addresses: Iterable[str]) -> list[Union[str, MaskedIp]]:
+    """The fewest address blocks that match exactly ``addresses`` and nothing else, in
+    address order: one address stays as it is, a block is ``(address, mask)``.  Where the
+    addresses of a cluster's tasks run on without gaps, as a pool hands them out, a
+    thousand of them are a few blocks; scattered ones stay one each."""
+    nets = ipaddress.collapse_addresses(ipaddress.IPv4Network(a) for a in addresses)
+    return [str(n.network_address) if n.prefixlen == 32
+            else (str(n.network_address), str(n.netmask)) for n in nets]
 
 
 @dataclass(frozen=True)

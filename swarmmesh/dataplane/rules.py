@@ -58,7 +58,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from swarmmesh.dataplane.flows import Flow, Goto, Move, Output, SetField, flow
+from swarmmesh.dataplane.flows import Flow, Goto, Move, Output, SetField, flow, ip_cover
 from swarmmesh.dataplane.layout import (GW_MAC, PORT_GW, PORT_VXLAN, SBOX_GW_IP, SBOX_GW_MAC,
                                        lb_leg_mac, lb_port, net_index, net_port, task_ports,
                                        user_networks, vxlan_port)
@@ -166,27 +166,25 @@ def _published_flows(cluster: Cluster) -> list[Flow]:
     """0 -> 22: a connection the kernel picked a task for, DNATed and SNATed: to the
     task's ingress address and a target port of its service.  Every task that
     still exists (the draining ones keep their connections; the kernel no
-    longer picks them).  Nothing else from the kernel reaches the ingress network."""
-    flows: list[Flow] = []
-    seen = set()
+    longer picks them).  Nothing else from the kernel reaches the ingress network.
+    One flow per block of the tasks' addresses (:func:`ip_cover`), not one per task."""
+    targets: dict[tuple, set[str]] = {}
     for p, _tasks, every in ingress_ports(cluster):
-        for t in every:
-            match = {"in_port": PORT_GW, "eth_type": ETH_IP, "ip_proto": IP_PROTO[p.protocol],
-                     "ipv4_dst": str(t.addresses["ingress"]), _l4(p): p.target}
-            key = tuple(sorted(match.items()))
-            if key not in seen:
-                seen.add(key)
-                flows.append(flow(T_CLASSIFY, 200, match, [Goto(T_FWD_OUT)]))
-    return flows
+        key = (IP_PROTO[p.protocol], _l4(p), p.target)
+        targets.setdefault(key, set()).update(str(t.addresses["ingress"]) for t in every)
+    return [flow(T_CLASSIFY, 200, {"in_port": PORT_GW, "eth_type": ETH_IP, "ip_proto": proto,
+                                   "ipv4_dst": dst, field: target}, [Goto(T_FWD_OUT)])
+            for (proto, field, target), addrs in targets.items() for dst in ip_cover(addrs)]
 
 
 def _icmp_flows(ingress_tasks) -> list[Flow]:
     """0 -> 40: ICMP between ingress addresses passes, as in Swarm, where the task's
     firewall drops only TCP/UDP that is not a published port.  (Not from the node's
-    kernel: dropped before, as Swarm's node reaches no task.)"""
-    return [flow(T_CLASSIFY, 160, {"eth_type": ETH_IP, "ip_proto": 1,
-                                   "ipv4_dst": str(t.addresses["ingress"])}, [Goto(T_DELIVER)])
-            for t in ingress_tasks]
+    kernel: dropped before, as Swarm's node reaches no task.)  One flow per block of
+    the tasks' addresses."""
+    return [flow(T_CLASSIFY, 160, {"eth_type": ETH_IP, "ip_proto": 1, "ipv4_dst": dst},
+                 [Goto(T_DELIVER)])
+            for dst in ip_cover(str(t.addresses["ingress"]) for t in ingress_tasks)]
 
 
 def _classify_flows(cluster: Cluster, node: Node, ports: dict[str, int],
@@ -199,14 +197,13 @@ def _classify_flows(cluster: Cluster, node: Node, ports: dict[str, int],
         flows.append(flow(T_CLASSIFY, 190, {
             "in_port": port, "eth_type": ETH_IP, "ipv4_dst": str(node.ingress_ip)},
             [Goto(T_RPL_OUT)]))
-    # 0 -> 40: a local task answers another node's sandbox.
-    for n in cluster.nodes:
-        if n.name == node.name:
-            continue
+    # 0 -> 40: a local task answers another node's sandbox (one flow per block of their
+    # addresses).
+    sandboxes = ip_cover(str(n.ingress_ip) for n in cluster.nodes if n.name != node.name)
+    for dst in sandboxes:
         for port in ports.values():
             flows.append(flow(T_CLASSIFY, 180, {
-                "in_port": port, "eth_type": ETH_IP, "ipv4_dst": str(n.ingress_ip)},
-                [Goto(T_DELIVER)]))
+                "in_port": port, "eth_type": ETH_IP, "ipv4_dst": dst}, [Goto(T_DELIVER)]))
     # 0 -> 40: the overlay delivers a balanced connection to a local task.
     for t in cluster.tasks_on(node.name):
         if "ingress" in t.addresses:

@@ -13,7 +13,7 @@ Addresses are strings, as in the rules.
 Semantics, as in OVS:
 
 * per table, the highest-priority matching flow wins; a match value may be
-  ``(value, mask)``; no match drops; two matching flows of equal priority
+  ``(value, mask)`` (integers, or an IPv4 address and mask in dotted form); no match drops; two matching flows of equal priority
   are an error (OVS's choice would be undefined);
 * actions run in order; ``Goto`` (to a later table only) continues after
   them (the bridge keeps no conntrack and learns nothing: the rules use neither);
@@ -39,6 +39,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
+import ipaddress
 from ipaddress import IPv4Address, IPv4Network
 
 from swarmmesh.dataplane import kernel, layout, picks, rules
@@ -66,7 +67,8 @@ def _check_field(name: str) -> None:
 def _check_flow(f: Flow) -> None:
     for name, value in f.match:
         _check_field(name)
-        if isinstance(value, tuple) and not all(isinstance(v, int) for v in value):
+        if isinstance(value, tuple) and not (all(isinstance(v, int) for v in value)
+                                             or name in IP_FIELDS):
             raise NotImplementedError(f"masked match on {name!r} needs integers: {value!r}")
     for a in f.actions:
         if isinstance(a, SetField):
@@ -81,12 +83,22 @@ def _check_flow(f: Flow) -> None:
             raise NotImplementedError(f"action {a!r}")
 
 
+IP_FIELDS = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"}
+
+
+def _as_int(name: str, value) -> int:
+    """A field's value as an integer (an IPv4 address in dotted form too)."""
+    return int(ipaddress.IPv4Address(value)) if name in IP_FIELDS else value
+
+
 def matches(f: Flow, packet: dict) -> bool:
     """Does ``packet`` match every field of ``f``?"""
     for name, want in f.match:
         if isinstance(want, tuple):
-            value, mask = want
-            if (packet.get(name, 0) & mask) != (value & mask):
+            value, mask = (_as_int(name, v) for v in want)
+            if name in IP_FIELDS and name not in packet:
+                return False
+            if (_as_int(name, packet.get(name, 0)) & mask) != (value & mask):
                 return False
         elif name not in packet or packet[name] != want:
             return False

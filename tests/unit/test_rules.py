@@ -524,3 +524,26 @@ def test_the_bridge_takes_no_learn_and_no_client_field(cluster, eastwest):
         for f in rules.node_flows(cluster, node.name):
             assert all(isinstance(a, (Output, SetField, Move, Goto)) for a in f.actions), f
             assert not {"ipv4_src", "tcp_src", "udp_src"} & set(f.match_dict), f
+
+
+def test_an_address_cover_matches_exactly_its_addresses():
+    import ipaddress
+    from swarmmesh.dataplane.flows import ip_cover
+    addrs = {f"10.255.{i // 256}.{i % 256}" for i in range(102, 1102)} - {"10.255.1.7"}
+    blocks = ip_cover(addrs)
+    covered = set()
+    for b in blocks:
+        net = ipaddress.IPv4Network(b if isinstance(b, str) else f"{b[0]}/{b[1]}")
+        covered |= {str(a) for a in net}
+    assert covered == addrs
+    assert len(blocks) < 25                      # a thousand addresses, a few blocks
+    assert ip_cover(["10.0.0.9"]) == ["10.0.0.9"] and ip_cover([]) == []
+
+
+def test_icmp_and_published_flows_are_per_block_at_scale():
+    cluster = Cluster.quick(nodes=100, replicas=1000, ingress_subnet="10.255.0.0/16")
+    flows = rules.node_flows(cluster, "node1")
+    icmp = [f for f in flows if f.table == 0 and f.priority == 160]
+    published = [f for f in flows if f.table == 0 and f.priority == 200]
+    assert 0 < len(icmp) < 20 and 0 < len(published) < 20
+    assert len(flows) < 2500                     # 5,215 with one flow per task
