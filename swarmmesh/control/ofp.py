@@ -14,7 +14,7 @@ encodes each distinct flow once and hands out its bytes again.
 from __future__ import annotations
 
 from swarmmesh.dataplane import sync
-from swarmmesh.dataplane.flows import Flow, Goto, Move, Output, SetField
+from swarmmesh.dataplane.flows import Flow, Goto, Load, Move, MoveBits, Output, SetField
 
 # Field widths for register moves.
 _WIDTH = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48,
@@ -40,6 +40,13 @@ def to_actions(parser, ofp, actions) -> tuple[list, int | None]:
         elif isinstance(a, Move):
             out.append(parser.NXActionRegMove(src_field=_nxm(a.src), dst_field=_nxm(a.dst),
                                               n_bits=_WIDTH[a.src]))
+        elif isinstance(a, MoveBits):
+            out.append(parser.NXActionRegMove(src_field=_nxm(a.src), dst_field=_nxm(a.dst),
+                                              n_bits=a.n_bits, src_ofs=a.src_ofs,
+                                              dst_ofs=a.dst_ofs))
+        elif isinstance(a, Load):                 # (ofs_nbits: start << 6 | bits - 1)
+            out.append(parser.NXActionRegLoad(ofs_nbits=(a.ofs << 6) | (a.n_bits - 1),
+                                              dst=a.field, value=a.value))
         elif isinstance(a, Goto):
             goto = a.table
         else:  # pragma: no cover - the rule language is closed

@@ -36,11 +36,31 @@ class Move:
 
 
 @dataclass(frozen=True)
+class MoveBits:
+    """Copy ``n_bits`` bits of a field into another: from bit ``src_ofs`` of ``src`` to
+    bit ``dst_ofs`` of ``dst`` (bit 0 is the least significant)."""
+    src: str
+    dst: str
+    n_bits: int
+    src_ofs: int = 0
+    dst_ofs: int = 0
+
+
+@dataclass(frozen=True)
+class Load:
+    """Write ``value`` into ``n_bits`` bits of ``field`` from bit ``ofs``."""
+    field: str
+    value: int
+    ofs: int
+    n_bits: int
+
+
+@dataclass(frozen=True)
 class Goto:
     table: int
 
 
-Action = Union[Output, SetField, Move, Goto]
+Action = Union[Output, SetField, Move, MoveBits, Load, Goto]
 
 
 # A match's value: the field's value, or for an IPv4 address field a masked one,

@@ -58,7 +58,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from swarmmesh.dataplane.flows import Flow, Goto, Move, Output, SetField, flow, ip_cover
+from swarmmesh.dataplane.flows import (Flow, Goto, Load, Move, MoveBits, Output, SetField, flow,
+                                      ip_cover)
 from swarmmesh.dataplane.layout import (GW_MAC, PORT_GW, PORT_VXLAN, SBOX_GW_IP, SBOX_GW_MAC,
                                        lb_leg_mac, lb_port, net_index, net_port, task_ports,
                                        user_networks, vxlan_port)
@@ -112,6 +113,34 @@ def arp_responder(ip: str, mac: str, in_port: int | None = None) -> Flow:
     ])
 
 
+DOCKER_OUI = 0x0242     # the top 16 bits of the MAC Docker derives from an IPv4 address
+
+
+def by_docker_mac(addresses: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """(address -> MAC) split into the addresses whose MAC is the one Docker derives from
+    them (``02:42`` and the four bytes: every address of a cluster the model places),
+    which a flow can answer for by block, and the others (address -> MAC)."""
+    derived = [ip for ip, mac in addresses.items() if mac.lower() == docker_mac(ip)]
+    return derived, {ip: mac for ip, mac in addresses.items() if mac.lower() != docker_mac(ip)}
+
+
+def arp_block_responder(block) -> Flow:
+    """Answer ARP for any address of ``block`` with its Docker MAC, on the port the request
+    came in: the MAC is written as ``02:42`` and the address asked for (one flow for a
+    block of addresses, as :func:`arp_responder` is for one)."""
+    return flow(T_CLASSIFY, 290, {"eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": block}, [
+        Move("eth_src", "eth_dst"),
+        MoveBits("arp_tpa", "eth_src", 32),
+        Load("eth_src", DOCKER_OUI, 32, 16),
+        SetField("arp_op", 2),
+        Move("arp_sha", "arp_tha"),
+        Move("eth_src", "arp_sha"),
+        Move("arp_spa", "arp_tpa"),
+        MoveBits("eth_src", "arp_spa", 32),
+        Output("in_port"),
+    ])
+
+
 def _l4(port: PublishedPort, dst: bool = True) -> str:
     return f"{port.protocol}_{'dst' if dst else 'src'}"
 
@@ -128,7 +157,7 @@ class Shared:
     arp: tuple[Flow, ...]
     published: tuple[Flow, ...]       # 0 -> 22: a published connection to a task
     icmp: tuple[Flow, ...]            # 0 -> 40: ICMP to a task
-    to_overlay: dict[str, Flow]       # 40: a task's address -> its MAC, over VXLAN
+    to_overlay: tuple[Flow, ...]      # 40: a task's address -> its MAC, over VXLAN
 
 
 def shared_flows(cluster: Cluster) -> Shared:
@@ -136,7 +165,8 @@ def shared_flows(cluster: Cluster) -> Shared:
     ingress_tasks = tuple(t for t in cluster.tasks if "ingress" in t.addresses)
     return Shared(ingress_tasks, tuple(_arp_flows(cluster, list(ingress_tasks))),
                   tuple(_published_flows(cluster)), tuple(_icmp_flows(ingress_tasks)),
-                  {t.host: _deliver(t, PORT_VXLAN) for t in ingress_tasks})
+                  tuple(_to_overlay({str(t.addresses["ingress"]): t.macs["ingress"]
+                                     for t in ingress_tasks})))
 
 
 def node_flows(cluster: Cluster, node_name: str, shared: Shared | None = None) -> list[Flow]:
@@ -153,12 +183,15 @@ def node_flows(cluster: Cluster, node_name: str, shared: Shared | None = None) -
 
 
 def _arp_flows(cluster: Cluster, ingress_tasks: list[Task]) -> list[Flow]:
-    """0: ARP is answered locally for every known address; nothing is flooded."""
+    """0: ARP is answered locally for every known address; nothing is flooded.  One flow
+    per block of the addresses with a Docker MAC (all of them, unless a model says
+    otherwise), one per other address."""
     flows = [arp_responder(SBOX_GW_IP, SBOX_GW_MAC, in_port=PORT_GW)]
-    for n in cluster.nodes:
-        flows.append(arp_responder(str(n.ingress_ip), n.ingress_mac))
-    for t in ingress_tasks:
-        flows.append(arp_responder(str(t.addresses["ingress"]), t.macs["ingress"]))
+    known = {str(n.ingress_ip): n.ingress_mac for n in cluster.nodes}
+    known.update((str(t.addresses["ingress"]), t.macs["ingress"]) for t in ingress_tasks)
+    derived, others = by_docker_mac(known)
+    flows += [arp_block_responder(block) for block in ip_cover(derived)]
+    flows += [arp_responder(ip, mac) for ip, mac in others.items()]
     return flows
 
 
@@ -232,21 +265,29 @@ def _deliver(t: Task, out: int) -> Flow:
                 [SetField("eth_dst", t.macs["ingress"]), Output(out)])
 
 
+def _to_overlay(addresses: dict[str, str]) -> list[Flow]:
+    """40: to the overlay (the kernel VXLAN device's static FDB picks the remote node by
+    MAC), each address with its MAC: for a block of addresses with Docker MACs, one flow
+    that writes ``02:42`` and the destination address as the MAC, below the flows of the
+    tasks on this node (which override it for theirs); one flow for each other address."""
+    derived, others = by_docker_mac(addresses)
+    flows = [flow(T_DELIVER, 90, {"eth_type": ETH_IP, "ipv4_dst": block},
+                  [MoveBits("ipv4_dst", "eth_dst", 32), Load("eth_dst", DOCKER_OUI, 32, 16),
+                   Output(PORT_VXLAN)]) for block in ip_cover(derived)]
+    flows += [flow(T_DELIVER, 95, {"eth_type": ETH_IP, "ipv4_dst": ip},
+                   [SetField("eth_dst", mac), Output(PORT_VXLAN)]) for ip, mac in others.items()]
+    return flows
+
+
 def _deliver_flows(cluster: Cluster, node: Node, ports: dict[str, int],
                    shared: Shared) -> list[Flow]:
-    """40: delivery by destination address: a local port or the overlay
-    (the kernel VXLAN device's static FDB picks the remote node by MAC)."""
-    flows: list[Flow] = []
-    for t in shared.ingress_tasks:
-        if t.node == node.name and ports.get(t.host, PORT_VXLAN) != PORT_VXLAN:
-            flows.append(_deliver(t, ports[t.host]))
-        else:
-            flows.append(shared.to_overlay[t.host])
-    for n in cluster.nodes:
-        if n.name != node.name:
-            flows.append(flow(T_DELIVER, 100, {"eth_type": ETH_IP,
-                                               "ipv4_dst": str(n.ingress_ip)},
-                              [SetField("eth_dst", n.ingress_mac), Output(PORT_VXLAN)]))
+    """40: delivery by destination address: a local port or the overlay."""
+    flows = [_deliver(t, ports[t.host]) for t in shared.ingress_tasks
+             if t.node == node.name and ports.get(t.host, PORT_VXLAN) != PORT_VXLAN]
+    # (a local task without a port, as a remote one: to the overlay, from shared.to_overlay)
+    flows += shared.to_overlay
+    flows += _to_overlay({str(n.ingress_ip): n.ingress_mac for n in cluster.nodes
+                          if n.name != node.name})
     return flows
 
 

@@ -44,7 +44,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from swarmmesh.dataplane import kernel, layout, picks, rules
 from swarmmesh.model import Cluster, Task, docker_mac
-from swarmmesh.dataplane.flows import Flow, Goto, Move, Output, SetField
+from swarmmesh.dataplane.flows import Flow, Goto, Load, Move, MoveBits, Output, SetField
 
 HEADER_FIELDS = frozenset((
     "eth_src", "eth_dst", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst",
@@ -73,9 +73,11 @@ def _check_flow(f: Flow) -> None:
     for a in f.actions:
         if isinstance(a, SetField):
             _check_field(a.field)
-        elif isinstance(a, Move):
+        elif isinstance(a, (Move, MoveBits)):
             _check_field(a.src)
             _check_field(a.dst)
+        elif isinstance(a, Load):
+            _check_field(a.field)
         elif isinstance(a, Output):
             if not isinstance(a.port, int) and a.port != "in_port":
                 raise NotImplementedError(f"output to {a.port!r}")
@@ -89,6 +91,32 @@ IP_FIELDS = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"}
 def _as_int(name: str, value) -> int:
     """A field's value as an integer (an IPv4 address in dotted form too)."""
     return int(ipaddress.IPv4Address(value)) if name in IP_FIELDS else value
+
+
+MAC_FIELDS = {"eth_src", "eth_dst", "arp_sha", "arp_tha"}
+
+
+def _field_int(name: str, value) -> int:
+    """A field's value as an integer (a MAC or an IPv4 address in its text form too)."""
+    if name in MAC_FIELDS:
+        return int(value.replace(":", ""), 16)
+    return _as_int(name, value)
+
+
+def _field_value(name: str, number: int):
+    """The inverse of :func:`_field_int`: the field's value in the packet's form."""
+    if name in MAC_FIELDS:
+        return ":".join(f"{b:02x}" for b in number.to_bytes(6, "big"))
+    if name in IP_FIELDS:
+        return str(ipaddress.IPv4Address(number))
+    return number
+
+
+def _write_bits(name: str, old, bits: int, ofs: int, n_bits: int):
+    """``old`` (absent: 0) with ``n_bits`` bits from bit ``ofs`` set to ``bits``."""
+    mask = ((1 << n_bits) - 1) << ofs
+    number = _field_int(name, old) if old is not None else 0
+    return _field_value(name, (number & ~mask) | ((bits << ofs) & mask))
 
 
 def matches(f: Flow, packet: dict) -> bool:
@@ -173,6 +201,14 @@ class FakeSwitch:
                 if a.src not in pkt:
                     raise ValueError(f"move from {a.src!r}, absent from {pkt}")
                 pkt[a.dst] = pkt[a.src]
+            elif isinstance(a, MoveBits):
+                if a.src not in pkt:
+                    raise ValueError(f"move from {a.src!r}, absent from {pkt}")
+                bits = (_field_int(a.src, pkt[a.src]) >> a.src_ofs) & ((1 << a.n_bits) - 1)
+                pkt[a.dst] = _write_bits(a.dst, pkt.get(a.dst), bits, a.dst_ofs, a.n_bits)
+            elif isinstance(a, Load):
+                pkt[a.field] = _write_bits(a.field, pkt.get(a.field), a.value, a.ofs,
+                                           a.n_bits)
             elif isinstance(a, Goto):
                 goto = a.table
             else:

@@ -117,7 +117,7 @@ def test_vip_flows_hand_the_vip_to_the_kernels_leg():
 
 def test_output_in_port_and_arp_moves():
     dp = FakeDatapath()
-    arp = [f for f in FLOWS if f.match_dict.get("arp_op") == 1]
+    arp = [f for f in FLOWS if f.match_dict.get("arp_op") == 1 and f.priority == 300]
     assert arp
     for f in arp:
         acts = apply_actions(round_trip(dp, flow_mod(dp, f)))
@@ -129,6 +129,26 @@ def test_output_in_port_and_arp_moves():
             ("arp_spa_nxm", "arp_tpa_nxm", 32)]
         sets = {a.key: a.value for a in acts if isinstance(a, parser.OFPActionSetField)}
         assert sets["arp_op"] == 2 and sets["eth_src"] == sets["arp_sha"]
+
+
+def test_an_arp_block_answers_with_the_docker_mac_of_the_address_asked_for():
+    dp = FakeDatapath()
+    blocks = [f for f in FLOWS if f.match_dict.get("arp_op") == 1 and f.priority == 290]
+    assert any(isinstance(f.match_dict["arp_tpa"], tuple) for f in blocks)
+    for f in blocks:
+        acts = apply_actions(round_trip(dp, flow_mod(dp, f)))
+        assert acts[-1].port == ofp.OFPP_IN_PORT
+        moves = [(m.src_field, m.src_ofs, m.dst_field, m.dst_ofs, m.n_bits)
+                 for m in acts if isinstance(m, parser.NXActionRegMove)]
+        assert moves == [("eth_src_nxm", 0, "eth_dst_nxm", 0, 48),
+                         ("arp_tpa_nxm", 0, "eth_src_nxm", 0, 32),
+                         ("arp_sha_nxm", 0, "arp_tha_nxm", 0, 48),
+                         ("eth_src_nxm", 0, "arp_sha_nxm", 0, 48),
+                         ("arp_spa_nxm", 0, "arp_tpa_nxm", 0, 32),
+                         ("eth_src_nxm", 0, "arp_spa_nxm", 0, 32)]
+        loads = [(a.dst, a.ofs_nbits, a.value) for a in acts
+                 if isinstance(a, parser.NXActionRegLoad)]
+        assert loads == [("eth_src", 32 << 6 | 15, 0x0242)]
 
 
 def test_numbered_output_goto_and_drop():
