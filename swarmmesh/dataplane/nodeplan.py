@@ -207,12 +207,14 @@ def node_plan(cluster: Cluster, node: str, mtu: Mtu, *, ingress: str = "mesh",
 
 
 def task_cmds(intfs: list[str], gw_intf: str | None, mtu: Mtu, offload: bool = False,
-              lo: str | None = None) -> list[str]:
+              lo: str | None = None, legs: list[str] = ()) -> list[str]:
     """A task container's legs: offload, and the overlay MTU on every leg but its
     docker_gwbridge one; its default route via docker_gwbridge if it has that leg.
-    ``lo``: its loopback's state too (``up``). The ``ip`` commands come last, together
-    (one ``ip -batch``)."""
+    ``lo``: its loopback's state too (``up``); ``legs``: the ``ip`` commands that give
+    the legs their addresses and state. The ``ip`` commands come last, together (one
+    ``ip -batch``)."""
     cmds = [tx_cmd(intf, offload) for intf in intfs]
+    cmds += list(legs)
     cmds += [f"ip link set lo {lo}"] if lo else []
     cmds += [f"ip link set {intf} mtu {mtu.overlay}"
              for intf in intfs if intf != gw_intf]        # docker_gwbridge is no overlay

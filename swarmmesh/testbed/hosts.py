@@ -133,6 +133,7 @@ class SwarmTask(_Recorded, _Quiet):
         self.gw_intf = gw_intf           # the docker_gwbridge leg (host-mode ports), or None
         self.defer_ready = defer_ready   # start the task server, let the builder wait for it
         self.server = None
+        self.link_cmds: list[str] | None = []    # its legs' (links.PairIntf), until config
         super().__init__(name, **params)
 
     def config(self, **params):
@@ -141,9 +142,10 @@ class SwarmTask(_Recorded, _Quiet):
         # goes with the others into one round trip (a thousand tasks, a thousand fewer).
         own = any(params.get(k) is not None for k in ("mac", "ip", "defaultRoute"))
         r = super().config(**params) if own else {}
+        legs, self.link_cmds = self.link_cmds or [], None
         cmds = nodeplan.task_cmds([i.name for i in self.intfList() if i.name != "lo"],
                                   self.gw_intf, self.mtu, self.offload,
-                                  lo=None if own else params.get("lo") or "up")
+                                  lo=None if own else params.get("lo") or "up", legs=legs)
         cmds += self._resolver()
         self.run_all(cmds)
         self.start_server()

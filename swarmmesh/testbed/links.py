@@ -27,7 +27,9 @@ def intf_cmds(name: str, ip: str | None, up: bool) -> list[str]:
 
 
 class PairIntf(Intf):
-    """One end of a veth pair that was created with its MAC address."""
+    """One end of a veth pair that was created with its MAC address.  A host that has
+    a ``link_cmds`` list (a node or a task not configured yet) gets the commands there
+    and runs them with its own configuration, in the same ``ip -batch``."""
 
     def config(self, mac=None, ip=None, ifconfig=None, up=True, **params):
         if ifconfig is not None or (ip is not None and "/" not in ip):
@@ -37,6 +39,10 @@ class PairIntf(Intf):
         if ip is not None:
             self.ip, self.prefixLen = ip.split("/")
         cmds = intf_cmds(self.name, ip, bool(up))
+        waiting = getattr(self.node, "link_cmds", None)
+        if waiting is not None:          # the host runs them with its own configuration
+            waiting.extend(cmds)
+            return {}
         out = self.cmd(" && ".join(t for _, t in ip_batches(cmds))) if cmds else ""
         if out.strip():
             raise RuntimeError(f"{self.node.name}: configuring {self.name} failed: "

@@ -46,10 +46,13 @@ class SwarmNode(_Recorded, _Quiet):
         self.nft_cluster: Cluster | None = None  # and the model it came from
         self.nft_lock = threading.Lock()
         self.lc_weights: dict | None = None    # least connections: task -> weight
+        self.link_cmds: list[str] | None = []  # its legs' (links.PairIntf), until config
         super().__init__(name, **params)
 
     # -- configuration ---------------------------------------------------
     def config(self, **params):
+        legs, self.link_cmds = self.link_cmds or [], None
+        self.run_all(legs)                     # its legs up, as the links left them
         r = super().config(**params)
         if self.ingress == "ipvs":             # a real sandbox between gwbr and the bridge
             from swarmmesh.testbed.sandbox import IngressSandbox

@@ -120,3 +120,13 @@ def test_no_mtu_literal_outside_the_derivation():
            for i, line in enumerate(p.read_text().splitlines(), 1)
            if re.search(r"mtu \d|MTU\s*=\s*\d", line)]
     assert not bad, bad
+
+
+def test_a_task_s_ip_commands_run_as_one_ip_batch():
+    from swarmmesh.testbed.shell import ip_batches
+    legs = ["ip addr add 10.0.0.6/24 brd + dev t1-eth0", "ip link set t1-eth0 up"]
+    cmds = nodeplan.task_cmds(["t1-eth0"], None, mtu.SWARM, lo="up", legs=legs)
+    groups = ip_batches(cmds)
+    assert len(groups) == 2                          # the offload, then one ip -batch
+    assert groups[1][1].endswith("| ip -batch -") and groups[1][0] == [1, 2, 3, 4]
+    assert cmds[1:] == [*legs, "ip link set lo up", f"ip link set t1-eth0 mtu {mtu.SWARM.overlay}"]
