@@ -23,6 +23,7 @@ machine, the servers' plan across servers): nothing rewrites a leg afterwards.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from swarmmesh.dataplane import eastwest, kernel, layout, rules
@@ -59,6 +60,23 @@ def tx_off_cmd(intf: str) -> str:
     """Checksum offload off on one leg: userspace OVS does not fill in checksums that
     veth leaves to offload."""
     return f"{{ ethtool -K {intf} tx off >/dev/null 2>&1 || true; }}"
+
+
+_TX_OFF = re.compile(r"\{ ethtool -K (\S+) tx off >/dev/null 2>&1 \|\| true; \}")
+
+
+def split_tx_off(cmds: list[str]) -> tuple[list[str], list[str]]:
+    """The interfaces of the :func:`tx_off_cmd` commands among ``cmds``, and the other
+    commands in their order (for a runner that turns the offload off itself, after them:
+    ``testbed.netns.tx_off``)."""
+    intfs, rest = [], []
+    for c in cmds:
+        m = _TX_OFF.fullmatch(c)
+        if m:
+            intfs.append(m.group(1))
+        else:
+            rest.append(c)
+    return intfs, rest
 
 
 def tx_cmd(intf: str, offload: bool) -> str:

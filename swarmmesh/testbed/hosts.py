@@ -16,6 +16,7 @@ from swarmmesh import agents
 from swarmmesh.agents import dns
 from swarmmesh.dataplane import nodeplan
 from swarmmesh.dataplane.mtu import SWARM, Mtu
+from swarmmesh.testbed import netns
 from swarmmesh.testbed.runtime import RunState, stop_popen
 from swarmmesh.testbed.shell import Quiet as _Quiet, closing_in_popen
 from swarmmesh.testbed.shellbound import BoundedShell, first_line
@@ -55,6 +56,18 @@ class _Recorded(BoundedShell, Host):
         if not self.remote:                  # (a remote host's mnexec runs over there)
             cmd, params = closing_in_popen(list(cmd), params)
         return super()._popen(cmd, **params)
+
+    def run_setup(self, cmds: list[str]) -> None:
+        """Set-up commands in this host's shell (``run_all``); on this machine, those that
+        turn a leg's checksum offload off are done from this process instead, after the
+        others (:func:`netns.tx_off`: an ``ioctl`` each, not an ``ethtool`` process).
+        Their failures are ignored, as the commands' were."""
+        if self.remote:
+            self.run_all(cmds)                 # type: ignore[attr-defined]
+            return
+        intfs, rest = nodeplan.split_tx_off(cmds)
+        self.run_all(rest)                     # type: ignore[attr-defined]
+        netns.tx_off(self.pid, intfs)
 
     def tx_cmd(self, intf: str) -> str:
         """The command that turns checksum offload off on one of this host's legs
@@ -143,11 +156,11 @@ class SwarmTask(_Recorded, _Quiet):
         own = any(params.get(k) is not None for k in ("mac", "ip", "defaultRoute"))
         r = super().config(**params) if own else {}
         legs, self.link_cmds = self.link_cmds or [], None
-        cmds = nodeplan.task_cmds([i.name for i in self.intfList() if i.name != "lo"],
-                                  self.gw_intf, self.mtu, self.offload,
+        intfs = [i.name for i in self.intfList() if i.name != "lo"]
+        cmds = nodeplan.task_cmds(intfs, self.gw_intf, self.mtu, self.offload,
                                   lo=None if own else params.get("lo") or "up", legs=legs)
         cmds += self._resolver()
-        self.run_all(cmds)
+        self.run_setup(cmds)
         self.start_server()
         if not self.defer_ready:
             self.wait_ready()

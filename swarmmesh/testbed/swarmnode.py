@@ -60,7 +60,7 @@ class SwarmNode(_Recorded, _Quiet):
             self.sandbox.create()
         plan = self.plan()
         self.batch_file(nodeplan.FDB_FILE, list(plan.fdb))
-        self.run_all(list(plan.kernel) + list(plan.gw_legs))
+        self.run_setup(list(plan.kernel) + list(plan.gw_legs))
         if self.sandbox is not None:
             self.sandbox.configure(self.cluster)
         self.sync_nft(self.cluster)

@@ -184,3 +184,18 @@ def test_localhost_on_a_node_is_steered_into_the_mesh_too(mesh):
         assert all(a["ok"] for a in answers), (node.name, answers)
         assert {a["body"]["task"] for a in answers} == {"app.1", "app.2"}
         assert {a["body"]["client"] for a in answers} == {str(node.ingress_ip)}
+
+
+def test_every_leg_of_a_node_and_a_task_has_its_checksum_offload_off(mesh):
+    """Userspace OVS fills in no checksum a veth left to offload: every leg it carries
+    has transmit checksumming off (done by ioctl from the testbed's process)."""
+    task = mesh.cluster.tasks_on("node1")[0]
+    node = mesh.host("node1")
+    legs = {node: [f"{task.host}-veth", "gwbr", "gwbr-sbox"],
+            mesh.net.get(task.host): [f"{task.host}-eth0"]}
+    for host, intfs in legs.items():
+        for intf in intfs:
+            out = host.cmd(f"ethtool -k {intf}")
+            assert "tx-checksumming: off" in out, (host.name, intf, out[:300])
+    # and the client's (a leg Mininet's config turns off with ethtool, as before)
+    assert "tx-checksumming: off" in mesh.net.get("c1").cmd("ethtool -k c1-eth0")

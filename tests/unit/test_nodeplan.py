@@ -130,3 +130,31 @@ def test_a_task_s_ip_commands_run_as_one_ip_batch():
     assert len(groups) == 2                          # the offload, then one ip -batch
     assert groups[1][1].endswith("| ip -batch -") and groups[1][0] == [1, 2, 3, 4]
     assert cmds[1:] == [*legs, "ip link set lo up", f"ip link set t1-eth0 mtu {mtu.SWARM.overlay}"]
+
+
+def test_the_offload_commands_split_from_the_others_in_order():
+    cmds = [nodeplan.tx_off_cmd("gwbr"), "ip link set gwbr up", nodeplan.tx_cmd("x", True),
+            nodeplan.tx_off_cmd("t1-n1"), "sysctl -qw net.ipv4.ip_forward=1"]
+    assert nodeplan.split_tx_off(cmds) == (
+        ["gwbr", "t1-n1"], ["ip link set gwbr up", "true", "sysctl -qw net.ipv4.ip_forward=1"])
+
+
+def test_every_offload_command_of_a_plan_is_recognised():
+    cluster = Cluster.from_stack(HOSTMODE, nodes=3)
+    for node in cluster.nodes:
+        plan = nodeplan.node_plan(cluster, node.name, mtu.SWARM)
+        intfs, rest = nodeplan.split_tx_off([*plan.kernel, *plan.gw_legs])
+        assert intfs and not any("ethtool" in c for c in rest)
+
+
+def test_an_ethtool_request_names_the_interface_and_points_at_its_value():
+    import ctypes
+    import struct
+    from swarmmesh.testbed import netns
+    data = ctypes.create_string_buffer(8)
+    req = netns.ethtool_request("t12-veth", netns.ETHTOOL_STXCSUM, 0, data)
+    assert len(req) == netns.IFREQ_SIZE and req[:16].rstrip(b"\0") == b"t12-veth"
+    assert struct.unpack_from("P", req, 16)[0] == ctypes.addressof(data)
+    assert struct.unpack("II", data.raw) == (netns.ETHTOOL_STXCSUM, 0)
+    with pytest.raises(ValueError, match="interface name"):
+        netns.ethtool_request("a-name-too-long-for-ifreq", 1, 0, data)
