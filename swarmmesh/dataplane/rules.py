@@ -149,9 +149,9 @@ def _l4(port: PublishedPort, dst: bool = True) -> str:
 
 @dataclass(frozen=True)
 class Shared:
-    """The ingress flows that are the same on every node (a node's flows cover every task
-    of the cluster: with 1,000 tasks, four in five of its 5,000 flows are these), derived
-    once per model by :func:`shared_flows` and given to :func:`node_flows` for each node."""
+    """The ingress flows that are the same on every node (they cover every task of the
+    cluster, by address block), derived once per model by :func:`shared_flows` and given
+    to :func:`node_flows` for each node."""
 
     ingress_tasks: tuple[Task, ...]
     arp: tuple[Flow, ...]
