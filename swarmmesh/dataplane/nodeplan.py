@@ -62,7 +62,7 @@ def tx_off_cmd(intf: str) -> str:
     return f"{{ ethtool -K {intf} tx off >/dev/null 2>&1 || true; }}"
 
 
-_TX_OFF = re.compile(r"\{ ethtool -K (\S+) tx off >/dev/null 2>&1 \|\| true; \}")
+_TX_OFF = re.compile(re.escape(tx_off_cmd("\0")).replace("\0", r"(\S+)"))   # its inverse
 
 
 def split_tx_off(cmds: list[str]) -> tuple[list[str], list[str]]:

@@ -51,7 +51,7 @@ class Quiet:
 def closing_in_popen(cmd: list[str], params: dict) -> tuple[list[str], dict]:
     """Mininet starts a host's shell as ``mnexec -c...`` with ``close_fds=False``:
     mnexec then closes every descriptor up to the open-file limit, one call each (20,000
-    here; 1,100 shells make 22 million calls, two CPU-seconds of a build). Python's Popen
+    here; 1,100 shells make 22 million calls, about 3 CPU-seconds of a build). Python's Popen
     closes the same descriptors in one call (``close_range``): the same shell, started
     without ``-c`` and with ``close_fds``. Any other command is returned as it is."""
     if (cmd[:1] != ["mnexec"] or len(cmd) < 2 or params.get("close_fds", True)

@@ -88,9 +88,6 @@ def _check_flow(f: Flow) -> None:
 IP_FIELDS = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"}
 
 
-def _as_int(name: str, value) -> int:
-    """A field's value as an integer (an IPv4 address in dotted form too)."""
-    return int(ipaddress.IPv4Address(value)) if name in IP_FIELDS else value
 
 
 MAC_FIELDS = {"eth_src", "eth_dst", "arp_sha", "arp_tha"}
@@ -100,7 +97,7 @@ def _field_int(name: str, value) -> int:
     """A field's value as an integer (a MAC or an IPv4 address in its text form too)."""
     if name in MAC_FIELDS:
         return int(value.replace(":", ""), 16)
-    return _as_int(name, value)
+    return int(ipaddress.IPv4Address(value)) if name in IP_FIELDS else value
 
 
 def _field_value(name: str, number: int):
@@ -123,10 +120,10 @@ def matches(f: Flow, packet: dict) -> bool:
     """Does ``packet`` match every field of ``f``?"""
     for name, want in f.match:
         if isinstance(want, tuple):
-            value, mask = (_as_int(name, v) for v in want)
+            value, mask = (_field_int(name, v) for v in want)
             if name in IP_FIELDS and name not in packet:
                 return False
-            if (_as_int(name, packet.get(name, 0)) & mask) != (value & mask):
+            if (_field_int(name, packet.get(name, 0)) & mask) != (value & mask):
                 return False
         elif name not in packet or packet[name] != want:
             return False
